@@ -1,0 +1,112 @@
+"""Early-exit rules (LightFF), shared by the float model and the integer golden model.
+
+Scores are cumulative per layer: MP goodness G_c(l) = sum_{i<=l} g_{c,i}, OP logits.
+After layer l < L the comparator fires when max_c score >= T_l ("max") or
+top1 - top2 >= T_l ("margin"); the last layer always decides; ties go to the lowest label.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .intops import top2_margin
+
+
+def fires(scores: np.ndarray, layer: int, n_layers: int, policy: str,
+          thresholds: tuple | list | np.ndarray) -> np.ndarray:
+    """Boolean (B,): does the exit comparator fire after ``layer`` (0-based)?"""
+    if layer == n_layers - 1:
+        return np.ones(len(scores), dtype=bool)
+    if policy == "none" or len(thresholds) == 0:
+        return np.zeros(len(scores), dtype=bool)
+    t = thresholds[layer]
+    if policy == "max":
+        return scores.max(axis=-1) >= t
+    if policy == "margin":
+        return top2_margin(scores) >= t
+    raise ValueError(f"unknown exit policy {policy!r}")
+
+
+def apply_exit(layer_scores: np.ndarray, policy: str, thresholds) -> tuple[np.ndarray, np.ndarray]:
+    """(exit_layer 1-based, predicted label) for full-depth cumulative scores (B, L, C)."""
+    bsz, nl, _ = layer_scores.shape
+    exit_layer = np.full(bsz, nl, dtype=np.int64)
+    done = np.zeros(bsz, dtype=bool)
+    for layer in range(nl):
+        f = fires(layer_scores[:, layer], layer, nl, policy, thresholds) & ~done
+        exit_layer[f] = layer + 1
+        done |= f
+    final = layer_scores[np.arange(bsz), exit_layer - 1]
+    return exit_layer, np.argmax(final, axis=-1)
+
+
+def calibrate(layer_scores: np.ndarray, y: np.ndarray, policy: str, k: float,
+              classes: int) -> list[float]:
+    """LightFF thresholds T_l = mu_l - k * sigma_l for layers 1..L-1 from validation scores.
+
+    "max": statistics of the correct label's cumulative score, per class, then averaged.
+    "margin": statistics of top1 - top2 over the samples the layer already classifies
+    correctly, per class, then averaged. "none": no thresholds.
+    """
+    if policy == "none":
+        return []
+    _, nl, _ = layer_scores.shape
+    out = []
+    for layer in range(nl - 1):
+        s = layer_scores[:, layer].astype(np.float64)
+        if policy == "max":
+            vals, cls = s[np.arange(len(y)), y], y
+        else:
+            ok = s.argmax(1) == y
+            vals, cls = top2_margin(s[ok]), y[ok]
+        mus, sds = [], []
+        for c in range(classes):
+            v = vals[cls == c]
+            if len(v):
+                mus.append(v.mean())
+                sds.append(v.std())
+        out.append(float(np.mean(mus) - k * np.mean(sds)) if mus else float("inf"))
+    return out
+
+
+def layer_macs(fan_in, layers, classes: int, mode: str, share: bool) -> list[int]:
+    """MACs spent in each layer for one sample (heads included in OP).
+
+    MP without sharing: classes * n_in * n_out per layer. With layer-1 sharing:
+    (n_in - classes) * n1 once for the image plus classes * n1 for the per-copy label
+    column. OP: n_in * n_out + classes * n_out (every visited head costs its MACs).
+    """
+    out = []
+    for i, (n_in, n_out) in enumerate(zip(fan_in, layers)):
+        if mode == "mp":
+            if i == 0 and share:
+                out.append((n_in - classes) * n_out + classes * n_out)
+            else:
+                out.append(classes * n_in * n_out)
+        else:
+            out.append(n_in * n_out + classes * n_out)
+    return out
+
+
+def exit_report(exit_layer: np.ndarray, label: np.ndarray, label_full: np.ndarray, y: np.ndarray,
+                cfg) -> dict:
+    """Accuracy and MAC figures of an exit decision (keys of ``ffaccel.eval --json``)."""
+    nl = cfg.n_layers
+    share = cfg.label_share if cfg.mode == "mp" else False
+    per = np.cumsum(layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, share))
+    per_ns = np.cumsum(layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, False))
+    hist = np.bincount(exit_layer, minlength=nl + 1)[1:]
+    macs = float(per[exit_layer - 1].mean())
+    macs_ns = float(per_ns[exit_layer - 1].mean())
+    return {
+        "samples": int(len(y)),
+        "accuracy": float((label == y).mean()),
+        "accuracy_full": float((label_full == y).mean()),
+        "macs_per_sample": macs,
+        "macs_full": int(per[-1]),
+        "mac_reduction": float(per[-1] / macs),
+        "macs_per_sample_noshare": macs_ns,
+        "macs_full_noshare": int(per_ns[-1]),
+        "mean_exit_layer": float(exit_layer.mean()),
+        "exit_histogram": {str(i + 1): int(h) for i, h in enumerate(hist)},
+    }

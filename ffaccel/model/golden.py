@@ -1,0 +1,229 @@
+"""The bit-exact integer golden model: the reference for RTL, cycle simulator and energy.
+
+Every operation is an integer operation of docs/architecture.md ("Integer datapath").
+Matrix products run as float64 BLAS matmuls, which are exact integer matmuls while every
+partial sum stays below 2**53; :meth:`AccelConfig.check_float64_exact` proves that bound
+from the config before anything runs, so a config that could break it is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..config import AccelConfig, ConfigError
+from .embed import embed_all, embed_neutral
+from .exits import fires
+from .intops import argmax_first, rshr, rsqrt
+
+
+@dataclass
+class QuantModel:
+    """Integer parameters of a network plus the config that gives their formats.
+
+    ``weights[l]`` (n_out, n_in) int64 in [wmin, wmax] at scale 2**-wfrac[l];
+    ``biases[l]`` (n_out,) at activation scale 2**-afrac. OP heads: ``heads[l]``
+    (classes, n_l) at 2**-hfrac[l], ``head_biases[l]`` (classes,) at logit scale 2**-lfrac.
+    """
+
+    cfg: AccelConfig
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    heads: list[np.ndarray] = field(default_factory=list)
+    head_biases: list[np.ndarray] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        cfg = self.cfg
+        cfg.check_float64_exact()
+        if len(self.weights) != cfg.n_layers or len(self.biases) != cfg.n_layers:
+            raise ConfigError(f"model has {len(self.weights)} weight / {len(self.biases)} bias "
+                              f"tensors; the config has {cfg.n_layers} layers")
+        blo, bhi = -(1 << (cfg.bias_bits - 1)), (1 << (cfg.bias_bits - 1)) - 1
+        for i, (w, b, n_in, n_out) in enumerate(zip(self.weights, self.biases, cfg.fan_in, cfg.layers)):
+            if w.shape != (n_out, n_in):
+                raise ConfigError(f"layer {i + 1} weights have shape {tuple(w.shape)}; "
+                                  f"the config needs ({n_out}, {n_in})")
+            if b.shape != (n_out,):
+                raise ConfigError(f"layer {i + 1} bias has shape {tuple(b.shape)}; the config needs ({n_out},)")
+            _check_range(f"layer {i + 1} weights", w, cfg.wmin, cfg.wmax)
+            _check_range(f"layer {i + 1} bias", b, blo, bhi)
+        if cfg.mode == "op":
+            if len(self.heads) != cfg.n_layers or len(self.head_biases) != cfg.n_layers:
+                raise ConfigError(f"OP mode needs one head per layer ({cfg.n_layers}); got {len(self.heads)}")
+            for i, (h, hb, n) in enumerate(zip(self.heads, self.head_biases, cfg.layers)):
+                if h.shape != (cfg.classes, n) or hb.shape != (cfg.classes,):
+                    raise ConfigError(f"head {i + 1} has shape {tuple(h.shape)}; the config needs "
+                                      f"({cfg.classes}, {n})")
+                _check_range(f"head {i + 1} weights", h, cfg.wmin, cfg.wmax)
+                _check_range(f"head {i + 1} bias", hb, -(1 << 31), (1 << 31) - 1)
+
+    @classmethod
+    def random(cls, cfg: AccelConfig, rng: np.random.Generator) -> "QuantModel":
+        """Random integer parameters that exercise the whole range (tests, verify without a checkpoint)."""
+        ws, bs, hs, hbs = [], [], [], []
+        bmax = (1 << (cfg.bias_bits - 1)) - 1
+        for n_in, n_out in zip(cfg.fan_in, cfg.layers):
+            ws.append(rng.integers(cfg.wmin, cfg.wmax + 1, size=(n_out, n_in), dtype=np.int64))
+            bs.append(rng.integers(-bmax // 4, bmax // 2 + 1, size=n_out, dtype=np.int64))
+            if cfg.mode == "op":
+                hs.append(rng.integers(cfg.wmin, cfg.wmax + 1, size=(cfg.classes, n_out), dtype=np.int64))
+                hbs.append(rng.integers(-(1 << cfg.lfrac), (1 << cfg.lfrac) + 1, size=cfg.classes,
+                                        dtype=np.int64))
+        return cls(cfg, ws, bs, hs, hbs)
+
+
+def _check_range(name: str, a: np.ndarray, lo: int, hi: int) -> None:
+    if a.size and (a.min() < lo or a.max() > hi):
+        raise ConfigError(f"{name} hold values {a.min()}..{a.max()} outside {lo}..{hi}")
+
+
+@dataclass
+class GoldenResult:
+    """Outputs of one batch. Layers are numbered from 1; scores are cumulative.
+
+    ``layer_scores`` (B, L, classes): cumulative goodness (MP) or logits (OP) after each
+    layer; with ``early_exit=True`` the layers after a sample's exit are not computed and
+    hold 0. ``goodness`` (B, L, copies): per-layer sum(h^2) of each copy (MP: copy = label).
+    ``activations[l]`` (B, copies, n_l), only with ``probe=True``.
+    """
+
+    label: np.ndarray
+    exit_layer: np.ndarray
+    scores: np.ndarray
+    layer_scores: np.ndarray
+    goodness: np.ndarray
+    label_full: np.ndarray | None
+    activations: list[np.ndarray] | None = None
+
+
+class GoldenModel:
+    """Batched integer inference (MP or OP) with the hardware's early-exit rule."""
+
+    def __init__(self, qm: QuantModel):
+        qm.validate()
+        self.qm = qm
+        self.cfg = qm.cfg
+        # float64 copies for the exact BLAS matmul, made once
+        self._w64 = [np.ascontiguousarray(w.T, dtype=np.float64) for w in qm.weights]
+        self._h64 = [np.ascontiguousarray(h.T, dtype=np.float64) for h in qm.heads]
+
+    # ------------------------------------------------------------------ primitives
+    @staticmethod
+    def _matmul(x: np.ndarray, w64_t: np.ndarray) -> np.ndarray:
+        """Exact integer x @ w via float64 (bounded by check_float64_exact)."""
+        return np.rint(x.astype(np.float64) @ w64_t).astype(np.int64)
+
+    def postprocess(self, acc: np.ndarray, g_in: np.ndarray, layer: int) -> np.ndarray:
+        """Bias, postponed normalisation, ReLU, requantise, saturate. ``acc`` (..., n_out),
+        ``g_in`` (...) the goodness of the layer's input; returns activation codes."""
+        cfg = self.cfg
+        m, s = rsqrt(g_in, cfg.rsqrt_frac, cfg.rsqrt_index)
+        shift = cfg.rsqrt_frac + s + cfg.wfrac[layer] - cfg.afrac
+        z = rshr(acc * m[..., None], shift[..., None]) + self.qm.biases[layer]
+        return np.clip(z, 0, cfg.amax)
+
+    def head(self, h: np.ndarray, g: np.ndarray, layer: int) -> np.ndarray:
+        """OP head increment of cumulative logits from layer outputs ``h`` (B, n)."""
+        cfg = self.cfg
+        acc = self._matmul(h, self._h64[layer])
+        m, s = rsqrt(g, cfg.rsqrt_frac, cfg.rsqrt_index)
+        shift = cfg.rsqrt_frac + s + cfg.hfrac[layer] - cfg.lfrac
+        return rshr(acc * m[:, None], shift[:, None]) + self.qm.head_biases[layer]
+
+    def layer1_acc(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """MP layer 1 for all label copies: (acc (B, C, n1), g_in (B, C)).
+
+        With label sharing, W1 @ x_img runs once per sample and ``label_value * W1[:, c]`` is
+        added per copy; without it every copy runs the full dot product. The results are
+        identical integers (tested); only the work differs.
+        """
+        cfg = self.cfg
+        if cfg.label_share:
+            img = np.array(x, dtype=np.int64, copy=True)
+            img[:, : cfg.classes] = 0
+            base = self._matmul(img, self._w64[0])                       # (B, n1)
+            w1_lab = self.qm.weights[0][:, : cfg.classes].T             # (C, n1)
+            acc = base[:, None, :] + cfg.label_value * w1_lab[None, :, :]
+            g = (img * img).sum(axis=1)[:, None] + cfg.label_value ** 2
+            return acc, np.broadcast_to(g, acc.shape[:2]).copy()
+        copies = embed_all(x, cfg)                                       # (B, C, D)
+        b, c, d = copies.shape
+        acc = self._matmul(copies.reshape(b * c, d), self._w64[0]).reshape(b, c, -1)
+        return acc, (copies * copies).sum(axis=2)
+
+    # ------------------------------------------------------------------ exit rule
+    def fires(self, scores: np.ndarray, layer: int) -> np.ndarray:
+        """Does the exit comparator fire after ``layer`` (0-based) for these cumulative scores?"""
+        cfg = self.cfg
+        return fires(scores, layer, cfg.n_layers, cfg.exit_policy, cfg.thresholds)
+
+    # ------------------------------------------------------------------ inference
+    def run(self, x: np.ndarray, *, early_exit: bool = False, probe: bool = False) -> GoldenResult:
+        """Integer inference of a batch of input codes ``x`` (B, inputs).
+
+        ``early_exit=False`` computes every layer for every sample (full-depth prediction
+        and the exit decision from the same pass); ``True`` drops exited samples from
+        later layers, as the hardware does.
+        """
+        cfg = self.cfg
+        x = np.asarray(x, dtype=np.int64)
+        if x.ndim != 2 or x.shape[1] != cfg.inputs:
+            raise ValueError(f"input batch of shape {x.shape}; the config needs (B, {cfg.inputs})")
+        if x.size and (x.min() < 0 or x.max() > cfg.amax):
+            raise ValueError(f"input codes must lie in 0..{cfg.amax}")
+        bsz, nl, ncls = len(x), cfg.n_layers, cfg.classes
+        copies = cfg.copies
+        layer_scores = np.zeros((bsz, nl, ncls), dtype=np.int64)
+        goodness = np.zeros((bsz, nl, copies), dtype=np.int64)
+        exit_layer = np.full(bsz, nl, dtype=np.int64)
+        done = np.zeros(bsz, dtype=bool)
+        acts: list[np.ndarray] | None = [] if probe else None
+        active = np.arange(bsz)
+        score = np.zeros((bsz, ncls), dtype=np.int64)
+
+        h = None
+        g = None
+        for layer in range(nl):
+            if layer == 0:
+                if cfg.mode == "mp":
+                    acc, g_in = self.layer1_acc(x)
+                else:
+                    xin = embed_neutral(x, cfg)[:, None, :]
+                    acc = self._matmul(xin[:, 0], self._w64[0])[:, None, :]
+                    g_in = (xin * xin).sum(axis=2)
+            else:
+                b, c, n = h.shape
+                acc = self._matmul(h.reshape(b * c, n), self._w64[layer]).reshape(b, c, -1)
+                g_in = g
+            h = self.postprocess(acc, g_in, layer)          # (b, copies, n_l)
+            g = (h * h).sum(axis=2)                           # (b, copies)
+            goodness[active, layer] = g
+            if cfg.mode == "mp":
+                score[active] += g
+            else:
+                score[active] += self.head(h[:, 0], g[:, 0], layer)
+            layer_scores[active, layer] = score[active]
+            if probe:
+                full = np.zeros((bsz,) + h.shape[1:], dtype=np.int64)
+                full[active] = h
+                acts.append(full)
+            fire = self.fires(score[active], layer) & ~done[active]
+            exit_layer[active[fire]] = layer + 1
+            done[active[fire]] = True
+            if early_exit and layer < nl - 1:
+                keep = ~fire
+                active, h, g = active[keep], h[keep], g[keep]
+                if not len(active):
+                    break
+
+        idx = exit_layer - 1
+        final = layer_scores[np.arange(bsz), idx]
+        label = argmax_first(final)
+        label_full = None if early_exit else argmax_first(layer_scores[:, -1])
+        return GoldenResult(label=label, exit_layer=exit_layer, scores=final,
+                            layer_scores=layer_scores, goodness=goodness,
+                            label_full=label_full, activations=acts)

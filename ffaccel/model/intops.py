@@ -1,0 +1,92 @@
+"""Integer primitives of the datapath, shared by the golden model, the RTL unit tests and
+the cycle simulator. Each is the exact statement of one hardware operation; see
+docs/architecture.md ("Integer datapath").
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+
+def rshr(v: np.ndarray, shift: np.ndarray | int) -> np.ndarray:
+    """Round-half-up arithmetic right shift: floor((v + 2**(shift-1)) / 2**shift); shift 0 -> v.
+
+    ``shift`` may be an array (per-element shift, e.g. per sample) and must be >= 0.
+    """
+    v = np.asarray(v, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    if np.any(shift < 0):
+        raise ValueError("rshr: negative shift")
+    half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
+    return np.right_shift(v + half, shift)
+
+
+def saturate(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    return np.clip(v, lo, hi)
+
+
+@lru_cache(maxsize=None)
+def rsqrt_table(frac: int, index_bits: int) -> tuple[int, ...]:
+    """Reciprocal-square-root table, 2**index_bits entries of round(2**frac / sqrt(m_mid)).
+
+    Index = (exponent parity, index_bits-1 mantissa bits after the leading one); m_mid is
+    the middle of the mantissa interval, m in [1, 4). Computed with integer square roots,
+    so the table is the same on every machine.
+    """
+    t = index_bits - 1
+    out = []
+    for par in (0, 1):
+        for i in range(1 << t):
+            # m_mid = (2**(t+1) + 2i + 1) / 2**(t+1) * 2**par ; entry = round(2**frac / sqrt(m_mid))
+            den = ((1 << (t + 1)) + 2 * i + 1) << par
+            two_x = math.isqrt((1 << (2 * frac + 2 + t + 1)) // den)   # floor(2 * 2**frac/sqrt(m_mid))
+            out.append((two_x + 1) // 2)
+    return tuple(out)
+
+
+def rsqrt(g: np.ndarray, frac: int, index_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic reciprocal square root: (m, s) with 1/sqrt(g) ~= m * 2**-(frac + s).
+
+    Leading-one detect e = floor(log2 g); s = e >> 1; the table index is the parity of e
+    and the next index_bits-1 bits below the leading one. g == 0 gives (0, 0): the
+    accumulator is then 0 as well, so the layer output is its bias.
+    """
+    g = np.asarray(g, dtype=np.int64)
+    if np.any(g < 0):
+        raise ValueError("rsqrt: negative goodness")
+    table = np.asarray(rsqrt_table(frac, index_bits), dtype=np.int64)
+    t = index_bits - 1
+    safe = np.maximum(g, 1)
+    e = _floor_log2(safe)
+    # bits below the leading one, aligned to t bits (shift left when e < t)
+    below = safe - np.left_shift(np.int64(1), e)
+    frac_idx = np.where(e >= t, np.right_shift(below, np.maximum(e - t, 0)),
+                        np.left_shift(below, np.maximum(t - e, 0)))
+    idx = ((e & 1) << t) | frac_idx
+    m = np.where(g > 0, table[idx], 0)
+    s = np.where(g > 0, e >> 1, 0)
+    return m.astype(np.int64), s.astype(np.int64)
+
+
+def _floor_log2(x: np.ndarray) -> np.ndarray:
+    """floor(log2(x)) for int64 x >= 1, exact (no float rounding near powers of two)."""
+    x = np.asarray(x, dtype=np.int64)
+    e = np.floor(np.log2(x.astype(np.float64))).astype(np.int64)
+    # correct the float estimate by +-1 where it is off
+    e = np.where(np.left_shift(np.int64(1), e) > x, e - 1, e)
+    e = np.where(np.left_shift(np.int64(1), e + 1) <= x, e + 1, e)
+    return e
+
+
+def argmax_first(scores: np.ndarray) -> np.ndarray:
+    """argmax over the last axis; ties go to the lowest index (the comparator's rule)."""
+    return np.argmax(scores, axis=-1)
+
+
+def top2_margin(scores: np.ndarray) -> np.ndarray:
+    """top1 - top2 over the last axis (0 when the two best are equal)."""
+    part = np.sort(scores, axis=-1)
+    return part[..., -1] - part[..., -2]

@@ -1,0 +1,213 @@
+"""The golden model against an independent plain-integer implementation.
+
+The reference below shares no code with ffaccel.model: Python integers, integer numpy
+matmuls (no float64 trick), every label copy embedded explicitly (no layer-1 sharing),
+the reciprocal square root from a 60-digit Decimal instead of the integer-sqrt table.
+"""
+
+from decimal import Decimal, getcontext
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from ffaccel.config import AccelConfig
+from ffaccel.model.golden import GoldenModel, QuantModel
+from ffaccel.model.intops import rshr, rsqrt, rsqrt_table
+
+getcontext().prec = 60
+
+
+# ---------------------------------------------------------------- independent reference
+def ref_rsqrt(g: int, frac: int, index_bits: int) -> tuple[int, int]:
+    if g == 0:
+        return 0, 0
+    e = g.bit_length() - 1
+    t = index_bits - 1
+    below = g - (1 << e)
+    idx_frac = (below << t) >> e
+    m_mid = (Decimal(1) + (Decimal(idx_frac) + Decimal("0.5")) / (1 << t)) * (2 if e & 1 else 1)
+    val = Decimal(1 << frac) / m_mid.sqrt()
+    return int((val + Decimal("0.5")).to_integral_value(rounding="ROUND_FLOOR")), e // 2
+
+
+def ref_shift(v: int, s: int) -> int:
+    return v if s == 0 else (v + (1 << (s - 1))) >> s
+
+
+def ref_layer(cfg, w, b, x: list[int], layer: int) -> list[int]:
+    g = sum(v * v for v in x)
+    m, s = ref_rsqrt(g, cfg.rsqrt_frac, cfg.rsqrt_index)
+    acc = (np.asarray(w, dtype=object) @ np.asarray(x, dtype=object)).tolist()
+    shift = cfg.rsqrt_frac + s + cfg.wfrac[layer] - cfg.afrac
+    return [min(cfg.amax, max(0, ref_shift(a * m, shift) + int(bb))) for a, bb in zip(acc, b)]
+
+
+def ref_inference(qm: QuantModel, x: list[int]):
+    """(label, exit_layer, scores, per-layer cumulative scores) of one sample."""
+    cfg = qm.cfg
+    L, C = cfg.n_layers, cfg.classes
+    if cfg.mode == "mp":
+        copies = []
+        for c in range(C):
+            xc = list(x)
+            for j in range(C):
+                xc[j] = cfg.label_value if j == c else 0
+            copies.append(xc)
+    else:
+        xn = list(x)
+        for j in range(C):
+            xn[j] = (cfg.label_value + 5) // 10
+        copies = [xn]
+    score = [0] * C
+    per_layer = []
+    exit_layer = None
+    for layer in range(L):
+        copies = [ref_layer(cfg, qm.weights[layer], qm.biases[layer], xc, layer) for xc in copies]
+        if cfg.mode == "mp":
+            score = [score[c] + sum(v * v for v in copies[c]) for c in range(C)]
+        else:
+            h = copies[0]
+            g = sum(v * v for v in h)
+            m, s = ref_rsqrt(g, cfg.rsqrt_frac, cfg.rsqrt_index)
+            acc = (np.asarray(qm.heads[layer], dtype=object) @ np.asarray(h, dtype=object)).tolist()
+            sh = cfg.rsqrt_frac + s + cfg.hfrac[layer] - cfg.lfrac
+            score = [score[c] + ref_shift(acc[c] * m, sh) + int(qm.head_biases[layer][c]) for c in range(C)]
+        per_layer.append(list(score))
+        if exit_layer is None:
+            if layer == L - 1:
+                exit_layer = L
+            elif cfg.exit_policy != "none" and cfg.thresholds:
+                srt = sorted(score)
+                val = srt[-1] if cfg.exit_policy == "max" else srt[-1] - srt[-2]
+                if val >= cfg.thresholds[layer]:
+                    exit_layer = layer + 1
+    final = per_layer[exit_layer - 1]
+    label = max(range(C), key=lambda c: (final[c], -c))
+    return label, exit_layer, final, per_layer
+
+
+# ---------------------------------------------------------------- random configs
+@st.composite
+def configs(draw):
+    inputs = draw(st.integers(11, 40))
+    classes = draw(st.integers(2, min(10, inputs - 1)))
+    layers = tuple(draw(st.lists(st.integers(1, 24), min_size=1, max_size=3)))
+    abits = draw(st.integers(1, 10))
+    wbits = draw(st.integers(2, 10))
+    afrac = draw(st.integers(0, abits + 2))
+    rfrac = draw(st.integers(6, 16))
+    wfrac = tuple(draw(st.integers(max(0, afrac - rfrac), rfrac + 4)) for _ in layers)
+    lfrac = draw(st.integers(0, 8))
+    hfrac = tuple(draw(st.integers(max(0, lfrac - rfrac), rfrac + 4)) for _ in layers)
+    return AccelConfig(inputs=inputs, classes=classes, layers=layers, abits=abits, wbits=wbits,
+                       afrac=afrac, rsqrt_frac=rfrac, rsqrt_index=draw(st.integers(2, 8)), wfrac=wfrac,
+                       hfrac=hfrac, lfrac=lfrac, mode=draw(st.sampled_from(["mp", "op"])),
+                       exit_policy=draw(st.sampled_from(["max", "margin", "none"])),
+                       label_share=draw(st.booleans()))
+
+
+def with_thresholds(qm: QuantModel, x: np.ndarray, rng) -> QuantModel:
+    """Thresholds drawn from the model's own score distribution, so exits hit every layer."""
+    cfg = qm.cfg
+    if cfg.n_layers == 1:
+        return qm
+    sc = GoldenModel(qm).run(x).layer_scores
+    th = []
+    for layer in range(cfg.n_layers - 1):
+        s = sc[:, layer]
+        v = s.max(1) if cfg.exit_policy != "margin" else np.sort(s, 1)[:, -1] - np.sort(s, 1)[:, -2]
+        th.append(int(rng.choice(v)))
+    return QuantModel(cfg.replace(thresholds=tuple(th)), qm.weights, qm.biases, qm.heads, qm.head_biases)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=configs(), seed=st.integers(0, 2**32 - 1))
+def test_golden_equals_plain_integer_reference(cfg, seed):
+    rng = np.random.default_rng(seed)
+    qm = QuantModel.random(cfg, rng)
+    x = rng.integers(0, cfg.amax + 1, size=(6, cfg.inputs))
+    x[0] = 0                       # zero goodness after the label pixels
+    x[1] = cfg.amax                # saturation
+    qm = with_thresholds(qm, x, rng)
+    res = GoldenModel(qm).run(x, probe=True)
+    for i in range(len(x)):
+        label, exit_layer, final, per_layer = ref_inference(qm, x[i].tolist())
+        assert res.exit_layer[i] == exit_layer
+        assert res.label[i] == label
+        assert res.scores[i].tolist() == final
+        assert res.layer_scores[i].tolist() == per_layer
+    # dropping exited samples changes no result
+    ee = GoldenModel(qm).run(x, early_exit=True)
+    assert (ee.label == res.label).all() and (ee.exit_layer == res.exit_layer).all()
+    assert (ee.scores == res.scores).all()
+    # layer-1 sharing is an optimisation only
+    if cfg.mode == "mp":
+        other = QuantModel(cfg.replace(label_share=not cfg.label_share, thresholds=qm.cfg.thresholds),
+                           qm.weights, qm.biases)
+        o = GoldenModel(other).run(x, probe=True)
+        assert (o.layer_scores == res.layer_scores).all()
+        for a, b in zip(o.activations, res.activations):
+            assert (a == b).all()
+
+
+def test_exits_happen_at_every_layer():
+    cfg = AccelConfig(inputs=20, classes=4, layers=(8, 8, 8), abits=6, afrac=3)
+    rng = np.random.default_rng(1)
+    qm = QuantModel.random(cfg, rng)
+    x = rng.integers(0, cfg.amax + 1, size=(300, cfg.inputs))
+    sc = GoldenModel(qm).run(x).layer_scores
+    th = (int(np.quantile(sc[:, 0].max(1), 0.7)), int(np.quantile(sc[:, 1].max(1), 0.6)))
+    qm = QuantModel(cfg.replace(thresholds=th), qm.weights, qm.biases)
+    res = GoldenModel(qm).run(x)
+    assert set(np.unique(res.exit_layer)) == {1, 2, 3}
+    for i in range(0, 300, 37):
+        label, exit_layer, final, _ = ref_inference(qm, x[i].tolist())
+        assert (res.label[i], res.exit_layer[i]) == (label, exit_layer)
+
+
+def test_argmax_ties_go_to_the_lowest_label():
+    cfg = AccelConfig(inputs=12, classes=3, layers=(4,), abits=4, afrac=1)
+    z = np.zeros((4, 12), dtype=np.int64)
+    qm = QuantModel(cfg, [z.copy()], [np.full(4, 3, dtype=np.int64)])   # every copy: h = bias = 3
+    res = GoldenModel(qm).run(np.ones((2, 12), dtype=np.int64))
+    assert (res.label == 0).all() and (res.scores == 4 * 9).all()
+
+
+# ---------------------------------------------------------------- primitives
+@pytest.mark.parametrize("frac,index_bits", [(12, 6), (8, 2), (16, 10), (4, 3)])
+def test_rsqrt_matches_decimal_reference(frac, index_bits):
+    g = np.concatenate([np.arange(0, 5000), np.array([2**k + d for k in range(13, 60) for d in (-1, 0, 1)])])
+    m, s = rsqrt(g, frac, index_bits)
+    for gi, mi, si in zip(g.tolist(), m.tolist(), s.tolist()):
+        assert (mi, si) == ref_rsqrt(gi, frac, index_bits)
+
+
+def test_rsqrt_relative_error_is_bounded():
+    g = np.arange(1, 200000)
+    m, s = rsqrt(g, 12, 6)
+    approx = m * 2.0 ** -(12 + s)
+    err = np.abs(approx * np.sqrt(g) - 1)
+    assert err.max() < 2 ** -6          # half an index step of the mantissa, relative
+    assert len(rsqrt_table(12, 6)) == 64 and max(rsqrt_table(12, 6)) < 2**12
+
+
+def test_rshr_rounds_half_up():
+    v = np.array([-6, -5, -3, -1, 0, 1, 3, 5, 6])
+    assert rshr(v, 1).tolist() == [-3, -2, -1, 0, 0, 1, 2, 3, 3]
+    assert rshr(v, 0).tolist() == v.tolist()
+    assert rshr(np.array([7, 7]), np.array([2, 3])).tolist() == [2, 1]
+    with pytest.raises(ValueError):
+        rshr(v, -1)
+
+
+def test_quant_model_refuses_wrong_shapes_and_ranges():
+    from ffaccel.config import ConfigError
+    cfg = AccelConfig(inputs=12, classes=3, layers=(4,), abits=4, afrac=1)
+    with pytest.raises(ConfigError, match="shape"):
+        QuantModel(cfg, [np.zeros((4, 11), dtype=np.int64)], [np.zeros(4, dtype=np.int64)])
+    with pytest.raises(ConfigError, match="outside"):
+        QuantModel(cfg, [np.full((4, 12), 200, dtype=np.int64)], [np.zeros(4, dtype=np.int64)])
+    gm = GoldenModel(QuantModel.random(cfg, np.random.default_rng(0)))
+    with pytest.raises(ValueError, match="codes"):
+        gm.run(np.full((1, 12), 99))
