@@ -39,6 +39,11 @@ RSQRT_INDEX_RANGE = (2, 10)
 FLOAT64_EXACT_BITS = 53
 
 
+# Fields whose sentinel value means "derive from the other fields". The config keeps track
+# of which were derived, so replace() re-derives them and to_dict() writes the sentinel.
+_AUTO: dict[str, Any] = {"wfrac": (), "hfrac": (), "accbits": 0, "label_value": 0}
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid. The message names the value and what is allowed."""
 
@@ -149,6 +154,8 @@ class AccelConfig:
     tech: str = "45nm"
     # free-form provenance (never affects hardware); kept out of the hash
     note: str = field(default="", compare=False)
+    # names of the fields whose value was derived from a sentinel (see _AUTO)
+    _auto: frozenset = field(default=frozenset(), init=False, repr=False, compare=False)
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
@@ -195,6 +202,8 @@ class AccelConfig:
             raise ConfigError(f"note={self.note!r} must be a string")
 
         nl = len(self.layers)
+        auto = {name for name, sentinel in _AUTO.items() if getattr(self, name) == sentinel}
+        object.__setattr__(self, "_auto", frozenset(auto))
         for name in ("wfrac", "hfrac"):
             value = getattr(self, name)
             if not isinstance(value, tuple):
@@ -334,11 +343,17 @@ class AccelConfig:
                 f"worst-case dot product {worst} >= 2**53: float64 matmul would not be exact")
 
     # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        for k, v in d.items():
-            if isinstance(v, tuple):
-                d[k] = list(v)
+    def to_dict(self, resolved: bool = False) -> dict[str, Any]:
+        """Plain dict for JSON. Derived fields are written as their sentinel (the user's
+        intent, so a loaded config re-derives them) unless ``resolved`` is true."""
+        d: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if not f.init:
+                continue
+            v = getattr(self, f.name)
+            if f.name in self._auto and not resolved:
+                v = _AUTO[f.name]
+            d[f.name] = list(v) if isinstance(v, tuple) else v
         d["schema"] = SCHEMA_VERSION
         return d
 
@@ -370,14 +385,19 @@ class AccelConfig:
         return cls.from_dict(data)
 
     def hash(self) -> str:
-        """Stable content hash (sha256 of canonical JSON, the free-form note excluded)."""
-        d = self.to_dict()
+        """Stable content hash (sha256 of the canonical resolved JSON, the note excluded):
+        equal configs have equal hashes."""
+        d = self.to_dict(resolved=True)
         d.pop("note", None)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def replace(self, **changes: Any) -> "AccelConfig":
-        return dataclasses.replace(self, **changes)
+        """A new config with ``changes``; derived fields not named are derived anew."""
+        data = self.to_dict()
+        data.pop("schema")
+        data.update(changes)
+        return AccelConfig(**data)
 
     def summary(self) -> str:
         return (f"{self.inputs}-{format_layers(self.layers)}-{self.classes} {self.mode.upper()} "

@@ -154,3 +154,17 @@ def test_validation_accepts_exactly_the_allowed_range(rows, cols, wbits, abits, 
         return
     assert ok
     assert cfg.accbits == wbits + abits + clog2(max(784, 1)) + 1
+
+
+def test_replace_re_derives_derived_fields():
+    cfg = AccelConfig()
+    small = cfg.replace(abits=4, wbits=4)
+    assert small.label_value == 15 and small.wfrac == (3,) * 4 and small.accbits == 4 + 4 + 11 + 1
+    # explicit values stay explicit
+    fixed = AccelConfig(accbits=40, wfrac=(5, 5, 5, 5)).replace(abits=6)
+    assert fixed.accbits == 40 and fixed.wfrac == (5,) * 4
+    # a serialised config re-derives as well, and equal configs hash equally
+    back = AccelConfig.from_json(cfg.to_json())
+    assert back.replace(abits=4).label_value == 15
+    assert AccelConfig(accbits=28) == cfg and AccelConfig(accbits=28).hash() == cfg.hash()
+    assert cfg.to_dict()["accbits"] == 0 and cfg.to_dict(resolved=True)["accbits"] == 28

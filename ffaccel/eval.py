@@ -1,0 +1,106 @@
+"""``python -m ffaccel.eval``: accuracy and MACs of a checkpoint with LightFF early exit.
+
+Thresholds T_l = mu_l - k * sigma_l come from the validation split (per class, then
+averaged); the last layer always decides. ``--integer`` runs the bit-exact golden model
+instead of the float network.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .cli import FFAccelError, make_parser, run_main
+from .config import EXIT_POLICIES, MODES
+from .data import DataError, load_dataset
+from .model.checkpoint import load_checkpoint
+from .model.embed import input_codes
+from .model.exits import apply_exit, calibrate, exit_report
+from .model.golden import GoldenModel
+from .model.quant import calibrate_integer, quantize
+
+PROG = "ffaccel.eval"
+
+
+def build_parser():
+    p = make_parser(PROG, __doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by ffaccel.train")
+    p.add_argument("--dataset", required=True, help="mnist, fashion-mnist, digits, or a path")
+    p.add_argument("--mode", choices=MODES, default=None, help="must match the checkpoint's mode")
+    p.add_argument("--k", type=float, default=None, help="exit knob (default: the checkpoint's)")
+    p.add_argument("--policy", choices=EXIT_POLICIES, default=None, help="exit rule (default: the checkpoint's)")
+    p.add_argument("--integer", action="store_true", help="evaluate the integer golden model")
+    p.add_argument("--limit", type=int, default=None, help="first N test samples only")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    return p
+
+
+def evaluate(net, cfg, ds, *, k: float, policy: str, integer: bool, limit: int | None) -> dict:
+    """Report dict for a loaded checkpoint on a dataset (shared with scripts)."""
+    cfg = cfg.replace(exit_k=k, exit_policy=policy, thresholds=())
+    xva, yva = input_codes(ds.x_val, cfg), ds.y_val
+    xte, yte = input_codes(ds.x_test, cfg), ds.y_test
+    if limit:
+        xte, yte = xte[:limit], yte[:limit]
+    t0 = time.perf_counter()
+    if integer:
+        qm = calibrate_integer(quantize(net, cfg), xva, yva, k)
+        cfg, gm = qm.cfg, GoldenModel(qm)
+        t1 = time.perf_counter()
+        res = gm.run(xte)
+        dt = time.perf_counter() - t1
+        rep = exit_report(res.exit_layer, res.label, res.label_full, yte, cfg)
+        thresholds = list(cfg.thresholds)
+    else:
+        th = calibrate(net.scores(xva), yva, policy, k, cfg.classes)
+        t1 = time.perf_counter()
+        sc = net.scores(xte)
+        dt = time.perf_counter() - t1
+        el, lab = apply_exit(sc, policy, th)
+        rep = exit_report(el, lab, sc[:, -1].argmax(1), yte, cfg)
+        thresholds = [round(t, 6) for t in th]
+    rep.update({"model": "integer" if integer else "float", "mode": cfg.mode, "policy": policy,
+                "k": k, "thresholds": thresholds, "dataset": ds.name,
+                "test_seconds": round(dt, 3), "samples_per_s": round(len(yte) / dt, 1) if dt else None,
+                "total_seconds": round(time.perf_counter() - t0, 3)})
+    return rep
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        raise FFAccelError(f"--limit={args.limit} out of range (allowed: >= 1)")
+    net, cfg, meta = load_checkpoint(args.checkpoint)
+    if args.mode and args.mode != cfg.mode:
+        raise FFAccelError(f"--mode {args.mode} but checkpoint {args.checkpoint!r} was trained for {cfg.mode}")
+    try:
+        ds = load_dataset(args.dataset)
+    except DataError as e:
+        raise FFAccelError(str(e)) from None
+    if ds.inputs != cfg.inputs or ds.classes != cfg.classes:
+        raise FFAccelError(f"dataset {ds.name!r} has {ds.inputs} inputs / {ds.classes} classes; "
+                           f"checkpoint needs {cfg.inputs} / {cfg.classes}")
+    torch.set_num_threads(args.threads)
+    k = cfg.exit_k if args.k is None else args.k
+    policy = args.policy or cfg.exit_policy
+    rep = evaluate(net, cfg, ds, k=k, policy=policy, integer=args.integer, limit=args.limit)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        print(f"{rep['model']} {cfg.summary()} on {ds.name}, {policy} rule, k={k}")
+        print(f"  accuracy {rep['accuracy'] * 100:.2f}% with exit, {rep['accuracy_full'] * 100:.2f}% full depth")
+        print(f"  MACs/sample {rep['macs_per_sample'] / 1e6:.3f} M vs {rep['macs_full'] / 1e6:.3f} M full "
+              f"({rep['mac_reduction']:.2f}x fewer); without layer-1 sharing "
+              f"{rep['macs_per_sample_noshare'] / 1e6:.3f} M vs {rep['macs_full_noshare'] / 1e6:.3f} M")
+        print(f"  exit histogram {rep['exit_histogram']}, mean exit layer {rep['mean_exit_layer']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, PROG))

@@ -1,0 +1,78 @@
+"""Checkpoints: float weights + the config they were trained and quantised for + provenance.
+
+Saved atomically (temporary file + rename); loaded with ``torch.load(weights_only=True)``
+so a checkpoint can never run code. Every shape is checked against the stored config.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..cli import FFAccelError, atomic_write_bytes
+from ..config import AccelConfig, ConfigError
+from .ff import FFNet
+
+FORMAT = "ffaccel-checkpoint-1"
+
+
+def save_checkpoint(path: str | Path, net: FFNet, cfg: AccelConfig, meta: dict[str, Any]) -> None:
+    blob = {
+        "format": FORMAT,
+        "config": cfg.to_json(indent=None),
+        "meta": json.dumps(meta, sort_keys=True),
+        "state": {k: v.detach().clone() for k, v in net.state_dict().items()},
+    }
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path) -> tuple[FFNet, AccelConfig, dict[str, Any]]:
+    """Load (net, config, meta); any problem is one clear :class:`FFAccelError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise FFAccelError(f"checkpoint {str(p)!r} does not exist")
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, pickle.UnpicklingError,
+            ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FFAccelError(f"checkpoint {str(p)!r} is truncated or corrupt: {first}") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise FFAccelError(f"checkpoint {str(p)!r} is not an ffaccel checkpoint ({FORMAT})")
+    try:
+        cfg = AccelConfig.from_json(blob["config"])
+        meta = json.loads(blob["meta"])
+    except (ConfigError, KeyError, json.JSONDecodeError) as e:
+        raise FFAccelError(f"checkpoint {str(p)!r} has a bad config: {e}") from None
+    net = FFNet(cfg)
+    state = blob.get("state")
+    if not isinstance(state, dict):
+        raise FFAccelError(f"checkpoint {str(p)!r} holds no weights")
+    want = net.state_dict()
+    missing = sorted(set(want) - set(state))
+    extra = sorted(set(state) - set(want))
+    if missing or extra:
+        raise FFAccelError(f"checkpoint {str(p)!r} does not match its config "
+                           f"({'missing ' + missing[0] if missing else 'unexpected ' + extra[0]})")
+    for k, v in want.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise FFAccelError(f"checkpoint {str(p)!r}: {k} has shape {tuple(state[k].shape)}, "
+                               f"its config needs {tuple(v.shape)}")
+    net.load_state_dict(state)
+    return net, cfg, meta
+
+
+def check_compatible(cfg: AccelConfig, want: AccelConfig, path: str) -> None:
+    """A checkpoint's network must match the network the user asked for."""
+    for key in ("inputs", "layers", "classes", "mode"):
+        if getattr(cfg, key) != getattr(want, key):
+            raise FFAccelError(f"checkpoint {path!r} has {key}={getattr(cfg, key)!r}, "
+                               f"but the command asks for {getattr(want, key)!r}")

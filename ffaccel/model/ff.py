@@ -1,0 +1,212 @@
+"""Float Forward-Forward network: layer-local training (Hinton 2022; LightFF's recipe) and
+float inference with the same early-exit rules as the integer golden model.
+
+Layer: h = ReLU(W x / ||x|| + b). Training goodness: mean(h^2) (LightFF), loss
+softplus(theta - g_pos) + softplus(g_neg - theta); the input of every layer is detached,
+so gradients never cross layers. Inference score: sum(h^2), accumulated over layers (MP),
+or cumulative head logits on the neutral-label input (OP).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import AccelConfig
+from .embed import embed_labels, embed_neutral
+
+EPS = 1e-12
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(EPS)
+
+
+class FFNet(torch.nn.Module):
+    def __init__(self, cfg: AccelConfig, seed: int = 0):
+        super().__init__()
+        self.cfg = cfg
+        g = torch.Generator().manual_seed(seed)
+        self.layers = torch.nn.ModuleList()
+        for n_in, n_out in zip(cfg.fan_in, cfg.layers):
+            lin = torch.nn.Linear(n_in, n_out)
+            bound = 1.0 / math.sqrt(n_in)
+            with torch.no_grad():
+                lin.weight.uniform_(-bound, bound, generator=g)
+                lin.bias.uniform_(-bound, bound, generator=g)
+            self.layers.append(lin)
+        self.heads = torch.nn.ModuleList(
+            torch.nn.Linear(n, cfg.classes) for n in cfg.layers) if cfg.mode == "op" else torch.nn.ModuleList()
+        for h in self.heads:
+            with torch.no_grad():
+                h.weight.zero_()
+                h.bias.zero_()
+
+    def layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.layers[i](_normalise(x)))
+
+    def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
+        hs = []
+        for i in range(len(self.layers)):
+            x = self.layer(i, x)
+            hs.append(x)
+        return hs
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def mp_scores(self, x_codes: np.ndarray, batch: int = 1000, layers: int | None = None) -> np.ndarray:
+        """Cumulative goodness (B, L, classes) of all label copies, layer 1 shared
+        (only the first ``layers`` layers when given)."""
+        cfg = self.cfg
+        out = []
+        w1 = self.layers[0].weight
+        for s in range(0, len(x_codes), batch):
+            xb = torch.as_tensor(np.asarray(x_codes[s:s + batch]), dtype=torch.float32)
+            img = xb.clone()
+            img[:, : cfg.classes] = 0
+            norm = torch.sqrt((img * img).sum(1) + float(cfg.label_value) ** 2)        # (B,)
+            base = img @ w1.T                                                       # (B, n1)
+            lab = float(cfg.label_value) * w1[:, : cfg.classes].T                   # (C, n1)
+            z = (base[:, None, :] + lab[None]) / norm[:, None, None] + self.layers[0].bias
+            h = F.relu(z)
+            gs = [(h * h).sum(-1)]
+            for i in range(1, layers or len(self.layers)):
+                h = self.layer(i, h)
+                gs.append((h * h).sum(-1))
+            out.append(torch.cumsum(torch.stack(gs, 1), 1))
+        return torch.cat(out).double().numpy()
+
+    @torch.no_grad()
+    def op_scores(self, x_codes: np.ndarray, batch: int = 1000) -> np.ndarray:
+        """Cumulative head logits (B, L, classes) on the neutral-label input."""
+        out = []
+        for s in range(0, len(x_codes), batch):
+            xb = torch.as_tensor(embed_neutral(x_codes[s:s + batch], self.cfg), dtype=torch.float32)
+            out.append(self._op_logits(xb))
+        return torch.cat(out).double().numpy()
+
+    def _op_logits(self, xb: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            hs = self.forward_all(xb)
+        logits, acc = [], 0
+        for h, head in zip(hs, self.heads):
+            acc = acc + head(_normalise(h))
+            logits.append(acc)
+        return torch.stack(logits, 1)
+
+    def scores(self, x_codes: np.ndarray) -> np.ndarray:
+        return self.mp_scores(x_codes) if self.cfg.mode == "mp" else self.op_scores(x_codes)
+
+
+# ---------------------------------------------------------------------- training
+@dataclass
+class TrainLog:
+    epochs: int
+    seconds: float
+    loss: list[float]
+    train_seconds_per_epoch: float
+
+
+def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, seed: int,
+             lr: float = 0.01, theta: float = 2.0, batch: int = 500, hard_negatives: float = 0.0,
+             progress: bool = True, threads: int | None = None, decay: bool = True,
+             on_epoch=None) -> TrainLog:
+    """Layer-local FF training of all layers at once, one Adam per layer, seeded.
+
+    With ``decay`` the learning rate falls linearly to 0 over the second half of training
+    (Hinton's schedule). ``on_epoch(epoch, net)`` is called after every epoch.
+    Positive = true label embedded; negative = a wrong label, drawn uniformly, or with
+    probability ``hard_negatives`` the wrong label that layer 1 of the current network
+    finds most plausible (Hinton's hard negatives, scored by one shared layer-1 pass).
+    Each layer only sees its detached input.
+    """
+    from tqdm import tqdm
+
+    cfg = net.cfg
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    opts = [torch.optim.Adam(l.parameters(), lr=lr) for l in net.layers]
+    n = len(x_codes)
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    bar = tqdm(total=epochs * ((n + batch - 1) // batch), disable=not progress,
+               desc="FF train", unit="batch", mininterval=2.0)
+    for epoch in range(epochs):
+        if decay:
+            for opt in opts:
+                for grp in opt.param_groups:
+                    grp["lr"] = lr * min(1.0, 2.0 * (1.0 - epoch / epochs))
+        order = rng.permutation(n)
+        tot, cnt = 0.0, 0
+        for s in range(0, n, batch):
+            idx = order[s:s + batch]
+            xb, yb = x_codes[idx], y[idx]
+            wrong = (yb + rng.integers(1, cfg.classes, size=len(yb))) % cfg.classes
+            if hard_negatives > 0:
+                pick = rng.random(len(yb)) < hard_negatives
+                if pick.any():
+                    # the most plausible wrong label by layer-1 goodness (one shared matmul)
+                    sc = net.mp_scores(xb[pick], layers=1)[:, -1].copy()
+                    sc[np.arange(pick.sum()), yb[pick]] = -np.inf
+                    wrong[pick] = sc.argmax(1)
+            pos = torch.as_tensor(embed_labels(xb, yb, cfg), dtype=torch.float32)
+            neg = torch.as_tensor(embed_labels(xb, wrong, cfg), dtype=torch.float32)
+            for i, opt in enumerate(opts):
+                hp, hn = net.layer(i, pos), net.layer(i, neg)
+                gp, gn = hp.pow(2).mean(1), hn.pow(2).mean(1)
+                loss = F.softplus(torch.cat([theta - gp, gn - theta])).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                pos, neg = hp.detach(), hn.detach()
+                tot += float(loss.detach())
+            cnt += 1
+            bar.update(1)
+        losses.append(tot / max(cnt, 1) / len(opts))
+        bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, net)
+    bar.close()
+    dt = time.perf_counter() - t0
+    return TrainLog(epochs=epochs, seconds=dt, loss=losses, train_seconds_per_epoch=dt / max(epochs, 1))
+
+
+def train_heads(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, seed: int,
+                lr: float = 0.01, batch: int = 500, progress: bool = True) -> float:
+    """OP heads: cumulative logits L_l = L_{l-1} + H_l (h_l/||h_l||), cross-entropy at every
+    layer, on the neutral-label input; the FF layers stay frozen. Returns seconds."""
+    from tqdm import tqdm
+
+    cfg = net.cfg
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed + 1)
+    opt = torch.optim.Adam(net.heads.parameters(), lr=lr)
+    n = len(x_codes)
+    t0 = time.perf_counter()
+    yt_all = torch.as_tensor(y, dtype=torch.long)
+    bar = tqdm(total=epochs * ((n + batch - 1) // batch), disable=not progress,
+               desc="OP heads", unit="batch", mininterval=2.0)
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for s in range(0, n, batch):
+            idx = order[s:s + batch]
+            xb = torch.as_tensor(embed_neutral(x_codes[idx], cfg), dtype=torch.float32)
+            with torch.no_grad():
+                hs = [_normalise(h) for h in net.forward_all(xb)]
+            acc, loss = 0, 0
+            for h, head in zip(hs, net.heads):
+                acc = acc + head(h)
+                loss = loss + F.cross_entropy(acc, yt_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            bar.update(1)
+    bar.close()
+    return time.perf_counter() - t0

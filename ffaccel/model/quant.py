@@ -1,0 +1,87 @@
+"""Quantisation of a float FF network to the integer pipeline (docs/architecture.md).
+
+Weights: per-layer power-of-two scale, the largest that keeps max|W| within wbits
+(signed). Activations: one format for the whole net (afrac fractional bits), chosen so the
+99.99th percentile of calibration activations fits in abits. Biases at activation scale,
+head biases at logit scale. Rounding is half up, so the result is the same everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..config import AccelConfig
+from .embed import embed_labels, embed_neutral
+from .exits import calibrate
+from .ff import FFNet
+from .golden import GoldenModel, QuantModel
+
+
+def _round_half_up(a: np.ndarray) -> np.ndarray:
+    return np.floor(a + 0.5).astype(np.int64)
+
+
+def _pow2_frac(max_abs: float, limit: int, lo: int = 0, hi: int = 32) -> int:
+    """Largest f in lo..hi with max_abs * 2**f <= limit."""
+    if max_abs <= 0:
+        return hi
+    return int(min(hi, max(lo, math.floor(math.log2(limit / max_abs)))))
+
+
+@torch.no_grad()
+def choose_formats(net: FFNet, calib_codes: np.ndarray, calib_y: np.ndarray) -> AccelConfig:
+    """Return ``net.cfg`` with wfrac, hfrac, afrac set from the weights and calibration data."""
+    cfg = net.cfg
+    xin = embed_labels(calib_codes, calib_y, cfg) if cfg.mode == "mp" else embed_neutral(calib_codes, cfg)
+    hs = net.forward_all(torch.as_tensor(xin, dtype=torch.float32))
+    allh = torch.cat([h.flatten() for h in hs]).double().numpy()
+    p = float(np.quantile(allh, 0.9999)) if allh.size else 0.0
+    afrac = _pow2_frac(p, cfg.amax, 0, cfg.abits + 16)
+    afrac = min(afrac, cfg.rsqrt_frac)  # keeps rsqrt_frac + wfrac - afrac >= 0 for any wfrac
+    wfrac = tuple(_pow2_frac(float(l.weight.abs().max()), cfg.wmax) for l in net.layers)
+    hfrac = tuple(_pow2_frac(float(h.weight.abs().max()), cfg.wmax) for h in net.heads) or ()
+    return cfg.replace(afrac=afrac, wfrac=wfrac, hfrac=hfrac, thresholds=())
+
+
+def quantize(net: FFNet, cfg: AccelConfig) -> QuantModel:
+    """Integer parameters of ``net`` in the formats of ``cfg`` (see :func:`choose_formats`)."""
+    bmax = (1 << (cfg.bias_bits - 1)) - 1
+    ws, bs, hs, hbs = [], [], [], []
+    for l, wf in zip(net.layers, cfg.wfrac):
+        w = l.weight.detach().double().numpy()
+        ws.append(np.clip(_round_half_up(w * 2.0 ** wf), cfg.wmin, cfg.wmax))
+        b = l.bias.detach().double().numpy()
+        bs.append(np.clip(_round_half_up(b * 2.0 ** cfg.afrac), -bmax - 1, bmax))
+    if cfg.mode == "op":
+        for h, hf in zip(net.heads, cfg.hfrac):
+            hs.append(np.clip(_round_half_up(h.weight.detach().double().numpy() * 2.0 ** hf), cfg.wmin, cfg.wmax))
+            hbs.append(np.clip(_round_half_up(h.bias.detach().double().numpy() * 2.0 ** cfg.lfrac),
+                               -(1 << 31), (1 << 31) - 1))
+    return QuantModel(cfg, ws, bs, hs, hbs)
+
+
+def integer_thresholds(thresholds: list[float], cfg: AccelConfig) -> tuple[int, ...]:
+    """Float thresholds on integer scores -> integer thresholds with the same decisions
+    (score >= T  <=>  score >= ceil(T)), clamped to the score register range."""
+    tmax = (1 << (cfg.score_bits - 1)) - 1
+    out = []
+    for t in thresholds:
+        if math.isinf(t) or math.isnan(t):
+            out.append(tmax)
+        else:
+            out.append(int(min(tmax, max(-tmax - 1, math.ceil(t)))))
+    return tuple(out)
+
+
+def calibrate_integer(qm: QuantModel, val_codes: np.ndarray, y_val: np.ndarray,
+                      k: float | None = None) -> QuantModel:
+    """Integer exit thresholds from the golden model's validation scores (LightFF rule)."""
+    cfg = qm.cfg
+    k = cfg.exit_k if k is None else k
+    res = GoldenModel(qm).run(val_codes)
+    th = calibrate(res.layer_scores, y_val, cfg.exit_policy, k, cfg.classes)
+    new = cfg.replace(thresholds=integer_thresholds(th, cfg) if th else (), exit_k=k)
+    return QuantModel(new, qm.weights, qm.biases, qm.heads, qm.head_biases)

@@ -1,0 +1,135 @@
+"""``python -m ffaccel.train``: FF training on real data, quantisation, exit calibration.
+
+Writes one checkpoint (atomically) holding the float weights, the config with the
+integer formats and exit thresholds chosen on the validation split, and the provenance
+of the data and of the run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .cli import FFAccelError, add_config_args, config_from_args, make_parser, run_main
+from .data import DataError, load_dataset
+from .model.checkpoint import save_checkpoint
+from .model.embed import input_codes
+from .model.exits import apply_exit, calibrate, exit_report
+from .model.ff import FFNet, train_ff, train_heads
+from .model.golden import GoldenModel
+from .model.quant import calibrate_integer, choose_formats, quantize
+
+PROG = "ffaccel.train"
+
+
+def build_parser():
+    p = make_parser(PROG, __doc__.splitlines()[0])
+    p.add_argument("--dataset", required=True, help="mnist, fashion-mnist, digits, or a path (.npz / IDX folder)")
+    p.add_argument("--epochs", type=int, default=10, help="FF epochs")
+    p.add_argument("--head-epochs", type=int, default=None, help="OP head epochs (default: epochs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=0.03, help="Adam learning rate (LightFF: 0.03)")
+    p.add_argument("--theta", type=float, default=2.0, help="goodness threshold on mean(h^2)")
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--hard-negatives", type=float, default=0.0,
+                   help="probability of a hard (most plausible wrong) negative label")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on 2 cores)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N training samples")
+    p.add_argument("--out", required=True, help="checkpoint file to write")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_config_args(p)
+    return p
+
+
+def _check_positive(name: str, v: float | int | None, lo: float = 1) -> None:
+    if v is not None and not v >= lo:
+        raise FFAccelError(f"{name}={v} out of range (allowed: >= {lo})")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _check_positive("--epochs", args.epochs)
+    _check_positive("--head-epochs", args.head_epochs, 0)
+    _check_positive("--batch", args.batch)
+    _check_positive("--threads", args.threads)
+    _check_positive("--limit", args.limit)
+    if not 0.0 < args.lr < 10.0:
+        raise FFAccelError(f"--lr={args.lr} out of range (allowed: 0 < lr < 10)")
+    if not 0.0 <= args.hard_negatives <= 1.0:
+        raise FFAccelError(f"--hard-negatives={args.hard_negatives} out of range (allowed: 0..1)")
+    out = Path(args.out)
+    if out.is_dir():
+        raise FFAccelError(f"--out {str(out)!r} is a directory; give a checkpoint file name")
+    try:
+        ds = load_dataset(args.dataset)
+    except DataError as e:
+        raise FFAccelError(str(e)) from None
+    if args.inputs is not None and args.inputs != ds.inputs:
+        raise FFAccelError(f"--inputs {args.inputs} but dataset {ds.name!r} has {ds.inputs} inputs")
+    if args.classes is not None and args.classes != ds.classes:
+        raise FFAccelError(f"--classes {args.classes} but dataset {ds.name!r} has {ds.classes} classes")
+    cfg = config_from_args(args, inputs=ds.inputs, classes=ds.classes)
+
+    torch.set_num_threads(args.threads)
+    xtr = input_codes(ds.x_train, cfg)
+    ytr = ds.y_train
+    if args.limit:
+        xtr, ytr = xtr[: args.limit], ytr[: args.limit]
+    xva, xte = input_codes(ds.x_val, cfg), input_codes(ds.x_test, cfg)
+
+    net = FFNet(cfg, seed=args.seed)
+    log = train_ff(net, xtr, ytr, epochs=args.epochs, seed=args.seed, lr=args.lr,
+                   theta=args.theta, batch=args.batch, hard_negatives=args.hard_negatives,
+                   progress=not args.no_progress)
+    head_s = 0.0
+    if cfg.mode == "op":
+        head_s = train_heads(net, xtr, ytr, epochs=args.head_epochs or args.epochs, seed=args.seed,
+                             batch=args.batch, progress=not args.no_progress)
+
+    # float accuracy and thresholds
+    fs_val, fs_te = net.scores(xva), net.scores(xte)
+    fth = calibrate(fs_val, ds.y_val, cfg.exit_policy, cfg.exit_k, cfg.classes)
+    el, lab = apply_exit(fs_te, cfg.exit_policy, fth)
+    float_rep = exit_report(el, lab, fs_te[:, -1].argmax(1), ds.y_test, cfg)
+
+    # integer formats + thresholds
+    ncal = min(len(xtr), 2000)
+    qcfg = choose_formats(net, xtr[:ncal], ytr[:ncal])
+    qm = calibrate_integer(quantize(net, qcfg), xva, ds.y_val)
+    res = GoldenModel(qm).run(xte)
+    int_rep = exit_report(res.exit_layer, res.label, res.label_full, ds.y_test, qm.cfg)
+
+    meta = {
+        "dataset": ds.provenance,
+        "train": {"epochs": args.epochs, "seed": args.seed, "lr": args.lr, "theta": args.theta,
+                  "batch": args.batch, "hard_negatives": args.hard_negatives,
+                  "train_samples": int(len(xtr)), "seconds": round(log.seconds + head_s, 1),
+                  "loss": [round(v, 6) for v in log.loss], "torch": torch.__version__,
+                  "threads": args.threads},
+        "float": float_rep,
+        "integer": int_rep,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    save_checkpoint(out, net, qm.cfg, meta)
+    summary = {"checkpoint": str(out), "config": qm.cfg.to_dict(), "train_seconds": meta["train"]["seconds"],
+               "float": float_rep, "integer": int_rep}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"trained {qm.cfg.summary()} on {ds.name} in {summary['train_seconds']:.1f} s -> {out}")
+        for name, rep in (("float", float_rep), ("integer", int_rep)):
+            print(f"  {name:7s} accuracy {rep['accuracy'] * 100:.2f}% with exit, "
+                  f"{rep['accuracy_full'] * 100:.2f}% full depth, "
+                  f"MACs/sample {rep['macs_per_sample'] / 1e6:.3f} M ({rep['mac_reduction']:.2f}x fewer)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, PROG))

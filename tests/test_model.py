@@ -1,0 +1,190 @@
+"""Float FF training on digits, quantisation, float vs integer agreement, checkpoints, CLIs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ffaccel.cli import FFAccelError
+from ffaccel.config import AccelConfig
+from ffaccel.data import load_dataset
+from ffaccel.eval import evaluate
+from ffaccel.model.checkpoint import load_checkpoint, save_checkpoint
+from ffaccel.model.embed import embed_all, embed_labels, embed_neutral, input_codes
+from ffaccel.model.exits import apply_exit, calibrate, layer_macs
+from ffaccel.model.ff import FFNet, train_ff, train_heads
+from ffaccel.model.golden import GoldenModel
+from ffaccel.model.quant import calibrate_integer, choose_formats, quantize
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def _train(ds, mode):
+    torch.set_num_threads(1)
+    cfg = AccelConfig(inputs=ds.inputs, classes=ds.classes, layers=(128, 128), mode=mode)
+    x = input_codes(ds.x_train, cfg)
+    net = FFNet(cfg, seed=0)
+    train_ff(net, x, ds.y_train, epochs=30, seed=0, lr=0.03, batch=32, hard_negatives=0.5, progress=False)
+    if mode == "op":
+        train_heads(net, x, ds.y_train, epochs=30, seed=0, batch=32, progress=False)
+    qcfg = choose_formats(net, x[:500], ds.y_train[:500])
+    qm = calibrate_integer(quantize(net, qcfg), input_codes(ds.x_val, qcfg), ds.y_val)
+    return net, qm
+
+
+@pytest.fixture(scope="module")
+def mp_model(digits):
+    return _train(digits, "mp")
+
+
+@pytest.fixture(scope="module")
+def op_model(digits):
+    return _train(digits, "op")
+
+
+@pytest.mark.parametrize("which", ["mp_model", "op_model"])
+def test_float_and_integer_models_agree_on_digits(which, request, digits):
+    net, qm = request.getfixturevalue(which)
+    cfg = qm.cfg
+    f = evaluate(net, cfg, digits, k=1.0, policy=cfg.exit_policy, integer=False, limit=None)
+    i = evaluate(net, cfg, digits, k=1.0, policy=cfg.exit_policy, integer=True, limit=None)
+    assert f["accuracy_full"] > 0.80, f
+    # 360 test samples: 1.5 points is 5 samples
+    assert abs(f["accuracy_full"] - i["accuracy_full"]) <= 0.015, (f, i)
+    assert abs(f["accuracy"] - i["accuracy"]) <= 0.03, (f, i)
+    # the integer model's predictions mostly coincide with the float model's
+    xte = input_codes(digits.x_test, cfg)
+    fl = net.scores(xte)[:, -1].argmax(1)
+    gl = GoldenModel(qm).run(xte).label_full
+    assert (fl == gl).mean() > 0.95
+
+
+def test_exit_saves_macs_and_k_is_a_knob(mp_model, digits):
+    net, qm = mp_model
+    reps = [evaluate(net, qm.cfg, digits, k=k, policy="max", integer=True, limit=None) for k in (-1.0, 1.0, 3.0)]
+    macs = [r["macs_per_sample"] for r in reps]
+    assert macs[0] >= macs[1] >= macs[2]          # lower thresholds -> earlier exits
+    assert reps[2]["mac_reduction"] > 1.0
+    assert sum(reps[1]["exit_histogram"].values()) == reps[1]["samples"]
+
+
+def test_mac_counting():
+    # ARCHITECTURE.md: 784-2000x4 MP costs 10 x 13.568 M MACs without sharing
+    macs = layer_macs((784, 2000, 2000, 2000), (2000,) * 4, 10, "mp", share=False)
+    assert sum(macs) == 135_680_000
+    shared = layer_macs((784, 2000, 2000, 2000), (2000,) * 4, 10, "mp", share=True)
+    assert shared[0] == 784 * 2000 and sum(shared) == 135_680_000 - 9 * 784 * 2000
+    assert layer_macs((784, 100), (100, 100), 10, "op", share=False) == [78400 + 1000, 10000 + 1000]
+
+
+def test_label_embedding():
+    cfg = AccelConfig(inputs=16, classes=4, layers=(3,), abits=8)
+    x = np.arange(32).reshape(2, 16) + 100
+    allc = embed_all(x, cfg)
+    assert allc.shape == (2, 4, 16)
+    assert (allc[1, 2, :4] == [0, 0, 255, 0]).all() and (allc[:, :, 4:] == x[:, None, 4:]).all()
+    assert (embed_labels(x, np.array([3, 0]), cfg)[:, :4] == [[0, 0, 0, 255], [255, 0, 0, 0]]).all()
+    assert (embed_neutral(x, cfg)[:, :4] == 26).all()       # round-half-up of 25.5
+    assert (input_codes(np.array([[0, 255] * 8]), cfg.replace(abits=4, afrac=0))[0, :2] == [0, 15]).all()
+
+
+def test_float_exit_rule_matches_integer_rule():
+    # the same calibrated thresholds give the same decisions on integer scores
+    rng = np.random.default_rng(0)
+    sc = np.cumsum(rng.integers(0, 100, size=(200, 3, 5)), axis=1)
+    y = rng.integers(0, 5, size=200)
+    th = calibrate(sc, y, "max", 0.5, 5)
+    el, lab = apply_exit(sc, "max", th)
+    from ffaccel.model.quant import integer_thresholds
+    el2, lab2 = apply_exit(sc, "max", integer_thresholds(th, AccelConfig(inputs=20, classes=5, layers=(4, 4, 4))))
+    assert (el == el2).all() and (lab == lab2).all()
+
+
+# ---------------------------------------------------------------- checkpoints
+def test_checkpoint_round_trip(tmp_path, mp_model):
+    net, qm = mp_model
+    p = tmp_path / "m.ckpt"
+    save_checkpoint(p, net, qm.cfg, {"hello": 1})
+    net2, cfg2, meta = load_checkpoint(p)
+    assert cfg2 == qm.cfg and meta == {"hello": 1}
+    for a, b in zip(net.state_dict().values(), net2.state_dict().values()):
+        assert torch.equal(a, b)
+    assert sorted(os.listdir(tmp_path)) == ["m.ckpt"]      # no temporary left behind
+
+
+def test_bad_checkpoints_are_refused(tmp_path, mp_model):
+    net, qm = mp_model
+    good = tmp_path / "good.ckpt"
+    save_checkpoint(good, net, qm.cfg, {})
+    data = good.read_bytes()
+    (tmp_path / "trunc.ckpt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "junk.ckpt").write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(FFAccelError, match="truncated or corrupt"):
+        load_checkpoint(tmp_path / "trunc.ckpt")
+    with pytest.raises(FFAccelError, match="truncated or corrupt"):
+        load_checkpoint(tmp_path / "junk.ckpt")
+    with pytest.raises(FFAccelError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.ckpt")
+    # shapes that disagree with the stored config
+    wrong = FFNet(qm.cfg.replace(layers=(128, 64), wfrac=(), hfrac=(), thresholds=()))
+    save_checkpoint(tmp_path / "shape.ckpt", wrong, qm.cfg, {})
+    with pytest.raises(FFAccelError, match="shape"):
+        load_checkpoint(tmp_path / "shape.ckpt")
+    torch.save({"format": "other"}, tmp_path / "other.ckpt")
+    with pytest.raises(FFAccelError, match="not an ffaccel checkpoint"):
+        load_checkpoint(tmp_path / "other.ckpt")
+
+
+# ---------------------------------------------------------------- command lines
+def _run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_train_and_eval_cli_on_digits(tmp_path):
+    ck = tmp_path / "d.ckpt"
+    r = _run("ffaccel.train", "--dataset", "digits", "--layers", "2x64", "--epochs", "3", "--seed", "1",
+             "--out", str(ck), "--no-progress", "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["config"]["layers"] == [64, 64] and ck.is_file()
+    r = _run("ffaccel.eval", "--checkpoint", str(ck), "--dataset", "digits", "--mode", "mp",
+             "--integer", "--k", "0.5", "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    for key in ("accuracy", "accuracy_full", "macs_per_sample", "macs_full", "exit_histogram",
+                "macs_per_sample_noshare", "macs_full_noshare"):
+        assert key in rep
+    assert rep["model"] == "integer" and rep["k"] == 0.5
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (("ffaccel.train", "--dataset", "banana", "--out", "x.ckpt"), "unknown dataset 'banana'"),
+    (("ffaccel.train", "--dataset", "digits", "--epochs", "0", "--out", "x.ckpt"), "--epochs=0"),
+    (("ffaccel.train", "--dataset", "digits", "--layers", "4x0", "--out", "x.ckpt"), "--layers '4x0'"),
+    (("ffaccel.train", "--dataset", "digits", "--inputs", "784", "--out", "x.ckpt"), "has 64 inputs"),
+    (("ffaccel.eval", "--checkpoint", "missing.ckpt", "--dataset", "digits"), "does not exist"),
+    (("ffaccel.eval", "--checkpoint", "junk.ckpt", "--dataset", "digits"), "truncated or corrupt"),
+    (("ffaccel.eval", "--checkpoint", "missing.ckpt", "--dataset", "digits", "--mode", "zz"), "invalid choice"),
+])
+def test_cli_bad_input_is_one_line_and_nonzero(tmp_path, args, fragment):
+    (tmp_path / "junk.ckpt").write_bytes(b"PK\x03\x04broken")
+    r = _run(*args, cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "x.ckpt").exists()
+
+
+def test_eval_refuses_mismatched_mode(tmp_path, mp_model):
+    net, qm = mp_model
+    save_checkpoint(tmp_path / "m.ckpt", net, qm.cfg, {})
+    r = _run("ffaccel.eval", "--checkpoint", str(tmp_path / "m.ckpt"), "--dataset", "digits", "--mode", "op")
+    assert r.returncode == 2 and "trained for mp" in r.stderr
