@@ -12,7 +12,6 @@ import sys
 import time
 from typing import Sequence
 
-import numpy as np
 import torch
 
 from .cli import FFAccelError, make_parser, run_main
@@ -22,7 +21,7 @@ from .model.checkpoint import load_checkpoint
 from .model.embed import input_codes
 from .model.exits import apply_exit, calibrate, exit_report
 from .model.golden import GoldenModel
-from .model.quant import calibrate_integer, quantize
+from .model.quant import integer_thresholds, quantize
 
 PROG = "ffaccel.eval"
 
@@ -41,34 +40,44 @@ def build_parser():
     return p
 
 
+def score_splits(net, cfg, ds, *, integer: bool, limit: int | None = None):
+    """Full-depth cumulative scores (B, L, classes) of the validation and test splits,
+    from the float network or from the golden model; plus the seconds the test split took."""
+    xva = input_codes(ds.x_val, cfg)
+    xte = input_codes(ds.x_test, cfg)
+    if limit:
+        xte = xte[:limit]
+    if integer:
+        gm = GoldenModel(quantize(net, cfg.replace(thresholds=())))
+        sva = gm.run(xva).layer_scores
+        t1 = time.perf_counter()
+        ste = gm.run(xte).layer_scores
+    else:
+        sva = net.scores(xva)
+        t1 = time.perf_counter()
+        ste = net.scores(xte)
+    return sva, ste, time.perf_counter() - t1
+
+
+def report_for_k(sva, ste, cfg, ds, *, k: float, policy: str, integer: bool) -> dict:
+    """Calibrate T_l on the validation scores for this k, apply the exit rule on the test scores."""
+    yva, yte = ds.y_val, ds.y_test[: len(ste)]
+    th = calibrate(sva, yva, policy, k, cfg.classes)
+    if integer:
+        th = list(integer_thresholds(th, cfg)) if th else []
+    el, lab = apply_exit(ste, policy, th)
+    rep = exit_report(el, lab, ste[:, -1].argmax(1), yte, cfg)
+    rep.update({"model": "integer" if integer else "float", "mode": cfg.mode, "policy": policy,
+                "k": k, "thresholds": [t if integer else round(t, 6) for t in th], "dataset": ds.name})
+    return rep
+
+
 def evaluate(net, cfg, ds, *, k: float, policy: str, integer: bool, limit: int | None) -> dict:
     """Report dict for a loaded checkpoint on a dataset (shared with scripts)."""
     cfg = cfg.replace(exit_k=k, exit_policy=policy, thresholds=())
-    xva, yva = input_codes(ds.x_val, cfg), ds.y_val
-    xte, yte = input_codes(ds.x_test, cfg), ds.y_test
-    if limit:
-        xte, yte = xte[:limit], yte[:limit]
-    t0 = time.perf_counter()
-    if integer:
-        qm = calibrate_integer(quantize(net, cfg), xva, yva, k)
-        cfg, gm = qm.cfg, GoldenModel(qm)
-        t1 = time.perf_counter()
-        res = gm.run(xte)
-        dt = time.perf_counter() - t1
-        rep = exit_report(res.exit_layer, res.label, res.label_full, yte, cfg)
-        thresholds = list(cfg.thresholds)
-    else:
-        th = calibrate(net.scores(xva), yva, policy, k, cfg.classes)
-        t1 = time.perf_counter()
-        sc = net.scores(xte)
-        dt = time.perf_counter() - t1
-        el, lab = apply_exit(sc, policy, th)
-        rep = exit_report(el, lab, sc[:, -1].argmax(1), yte, cfg)
-        thresholds = [round(t, 6) for t in th]
-    rep.update({"model": "integer" if integer else "float", "mode": cfg.mode, "policy": policy,
-                "k": k, "thresholds": thresholds, "dataset": ds.name,
-                "test_seconds": round(dt, 3), "samples_per_s": round(len(yte) / dt, 1) if dt else None,
-                "total_seconds": round(time.perf_counter() - t0, 3)})
+    sva, ste, dt = score_splits(net, cfg, ds, integer=integer, limit=limit)
+    rep = report_for_k(sva, ste, cfg, ds, k=k, policy=policy, integer=integer)
+    rep.update({"test_seconds": round(dt, 3), "samples_per_s": round(len(ste) / dt, 1) if dt else None})
     return rep
 
 

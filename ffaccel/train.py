@@ -53,6 +53,50 @@ def _check_positive(name: str, v: float | int | None, lo: float = 1) -> None:
         raise FFAccelError(f"{name}={v} out of range (allowed: >= {lo})")
 
 
+def fit(ds, cfg, hyper: dict, progress: bool = True):
+    """Train, quantise and calibrate; returns (net, quantised config, provenance meta).
+
+    ``hyper``: epochs, head_epochs, seed, lr, theta, batch, hard_negatives, limit, threads.
+    """
+    torch.set_num_threads(hyper["threads"])
+    xtr, ytr = input_codes(ds.x_train, cfg), ds.y_train
+    if hyper.get("limit"):
+        xtr, ytr = xtr[: hyper["limit"]], ytr[: hyper["limit"]]
+    xva, xte = input_codes(ds.x_val, cfg), input_codes(ds.x_test, cfg)
+
+    net = FFNet(cfg, seed=hyper["seed"])
+    log = train_ff(net, xtr, ytr, epochs=hyper["epochs"], seed=hyper["seed"], lr=hyper["lr"],
+                   theta=hyper["theta"], batch=hyper["batch"], hard_negatives=hyper["hard_negatives"],
+                   progress=progress)
+    head_s = 0.0
+    if cfg.mode == "op":
+        head_s = train_heads(net, xtr, ytr, epochs=hyper["head_epochs"], seed=hyper["seed"],
+                             batch=hyper["batch"], progress=progress)
+
+    # float accuracy with the float thresholds
+    fs_val, fs_te = net.scores(xva), net.scores(xte)
+    fth = calibrate(fs_val, ds.y_val, cfg.exit_policy, cfg.exit_k, cfg.classes)
+    el, lab = apply_exit(fs_te, cfg.exit_policy, fth)
+    float_rep = exit_report(el, lab, fs_te[:, -1].argmax(1), ds.y_test, cfg)
+
+    # integer formats + thresholds
+    ncal = min(len(xtr), 2000)
+    qcfg = choose_formats(net, xtr[:ncal], ytr[:ncal])
+    qm = calibrate_integer(quantize(net, qcfg), xva, ds.y_val)
+    res = GoldenModel(qm).run(xte)
+    int_rep = exit_report(res.exit_layer, res.label, res.label_full, ds.y_test, qm.cfg)
+    meta = {
+        "dataset": ds.provenance,
+        "train": {**hyper, "train_samples": int(len(xtr)), "seconds": round(log.seconds + head_s, 1),
+                  "seconds_per_epoch": round(log.train_seconds_per_epoch, 2),
+                  "loss": [round(v, 6) for v in log.loss], "torch": torch.__version__},
+        "float": float_rep,
+        "integer": int_rep,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return net, qm.cfg, meta
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _check_positive("--epochs", args.epochs)
@@ -77,53 +121,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise FFAccelError(f"--classes {args.classes} but dataset {ds.name!r} has {ds.classes} classes")
     cfg = config_from_args(args, inputs=ds.inputs, classes=ds.classes)
 
-    torch.set_num_threads(args.threads)
-    xtr = input_codes(ds.x_train, cfg)
-    ytr = ds.y_train
-    if args.limit:
-        xtr, ytr = xtr[: args.limit], ytr[: args.limit]
-    xva, xte = input_codes(ds.x_val, cfg), input_codes(ds.x_test, cfg)
-
-    net = FFNet(cfg, seed=args.seed)
-    log = train_ff(net, xtr, ytr, epochs=args.epochs, seed=args.seed, lr=args.lr,
-                   theta=args.theta, batch=args.batch, hard_negatives=args.hard_negatives,
-                   progress=not args.no_progress)
-    head_s = 0.0
-    if cfg.mode == "op":
-        head_s = train_heads(net, xtr, ytr, epochs=args.head_epochs or args.epochs, seed=args.seed,
-                             batch=args.batch, progress=not args.no_progress)
-
-    # float accuracy and thresholds
-    fs_val, fs_te = net.scores(xva), net.scores(xte)
-    fth = calibrate(fs_val, ds.y_val, cfg.exit_policy, cfg.exit_k, cfg.classes)
-    el, lab = apply_exit(fs_te, cfg.exit_policy, fth)
-    float_rep = exit_report(el, lab, fs_te[:, -1].argmax(1), ds.y_test, cfg)
-
-    # integer formats + thresholds
-    ncal = min(len(xtr), 2000)
-    qcfg = choose_formats(net, xtr[:ncal], ytr[:ncal])
-    qm = calibrate_integer(quantize(net, qcfg), xva, ds.y_val)
-    res = GoldenModel(qm).run(xte)
-    int_rep = exit_report(res.exit_layer, res.label, res.label_full, ds.y_test, qm.cfg)
-
-    meta = {
-        "dataset": ds.provenance,
-        "train": {"epochs": args.epochs, "seed": args.seed, "lr": args.lr, "theta": args.theta,
-                  "batch": args.batch, "hard_negatives": args.hard_negatives,
-                  "train_samples": int(len(xtr)), "seconds": round(log.seconds + head_s, 1),
-                  "loss": [round(v, 6) for v in log.loss], "torch": torch.__version__,
-                  "threads": args.threads},
-        "float": float_rep,
-        "integer": int_rep,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    save_checkpoint(out, net, qm.cfg, meta)
-    summary = {"checkpoint": str(out), "config": qm.cfg.to_dict(), "train_seconds": meta["train"]["seconds"],
+    hyper = {"epochs": args.epochs, "head_epochs": args.head_epochs or args.epochs, "seed": args.seed,
+             "lr": args.lr, "theta": args.theta, "batch": args.batch,
+             "hard_negatives": args.hard_negatives, "limit": args.limit, "threads": args.threads}
+    net, qcfg, meta = fit(ds, cfg, hyper, progress=not args.no_progress)
+    save_checkpoint(out, net, qcfg, meta)
+    float_rep, int_rep = meta["float"], meta["integer"]
+    summary = {"checkpoint": str(out), "config": qcfg.to_dict(), "train_seconds": meta["train"]["seconds"],
                "float": float_rep, "integer": int_rep}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"trained {qm.cfg.summary()} on {ds.name} in {summary['train_seconds']:.1f} s -> {out}")
+        print(f"trained {qcfg.summary()} on {ds.name} in {summary['train_seconds']:.1f} s -> {out}")
         for name, rep in (("float", float_rep), ("integer", int_rep)):
             print(f"  {name:7s} accuracy {rep['accuracy'] * 100:.2f}% with exit, "
                   f"{rep['accuracy_full'] * 100:.2f}% full depth, "
