@@ -1,0 +1,1 @@
+"""Amaranth hardware: the FF layer engine and its units (one unit per module)."""

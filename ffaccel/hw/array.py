@@ -1,0 +1,36 @@
+"""rows x cols output-stationary MAC array with multicast operands."""
+
+from amaranth.hdl import Module, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .pe import PE
+
+
+class MacArray(wiring.Component):
+    """``x[r]`` is multicast along row r, ``w[c]`` down column c; PE (r, c) accumulates
+    ``x[r] * w[c]``. ``row_en[r]`` gates a row. ``result[r][c]`` holds the last finished
+    tile's sums (all PEs finish a tile in the same cycle: no skew)."""
+
+    def __init__(self, rows: int, cols: int, abits: int, wbits: int, accbits: int):
+        for name, v in (("rows", rows), ("cols", cols)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"MacArray: {name}={v!r} must be an integer >= 1")
+        self.rows, self.cols = rows, cols
+        self.abits, self.wbits, self.accbits = abits, wbits, accbits
+        super().__init__({
+            "x": In(unsigned(abits)).array(rows), "w": In(signed(wbits)).array(cols),
+            "row_en": In(rows), "valid": In(1), "first": In(1), "last": In(1),
+            "result": Out(signed(accbits)).array(rows, cols),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for r in range(self.rows):
+            for c in range(self.cols):
+                pe = PE(self.abits, self.wbits, self.accbits)
+                m.submodules[f"pe_{r}_{c}"] = pe
+                m.d.comb += [pe.x.eq(self.x[r]), pe.w.eq(self.w[c]), pe.valid.eq(self.valid),
+                             pe.en.eq(self.row_en[r]), pe.first.eq(self.first), pe.last.eq(self.last),
+                             self.result[r][c].eq(pe.result)]
+        return m
