@@ -7,18 +7,7 @@ import numpy as np
 from ..model.golden import QuantModel
 from .memmap import memory_map
 
-
-def _pack(lanes: np.ndarray, bits: int) -> list[int]:
-    """(words, cols) signed ints -> packed words, lane 0 in the low bits, two's complement."""
-    mask = (1 << bits) - 1
-    u = lanes.astype(object) & mask
-    out = []
-    for row in u:
-        v = 0
-        for c in reversed(range(len(row))):
-            v = (v << bits) | int(row[c])
-        out.append(v)
-    return out
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
 def _tile_words(w: np.ndarray, cols: int) -> np.ndarray:
@@ -37,19 +26,45 @@ def _tile_bias(b: np.ndarray, cols: int) -> np.ndarray:
     return pad.reshape(tiles, cols)
 
 
-def build_images(qm: QuantModel) -> tuple[list[int], list[int]]:
-    """(weight words, bias words) as integers of ``cols*wbits`` / ``cols*bias_lane_bits`` bits."""
+def image_lanes(qm: QuantModel) -> tuple[np.ndarray, np.ndarray]:
+    """(weight lanes (words, cols), bias lanes (words, cols)) as signed integers."""
     cfg = qm.cfg
-    mm = memory_map(cfg)
-    wl, bl = [], []
-    for w, b in zip(qm.weights, qm.biases):
-        wl.append(_tile_words(w, cfg.cols))
-        bl.append(_tile_bias(b, cfg.cols))
+    wl = [_tile_words(w, cfg.cols) for w in qm.weights]
+    bl = [_tile_bias(b, cfg.cols) for b in qm.biases]
     if cfg.mode == "op":
-        for h, hb in zip(qm.heads, qm.head_biases):
-            wl.append(_tile_words(h, cfg.cols))
-            bl.append(_tile_bias(hb, cfg.cols))
-    wwords = _pack(np.concatenate(wl), cfg.wbits)
-    bwords = _pack(np.concatenate(bl), mm.bias_lane_bits)
-    assert len(wwords) == mm.weight_words and len(bwords) == mm.bias_words
-    return wwords, bwords
+        wl += [_tile_words(h, cfg.cols) for h in qm.heads]
+        bl += [_tile_bias(hb, cfg.cols) for hb in qm.head_biases]
+    w, b = np.concatenate(wl), np.concatenate(bl)
+    mm = memory_map(cfg)
+    assert len(w) == mm.weight_words and len(b) == mm.bias_words
+    return w, b
+
+
+def to_hex_lines(lanes: np.ndarray, bits: int) -> bytes:
+    """$readmemh text: one word per line, lane 0 in the low bits, two's complement lanes,
+    fixed width of ceil(cols*bits/4) hex digits. Vectorised (13.6 M weights in seconds)."""
+    words, cols = lanes.shape
+    total = cols * bits
+    digits = -(-total // 4)
+    u = lanes.astype(np.int64) & ((1 << bits) - 1)
+    shifts = np.arange(bits, dtype=np.int64)
+    out = np.empty((words, digits + 1), dtype=np.uint8)
+    step = 65536
+    for s in range(0, words, step):
+        blk = u[s:s + step]
+        bitv = ((blk[:, :, None] >> shifts) & 1).astype(np.uint8).reshape(len(blk), total)
+        if digits * 4 != total:
+            bitv = np.concatenate([bitv, np.zeros((len(blk), digits * 4 - total), np.uint8)], axis=1)
+        nib = bitv.reshape(len(blk), digits, 4) @ np.array([1, 2, 4, 8], dtype=np.uint8)
+        out[s:s + step, :digits] = _HEX[nib[:, ::-1]]
+    out[:, digits] = ord("\n")
+    return out.tobytes()
+
+
+def build_images(qm: QuantModel) -> tuple[list[int], list[int]]:
+    """(weight words, bias words) as Python integers (for the Amaranth ROMs of small tests)."""
+    mm = memory_map(qm.cfg)
+    w, b = image_lanes(qm)
+    ww = [int(line, 16) for line in to_hex_lines(w, qm.cfg.wbits).split()]
+    bw = [int(line, 16) for line in to_hex_lines(b, mm.bias_lane_bits).split()]
+    return ww, bw

@@ -1,0 +1,118 @@
+"""Whole engine in the Amaranth simulator against the golden model, on random small configs
+(sizes not multiples of the array, copy groups, both modes, label sharing on and off,
+exits forced at every layer). The cocotb benches (sim/) repeat this on Verilator/Icarus."""
+
+import numpy as np
+import pytest
+
+from ffaccel.config import AccelConfig
+from ffaccel.hw.simtop import run_engine
+from ffaccel.model.golden import GoldenModel, QuantModel
+
+
+def random_config(rng) -> AccelConfig:
+    inputs = int(rng.integers(8, 24))
+    classes = int(rng.integers(2, min(6, inputs - 1) + 1))
+    layers = tuple(int(v) for v in rng.integers(1, 11, size=int(rng.integers(1, 4))))
+    abits = int(rng.integers(2, 7))
+    wbits = int(rng.integers(2, 7))
+    afrac = int(rng.integers(0, abits + 1))
+    rfrac = int(rng.integers(6, 13))
+    mode = str(rng.choice(["mp", "op"]))
+    lfrac = int(rng.integers(0, 6))
+    return AccelConfig(
+        inputs=inputs, classes=classes, layers=layers, rows=int(rng.integers(1, 5)), cols=int(rng.integers(1, 6)),
+        abits=abits, wbits=wbits, afrac=afrac, rsqrt_frac=rfrac, rsqrt_index=int(rng.integers(2, 7)),
+        wfrac=tuple(int(rng.integers(max(0, afrac - rfrac), rfrac + 3)) for _ in layers),
+        hfrac=tuple(int(rng.integers(max(0, lfrac - rfrac), rfrac + 3)) for _ in layers), lfrac=lfrac,
+        mode=mode, exit_policy=str(rng.choice(["max", "margin", "none"])), label_share=bool(rng.integers(0, 2)))
+
+
+def with_exits(qm: QuantModel, x: np.ndarray, rng) -> QuantModel:
+    """Thresholds drawn from the scores of the samples still running at each layer, so
+    that some samples exit at every layer."""
+    cfg = qm.cfg
+    if cfg.n_layers == 1 or cfg.exit_policy == "none":
+        return qm
+    sc = GoldenModel(qm).run(x).layer_scores
+    live = np.ones(len(x), dtype=bool)
+    th = []
+    for layer in range(cfg.n_layers - 1):
+        s = np.sort(sc[:, layer], axis=1)
+        v = s[:, -1] if cfg.exit_policy == "max" else s[:, -1] - s[:, -2]
+        pool = np.sort(v[live]) if live.any() else np.sort(v)
+        t = int(pool[len(pool) // 2 + (len(pool) % 2)]) if len(pool) > 1 else int(pool[0]) + 1
+        th.append(t)
+        live &= v < t
+    return QuantModel(cfg.replace(thresholds=tuple(th)), qm.weights, qm.biases, qm.heads, qm.head_biases)
+
+
+def check(qm: QuantModel, x: np.ndarray):
+    cfg = qm.cfg
+    gold = GoldenModel(qm).run(x, probe=True)
+    if cfg.mode == "mp":
+        batches = [x[i:i + 1] for i in range(len(x))]
+    else:
+        batches = [x[i:i + cfg.rows] for i in range(0, len(x), cfg.rows)]
+    out, probes = run_engine(qm, batches)
+    assert len(out) == len(x)
+    for i, o in enumerate(out):
+        assert (o.label, o.exit_layer, o.scores) == \
+            (int(gold.label[i]), int(gold.exit_layer[i]), gold.scores[i].tolist()), (cfg, i)
+    # activations: the probe beats arrive batch by batch; each batch emits one beat per
+    # (visited layer, live copy, tile)
+    idx, s0 = 0, 0
+    for batch in batches:
+        nb = len(batch)
+        count = 0
+        for layer in range(cfg.n_layers):
+            tiles = -(-cfg.layers[layer] // cfg.cols)
+            if cfg.mode == "mp":
+                count += tiles * cfg.classes if layer < gold.exit_layer[s0] else 0
+            else:
+                count += tiles * sum(1 for s in range(s0, s0 + nb) if layer < gold.exit_layer[s])
+        for lay, cp, t, vals in probes[idx: idx + count]:
+            s = s0 + (cp if cfg.mode == "op" else 0)
+            copy = cp if cfg.mode == "mp" else 0
+            n = cfg.layers[lay]
+            lo, hi = t * cfg.cols, min(n, (t + 1) * cfg.cols)
+            assert vals[: hi - lo] == gold.activations[lay][s, copy, lo:hi].tolist(), (cfg, s, lay, copy, t)
+            assert all(v == 0 for v in vals[hi - lo:])
+        idx += count
+        s0 += nb
+    assert idx == len(probes)
+
+
+EXITS_SEEN: set = set()
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_engine_matches_golden_on_random_configs(seed):
+    rng = np.random.default_rng(1000 + seed)
+    cfg = random_config(rng)
+    qm = QuantModel.random(cfg, rng)
+    x = rng.integers(0, cfg.amax + 1, size=(5 if cfg.mode == "mp" else cfg.rows + 2, cfg.inputs))
+    x[0, cfg.classes:] = 0                # zero image goodness
+    x[-1] = cfg.amax                      # saturation
+    qm = with_exits(qm, x, rng)
+    check(qm, x)
+    gold = GoldenModel(qm).run(x)
+    EXITS_SEEN.update((cfg.mode, int(e), cfg.n_layers) for e in gold.exit_layer)
+
+
+def test_random_configs_exit_at_every_layer():
+    """The random matrix above must have exercised early exits, not only full depth."""
+    if len(EXITS_SEEN) == 0:
+        pytest.skip("run together with the random-config test")
+    early = {(mode, e) for mode, e, n in EXITS_SEEN if e < n}
+    assert {m for m, _ in early} == {"mp", "op"}
+    assert {e for _, e in early} >= {1, 2}
+
+
+def test_engine_default_shape_small_layers():
+    """The default 10 x 16 array with MP label sharing on a small net."""
+    rng = np.random.default_rng(7)
+    cfg = AccelConfig(inputs=40, layers=(20, 17, 9))
+    qm = QuantModel.random(cfg, rng)
+    x = rng.integers(0, 256, size=(3, 40))
+    check(with_exits(qm, x, rng), x)
