@@ -8,6 +8,7 @@ import pytest
 from ffaccel.config import AccelConfig
 from ffaccel.hw.simtop import run_engine
 from ffaccel.model.golden import GoldenModel, QuantModel
+from ffaccel.perf.cycles import inference_cycles
 
 
 def random_config(rng) -> AccelConfig:
@@ -59,6 +60,14 @@ def check(qm: QuantModel, x: np.ndarray):
     for i, o in enumerate(out):
         assert (o.label, o.exit_layer, o.scores) == \
             (int(gold.label[i]), int(gold.exit_layer[i]), gold.scores[i].tolist()), (cfg, i)
+    # contract 2: the cycle model equals the RTL's cycle counter, inference by inference
+    s0 = 0
+    for batch in batches:
+        deepest = int(gold.exit_layer[s0:s0 + len(batch)].max())
+        want = inference_cycles(cfg, deepest, batch=len(batch))["total"]
+        for i in range(s0, s0 + len(batch)):
+            assert out[i].cycles == want, (cfg, i, out[i].cycles, want)
+        s0 += len(batch)
     # activations: the probe beats arrive batch by batch; each batch emits one beat per
     # (visited layer, live copy, tile)
     idx, s0 = 0, 0

@@ -305,7 +305,9 @@ class Engine(wiring.Component):
             m.d.comb += row_ok.eq(~Array(exited[r] for r in range(R))[cur["j"]])
 
         # stage A: select the row's sums (MP share: image row 0 + label_value * label weights)
-        sa = dict(valid=Signal(), cp=Signal.like(cp_cur), tile=Signal.like(tile), layer=Signal.like(layer),
+        # `valid` marks a drained row (data-independent timing); `live` whether it counts
+        # (OP: rows whose sample already exited are drained but neither written nor added)
+        sa = dict(valid=Signal(), live=Signal(), cp=Signal.like(cp_cur), tile=Signal.like(tile), layer=Signal.like(layer),
                   head=Signal(), bias=Signal(unsigned(C * BL)), m=Signal(rs.m.shape()), s=Signal(rs.s.shape()))
         sa_acc = [Signal(signed(ACC + 1), name=f"sa_acc{c}") for c in range(C)]
         rowsel = Array(Array(arr.result[r][c] for c in range(C)) for r in range(R))
@@ -315,23 +317,23 @@ class Engine(wiring.Component):
                 m.d.sync += sa_acc[c].eq(Mux(cur["shared"], rowsel[0][c] + lab_term, rowsel[cur["j"]][c]))
             else:
                 m.d.sync += sa_acc[c].eq(rowsel[cur["j"]][c])
-        m.d.sync += [sa["valid"].eq(cur["valid"] & row_ok), sa["cp"].eq(cp_cur), sa["tile"].eq(cur["tile"]),
+        m.d.sync += [sa["valid"].eq(cur["valid"]), sa["live"].eq(row_ok), sa["cp"].eq(cp_cur), sa["tile"].eq(cur["tile"]),
                      sa["layer"].eq(cur["layer"]), sa["head"].eq(cur["head"]), sa["bias"].eq(cur["bias"]),
                      sa["m"].eq(m_r[cp_cur]), sa["s"].eq(s_r[cp_cur])]
         # stage B: normalisation product and shift amount
         PB = ACC + 1 + rs.m.shape().width + 1
         sb_prod = [Signal(signed(PB), name=f"sb_prod{c}") for c in range(C)]
-        sb = dict(valid=Signal(), cp=Signal.like(sa["cp"]), tile=Signal.like(tile), layer=Signal.like(layer),
+        sb = dict(valid=Signal(), live=Signal(), cp=Signal.like(sa["cp"]), tile=Signal.like(tile), layer=Signal.like(layer),
                   head=Signal(), bias=Signal(unsigned(C * BL)), shift=Signal(range(64 + (1 << rs.s.shape().width))))
         for c in range(C):
             m.d.sync += sb_prod[c].eq(sa_acc[c] * sa["m"])
-        m.d.sync += [sb["valid"].eq(sa["valid"]), sb["cp"].eq(sa["cp"]), sb["tile"].eq(sa["tile"]),
+        m.d.sync += [sb["valid"].eq(sa["valid"]), sb["live"].eq(sa["live"]), sb["cp"].eq(sa["cp"]), sb["tile"].eq(sa["tile"]),
                      sb["layer"].eq(sa["layer"]), sb["head"].eq(sa["head"]), sb["bias"].eq(sa["bias"]),
                      sb["shift"].eq(Mux(sa["head"], hshb[sa["layer"]], shb[sa["layer"]]) + sa["s"])]
         # stage C: round-half-up shift, bias, clamp (layers) / logit increment (heads)
         sc_h = [Signal(unsigned(A), name=f"sc_h{c}") for c in range(C)]
         sc_inc = [Signal(signed(SB), name=f"sc_inc{c}") for c in range(C)]
-        sc = dict(valid=Signal(), cp=Signal.like(sa["cp"]), tile=Signal.like(tile), layer=Signal.like(layer),
+        sc = dict(valid=Signal(), live=Signal(), cp=Signal.like(sa["cp"]), tile=Signal.like(tile), layer=Signal.like(layer),
                   head=Signal())
         # 2**(shift-1) (0 for shift 0), as wide as the largest shift so it never truncates
         SHW = max(PB, (1 << sb["shift"].shape().width))
@@ -344,15 +346,15 @@ class Engine(wiring.Component):
             m.d.comb += z.eq(rnd + sb["bias"][c * BL:(c + 1) * BL].as_signed())
             m.d.sync += sc_h[c].eq(Mux(z < 0, 0, Mux(z > cfg.amax, cfg.amax, z)))
             m.d.sync += sc_inc[c].eq(z)
-        m.d.sync += [sc["valid"].eq(sb["valid"]), sc["cp"].eq(sb["cp"]), sc["tile"].eq(sb["tile"]),
+        m.d.sync += [sc["valid"].eq(sb["valid"]), sc["live"].eq(sb["live"]), sc["cp"].eq(sb["cp"]), sc["tile"].eq(sb["tile"]),
                      sc["layer"].eq(sb["layer"]), sc["head"].eq(sb["head"])]
         # stage D: write activations, probe, square-sum (layers); add logits (heads)
         dst = Signal()
         m.d.comb += dst.eq(~sc["layer"][0])          # layer l writes set (l+1) % 2
         hword = Cat(*sc_h)
         sq = sum(h * h for h in sc_h)
-        sd = dict(valid=Signal(), cp=Signal.like(sa["cp"]), sum=Signal(unsigned(GB + 1)))
-        with m.If(sc["valid"] & ~sc["head"]):
+        sd = dict(valid=Signal(), live=Signal(), cp=Signal.like(sa["cp"]), sum=Signal(unsigned(GB + 1)))
+        with m.If(sc["valid"] & sc["live"] & ~sc["head"]):
             for s in range(2):
                 for b in range(NB):
                     with m.If((dst == s) & (sc["cp"] == b)):
@@ -360,16 +362,17 @@ class Engine(wiring.Component):
                                      wports[s][b].en.eq((1 << C) - 1)]
             m.d.comb += [self.probe_valid.eq(1), self.probe_layer.eq(sc["layer"]), self.probe_copy.eq(sc["cp"]),
                          self.probe_tile.eq(sc["tile"]), self.probe_data.eq(hword)]
-        m.d.sync += [sd["valid"].eq(sc["valid"] & ~sc["head"]), sd["cp"].eq(sc["cp"]), sd["sum"].eq(sq)]
+        m.d.sync += [sd["valid"].eq(sc["valid"]), sd["live"].eq(sc["live"] & ~sc["head"]), sd["cp"].eq(sc["cp"]),
+                     sd["sum"].eq(sq)]
         if not mp:
-            with m.If(sc["valid"] & sc["head"]):
+            with m.If(sc["valid"] & sc["live"] & sc["head"]):
                 for c in range(C):
                     for cls in range(NC):
                         if cls % C == c:
                             with m.If(sc["tile"] == cls // C):
                                 m.d.sync += logits[sc["cp"]][cls].eq(logits[sc["cp"]][cls] + sc_inc[c])
         # stage E: goodness and MP score accumulation
-        with m.If(sd["valid"]):
+        with m.If(sd["valid"] & sd["live"]):
             m.d.sync += g_cur[sd["cp"]].eq(g_cur[sd["cp"]] + sd["sum"])
             if mp:
                 m.d.sync += score[sd["cp"]].eq(score[sd["cp"]] + sd["sum"])
