@@ -66,10 +66,10 @@ def verilog_ports(component) -> list[dict]:
     return ports
 
 
-def engine_verilog(cfg: AccelConfig) -> tuple[str, list[dict]]:
+def engine_verilog(cfg: AccelConfig, fault: str | None = None) -> tuple[str, list[dict]]:
     from amaranth.back import verilog
     from .hw.engine import Engine
-    eng = Engine(cfg)
+    eng = Engine(cfg, fault=fault)
     text = verilog.convert(eng, name=ENGINE, emit_src=False)
     return text, verilog_ports(eng)
 
@@ -127,8 +127,9 @@ def _npy(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def generate(cfg: AccelConfig, qm=None) -> tuple[dict[str, bytes], dict]:
-    """All output files (name -> bytes) and the manifest (also among the files)."""
+def generate(cfg: AccelConfig, qm=None, fault: str | None = None) -> tuple[dict[str, bytes], dict]:
+    """All output files (name -> bytes) and the manifest (also among the files).
+    ``fault`` (verification only) injects a deliberate bug, see ``Engine``."""
     from .hw.engine import cfg_register_map
     from .hw.images import image_lanes, to_hex_lines
     from .hw.memmap import memory_map
@@ -136,7 +137,7 @@ def generate(cfg: AccelConfig, qm=None) -> tuple[dict[str, bytes], dict]:
     cfg.check_float64_exact()
     mm = memory_map(cfg)
     files: dict[str, bytes] = {}
-    eng_v, ports = engine_verilog(cfg)
+    eng_v, ports = engine_verilog(cfg, fault)
     files[f"{ENGINE}.v"] = eng_v.encode()
     files[f"{TOP}.v"] = top_verilog(cfg, ports).encode()
     if qm is not None:

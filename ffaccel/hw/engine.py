@@ -56,10 +56,20 @@ def cfg_register_map(cfg: AccelConfig) -> dict:
     return {"threshold": 0, "shift": nl, "head_shift": 2 * nl, "exit_enable": 3 * nl}
 
 
+FAULTS = ("requant_round", "input_stall")
+
+
 class Engine(wiring.Component):
-    def __init__(self, cfg: AccelConfig):
+    """The FF engine. ``fault`` injects a deliberate bug for verification of the benches
+    (mutation testing): "requant_round" rounds at the wrong bit, "input_stall" takes
+    input beats without looking at ``in_valid``. Never used by the generator's CLI."""
+
+    def __init__(self, cfg: AccelConfig, fault: str | None = None):
         if not isinstance(cfg, AccelConfig):
             raise TypeError("Engine needs an AccelConfig")
+        if fault is not None and fault not in FAULTS:
+            raise ValueError(f"Engine: fault={fault!r} (allowed: {', '.join(FAULTS)})")
+        self.fault = fault
         self.cfg = cfg
         self.mm = memory_map(cfg)
         super().__init__(engine_signature(cfg))
@@ -338,7 +348,7 @@ class Engine(wiring.Component):
         # 2**(shift-1) (0 for shift 0), as wide as the largest shift so it never truncates
         SHW = max(PB, (1 << sb["shift"].shape().width))
         half = Signal(unsigned(SHW))
-        m.d.comb += half.eq((Const(1, unsigned(SHW + 1)) << sb["shift"]) >> 1)
+        m.d.comb += half.eq((Const(1, unsigned(SHW + 1)) << sb["shift"]) >> (2 if self.fault == "requant_round" else 1))
         for c in range(C):
             rnd = Signal(signed(SHW + 2), name=f"rnd{c}")
             z = Signal(signed(SHW + 3), name=f"z{c}")
@@ -398,7 +408,7 @@ class Engine(wiring.Component):
         with m.FSM(name="ctrl"):
             with m.State("LOAD"):
                 m.d.comb += self.in_ready.eq(1)
-                with m.If(self.in_valid):
+                with m.If(1 if self.fault == "input_stall" else self.in_valid):
                     lanes = 1 << (pix % C)
                     b_load = 0 if mp else lrow
                     for b in range(NB):
