@@ -194,9 +194,18 @@ class Engine(wiring.Component):
         iss_valid, iss_first, iss_last, iss_lab, iss_lab_last = Signal(), Signal(), Signal(), Signal(), Signal()
         kk = Signal.like(k)                           # input index being read
         m.d.comb += kk.eq(Mux(shared_now & ~labph, k + NC, k))
+        # a bank is read only when its word is needed: a new word every `cols` inputs (the
+        # read port holds its data while disabled), only in the source set, only for the
+        # copies in flight
+        new_word = Signal()
+        m.d.comb += new_word.eq(iss_valid & ((kk % C == 0) | iss_first))
         for s in range(2):
             for b in range(NB):
-                m.d.comb += rports[s][b].addr.eq(kk // C)
+                if mp:
+                    need = Mux((layer == 0) & ~head, b == 0, (grp == b // R) if G > 1 else 1)
+                else:
+                    need = (b < nrows) & ~exited[b]
+                m.d.comb += [rports[s][b].addr.eq(kk // C), rports[s][b].en.eq(new_word & (src == s) & need)]
         p1 = dict(valid=Signal(), first=Signal(), last=Signal(), lab=Signal(), lab_last=Signal(),
                   lane=Signal(range(C)), k=Signal.like(k), grp=Signal.like(grp), src=Signal(),
                   tile=Signal.like(tile), layer=Signal.like(layer), head=Signal(), shared=Signal())
