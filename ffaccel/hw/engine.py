@@ -250,16 +250,16 @@ class Engine(wiring.Component):
                         m.d.comb += x.eq(x_img)
                 with m.Else():
                     m.d.comb += x.eq(x_layer)
-                m.d.comb += arr.x[r].eq(x)
                 en = (copy < NC) & Mux(p1["shared"], r == 0, 1)
-                m.d.comb += arr.row_en[r].eq(en)
+                # operand isolation: a gated row sees 0, so its multipliers do not toggle
+                m.d.comb += [arr.row_en[r].eq(en), arr.x[r].eq(Mux(en & p1["valid"], x, 0))]
             else:
                 word = Mux(p1["src"], rports[1][r].data, rports[0][r].data)
                 x_layer = Array(word[c * A:(c + 1) * A] for c in range(C))[p1["lane"]]
                 x = Signal(unsigned(A), name=f"x{r}")
                 m.d.comb += x.eq(Mux((p1["layer"] == 0) & ~p1["head"] & (p1["k"] < NC), cfg.neutral_value, x_layer))
-                m.d.comb += arr.x[r].eq(x)
-                m.d.comb += arr.row_en[r].eq((r < nrows) & ~exited[r])
+                en = (r < nrows) & ~exited[r]
+                m.d.comb += [arr.row_en[r].eq(en), arr.x[r].eq(Mux(en & p1["valid"], x, 0))]
         with m.If(p1["valid"]):
             m.d.sync += macs.eq(macs + sum(arr.row_en[r] for r in range(R)) * C)
         if share:
