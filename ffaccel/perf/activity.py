@@ -1,0 +1,244 @@
+"""Activity of the engine from the real data: MACs, memory accesses and bit toggles per
+component, computed from the golden model's activations with numpy, without simulating
+the RTL. It follows the RTL's streaming order exactly (docs/architecture.md §4):
+
+- ``weight_bus``: the weight-port data register (``cols*wbits``), one word per read.
+- ``act_read``: the activation-bank read registers (``cols*abits``), one word per ``cols`` inputs.
+- ``array_x``: the row operand buses (``abits`` each); 0 when the row is idle or gated.
+- ``pe_acc``: the PE accumulators (``accbits``), one update per streamed input.
+- ``pe_shadow``: the PE shadow (result) registers, one update per tile.
+- ``act_write``: the activation-bank write data (0 -> word -> 0 per drained row, and the
+  input pixels while a sample loads, assuming an unstalled input stream).
+
+Toggles are Hamming distances between successive values of each register or bus
+(two's complement at the register's width).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..config import AccelConfig
+from ..hw.memmap import ceil_div, memory_map
+from ..model.embed import embed_all, embed_neutral
+from ..model.exits import layer_macs
+from ..model.golden import QuantModel
+from .cycles import inference_cycles
+
+COMPONENTS = ("weight_bus", "act_read", "array_x", "pe_acc", "pe_shadow", "act_write")
+
+
+def popcount(a: np.ndarray, bits: int) -> int:
+    """Total set bits of ``a`` at ``bits`` width (two's complement)."""
+    mask = np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(0xFFFFFFFFFFFFFFFF)
+    return int(np.bitwise_count(a.astype(np.int64).view(np.uint64) & mask).sum())
+
+
+def hamming(a: np.ndarray, b: np.ndarray, bits: int) -> int:
+    return popcount(np.bitwise_xor(a.astype(np.int64), b.astype(np.int64)), bits)
+
+
+@dataclass
+class Counters:
+    cycles: int = 0
+    macs: int = 0                  # useful MACs (the model's, with layer-1 sharing)
+    pe_ops: int = 0                # PE operations issued (enabled rows x cols x streamed inputs)
+    weight_reads: int = 0
+    bias_reads: int = 0
+    act_reads: int = 0
+    act_writes: int = 0
+    drained_rows: int = 0
+    toggles: dict = field(default_factory=lambda: dict.fromkeys(COMPONENTS, 0))
+
+    def add(self, other: "Counters") -> None:
+        for k in ("cycles", "macs", "pe_ops", "weight_reads", "bias_reads", "act_reads", "act_writes",
+                  "drained_rows"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+        for k, v in other.toggles.items():
+            self.toggles[k] += v
+
+    def as_dict(self) -> dict:
+        return {"cycles": self.cycles, "macs": self.macs, "pe_ops": self.pe_ops,
+                "weight_reads": self.weight_reads, "bias_reads": self.bias_reads,
+                "act_reads": self.act_reads, "act_writes": self.act_writes,
+                "drained_rows": self.drained_rows, "toggles": dict(self.toggles)}
+
+
+class _State:
+    """Register values that carry over from pass to pass (and sample to sample)."""
+
+    def __init__(self, cfg: AccelConfig):
+        self.w = np.zeros(cfg.cols, dtype=np.int64)
+        self.acc = np.zeros((cfg.rows, cfg.cols), dtype=np.int64)
+        self.shadow = np.zeros((cfg.rows, cfg.cols), dtype=np.int64)
+        nb = cfg.classes if cfg.mode == "mp" else cfg.rows
+        self.bank = np.zeros((2, nb, cfg.cols), dtype=np.int64)
+
+
+class PerfModel:
+    """Exact activity of the engine for a quantised model (one instance per model)."""
+
+    def __init__(self, qm: QuantModel):
+        self.qm, self.cfg = qm, qm.cfg
+        self.mm = memory_map(self.cfg)
+        cfg = self.cfg
+        # weight words of every pass in streaming order: (words, cols) lanes
+        self._wt = [self._tile_weights(w) for w in qm.weights]
+        self._ht = [self._tile_weights(h) for h in qm.heads]
+        share = cfg.mode == "mp" and cfg.label_share
+        self._macs = layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, share)
+        self.state = _State(cfg)
+
+    def _tile_weights(self, w: np.ndarray) -> np.ndarray:
+        """(n_out, n_in) -> (tiles, n_in, cols), zero padded."""
+        C = self.cfg.cols
+        n_out, n_in = w.shape
+        t = ceil_div(n_out, C)
+        pad = np.zeros((t * C, n_in), dtype=np.int64)
+        pad[:n_out] = w
+        return pad.reshape(t, C, n_in).transpose(0, 2, 1)
+
+    # ------------------------------------------------------------------ one pass
+    def _pass(self, wt: np.ndarray, X: np.ndarray, rows: list[int], banks: list[tuple[int, np.ndarray]], *,
+              k_lo: int, k_hi: int, label_words: int, set_: int, period: int, toggles: bool,
+              cnt: Counters) -> None:
+        """Stream ``wt`` (tiles, n_in, cols) over inputs k_lo..k_hi-1 for one copy group.
+
+        ``X`` (rows, n_in): the operands of the enabled array ``rows``; ``banks``: (bank, the
+        vector it holds) for the activation banks this pass reads from set ``set_``.
+        """
+        cfg, st = self.cfg, self.state
+        C, A, W, ACC = cfg.cols, cfg.abits, cfg.wbits, cfg.accbits
+        tiles = wt.shape[0]
+        K = k_hi - k_lo
+        nrows = len(rows)
+        cnt.weight_reads += tiles * (K + label_words)
+        cnt.bias_reads += tiles
+        cnt.pe_ops += tiles * K * C * nrows
+        first_word, last_word = k_lo // C, (k_hi - 1) // C
+        nwords = last_word - first_word + 1
+        cnt.act_reads += tiles * nwords * len(banks)
+        if not toggles:
+            return
+        tg = cnt.toggles
+        # weight bus: stream words then label words, tile after tile
+        seq = []
+        for t in range(tiles):
+            seq.append(wt[t, k_lo:k_hi])
+            if label_words:
+                seq.append(wt[t, :label_words])
+        seq = np.concatenate(seq)
+        tg["weight_bus"] += hamming(seq[0], st.w, W) + hamming(seq[1:], seq[:-1], W)
+        st.w = seq[-1].copy()
+        # activation-bank read registers: one word per `cols` inputs
+        for b, X_r in banks:
+            lanes = np.zeros(nwords * C, dtype=np.int64)
+            src = X_r[first_word * C: min((last_word + 1) * C, len(X_r))]
+            lanes[: len(src)] = src
+            words = lanes.reshape(nwords, C)
+            prev = st.bank[set_, b]
+            one = hamming(words[1:], words[:-1], A) if nwords > 1 else 0
+            wrap = hamming(words[0], words[-1], A)
+            tg["act_read"] += hamming(words[0], prev, A) + tiles * one + (tiles - 1) * wrap
+            st.bank[set_, b] = words[-1]
+        # row operand buses: x during streaming, 0 in gaps (label phase, period > K)
+        Xs = X[:, k_lo:k_hi]
+        within = hamming(Xs[:, 1:], Xs[:, :-1], A) if K > 1 else 0
+        gap = period > K or label_words > 0
+        edge = popcount(Xs[:, 0], A) + popcount(Xs[:, -1], A)
+        boundary = edge if gap else hamming(Xs[:, -1], Xs[:, 0], A)
+        tg["array_x"] += tiles * within + (tiles - 1) * boundary + edge
+        # PE accumulators and shadow registers, chunked over tiles
+        ridx = np.asarray(rows)
+        prev_acc = st.acc[ridx].copy()
+        prev_sh = st.shadow[ridx].copy()
+        chunk = max(1, (1 << 22) // max(1, nrows * K * C))
+        for t0 in range(0, tiles, chunk):
+            wc = wt[t0:t0 + chunk, k_lo:k_hi]                     # (tc, K, C)
+            acc = np.cumsum(Xs[None, :, :, None] * wc[:, None, :, :], axis=2)   # (tc, rows, K, C)
+            fin = acc[:, :, -1, :]                                # (tc, rows, C)
+            starts = np.concatenate([prev_acc[None], fin[:-1]], axis=0)
+            tg["pe_acc"] += hamming(acc[:, :, 0, :], starts, ACC)
+            if K > 1:
+                tg["pe_acc"] += hamming(acc[:, :, 1:, :], acc[:, :, :-1, :], ACC)
+            sh_prev = np.concatenate([prev_sh[None], fin[:-1]], axis=0)
+            tg["pe_shadow"] += hamming(fin, sh_prev, ACC)
+            prev_acc = prev_sh = fin[-1]
+        st.acc[ridx] = prev_acc
+        st.shadow[ridx] = prev_sh
+
+    def _load_toggles(self, x: np.ndarray) -> int:
+        """Input bank write data while a sample loads: the pixel on every lane, one beat per
+        cycle (an unstalled input stream), 0 before and after."""
+        A, C = self.cfg.abits, self.cfg.cols
+        return C * (popcount(x[:1], A) + hamming(x[1:], x[:-1], A) + popcount(x[-1:], A))
+
+    # ------------------------------------------------------------------ inference
+    def mp_sample(self, x: np.ndarray, acts: list[np.ndarray], exit_layer: int, toggles: bool = True) -> Counters:
+        """One MP inference: ``x`` (D,) input codes, ``acts[l]`` (classes, n_l) golden activations."""
+        cfg = self.cfg
+        R, C, NC, A = cfg.rows, cfg.cols, cfg.classes, cfg.abits
+        cnt = Counters()
+        cnt.cycles = inference_cycles(cfg, exit_layer)["total"]
+        cnt.macs = int(sum(self._macs[:exit_layer]))
+        copies0 = embed_all(x[None, :], cfg)[0]                          # (NC, D)
+        if toggles:
+            cnt.toggles["act_write"] += self._load_toggles(x)
+        for layer in range(exit_layer):
+            X = copies0 if layer == 0 else acts[layer - 1]
+            src = layer % 2
+            if layer == 0 and cfg.label_share:
+                self._pass(self._wt[0], X[:1], [0], [(0, x)], k_lo=NC, k_hi=cfg.inputs, label_words=NC,
+                           set_=0, period=NC + max(cfg.inputs - NC, NC), toggles=toggles, cnt=cnt)
+            else:
+                for g in range(ceil_div(NC, R)):
+                    rows = list(range(min(R, NC - g * R)))
+                    Xg = X[g * R: g * R + len(rows)]
+                    banks = [(0, x)] if layer == 0 else [(g * R + r, Xg[r]) for r in rows]
+                    self._pass(self._wt[layer], Xg, rows, banks, k_lo=0, k_hi=cfg.fan_in[layer], label_words=0,
+                               set_=src, period=max(cfg.fan_in[layer], len(rows)), toggles=toggles, cnt=cnt)
+            drained = NC * self.mm.tiles[layer]
+            cnt.drained_rows += drained
+            cnt.act_writes += drained
+            if toggles:
+                h = acts[layer]
+                tiles = self.mm.tiles[layer]
+                pad = np.zeros((NC, tiles * C), dtype=np.int64)
+                pad[:, : h.shape[1]] = h
+                cnt.toggles["act_write"] += 2 * popcount(pad, A)
+        return cnt
+
+    def op_batch(self, xs: np.ndarray, acts: list[np.ndarray], exit_layers: np.ndarray,
+                 toggles: bool = True) -> Counters:
+        """One OP batch: ``xs`` (b, D), ``acts[l]`` (b, n_l), per-sample exit layers."""
+        cfg = self.cfg
+        C, A = cfg.cols, cfg.abits
+        b = len(xs)
+        deepest = int(exit_layers.max())
+        cnt = Counters()
+        cnt.cycles = inference_cycles(cfg, deepest, batch=b)["total"]
+        cnt.macs = int(sum(sum(self._macs[:e]) for e in exit_layers))
+        x0 = embed_neutral(xs, cfg)
+        if toggles:
+            cnt.toggles["act_write"] += sum(self._load_toggles(xr) for xr in xs)
+        for layer in range(deepest):
+            live = [r for r in range(b) if exit_layers[r] > layer]
+            X = x0 if layer == 0 else acts[layer - 1]
+            held = xs if layer == 0 else acts[layer - 1]
+            self._pass(self._wt[layer], X[live], live, [(r, held[r]) for r in live], k_lo=0,
+                       k_hi=cfg.fan_in[layer], label_words=0, set_=layer % 2,
+                       period=max(cfg.fan_in[layer], b), toggles=toggles, cnt=cnt)
+            self._pass(self._ht[layer], acts[layer][live], live, [(r, acts[layer][r]) for r in live], k_lo=0,
+                       k_hi=cfg.layers[layer], label_words=0, set_=(layer + 1) % 2,
+                       period=max(cfg.layers[layer], b), toggles=toggles, cnt=cnt)
+            drained = b * (self.mm.tiles[layer] + self.mm.head_tiles)
+            cnt.drained_rows += drained
+            cnt.act_writes += len(live) * self.mm.tiles[layer]
+            if toggles:
+                tiles = self.mm.tiles[layer]
+                pad = np.zeros((len(live), tiles * C), dtype=np.int64)
+                pad[:, : acts[layer].shape[1]] = acts[layer][live]
+                cnt.toggles["act_write"] += 2 * popcount(pad, A)
+        return cnt
