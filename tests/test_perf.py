@@ -60,3 +60,24 @@ def test_activity_model_matches_rtl(ci, tmp_path):
         want = tot.toggles[comp]
         assert want > 0
         assert abs(got[comp] - want) <= 0.05 * got[comp], (comp, got[comp], want)
+
+
+def test_perf_cli_json_and_errors():
+    import json
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "ffaccel.perf", "--layers", "2x16", "--inputs", "32", "--rows", "4",
+                        "--cols", "4", "--samples", "5", "--seed", "3", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert set(out) >= {"config", "samples", "summary"}
+    assert len(out["samples"]) == 5 and {"cycles", "exit_layer", "macs"} <= set(out["samples"][0])
+    from ffaccel.perf.cycles import inference_cycles
+    cfg = AccelConfig.from_dict(out["config"])
+    for s in out["samples"]:
+        assert s["cycles"] == inference_cycles(cfg, s["exit_layer"])["total"]
+    for bad, frag in ((["--samples", "0"], "--samples=0"), (["--dataset", "digits"], "needs --checkpoint"),
+                      (["--rows", "x"], "invalid int")):
+        r = subprocess.run([sys.executable, "-m", "ffaccel.perf", "--layers", "2x16", "--inputs", "32", *bad],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and frag in r.stderr and len(r.stderr.strip().splitlines()) == 1

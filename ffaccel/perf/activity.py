@@ -51,6 +51,7 @@ class Counters:
     act_writes: int = 0
     drained_rows: int = 0
     toggles: dict = field(default_factory=lambda: dict.fromkeys(COMPONENTS, 0))
+    layer_toggles: list = field(default_factory=list)     # per visited layer: component -> toggles
 
     def add(self, other: "Counters") -> None:
         for k in ("cycles", "macs", "pe_ops", "weight_reads", "bias_reads", "act_reads", "act_writes",
@@ -58,6 +59,11 @@ class Counters:
             setattr(self, k, getattr(self, k) + getattr(other, k))
         for k, v in other.toggles.items():
             self.toggles[k] += v
+        for i, lt in enumerate(other.layer_toggles):
+            if i >= len(self.layer_toggles):
+                self.layer_toggles.append(dict.fromkeys(COMPONENTS, 0))
+            for k, v in lt.items():
+                self.layer_toggles[i][k] += v
 
     def as_dict(self) -> dict:
         return {"cycles": self.cycles, "macs": self.macs, "pe_ops": self.pe_ops,
@@ -187,7 +193,9 @@ class PerfModel:
         if toggles:
             cnt.toggles["act_write"] += self._load_toggles(x)
         for layer in range(exit_layer):
-            X = copies0 if layer == 0 else acts[layer - 1]
+            before = dict(cnt.toggles)
+            # without toggles only the shapes matter: the operands need not be known
+            X = copies0 if layer == 0 or not toggles else acts[layer - 1]
             src = layer % 2
             if layer == 0 and cfg.label_share:
                 self._pass(self._wt[0], X[:1], [0], [(0, x)], k_lo=NC, k_hi=cfg.inputs, label_words=NC,
@@ -208,6 +216,7 @@ class PerfModel:
                 pad = np.zeros((NC, tiles * C), dtype=np.int64)
                 pad[:, : h.shape[1]] = h
                 cnt.toggles["act_write"] += 2 * popcount(pad, A)
+            cnt.layer_toggles.append({k: cnt.toggles[k] - before[k] for k in COMPONENTS})
         return cnt
 
     def op_batch(self, xs: np.ndarray, acts: list[np.ndarray], exit_layers: np.ndarray,
@@ -224,13 +233,15 @@ class PerfModel:
         if toggles:
             cnt.toggles["act_write"] += sum(self._load_toggles(xr) for xr in xs)
         for layer in range(deepest):
+            before = dict(cnt.toggles)
             live = [r for r in range(b) if exit_layers[r] > layer]
-            X = x0 if layer == 0 else acts[layer - 1]
-            held = xs if layer == 0 else acts[layer - 1]
+            X = x0 if layer == 0 or not toggles else acts[layer - 1]
+            held = xs if layer == 0 or not toggles else acts[layer - 1]
+            hacts = acts[layer] if toggles else np.zeros((b, cfg.layers[layer]), dtype=np.int64)
             self._pass(self._wt[layer], X[live], live, [(r, held[r]) for r in live], k_lo=0,
                        k_hi=cfg.fan_in[layer], label_words=0, set_=layer % 2,
                        period=max(cfg.fan_in[layer], b), toggles=toggles, cnt=cnt)
-            self._pass(self._ht[layer], acts[layer][live], live, [(r, acts[layer][r]) for r in live], k_lo=0,
+            self._pass(self._ht[layer], hacts[live], live, [(r, hacts[r]) for r in live], k_lo=0,
                        k_hi=cfg.layers[layer], label_words=0, set_=(layer + 1) % 2,
                        period=max(cfg.layers[layer], b), toggles=toggles, cnt=cnt)
             drained = b * (self.mm.tiles[layer] + self.mm.head_tiles)
@@ -241,4 +252,5 @@ class PerfModel:
                 pad = np.zeros((len(live), tiles * C), dtype=np.int64)
                 pad[:, : acts[layer].shape[1]] = acts[layer][live]
                 cnt.toggles["act_write"] += 2 * popcount(pad, A)
+            cnt.layer_toggles.append({k: cnt.toggles[k] - before[k] for k in COMPONENTS})
         return cnt

@@ -1,0 +1,91 @@
+"""Workloads shared by ``ffaccel.verify``, ``ffaccel.perf`` and ``ffaccel.energy``: the same
+seed (or the same checkpoint and data) gives every tool exactly the same model and samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cli import FFAccelError
+from .config import AccelConfig
+from .model.golden import GoldenModel, QuantModel
+
+
+@dataclass
+class Workload:
+    qm: QuantModel
+    x: np.ndarray                 # (N, inputs) input codes
+    y: np.ndarray | None          # labels, when the samples come from a data set
+    source: dict                  # provenance: seed or checkpoint + dataset
+
+    @property
+    def cfg(self) -> AccelConfig:
+        return self.qm.cfg
+
+
+def spread_thresholds(qm: QuantModel, x: np.ndarray) -> QuantModel:
+    """Thresholds from the scores of the samples still running at each layer (the median),
+    so that random models exit at every layer rather than all at the first or the last."""
+    cfg = qm.cfg
+    if cfg.n_layers == 1 or cfg.exit_policy == "none" or len(x) == 0:
+        return qm
+    sc = GoldenModel(qm).run(x).layer_scores
+    live = np.ones(len(x), dtype=bool)
+    th = []
+    for layer in range(cfg.n_layers - 1):
+        s = np.sort(sc[:, layer], axis=1)
+        v = s[:, -1] if cfg.exit_policy == "max" else s[:, -1] - s[:, -2]
+        pool = np.sort(v[live]) if live.any() else np.sort(v)
+        t = int(pool[len(pool) // 2 + (len(pool) % 2)]) if len(pool) > 1 else int(pool[0]) + 1
+        th.append(t)
+        live &= v < t
+    return QuantModel(cfg.replace(thresholds=tuple(th)), qm.weights, qm.biases, qm.heads, qm.head_biases)
+
+
+def random_workload(cfg: AccelConfig, seed: int, n: int) -> Workload:
+    """Random integer weights, biases and inputs from ``seed``; exits spread over the layers
+    unless the config already holds thresholds."""
+    if n < 1:
+        raise FFAccelError(f"--samples={n} out of range (allowed: >= 1)")
+    rng = np.random.default_rng(seed)
+    qm = QuantModel.random(cfg, rng)
+    x = rng.integers(0, cfg.amax + 1, size=(n, cfg.inputs))
+    if not cfg.thresholds:
+        qm = spread_thresholds(qm, x)
+    return Workload(qm, x, None, {"seed": seed, "samples": n})
+
+
+def dataset_workload(checkpoint: str, dataset: str, limit: int | None, overrides: AccelConfig | None = None,
+                     k: float | None = None) -> Workload:
+    """A trained checkpoint, quantised and calibrated on the validation split, and the first
+    ``limit`` test samples. ``overrides``: the config to use (array shape etc.); its network
+    must be the checkpoint's."""
+    from .data import DataError, load_dataset
+    from .model.checkpoint import load_checkpoint
+    from .model.embed import input_codes
+    from .model.quant import calibrate_integer, quantize
+
+    net, cfg, meta = load_checkpoint(checkpoint)
+    if overrides is not None:
+        for key in ("inputs", "layers", "classes", "mode", "wbits", "abits"):
+            if getattr(overrides, key) != getattr(cfg, key):
+                raise FFAccelError(f"checkpoint {checkpoint!r} has {key}={getattr(cfg, key)!r}; "
+                                   f"the command asks for {getattr(overrides, key)!r}")
+        cfg = cfg.replace(rows=overrides.rows, cols=overrides.cols, exit_policy=overrides.exit_policy,
+                          label_share=overrides.label_share, weight_mem=overrides.weight_mem,
+                          sram_kib=overrides.sram_kib, clock_mhz=overrides.clock_mhz, tech=overrides.tech)
+    try:
+        ds = load_dataset(dataset)
+    except DataError as e:
+        raise FFAccelError(str(e)) from None
+    if ds.inputs != cfg.inputs or ds.classes != cfg.classes:
+        raise FFAccelError(f"dataset {ds.name!r} has {ds.inputs} inputs / {ds.classes} classes; "
+                           f"checkpoint needs {cfg.inputs} / {cfg.classes}")
+    if limit is not None and limit < 1:
+        raise FFAccelError(f"--limit={limit} out of range (allowed: >= 1)")
+    qm = calibrate_integer(quantize(net, cfg.replace(thresholds=())), input_codes(ds.x_val, cfg), ds.y_val, k)
+    n = len(ds.x_test) if limit is None else min(limit, len(ds.x_test))
+    return Workload(qm, input_codes(ds.x_test[:n], cfg), ds.y_test[:n],
+                    {"checkpoint": checkpoint, "dataset": ds.name, "limit": n})
