@@ -52,6 +52,7 @@ class Counters:
     drained_rows: int = 0
     toggles: dict = field(default_factory=lambda: dict.fromkeys(COMPONENTS, 0))
     layer_toggles: list = field(default_factory=list)     # per visited layer: component -> toggles
+    layer_counts: list = field(default_factory=list)      # per visited layer: counter -> count
 
     def add(self, other: "Counters") -> None:
         for k in ("cycles", "macs", "pe_ops", "weight_reads", "bias_reads", "act_reads", "act_writes",
@@ -64,6 +65,15 @@ class Counters:
                 self.layer_toggles.append(dict.fromkeys(COMPONENTS, 0))
             for k, v in lt.items():
                 self.layer_toggles[i][k] += v
+
+    COUNTS = ("pe_ops", "weight_reads", "bias_reads", "act_reads", "act_writes", "drained_rows")
+
+    def snapshot(self) -> dict:
+        return {k: getattr(self, k) for k in self.COUNTS}
+
+    def _close_layer(self, before: dict, cbefore: dict) -> None:
+        self.layer_toggles.append({k: self.toggles[k] - before[k] for k in COMPONENTS})
+        self.layer_counts.append({k: getattr(self, k) - cbefore[k] for k in self.COUNTS})
 
     def as_dict(self) -> dict:
         return {"cycles": self.cycles, "macs": self.macs, "pe_ops": self.pe_ops,
@@ -193,7 +203,7 @@ class PerfModel:
         if toggles:
             cnt.toggles["act_write"] += self._load_toggles(x)
         for layer in range(exit_layer):
-            before = dict(cnt.toggles)
+            before, cbefore = dict(cnt.toggles), cnt.snapshot()
             # without toggles only the shapes matter: the operands need not be known
             X = copies0 if layer == 0 or not toggles else acts[layer - 1]
             src = layer % 2
@@ -216,7 +226,7 @@ class PerfModel:
                 pad = np.zeros((NC, tiles * C), dtype=np.int64)
                 pad[:, : h.shape[1]] = h
                 cnt.toggles["act_write"] += 2 * popcount(pad, A)
-            cnt.layer_toggles.append({k: cnt.toggles[k] - before[k] for k in COMPONENTS})
+            cnt._close_layer(before, cbefore)
         return cnt
 
     def op_batch(self, xs: np.ndarray, acts: list[np.ndarray], exit_layers: np.ndarray,
@@ -233,7 +243,7 @@ class PerfModel:
         if toggles:
             cnt.toggles["act_write"] += sum(self._load_toggles(xr) for xr in xs)
         for layer in range(deepest):
-            before = dict(cnt.toggles)
+            before, cbefore = dict(cnt.toggles), cnt.snapshot()
             live = [r for r in range(b) if exit_layers[r] > layer]
             X = x0 if layer == 0 or not toggles else acts[layer - 1]
             held = xs if layer == 0 or not toggles else acts[layer - 1]
@@ -252,5 +262,5 @@ class PerfModel:
                 pad = np.zeros((len(live), tiles * C), dtype=np.int64)
                 pad[:, : acts[layer].shape[1]] = acts[layer][live]
                 cnt.toggles["act_write"] += 2 * popcount(pad, A)
-            cnt.layer_toggles.append({k: cnt.toggles[k] - before[k] for k in COMPONENTS})
+            cnt._close_layer(before, cbefore)
         return cnt

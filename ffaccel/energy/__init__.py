@@ -1,0 +1,1 @@
+"""Energy model: coefficients with sources, energy from toggles, accesses and exit depth."""

@@ -1,0 +1,153 @@
+"""Energy of an inference from toggles, memory accesses and cycles (ARCHITECTURE.md §5):
+
+    E = sum_c toggles_c * e_toggle_c + sum_m accesses_m * e_access_m + P_leak * cycles / f
+
+Per layer, the counts (accesses, PE operations, drained rows, cycles) are exact and the
+same for every inference that runs the layer; the toggles are the mean over the sampled
+inferences, computed at full depth. So the energy of an inference that exits after layer
+``e`` is ``E(e) = E_setup + sum_{l <= e} E_l``, and the data-set average weights ``E(e)``
+by the real exit histogram: exit depth enters through the layers never run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import AccelConfig
+from ..hw.memmap import ceil_div, memory_map
+from ..model.exits import layer_macs
+from ..model.golden import GoldenModel
+from ..perf.activity import COMPONENTS, PerfModel
+from ..perf.cycles import inference_cycles
+from ..workload import Workload
+from .coeffs import Coeffs
+
+ENERGY_COMPONENTS = ("pe_mult", "pe_acc", "pe_shadow", "operand_regs", "act_write_data", "postproc",
+                     "weight_mem", "act_mem", "bias_mem", "leakage")
+
+
+def area_cells(cfg: AccelConfig) -> float:
+    """Generic-cell count of the engine logic (activation buffers excluded): a per-PE
+    multiplier + accumulator term and a per-column post-processing term, calibrated against
+    ``scripts/synth_stats.py`` (see docs/architecture.md, "Area model")."""
+    pe = 4.6 * cfg.wbits * cfg.abits + 16.0 * cfg.accbits
+    post = 6.0 * cfg.accbits * cfg.rsqrt_mant_bits + 60.0 * cfg.accbits + 8.0 * cfg.abits * cfg.abits
+    return cfg.rows * cfg.cols * pe + cfg.cols * post + 3000.0
+
+
+@dataclass
+class Profile:
+    """Per-layer activity of a workload (MP: per sample; OP: per batch of ``rows``)."""
+    cfg: AccelConfig
+    toggles: list[dict]        # per layer: component -> mean toggles
+    counts: list[dict]         # per layer: exact counts
+    cycles: list[int]          # per layer
+    setup_cycles: int
+    load_toggles: float        # input-bank write data while loading
+    sampled: int
+
+
+def profile(wl: Workload, toggle_samples: int) -> Profile:
+    cfg, qm = wl.cfg, wl.qm
+    L = cfg.n_layers
+    pm = PerfModel(qm)
+    gm = GoldenModel(qm)
+    n = min(len(wl.x), max(1, toggle_samples))
+    mp = cfg.mode == "mp"
+    units = [wl.x[i:i + 1] for i in range(n)] if mp else [wl.x[i:i + cfg.rows] for i in range(0, n, cfg.rows)]
+    tog = [dict.fromkeys(COMPONENTS, 0.0) for _ in range(L)]
+    counts, load = None, 0.0
+    for xb in units:
+        res = gm.run(xb, probe=True)
+        if mp:
+            c = pm.mp_sample(xb[0], [a[0] for a in res.activations], L)
+        else:
+            c = pm.op_batch(xb, [a[:, 0, :] for a in res.activations], np.full(len(xb), L))
+        for layer in range(L):
+            for k in COMPONENTS:
+                tog[layer][k] += c.layer_toggles[layer][k] / len(units)
+        load += (sum(c.toggles.values()) - sum(sum(t.values()) for t in c.layer_toggles)) / len(units)
+        if counts is None or (not mp and len(xb) == cfg.rows):
+            counts = c.layer_counts
+    full = inference_cycles(cfg, L, batch=None if mp else cfg.rows)
+    return Profile(cfg, tog, counts, [l["cycles"] for l in full["layers"]], full["setup"], load, n)
+
+
+class EnergyModel:
+    def __init__(self, cfg: AccelConfig, coeffs: Coeffs):
+        self.cfg, self.c = cfg, coeffs
+        mm = memory_map(cfg)
+        self.mm = mm
+        W, A, C = cfg.wbits, cfg.abits, cfg.cols
+        self.weight_bytes = mm.weight_words * C * W / 8
+        if cfg.weight_mem == "dram":
+            self.e_weight = coeffs.dram_access_pj(C * W)
+        else:
+            self.e_weight = coeffs.sram_access_pj(max(cfg.sram_kib * 1024, self.weight_bytes), C * W)
+        nb = cfg.classes if cfg.mode == "mp" else cfg.rows
+        depth = ceil_div(max((cfg.inputs,) + cfg.layers), C)
+        self.bank_bytes = depth * C * A / 8
+        self.e_act = coeffs.sram_access_pj(self.bank_bytes, C * A)
+        self.e_bias = coeffs.sram_access_pj(mm.bias_words * C * mm.bias_lane_bits / 8, C * mm.bias_lane_bits)
+        self.e_post_row = C * (coeffs.mult_pj(cfg.accbits, cfg.rsqrt_mant_bits) + coeffs.add_pj(cfg.product_bits)
+                               + coeffs.mult_pj(A, A) + coeffs.add_pj(cfg.goodness_bits))
+        self.cells = area_cells(cfg)
+        self.sram_bits = 2 * nb * depth * C * A
+        self.leak_pw = coeffs.leak_pw(self.cells + self.sram_bits * coeffs["sram_bits_per_cell"])
+        self.e_mult_t = coeffs.mult_operand_toggle_pj(A, W)
+        self.e_acc_t = coeffs.add_toggle_pj(cfg.accbits)
+        self.e_reg = coeffs.reg_toggle_pj()
+
+    def leakage_pj(self, cycles: float) -> float:
+        return self.leak_pw * cycles / (self.cfg.clock_mhz * 1e6)
+
+    def layer(self, tog: dict, cnt: dict, cycles: int) -> dict:
+        C = self.cfg.cols
+        rows_eff = cnt["pe_ops"] / (C * cnt["weight_reads"]) if cnt["weight_reads"] else 0.0
+        return {
+            "pe_mult": (tog["array_x"] * C + tog["weight_bus"] * rows_eff) * self.e_mult_t,
+            "pe_acc": tog["pe_acc"] * self.e_acc_t,
+            "pe_shadow": tog["pe_shadow"] * self.e_reg,
+            "operand_regs": (tog["weight_bus"] + tog["act_read"]) * self.e_reg,
+            "act_write_data": tog["act_write"] * self.e_reg,
+            "postproc": cnt["drained_rows"] * self.e_post_row,
+            "weight_mem": cnt["weight_reads"] * self.e_weight,
+            "act_mem": (cnt["act_reads"] + cnt["act_writes"]) * self.e_act,
+            "bias_mem": cnt["bias_reads"] * self.e_bias,
+            "leakage": self.leakage_pj(cycles),
+        }
+
+    def setup(self, prof: Profile) -> dict:
+        cfg = self.cfg
+        per = cfg.inputs * (1 if cfg.mode == "mp" else cfg.rows)      # lane writes while loading
+        e = dict.fromkeys(ENERGY_COMPONENTS, 0.0)
+        e["act_write_data"] = prof.load_toggles * self.e_reg
+        e["act_mem"] = per * self.c.sram_access_pj(self.bank_bytes, cfg.abits)
+        e["leakage"] = self.leakage_pj(prof.setup_cycles)
+        return e
+
+    def by_depth(self, prof: Profile) -> list[dict]:
+        """Component energies (pJ) of an inference (MP sample / OP batch) exiting after 1..L."""
+        out, acc = [], self.setup(prof)
+        for layer in range(self.cfg.n_layers):
+            le = self.layer(prof.toggles[layer], prof.counts[layer], prof.cycles[layer])
+            acc = {k: acc[k] + le[k] for k in ENERGY_COMPONENTS}
+            out.append(dict(acc))
+        return out
+
+    def per_layer(self, prof: Profile) -> list[dict]:
+        return [self.layer(prof.toggles[l], prof.counts[l], prof.cycles[l]) for l in range(self.cfg.n_layers)]
+
+    def lower_bound_pj(self, exit_layer: int) -> float:
+        """Every MAC at the 8-bit MAC energy (mult + accumulator add) plus each weight of the
+        visited layers read once from the weight memory."""
+        cfg = self.cfg
+        share = cfg.mode == "mp" and cfg.label_share
+        macs = sum(layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, share)[:exit_layer])
+        e_mac = self.c.mult_pj(cfg.abits, cfg.wbits) + self.c.add_pj(cfg.accbits)
+        words = sum(self.mm.tiles[l] * cfg.fan_in[l] for l in range(exit_layer))
+        if cfg.mode == "op":
+            words += sum(self.mm.head_tiles * cfg.layers[l] for l in range(exit_layer))
+        return macs * e_mac + words * self.e_weight
