@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 
 from .cli import FFAccelError, add_config_args, config_from_args, make_parser, run_main

@@ -13,7 +13,6 @@ benchmarks never retrain; ``--mp-checkpoint`` / ``--op-checkpoint`` use a given 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -26,32 +25,12 @@ from ffaccel.cli import FFAccelError, atomic_write_text, run_main
 from ffaccel.config import AccelConfig, parse_layers
 from ffaccel.data import load_dataset
 from ffaccel.eval import report_for_k, score_splits
-from ffaccel.model.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from ffaccel.model.cache import cached_fit
 from ffaccel.model.embed import input_codes
 from ffaccel.model.golden import GoldenModel
 from ffaccel.model.quant import calibrate_integer, quantize
-from ffaccel.train import fit
 
 PROG = "reproduce_lightff"
-CACHE = Path(os.environ.get("FFACCEL_CACHE", Path.home() / ".cache" / "ffaccel"))
-
-
-def cached_fit(ds, cfg: AccelConfig, hyper: dict, given: str | None, progress: bool):
-    """Load ``given`` or the cached checkpoint for (cfg, hyper, data); train and cache if absent."""
-    if given:
-        net, qcfg, meta = load_checkpoint(given)
-        check_compatible(qcfg, cfg, given)
-        return net, qcfg, meta, given
-    key = hashlib.sha256(json.dumps({"cfg": cfg.hash(), "hyper": hyper,
-                                     "data": ds.provenance.get("sha256")}, sort_keys=True).encode()).hexdigest()[:16]
-    path = CACHE / f"ckpt-{key}.ckpt"
-    if path.is_file():
-        net, qcfg, meta = load_checkpoint(path)
-        return net, qcfg, meta, str(path)
-    print(f"[{PROG}] training {cfg.summary()} ({hyper['epochs']} epochs) -> {path}", file=sys.stderr)
-    net, qcfg, meta = fit(ds, cfg, hyper, progress=progress)
-    save_checkpoint(path, net, qcfg, meta)
-    return net, qcfg, meta, str(path)
 
 
 def golden_throughput(net, cfg, ds, n: int = 2000) -> dict:
@@ -116,7 +95,7 @@ def main(argv=None) -> int:
         hyper = {"epochs": epochs, "head_epochs": epochs, "seed": args.seed, "lr": args.lr,
                  "theta": args.theta, "batch": args.batch, "hard_negatives": args.hard_negatives,
                  "limit": None, "threads": args.threads}
-        net, qcfg, meta, path = cached_fit(ds, cfg, hyper, given, not args.no_progress)
+        net, qcfg, meta, path = cached_fit(ds, cfg, hyper, given, progress=not args.no_progress)
         run = {"checkpoint": path, "config": qcfg.summary(), "train": meta.get("train", {}), "sweep": {}}
         for integer in (False, True):
             t = time.perf_counter()

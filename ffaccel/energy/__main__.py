@@ -86,7 +86,6 @@ def report(wl, coeffs, toggle_samples: int, exit_layers: np.ndarray | None = Non
 
 def k_sweep(wl_ckpt_args, cfg, coeffs, prof_rep, ks):
     """Energy and accuracy across the exit knob k (needs labels)."""
-    from ..model.checkpoint import load_checkpoint
     from ..workload import dataset_workload
     out = []
     for k in ks:

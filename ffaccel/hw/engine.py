@@ -13,13 +13,12 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..config import AccelConfig, clog2
+from ..config import AccelConfig
 from .array import MacArray
 from .exitcmp import ExitCmp
 from .memmap import ceil_div, memory_map
 from .rsqrt import RSqrt
 
-POST_STAGES = 4          # drain row select -> product -> shift/bias/clamp -> square/write -> accumulate
 
 
 def engine_signature(cfg: AccelConfig) -> dict:
@@ -163,10 +162,8 @@ class Engine(wiring.Component):
         n_out_l = Array(Const(v, range(max(cfg.layers) + 1)) for v in cfg.layers)[layer]
         tiles_l = Array(Const(v, range(max(mm.tiles) + 1)) for v in mm.tiles)[layer]
         wbase_l = Array(Const(v, unsigned(mm.waddr_bits)) for v in mm.wbase)[layer]
-        bbase_l = Array(Const(v, unsigned(mm.baddr_bits)) for v in mm.bbase)[layer]
         if not mp:
             hbase_l = Array(Const(v, unsigned(mm.waddr_bits)) for v in mm.hbase)[layer]
-            hbbase_l = Array(Const(v, unsigned(mm.baddr_bits)) for v in mm.hbbase)[layer]
         shared_now = Signal()
         m.d.comb += shared_now.eq(share & (layer == 0) & ~head)
         # streamed inputs per tile: K (image part only when shared)

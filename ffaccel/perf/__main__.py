@@ -24,7 +24,7 @@ from ..cli import FFAccelError, add_config_args, config_from_args, make_parser, 
 from ..model.golden import GoldenModel
 from ..workload import Workload, dataset_workload, random_workload
 from .activity import COMPONENTS, PerfModel
-from .cycles import inference_cycles, layer_phases
+from .cycles import inference_cycles
 
 PROG = "ffaccel.perf"
 
@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"PE busy {s['utilisation_pe_busy'] * 100:.1f}%")
     print(f"  per inference: weight reads {s['weight_reads_per_inference']:.0f}, activation reads "
           f"{s['act_reads_per_inference']:.0f}, writes {s['act_writes_per_inference']:.0f}")
-    print(f"  toggles/inference: " + ", ".join(f"{k} {v:.3g}" for k, v in s["toggles_per_inference"].items()))
+    print("  toggles/inference: " + ", ".join(f"{k} {v:.3g}" for k, v in s["toggles_per_inference"].items()))
     print(f"  exit histogram {s['exit_histogram']}; wall {rep['timing']['total_s']:.2f} s")
     return 0
 

@@ -1,0 +1,45 @@
+"""Trained-network cache: one training per (network, recipe, data), shared by the
+reproduction scripts and the DSE. Checkpoints live under ``$FFACCEL_CACHE`` (default
+``~/.cache/ffaccel``) as ``ckpt-<key>.ckpt``, written atomically, so concurrent workers that
+race on the same key at worst train twice and never read a half-written file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..config import AccelConfig
+from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("FFACCEL_CACHE", Path.home() / ".cache" / "ffaccel"))
+
+
+def cache_key(ds, cfg: AccelConfig, hyper: dict) -> str:
+    net = {k: getattr(cfg, k) for k in ("inputs", "layers", "classes", "mode")}
+    blob = json.dumps({"net": net, "hyper": hyper, "data": ds.provenance.get("sha256"), "name": ds.name},
+                      sort_keys=True, default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cached_fit(ds, cfg: AccelConfig, hyper: dict, given: str | None = None, progress: bool = False):
+    """(net, quantised config, meta, path): ``given`` checkpoint, else the cached one for
+    (network, recipe, data), else train now and cache."""
+    from ..train import fit
+    if given:
+        net, qcfg, meta = load_checkpoint(given)
+        check_compatible(qcfg, cfg, given)
+        return net, qcfg, meta, given
+    path = cache_dir() / f"ckpt-{cache_key(ds, cfg, hyper)}.ckpt"
+    if path.is_file():
+        net, qcfg, meta = load_checkpoint(path)
+        return net, qcfg, meta, str(path)
+    if progress:
+        print(f"[ffaccel] training {cfg.summary()} ({hyper['epochs']} epochs) -> {path}", file=sys.stderr)
+    net, qcfg, meta = fit(ds, cfg, hyper, progress=progress)
+    save_checkpoint(path, net, qcfg, meta)
+    return net, qcfg, meta, str(path)

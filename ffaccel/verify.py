@@ -1,0 +1,216 @@
+"""``python -m ffaccel.verify``: the generated RTL, simulated with cocotb (Verilator or Icarus),
+against the bit-exact golden model, sample by sample and cycle for cycle.
+
+Without ``--checkpoint`` the network has random integer weights and the inputs are random
+codes, all drawn from ``--seed`` by :func:`verify_samples`; thresholds are chosen so that
+samples exit at different layers. With ``--checkpoint CKPT --dataset D`` the checkpoint is
+quantised, its exit thresholds calibrated on the validation split, and the first
+``--samples`` test images are verified.
+
+The thresholds are in the config, so they are the registers' reset values in the RTL;
+the bench also writes them (and the exit enable) through the cfg port before streaming.
+Inputs stream with random idle cycles and results are accepted with random back-pressure
+(``--stall P``). Each sample passes when label, exit layer, scores, every activation the
+probe shows and ``res_cycles`` (against ``ffaccel.perf.cycles``) all match.
+
+Exit status: 0 when nothing mismatches, 1 on a mismatch (or a failed build / run),
+2 on bad input. ``--json`` prints ``{"config", "samples": [{"label", "exit_layer",
+"cycles", "match"}], "mismatches", ...}`` and nothing else on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .cli import FFAccelError, add_config_args, config_from_args, make_parser, run_main
+from .config import AccelConfig
+
+PROG = "ffaccel.verify"
+SIMS = ("verilator", "icarus")
+# fields a checkpoint fixes (the network and the formats it was quantised for)
+_CKPT_FIXED = ("inputs", "layers", "classes", "mode", "wbits", "abits", "afrac", "wfrac", "hfrac", "lfrac")
+
+
+def build_parser():
+    p = make_parser(PROG, __doc__.splitlines()[0])
+    add_config_args(p)
+    g = p.add_argument_group("verification")
+    g.add_argument("--sim", choices=SIMS, default="verilator",
+                   help="simulator (Verilator: ~20 s build, fast; Icarus: 1 s build, slower)")
+    g.add_argument("--samples", type=int, default=8, help="samples to verify")
+    g.add_argument("--seed", type=int, default=0, help="random weights, inputs and stalls")
+    g.add_argument("--checkpoint", help="trained checkpoint (then --dataset is needed)")
+    g.add_argument("--dataset", help="with --checkpoint: mnist, fashion-mnist, digits or a path")
+    g.add_argument("--stall", type=float, default=0.25,
+                   help="probability of an idle input cycle and of result back-pressure per cycle")
+    g.add_argument("--vcd", metavar="FILE", help="write a VCD of the simulation to FILE")
+    g.add_argument("--build-dir", default="build/sim", help="simulator builds (cached)")
+    g.add_argument("--fault", choices=("requant_round", "input_stall"), default=None,
+                   help="inject a deliberate RTL bug (checks that the bench catches it)")
+    g.add_argument("--json", action="store_true", help="print a JSON report only")
+    return p
+
+
+# ---------------------------------------------------------------------------- samples
+
+def exit_thresholds(qm, x: np.ndarray) -> tuple[int, ...]:
+    """Integer thresholds for layers 1..L-1 that make samples of ``x`` exit at different
+    layers: at each layer, the median of the exit metric (max score / top-2 margin) over
+    the samples still running, so about half of them leave there. () when the config
+    cannot exit early (one layer, or policy "none")."""
+    from .model.golden import GoldenModel
+    cfg = qm.cfg
+    if cfg.n_layers == 1 or cfg.exit_policy == "none" or len(x) == 0:
+        return ()
+    sc = GoldenModel(qm).run(x).layer_scores
+    tmax = (1 << (cfg.score_bits - 1)) - 1
+    live = np.ones(len(x), dtype=bool)
+    th = []
+    for layer in range(cfg.n_layers - 1):
+        s = np.sort(sc[:, layer], axis=1)
+        v = s[:, -1] if cfg.exit_policy == "max" else s[:, -1] - s[:, -2]
+        pool = np.sort(v[live]) if live.any() else np.sort(v)
+        t = int(pool[len(pool) // 2 + (len(pool) % 2)]) if len(pool) > 1 else int(pool[0]) + 1
+        t = max(-tmax - 1, min(tmax, t))
+        th.append(t)
+        live &= v < t
+    return tuple(th)
+
+
+def verify_samples(cfg: AccelConfig, seed: int, n: int):
+    """The (QuantModel, inputs) that ``python -m ffaccel.verify --seed SEED --samples N``
+    verifies without a checkpoint, for any tool that wants exactly the same samples (the
+    cycle simulator, energy runs): ``rng = np.random.default_rng(seed)``; weights and
+    biases ``QuantModel.random(cfg, rng)``; inputs ``rng.integers(0, amax + 1, (n, inputs))``
+    with sample 0's image part zeroed (zero input goodness, n >= 3) and the last sample
+    all ``amax`` (saturation, n >= 2); then ``cfg.thresholds`` = :func:`exit_thresholds`
+    (the returned ``qm.cfg`` carries them). Deterministic for a given (cfg, seed, n)."""
+    from .model.golden import QuantModel
+    if n < 1:
+        raise FFAccelError(f"--samples={n} out of range (allowed: >= 1)")
+    rng = np.random.default_rng(seed)
+    base = cfg.replace(thresholds=())
+    qm = QuantModel.random(base, rng)
+    x = rng.integers(0, cfg.amax + 1, size=(n, cfg.inputs), dtype=np.int64)
+    if n >= 3:
+        x[0, cfg.classes:] = 0
+    if n >= 2:
+        x[-1] = cfg.amax
+    th = exit_thresholds(qm, x)
+    qm = QuantModel(base.replace(thresholds=th), qm.weights, qm.biases, qm.heads, qm.head_biases)
+    return qm, x
+
+
+def checkpoint_samples(args, n: int):
+    """(qm, x, labels) from a checkpoint: quantised, thresholds calibrated on the
+    validation split (integer golden model), the first ``n`` test images."""
+    from .data import DataError, load_dataset
+    from .model.checkpoint import load_checkpoint
+    from .model.embed import input_codes
+    from .model.quant import calibrate_integer, quantize
+    if not args.dataset:
+        raise FFAccelError("--checkpoint needs --dataset (the test images to verify)")
+    net, ck_cfg, _ = load_checkpoint(args.checkpoint)
+    cfg = config_from_args(args, base=ck_cfg)
+    for key in _CKPT_FIXED:
+        if getattr(cfg, key) != getattr(ck_cfg, key):
+            raise FFAccelError(f"checkpoint {args.checkpoint!r} has {key}={getattr(ck_cfg, key)!r}; "
+                               f"the command asks for {getattr(cfg, key)!r}")
+    try:
+        ds = load_dataset(args.dataset)
+    except DataError as e:
+        raise FFAccelError(str(e)) from None
+    if ds.inputs != cfg.inputs or ds.classes != cfg.classes:
+        raise FFAccelError(f"dataset {ds.name!r} has {ds.inputs} inputs / {ds.classes} classes; "
+                           f"the checkpoint needs {cfg.inputs} / {cfg.classes}")
+    if n > len(ds.x_test):
+        raise FFAccelError(f"--samples={n}: the test split has only {len(ds.x_test)} samples")
+    qm = quantize(net, cfg.replace(thresholds=()))
+    qm = calibrate_integer(qm, input_codes(ds.x_val, cfg), ds.y_val)
+    return qm, input_codes(ds.x_test[:n], cfg), ds.y_test[:n]
+
+
+# ---------------------------------------------------------------------------- main
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    t0 = time.perf_counter()
+    if args.samples < 1:
+        raise FFAccelError(f"--samples={args.samples} out of range (allowed: >= 1)")
+    if not 0.0 <= args.stall < 1.0:
+        raise FFAccelError(f"--stall={args.stall} out of range (allowed: 0 <= P < 1)")
+    if args.dataset and not args.checkpoint:
+        raise FFAccelError("--dataset is only used with --checkpoint")
+    if args.sim == "icarus" and shutil.which("iverilog") is None:
+        raise FFAccelError("--sim icarus: iverilog is not installed (apt-get install iverilog), or use --sim verilator")
+    truth = None
+    if args.checkpoint:
+        qm, x, truth = checkpoint_samples(args, args.samples)
+    else:
+        cfg = config_from_args(args)
+        cfg.check_float64_exact()
+        qm, x = verify_samples(cfg, args.seed, args.samples)
+    cfg = qm.cfg
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # the sim/ package
+    from sim.runner import SimError, verify
+    try:
+        out = verify(qm, x, sim=args.sim, build_dir=args.build_dir, fault=args.fault,
+                     in_stall=args.stall, out_stall=args.stall, seed=args.seed, vcd=args.vcd)
+    except SimError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    rep, run, info = out["report"], out["run"], out["build"]
+    dt = time.perf_counter() - t0
+    cps = rep.sim_cycles / rep.sim_seconds if rep.sim_seconds > 0 else None
+    doc = {
+        "config": cfg.to_dict(resolved=True),
+        "samples": [s.to_dict() for s in rep.samples],
+        "mismatches": rep.mismatches,
+        "sim": args.sim,
+        "seed": args.seed,
+        "stall": args.stall,
+        "fault": args.fault,
+        "seconds": round(dt, 3),
+        "build_seconds": round(info.seconds, 3),
+        "rebuilt": info.rebuilt,
+        "run_seconds": round(run.seconds, 3),
+        "sim_cycles": rep.sim_cycles,
+        "cycles_per_s": round(cps) if cps else None,
+        "errors": ([f"run: {e}" for e in rep.run_errors]
+                   + [f"sample {s.index}: {e}" for s in rep.samples for e in s.errors])[:50],
+    }
+    if args.vcd:
+        doc["vcd"] = str(Path(args.vcd).resolve())
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"{cfg.summary()} on {args.sim}, seed {args.seed}, stall {args.stall}"
+              + (f", fault {args.fault}" if args.fault else ""))
+        print(f"{'sample':>6} {'label':>5} {'exit':>4} {'cycles':>8}  match")
+        for s in rep.samples:
+            extra = "" if s.match else f"  expected label {s.expected['label']} exit {s.expected['exit_layer']}"
+            if truth is not None:
+                extra += f"  (true {int(truth[s.index])})"
+            print(f"{s.index:>6} {str(s.label):>5} {str(s.exit_layer):>4} {str(s.cycles):>8}  "
+                  f"{'ok' if s.match else 'MISMATCH'}{extra}")
+        for e in doc["errors"][:10]:
+            print(f"  {e}")
+        rate = f"{cps:,.0f} simulated cycles/s" if cps else "n/a"
+        print(f"{len(rep.samples)} samples, {rep.mismatches} mismatches; {dt:.1f} s wall "
+              f"(build {info.seconds:.1f} s{'' if info.rebuilt else ', cached'}, simulator {run.seconds:.1f} s); "
+              f"{rep.sim_cycles:,} cycles, {rate}")
+        if args.vcd:
+            print(f"VCD: {doc['vcd']}")
+    return 0 if rep.mismatches == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, PROG))
