@@ -2,8 +2,9 @@
 against the bit-exact golden model, sample by sample and cycle for cycle.
 
 Without ``--checkpoint`` the network has random integer weights and the inputs are random
-codes, all drawn from ``--seed`` by :func:`verify_samples`; thresholds are chosen so that
-samples exit at different layers. With ``--checkpoint CKPT --dataset D`` the checkpoint is
+codes, all drawn from ``--seed`` by :func:`verify_samples` (the same workload as
+``python -m ffaccel.perf`` with the same flags); thresholds are chosen so that samples
+exit at different layers. With ``--checkpoint CKPT --dataset D`` the checkpoint is
 quantised, its exit thresholds calibrated on the validation split, and the first
 ``--samples`` test images are verified.
 
@@ -60,81 +61,38 @@ def build_parser():
 
 # ---------------------------------------------------------------------------- samples
 
-def exit_thresholds(qm, x: np.ndarray) -> tuple[int, ...]:
-    """Integer thresholds for layers 1..L-1 that make samples of ``x`` exit at different
-    layers: at each layer, the median of the exit metric (max score / top-2 margin) over
-    the samples still running, so about half of them leave there. () when the config
-    cannot exit early (one layer, or policy "none")."""
-    from .model.golden import GoldenModel
-    cfg = qm.cfg
-    if cfg.n_layers == 1 or cfg.exit_policy == "none" or len(x) == 0:
-        return ()
-    sc = GoldenModel(qm).run(x).layer_scores
-    tmax = (1 << (cfg.score_bits - 1)) - 1
-    live = np.ones(len(x), dtype=bool)
-    th = []
-    for layer in range(cfg.n_layers - 1):
-        s = np.sort(sc[:, layer], axis=1)
-        v = s[:, -1] if cfg.exit_policy == "max" else s[:, -1] - s[:, -2]
-        pool = np.sort(v[live]) if live.any() else np.sort(v)
-        t = int(pool[len(pool) // 2 + (len(pool) % 2)]) if len(pool) > 1 else int(pool[0]) + 1
-        t = max(-tmax - 1, min(tmax, t))
-        th.append(t)
-        live &= v < t
-    return tuple(th)
-
-
 def verify_samples(cfg: AccelConfig, seed: int, n: int):
     """The (QuantModel, inputs) that ``python -m ffaccel.verify --seed SEED --samples N``
-    verifies without a checkpoint, for any tool that wants exactly the same samples (the
-    cycle simulator, energy runs): ``rng = np.random.default_rng(seed)``; weights and
-    biases ``QuantModel.random(cfg, rng)``; inputs ``rng.integers(0, amax + 1, (n, inputs))``
-    with sample 0's image part zeroed (zero input goodness, n >= 3) and the last sample
-    all ``amax`` (saturation, n >= 2); then ``cfg.thresholds`` = :func:`exit_thresholds`
-    (the returned ``qm.cfg`` carries them). Deterministic for a given (cfg, seed, n)."""
-    from .model.golden import QuantModel
-    if n < 1:
-        raise FFAccelError(f"--samples={n} out of range (allowed: >= 1)")
-    rng = np.random.default_rng(seed)
-    base = cfg.replace(thresholds=())
-    qm = QuantModel.random(base, rng)
-    x = rng.integers(0, cfg.amax + 1, size=(n, cfg.inputs), dtype=np.int64)
-    if n >= 3:
-        x[0, cfg.classes:] = 0
-    if n >= 2:
-        x[-1] = cfg.amax
-    th = exit_thresholds(qm, x)
-    qm = QuantModel(base.replace(thresholds=th), qm.weights, qm.biases, qm.heads, qm.head_biases)
-    return qm, x
+    verifies without a checkpoint. It is :func:`ffaccel.workload.random_workload`, the
+    workload ``python -m ffaccel.perf`` / ``ffaccel.energy`` use for the same flags, so the
+    cycle model and the RTL see exactly the same model and samples:
+    ``rng = np.random.default_rng(seed)``; ``QuantModel.random(cfg, rng)``; inputs
+    ``rng.integers(0, amax + 1, (n, inputs))``; then, unless ``cfg`` already holds
+    thresholds, ``workload.spread_thresholds`` (per layer, the median exit metric of the
+    samples still running, so samples exit at different layers). The thresholds are in
+    the returned ``qm.cfg``."""
+    from .workload import random_workload
+    wl = random_workload(cfg, seed, n)
+    return wl.qm, np.asarray(wl.x, dtype=np.int64)
 
 
 def checkpoint_samples(args, n: int):
-    """(qm, x, labels) from a checkpoint: quantised, thresholds calibrated on the
-    validation split (integer golden model), the first ``n`` test images."""
-    from .data import DataError, load_dataset
+    """(qm, x, labels) from a checkpoint: :func:`ffaccel.workload.dataset_workload` (the
+    checkpoint quantised, thresholds calibrated on the validation split with the integer
+    golden model, the first ``n`` test images). Flags override the checkpoint's config
+    (array shape, exit rule, ...) but not its network or formats."""
     from .model.checkpoint import load_checkpoint
-    from .model.embed import input_codes
-    from .model.quant import calibrate_integer, quantize
+    from .workload import dataset_workload
     if not args.dataset:
         raise FFAccelError("--checkpoint needs --dataset (the test images to verify)")
-    net, ck_cfg, _ = load_checkpoint(args.checkpoint)
+    _, ck_cfg, _ = load_checkpoint(args.checkpoint)
     cfg = config_from_args(args, base=ck_cfg)
     for key in _CKPT_FIXED:
         if getattr(cfg, key) != getattr(ck_cfg, key):
             raise FFAccelError(f"checkpoint {args.checkpoint!r} has {key}={getattr(ck_cfg, key)!r}; "
                                f"the command asks for {getattr(cfg, key)!r}")
-    try:
-        ds = load_dataset(args.dataset)
-    except DataError as e:
-        raise FFAccelError(str(e)) from None
-    if ds.inputs != cfg.inputs or ds.classes != cfg.classes:
-        raise FFAccelError(f"dataset {ds.name!r} has {ds.inputs} inputs / {ds.classes} classes; "
-                           f"the checkpoint needs {cfg.inputs} / {cfg.classes}")
-    if n > len(ds.x_test):
-        raise FFAccelError(f"--samples={n}: the test split has only {len(ds.x_test)} samples")
-    qm = quantize(net, cfg.replace(thresholds=()))
-    qm = calibrate_integer(qm, input_codes(ds.x_val, cfg), ds.y_val)
-    return qm, input_codes(ds.x_test[:n], cfg), ds.y_test[:n]
+    wl = dataset_workload(args.checkpoint, args.dataset, n, overrides=cfg, k=getattr(args, "exit_k", None))
+    return wl.qm, np.asarray(wl.x, dtype=np.int64), wl.y
 
 
 # ---------------------------------------------------------------------------- main

@@ -16,12 +16,20 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 APT_PKGS=()
 command -v iverilog >/dev/null 2>&1 || APT_PKGS+=(iverilog)
 [ -d /usr/share/datasets/fashion-mnist ] || APT_PKGS+=(dataset-fashion-mnist)
+# PostgreSQL server: the distributed DSE test starts one on localhost
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || APT_PKGS+=(postgresql)
 if [ ${#APT_PKGS[@]} -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     log "apt-get install ${APT_PKGS[*]}"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${APT_PKGS[@]}" >/dev/null
+fi
+
+# Some containers ship /dev/null as 0755; PostgreSQL's initdb (run as the postgres user)
+# needs to write to it. 0666 is its standard mode.
+if [ "$(id -u)" -eq 0 ] && [ "$(stat -c %a /dev/null)" != "666" ]; then
+    chmod 666 /dev/null 2>/dev/null || true
 fi
 
 # --- Python environment ----------------------------------------------------

@@ -32,9 +32,11 @@ def _pow2_frac(max_abs: float, limit: int, lo: int = 0, hi: int = 32) -> int:
 
 
 @torch.no_grad()
-def choose_formats(net: FFNet, calib_codes: np.ndarray, calib_y: np.ndarray) -> AccelConfig:
-    """Return ``net.cfg`` with wfrac, hfrac, afrac set from the weights and calibration data."""
-    cfg = net.cfg
+def choose_formats(net: FFNet, calib_codes: np.ndarray, calib_y: np.ndarray,
+                   cfg: AccelConfig | None = None) -> AccelConfig:
+    """Return ``cfg`` (default ``net.cfg``) with wfrac, hfrac, afrac set from the weights and
+    calibration data, for the bit widths of ``cfg``."""
+    cfg = net.cfg if cfg is None else cfg
     xin = embed_labels(calib_codes, calib_y, cfg) if cfg.mode == "mp" else embed_neutral(calib_codes, cfg)
     hs = net.forward_all(torch.as_tensor(xin, dtype=torch.float32))
     allh = torch.cat([h.flatten() for h in hs]).double().numpy()

@@ -1,0 +1,1 @@
+"""Design-space exploration on Optuna (grid or NSGA-II), resumable and distributed."""

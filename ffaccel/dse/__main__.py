@@ -1,0 +1,172 @@
+"""``python -m ffaccel.dse``: design-space exploration on Optuna.
+
+    python -m ffaccel.dse --space FILE [--store PATH | --storage URL] [--workers N] [--trials T] [--json]
+                          [--out DIR]
+
+Storage: by default an SQLite file (``runs/dse/<space>.db``); ``--storage
+postgresql://...`` shares one study between workers on several machines. Every finished
+evaluation is committed by Optuna as it completes, so a sweep killed at any moment
+(SIGKILL included) resumes where it was: a trial that was running when its worker died is
+failed by Optuna's heartbeat check and its design is evaluated again; a design with a
+completed trial is never evaluated again (grid: only designs without a completed trial
+are enqueued; NSGA-II: a design sampled twice reuses the stored metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from ..cli import FFAccelError, atomic_write_text, make_parser, run_main
+from .space import METRICS, Space, load_space
+from .study import _completed, _study, enqueue_grid, fail_dead_local_trials, worker
+
+PROG = "ffaccel.dse"
+def pareto(rows: list[dict], objectives: tuple) -> list[dict]:
+    def better_eq(a, b, o):
+        name, d = o.split(":")
+        return a[name] >= b[name] if d == "max" else a[name] <= b[name]
+
+    def strictly(a, b, o):
+        name, d = o.split(":")
+        return a[name] > b[name] if d == "max" else a[name] < b[name]
+    front = []
+    for r in rows:
+        dominated = any(all(better_eq(s, r, o) for o in objectives) and any(strictly(s, r, o) for o in objectives)
+                        for s in rows if s is not r)
+        if not dominated:
+            front.append(r)
+    return front
+
+
+def collect(space: Space, study) -> list[dict]:
+    rows = []
+    for t in _completed(study).values():
+        rows.append({"trial": t.number, **t.params, **{m: t.user_attrs[m] for m in METRICS},
+                     "point_key": t.user_attrs["point_key"], "worker": t.user_attrs.get("worker", "")})
+    rows.sort(key=lambda r: r["trial"])
+    return rows
+
+
+def write_outputs(space: Space, rows: list[dict], front: list[dict], out: Path) -> list[str]:
+    import csv
+    import io
+    out.mkdir(parents=True, exist_ok=True)
+    keys = ["trial", *sorted(space.axes), *METRICS, "pareto", "point_key", "worker"]
+    keys_front = {r["point_key"] for r in front}
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({**r, "pareto": r["point_key"] in keys_front})
+    files = [str(out / f"{space.name}_points.csv")]
+    atomic_write_text(files[0], buf.getvalue())
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    for xk, yk, fname in (("energy_pj", "accuracy", "pareto_energy_accuracy.png"),
+                          ("area_cells", "latency_us", "pareto_latency_area.png")):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.scatter([r[xk] for r in rows], [r[yk] for r in rows], s=14, c="0.6", label="designs")
+        fr = sorted(front, key=lambda r: r[xk])
+        ax.scatter([r[xk] for r in fr], [r[yk] for r in fr], s=30, c="C3", label="Pareto front (all objectives)")
+        two = pareto(rows, (f"{xk}:min", f"{yk}:{'max' if yk == 'accuracy' else 'min'}"))
+        two = sorted(two, key=lambda r: r[xk])
+        ax.plot([r[xk] for r in two], [r[yk] for r in two], "C3--", lw=1, label=f"front of {yk} vs {xk}")
+        ax.set_xlabel(xk)
+        ax.set_ylabel(yk)
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        ax.set_title(f"{space.name}: {yk} vs {xk}")
+        fig.tight_layout()
+        path = out / f"{space.name}_{fname}"
+        fig.savefig(path, dpi=110, metadata={"Software": None})
+        plt.close(fig)
+        files.append(str(path))
+    return files
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = make_parser(PROG, __doc__.splitlines()[0])
+    p.add_argument("--space", required=True, help="space file (TOML)")
+    p.add_argument("--store", help="SQLite file of the study (default runs/dse/<space>.db)")
+    p.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db (distributed)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--trials", type=int, default=None, help="nsga2: trials per worker (default: the space's)")
+    p.add_argument("--out", default=None, help="folder for CSV and PNG (default runs/dse/<space>)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    space = load_space(args.space)
+    if args.workers < 1:
+        raise FFAccelError(f"--workers={args.workers} out of range (allowed: >= 1)")
+    if args.store and args.storage:
+        raise FFAccelError("give --store or --storage, not both")
+    url = args.storage or f"sqlite:///{Path(args.store or f'runs/dse/{space.name}.db').resolve()}"
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    try:
+        study = _study(space, url, create=True)
+    except Exception as e:  # a bad URL, an unreachable server
+        raise FFAccelError(f"storage {url!r} cannot be opened: {str(e).splitlines()[0]}") from None
+    from optuna.storages import fail_stale_trials
+    fail_dead_local_trials(study)
+    fail_stale_trials(study)
+    before = len(_completed(study))
+    todo = enqueue_grid(space, study) if space.kind == "grid" else None
+    trials = args.trials or space.trials if space.kind == "nsga2" else None
+    from tqdm import tqdm
+    total = todo if space.kind == "grid" else (trials * args.workers)
+    bar = tqdm(total=total, disable=args.no_progress or not total, desc="DSE", unit="design")
+    if args.workers == 1:
+        class _Q:
+            def put(self, _):
+                bar.update(1)
+        worker(args.space, url, trials, 0, _Q())
+    else:
+        ctx = mp.get_context("spawn")
+        q = ctx.Queue()
+        procs = [ctx.Process(target=worker, args=(args.space, url, trials, i, q)) for i in range(args.workers)]
+        for pr in procs:
+            pr.start()
+        while any(pr.is_alive() for pr in procs):
+            try:
+                q.get(timeout=0.5)
+                bar.update(1)
+            except Exception:
+                pass
+        for pr in procs:
+            pr.join()
+        bad = [pr.exitcode for pr in procs if pr.exitcode]
+        if bad:
+            raise FFAccelError(f"{len(bad)} worker(s) failed (exit codes {bad}); finished evaluations are kept")
+    bar.close()
+    rows = collect(space, study)
+    front = pareto(rows, space.objectives)
+    out = Path(args.out or f"runs/dse/{space.name}")
+    files = write_outputs(space, rows, front, out) if rows else []
+    dt = time.perf_counter() - t0
+    new = len(rows) - before
+    summary = {"points": len(rows), "new": new, "seconds": round(dt, 2),
+               "evaluations_per_minute": round(new / dt * 60, 2) if new else 0.0,
+               "pareto": front, "files": files, "storage": url.split("@")[-1]}
+    if args.json:
+        print(json.dumps(summary, indent=2, default=float))
+    else:
+        print(f"{space.name}: {len(rows)} designs in the store, {new} new in {dt:.1f} s; "
+              f"Pareto front {len(front)} designs -> {', '.join(files)}")
+        for r in front:
+            print("  " + ", ".join(f"{k}={r[k]}" for k in sorted(space.axes)) +
+                  f" | acc {r['accuracy'] * 100:.1f}% E {r['energy_pj'] / 1e6:.3f} uJ "
+                  f"lat {r['latency_us']:.1f} us area {r['area_cells']:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, PROG))

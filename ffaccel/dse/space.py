@@ -1,0 +1,129 @@
+"""Design spaces: a TOML file of fixed settings, axes and a search strategy.
+
+    [workload]                      # what every design is measured on
+    dataset = "digits"              # mnist | fashion-mnist | digits | PATH
+    layers = "2x64"                 # default network (an axis may vary it)
+    epochs = 20                     # FF training recipe (one training per network shape)
+    batch = 32
+    lr = 0.03
+    theta = 2.0
+    hard_negatives = 0.5
+    seed = 0
+    limit = 300                     # test samples for accuracy, latency and energy
+    toggle_samples = 4              # inferences whose toggles drive the energy model
+
+    [base]                          # AccelConfig fields shared by every design
+    mode = "mp"
+
+    [axes]                          # every combination is a design (grid), or the search range (nsga2)
+    rows = [5, 10]
+    cols = [8, 16]
+    wbits = [4, 8]
+    k = [0.5, 1.0, 2.0]             # LightFF exit knob
+    weight_mem = ["sram", "dram"]
+
+    [strategy]
+    kind = "grid"                   # grid | nsga2
+    trials = 40                     # nsga2 only
+    objectives = ["accuracy:max", "energy_pj:min", "latency_cycles:min", "area_cells:min"]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..cli import FFAccelError
+from ..config import AccelConfig, ConfigError, parse_layers
+
+METRICS = ("accuracy", "energy_pj", "latency_cycles", "latency_us", "area_cells", "utilisation",
+           "macs_per_sample", "mean_exit_layer")
+WORKLOAD_KEYS = {"dataset": str, "layers": str, "epochs": int, "batch": int, "lr": float, "theta": float,
+                 "hard_negatives": float, "seed": int, "limit": int, "toggle_samples": int}
+WORKLOAD_DEFAULTS = {"layers": "2x64", "epochs": 20, "batch": 32, "lr": 0.03, "theta": 2.0,
+                     "hard_negatives": 0.5, "seed": 0, "limit": 300, "toggle_samples": 4}
+EXTRA_AXES = ("k", "layers")          # axes that are not AccelConfig fields
+
+
+@dataclass(frozen=True)
+class Space:
+    name: str
+    workload: dict
+    base: dict
+    axes: dict
+    kind: str
+    trials: int
+    objectives: tuple
+
+    def grid(self) -> list[dict]:
+        keys = sorted(self.axes)
+        return [dict(zip(keys, vals)) for vals in itertools.product(*(self.axes[k] for k in keys))]
+
+    def point_key(self, point: dict) -> str:
+        """Hash of everything an evaluation depends on (design and workload)."""
+        blob = json.dumps({"point": point, "base": self.base, "workload": self.workload}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def config(self, point: dict) -> AccelConfig:
+        data = dict(self.base)
+        data.update({k: v for k, v in point.items() if k not in EXTRA_AXES})
+        data["layers"] = parse_layers(str(point.get("layers", self.workload["layers"])))
+        if "k" in point:
+            data["exit_k"] = float(point["k"])
+        return AccelConfig.from_dict(data)
+
+
+def load_space(path: str | Path) -> Space:
+    p = Path(path)
+    if not p.is_file():
+        raise FFAccelError(f"--space {str(p)!r} does not exist")
+    try:
+        data = tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise FFAccelError(f"--space {str(p)!r} does not parse as TOML: {e}") from None
+    unknown = set(data) - {"workload", "base", "axes", "strategy"}
+    if unknown:
+        raise FFAccelError(f"--space: unknown section [{sorted(unknown)[0]}] (allowed: workload, base, axes, strategy)")
+    wl = dict(WORKLOAD_DEFAULTS)
+    for k, v in data.get("workload", {}).items():
+        if k not in WORKLOAD_KEYS:
+            raise FFAccelError(f"--space: unknown workload key {k!r} (allowed: {', '.join(WORKLOAD_KEYS)})")
+        typ = WORKLOAD_KEYS[k]
+        if typ is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if not isinstance(v, typ) or isinstance(v, bool):
+            raise FFAccelError(f"--space: workload {k}={v!r} must be {typ.__name__}")
+        wl[k] = v
+    if "dataset" not in wl:
+        raise FFAccelError("--space: [workload] needs a dataset")
+    axes = data.get("axes", {})
+    if not axes:
+        raise FFAccelError("--space: [axes] is empty: nothing to explore")
+    for k, v in axes.items():
+        if not isinstance(v, list) or not v:
+            raise FFAccelError(f"--space: axis {k!r} must be a non-empty list")
+    st = data.get("strategy", {})
+    kind = st.get("kind", "grid")
+    if kind not in ("grid", "nsga2"):
+        raise FFAccelError(f"--space: strategy kind {kind!r} (allowed: grid, nsga2)")
+    objectives = tuple(st.get("objectives", ["accuracy:max", "energy_pj:min", "latency_cycles:min",
+                                             "area_cells:min"]))
+    for o in objectives:
+        name, _, d = o.partition(":")
+        if name not in METRICS or d not in ("min", "max"):
+            raise FFAccelError(f"--space: objective {o!r} must be METRIC:min|max with METRIC in {', '.join(METRICS)}")
+    trials = st.get("trials", 40)
+    if not isinstance(trials, int) or trials < 1:
+        raise FFAccelError(f"--space: strategy trials={trials!r} must be a positive integer")
+    space = Space(p.stem, wl, dict(data.get("base", {})), axes, kind, trials, objectives)
+    # every design of the space must be a valid config: fail now, not after an hour
+    try:
+        for point in space.grid():
+            space.config(point)
+    except ConfigError as e:
+        raise FFAccelError(f"--space: a design is invalid: {e}") from None
+    return space

@@ -1,0 +1,138 @@
+"""Optuna study plumbing shared by the DSE command and its worker processes (importable,
+so ``spawn`` workers can find it)."""
+
+from __future__ import annotations
+
+import os
+
+from .space import METRICS, Space, load_space
+
+HEARTBEAT_S = 10
+
+
+def _storage(url: str):
+    from optuna.storages import RDBStorage
+    kw = {"pool_pre_ping": True} if url.startswith("postgresql") else {"connect_args": {"timeout": 60}}
+    return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S, engine_kwargs=kw)
+
+
+def _study(space: Space, url: str, create: bool):
+    import warnings
+
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    dirs = ["maximize" if o.endswith(":max") else "minimize" for o in space.objectives]
+    sampler = optuna.samplers.NSGAIISampler(seed=space.workload["seed"]) if space.kind == "nsga2" else None
+    name = f"ffaccel-{space.name}"
+    if create:
+        return optuna.create_study(study_name=name, storage=_storage(url), directions=dirs, sampler=sampler,
+                                   load_if_exists=True)
+    return optuna.load_study(study_name=name, storage=_storage(url), sampler=sampler)
+
+
+def _completed(study) -> dict:
+    """point_key -> trial, for completed trials that ran their own evaluation."""
+    import optuna
+    out = {}
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        k = t.user_attrs.get("point_key")
+        if k and not t.user_attrs.get("duplicate_of") and k not in out:
+            out[k] = t
+    return out
+
+
+def _objective_values(space: Space, metrics: dict) -> list[float]:
+    return [metrics[o.split(":")[0]] for o in space.objectives]
+
+
+def _suggest(space: Space, trial) -> dict:
+    return {k: trial.suggest_categorical(k, v) for k, v in sorted(space.axes.items())}
+
+
+def worker(space_path: str, url: str, trials: int | None, wid: int, q=None) -> int:
+    """One worker process: evaluate designs of the shared study until none are left (grid)
+    or ``trials`` are done (NSGA-II). Runs inside ``study.optimize`` so that Optuna's
+    heartbeat marks the trial of a dead worker as failed."""
+    import optuna
+    from .evaluate import evaluate
+    space = load_space(space_path)
+    study = _study(space, url, create=False)
+    counts = {"new": 0}
+
+    def objective(trial):
+        if space.kind == "grid" and trial.user_attrs.get("point_key") is None:
+            # nothing was waiting: another worker took the last design
+            trial.study.stop()
+            raise optuna.TrialPruned("grid exhausted")
+        point = _suggest(space, trial)
+        key = space.point_key(point)
+        trial.set_user_attr("point_key", key)
+        prev = _completed(trial.study).get(key)
+        if prev is not None and prev.number != trial.number:
+            for m in METRICS:
+                trial.set_user_attr(m, prev.user_attrs[m])
+            trial.set_user_attr("duplicate_of", prev.number)
+            return prev.values
+        trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
+        metrics = evaluate(space, point)
+        for m, v in metrics.items():
+            trial.set_user_attr(m, v)
+        counts["new"] += 1
+        return _objective_values(space, metrics)
+
+    def after(study, frozen):
+        if q is not None and frozen.state == optuna.trial.TrialState.COMPLETE:
+            q.put(1)
+        if space.kind == "grid" and not study.get_trials(deepcopy=False,
+                                                         states=(optuna.trial.TrialState.WAITING,)):
+            study.stop()
+
+    if space.kind == "grid" and not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+        return 0
+    study.optimize(objective, n_trials=trials if space.kind == "nsga2" else None, callbacks=[after],
+                   catch=())
+    return counts["new"]
+
+
+def fail_dead_local_trials(study) -> int:
+    """RUNNING trials whose worker was a process of this machine that no longer exists
+    (killed): fail them now instead of waiting for the heartbeat's grace period."""
+    import optuna
+    host, n = os.uname().nodename, 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        who = t.user_attrs.get("worker", "")
+        h, _, pid = who.partition(":")
+        if h == host and pid.isdigit() and not _alive(int(pid)):
+            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            n += 1
+    return n
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def enqueue_grid(space: Space, study) -> int:
+    """Enqueue every grid design that has neither a completed nor a waiting trial."""
+    import optuna
+    have = set(_completed(study))
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,
+                                                      optuna.trial.TrialState.RUNNING)):
+        have.add(t.user_attrs.get("point_key"))
+    n = 0
+    for point in space.grid():
+        key = space.point_key(point)
+        if key not in have:
+            study.enqueue_trial(point, user_attrs={"point_key": key})
+            have.add(key)
+            n += 1
+    return n
+
+

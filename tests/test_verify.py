@@ -1,0 +1,346 @@
+"""cocotb verification of the generated RTL against the golden model (sim/, ffaccel.verify).
+
+A matrix of small randomised configs (sizes not multiples of the array, odd widths, copy
+groups, both modes, label sharing on and off, exits at every layer) on Icarus and on
+Verilator, with random idle cycles on the input stream and back-pressure on the result
+stream; mutation tests (deliberate RTL bugs must be caught); the cfg-port write path;
+the CLI. Builds are cached under build/sim-tests (gitignored): the first run pays the
+Verilator compiles (~15-25 s each), later runs reuse them until the Verilog changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from ffaccel.config import AccelConfig  # noqa: E402
+from ffaccel.model.golden import GoldenModel, QuantModel  # noqa: E402
+from ffaccel.verify import verify_samples  # noqa: E402
+from ffaccel.workload import random_workload, spread_thresholds  # noqa: E402
+
+pytestmark = pytest.mark.rtl
+
+BUILD = Path(os.environ.get("FFACCEL_SIM_TEST_BUILD", REPO / "build" / "sim-tests"))
+HAVE_ICARUS = shutil.which("iverilog") is not None
+needs_icarus = pytest.mark.skipif(not HAVE_ICARUS, reason="iverilog not installed")
+
+
+def make_config(seed: int, **shape) -> AccelConfig:
+    """A config with the given structure and number formats drawn from ``seed``, chosen so
+    that activations depend on the input: with random weights, ``W x/||x||`` has a spread
+    of about ``2**(wbits-1)`` weight units, so ``wfrac ~ wbits - abits + afrac - 1`` puts it
+    at about half the activation range (a larger wfrac lets the random biases alone decide
+    and the bench would compare constants); likewise the heads' hfrac against lfrac."""
+    rng = np.random.default_rng(seed)
+    abits, wbits = shape["abits"], shape["wbits"]
+    n = len(shape["layers"])
+    rfrac = int(rng.integers(max(6, abits - wbits + 3), 13))
+    afrac = int(rng.integers(max(0, abits - wbits + 2), abits + 3))
+    lfrac = int(rng.integers(0, 6))
+
+    def frac(center, lo):
+        return max(lo, center + int(rng.integers(-1, 2)))
+    return AccelConfig(
+        afrac=afrac, rsqrt_frac=rfrac, rsqrt_index=int(rng.integers(2, 7)), lfrac=lfrac,
+        wfrac=tuple(frac(wbits - abits + afrac - 1, max(0, afrac - rfrac)) for _ in range(n)),
+        hfrac=tuple(frac(wbits - 3 + lfrac, max(0, lfrac - rfrac)) for _ in range(n)),
+        **shape)
+
+
+def sensitivity(qm, x) -> float:
+    """Fraction of activations that change when the inputs are redrawn: a bench comparing
+    input-independent constants would prove little."""
+    rng = np.random.default_rng(99)
+    x2 = rng.integers(0, qm.cfg.amax + 1, size=x.shape)
+    a = GoldenModel(qm).run(x, probe=True).activations
+    b = GoldenModel(qm).run(x2, probe=True).activations
+    return float(np.mean(np.concatenate([(p != q).ravel() for p, q in zip(a, b)])))
+
+
+# Structure of each case; formats come from the seed. rows < classes gives copy groups
+# (MP); sizes are not multiples of rows/cols; OP sample counts leave a partial batch.
+CASES = {
+    "mp_groups_share": dict(inputs=23, layers=(13, 7, 9), classes=5, rows=2, cols=3, abits=5, wbits=3,
+                            mode="mp", exit_policy="max", label_share=True),
+    "op_margin": dict(inputs=19, layers=(11, 6, 5), classes=4, rows=3, cols=4, abits=6, wbits=5,
+                      mode="op", exit_policy="margin"),
+    "mp_noshare_margin": dict(inputs=20, layers=(9, 10), classes=6, rows=4, cols=5, abits=4, wbits=6,
+                              mode="mp", exit_policy="margin", label_share=False),
+    "mp_one_layer_rows1": dict(inputs=12, layers=(5,), classes=3, rows=1, cols=2, abits=3, wbits=2,
+                               mode="mp", exit_policy="max", label_share=True),
+    "op_three_layers": dict(inputs=17, layers=(7, 5, 3), classes=3, rows=2, cols=3, abits=5, wbits=3,
+                            mode="op", exit_policy="max"),
+    "mp_ten_classes": dict(inputs=16, layers=(6, 6, 6), classes=10, rows=4, cols=4, abits=8, wbits=8,
+                           mode="mp", exit_policy="max", label_share=True),
+    "op_rows1_noexit": dict(inputs=14, layers=(4, 9), classes=2, rows=1, cols=2, abits=7, wbits=4,
+                            mode="op", exit_policy="none"),
+    "mp_margin_groups": dict(inputs=21, layers=(11, 8), classes=7, rows=3, cols=4, abits=6, wbits=7,
+                             mode="mp", exit_policy="margin", label_share=False),
+    "op_cols1": dict(inputs=10, layers=(3, 3), classes=3, rows=4, cols=1, abits=2, wbits=2,
+                     mode="op", exit_policy="max"),
+}
+VERILATOR_CASES = ["mp_groups_share", "op_margin", "mp_noshare_margin"]
+# (case, stall probability): stalls vary so timing independence is exercised too
+STALLS = {"mp_groups_share": 0.3, "op_margin": 0.4, "mp_noshare_margin": 0.2, "mp_one_layer_rows1": 0.0,
+          "op_three_layers": 0.5, "mp_ten_classes": 0.3, "op_rows1_noexit": 0.3, "mp_margin_groups": 0.6,
+          "op_cols1": 0.3}
+
+
+def case_samples(name: str, seed: int):
+    """(qm, x) of a case: the ``verify_samples`` workload with a zero-image sample and a
+    saturated one, for the first of seed, seed+100, ... whose activations depend on the
+    inputs (sensitivity >= 0.2) and, where the config can exit early, whose samples exit
+    at more than one layer (deterministic)."""
+    for k in range(12):
+        s = seed + 100 * k
+        cfg = make_config(s, **CASES[name])
+        n = 8 if cfg.mode == "mp" else 2 * cfg.rows + 1
+        qm, x = verify_samples(cfg.replace(thresholds=()), s, n)
+        x[0, cfg.classes:] = 0            # zero image goodness
+        x[-1] = cfg.amax                  # saturated input
+        base = QuantModel(cfg.replace(thresholds=()), qm.weights, qm.biases, qm.heads, qm.head_biases)
+        qm = spread_thresholds(base, x)
+        exits = set(GoldenModel(qm).run(x).exit_layer.tolist())
+        can_exit = cfg.n_layers > 1 and cfg.exit_policy != "none"
+        if sensitivity(qm, x) >= 0.2 and (len(exits) > 1 or not can_exit):
+            return qm, x
+    raise AssertionError(f"no informative samples for case {name} near seed {seed}")
+
+
+EXITS_SEEN: set = set()
+
+
+def _check(name, sim, seed):
+    from sim.runner import verify
+    qm, x = case_samples(name, seed)
+    out = verify(qm, x, sim=sim, build_dir=BUILD, in_stall=STALLS[name], out_stall=STALLS[name], seed=seed,
+                 tag=f"{name}-{seed}")
+    rep = out["report"]
+    assert rep.mismatches == 0, f"{name} on {sim}: {rep.summary()}"
+    assert len(rep.samples) == len(x)
+    cfg = qm.cfg
+    for s in rep.samples:
+        EXITS_SEEN.add((cfg.mode, s.exit_layer, cfg.n_layers))
+    return out
+
+
+@needs_icarus
+@pytest.mark.parametrize("seed", [11, 12])
+@pytest.mark.parametrize("name", list(CASES))
+def test_icarus_matches_golden(name, seed):
+    _check(name, "icarus", seed=seed)
+
+
+@pytest.mark.parametrize("name", VERILATOR_CASES)
+def test_verilator_matches_golden(name):
+    _check(name, "verilator", seed=23)
+
+
+def test_matrix_exits_at_every_layer():
+    """The matrix must have exercised early exits at every layer in both modes."""
+    if not EXITS_SEEN:
+        pytest.skip("run together with the matrix tests")
+    early = {(mode, e) for mode, e, n in EXITS_SEEN if e < n}
+    assert {m for m, _ in early} == {"mp", "op"}
+    assert {e for _, e in early} >= {1, 2}
+    assert {e for _, e, n in EXITS_SEEN if e == n} >= {2, 3}
+
+
+# ---------------------------------------------------------------------------- cfg port
+
+@needs_icarus
+def test_cfg_port_sets_thresholds_and_exit_enable():
+    """RTL built without thresholds (exits off at reset): writing thresholds + exit enable
+    through the cfg port must give the golden model's early exits; and an RTL built with
+    thresholds must stop exiting early once exit_enable is written 0."""
+    from sim.runner import threshold_writes, verify
+    qm, x = case_samples("mp_groups_share", seed=5)
+    cfg = qm.cfg
+    assert cfg.thresholds
+    gold_exits = GoldenModel(qm).run(x).exit_layer
+    assert gold_exits.min() < cfg.n_layers
+    out = verify(qm, x, sim="icarus", build_dir=BUILD, hw_cfg=cfg.replace(thresholds=()),
+                 in_stall=0.2, out_stall=0.2, seed=5, tag="cfgport-on")
+    assert out["report"].mismatches == 0, out["report"].summary()
+    assert out["run"].output["cfg_writes"][-1] == [3 * cfg.n_layers, 1]
+    # exits disabled through the port: the golden model without thresholds decides
+    qm_off = QuantModel(cfg.replace(thresholds=()), qm.weights, qm.biases, qm.heads, qm.head_biases)
+    out = verify(qm_off, x, sim="icarus", build_dir=BUILD, hw_cfg=cfg,
+                 cfg_writes=threshold_writes(cfg, exit_enable=False), seed=5, tag="cfgport-off")
+    assert out["report"].mismatches == 0, out["report"].summary()
+    assert {s.exit_layer for s in out["report"].samples} == {cfg.n_layers}
+
+
+@needs_icarus
+def test_cfg_port_shift_registers():
+    """The normalisation shift registers (layers and OP heads) written through the cfg
+    port: an RTL built for wfrac/hfrac must compute the golden model of wfrac+1/hfrac+1
+    (same integer weights) once the shifts rsqrt_frac + wfrac - afrac are rewritten."""
+    from ffaccel.hw.engine import cfg_register_map
+    from sim.runner import threshold_writes, verify
+    qm, x = case_samples("op_margin", seed=7)
+    cfg = qm.cfg
+    new = cfg.replace(wfrac=tuple(w + 1 for w in cfg.wfrac), hfrac=tuple(h + 1 for h in cfg.hfrac))
+    qm2 = QuantModel(new, qm.weights, qm.biases, qm.heads, qm.head_biases)
+    regs = cfg_register_map(cfg)
+    writes = threshold_writes(new)
+    writes += [[regs["shift"] + i, new.rsqrt_frac + w - new.afrac] for i, w in enumerate(new.wfrac)]
+    writes += [[regs["head_shift"] + i, max(0, new.rsqrt_frac + h - new.lfrac)] for i, h in enumerate(new.hfrac)]
+    assert sensitivity(qm2, x) > 0.1
+    out = verify(qm2, x, sim="icarus", build_dir=BUILD, hw_cfg=cfg, cfg_writes=writes, in_stall=0.3,
+                 out_stall=0.3, seed=7, tag="cfgport-shift")
+    assert out["report"].mismatches == 0, out["report"].summary()
+    # and without the shift writes the RTL computes the old formats: the check has teeth
+    out = verify(qm2, x, sim="icarus", build_dir=BUILD, hw_cfg=cfg, cfg_writes=threshold_writes(new),
+                 seed=7, tag="cfgport-noshift")
+    assert out["report"].mismatches > 0
+
+
+# ---------------------------------------------------------------------------- mutations
+
+@needs_icarus
+@pytest.mark.parametrize("fault", ["requant_round", "input_stall"])
+def test_bench_catches_injected_faults(fault):
+    from sim.runner import verify
+    qm, x = case_samples("mp_groups_share", seed=11)
+    out = verify(qm, x, sim="icarus", build_dir=BUILD, fault=fault, in_stall=0.3, out_stall=0.3, seed=11,
+                 tag=f"fault-{fault}")
+    rep = out["report"]
+    assert rep.mismatches > 0, f"fault {fault} went unnoticed"
+    # caught on the samples themselves, not only by the idle watch after the last one
+    assert any(not s.match for s in rep.samples), rep.summary()
+
+
+@needs_icarus
+def test_scoreboard_flags_corrupted_outputs():
+    """The scoreboard is not vacuous: each kind of corruption of a passing run is caught."""
+    from sim.runner import verify
+    from sim.scoreboard import compare
+    qm, x = case_samples("op_three_layers", seed=11)
+    out = verify(qm, x, sim="icarus", build_dir=BUILD, in_stall=0.5, out_stall=0.5, seed=11,
+                 tag="op_three_layers-11")
+    good = out["run"].output
+    assert compare(qm, x, good).mismatches == 0
+
+    def corrupt(fn):
+        bad = json.loads(json.dumps(good))
+        fn(bad)
+        return compare(qm, x, bad)
+
+    def flip_probe(d):
+        d["probes"][3][3] ^= 1
+
+    def drop_probe(d):
+        del d["probes"][-1]
+        d["probe_beats_before_quiet"] -= 1
+
+    def cycles(d):
+        d["results"][0]["cycles"] += 1
+
+    def score(d):
+        d["results"][-1]["scores"][0] += 1
+
+    def row(d):
+        d["results"][0]["row"] = 1
+
+    def spurious(d):
+        d["probes"].append(d["probes"][0])
+
+    for fn in (flip_probe, drop_probe, cycles, score, row, spurious):
+        assert corrupt(fn).mismatches > 0, fn.__name__
+
+
+# ---------------------------------------------------------------------------- CLI
+
+def test_verify_samples_is_the_shared_workload():
+    """verify's samples are ffaccel.workload's (what ffaccel.perf simulates for the same
+    flags), deterministic, and exit at every layer."""
+    cfg = AccelConfig(inputs=32, layers=(16, 16, 16), rows=4, cols=4)
+    qm1, x1 = verify_samples(cfg, 3, 12)
+    qm2, x2 = verify_samples(cfg, 3, 12)
+    wl = random_workload(cfg, 3, 12)
+    assert np.array_equal(x1, x2) and np.array_equal(x1, wl.x) and qm1.cfg == qm2.cfg == wl.qm.cfg
+    assert all(np.array_equal(a, b) for a, b in zip(qm1.weights, wl.qm.weights))
+    assert qm1.cfg.thresholds
+    exits = set(GoldenModel(qm1).run(x1).exit_layer.tolist())
+    assert exits == {1, 2, 3}
+
+
+def _cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "ffaccel.verify", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=timeout)
+
+
+@needs_icarus
+def test_cli_json_report():
+    r = _cli("--layers", "2x5", "--inputs", "12", "--classes", "3", "--rows", "2", "--cols", "3",
+             "--abits", "5", "--wbits", "3", "--sim", "icarus", "--samples", "4", "--seed", "2",
+             "--json", "--build-dir", str(BUILD))
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(r.stdout)
+    assert {"config", "samples", "mismatches", "sim", "cycles_per_s"} <= set(doc)
+    assert doc["mismatches"] == 0 and len(doc["samples"]) == 4
+    assert all(set(s) == {"label", "exit_layer", "cycles", "match"} and s["match"] for s in doc["samples"])
+    assert doc["config"]["layers"] == [5, 5] and doc["config"]["abits"] == 5
+
+
+@needs_icarus
+def test_cli_reports_an_injected_fault_with_status_1():
+    r = _cli("--layers", "2x5", "--inputs", "12", "--classes", "3", "--rows", "2", "--cols", "3",
+             "--sim", "icarus", "--samples", "3", "--fault", "requant_round", "--build-dir", str(BUILD))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "MISMATCH" in r.stdout
+
+
+@needs_icarus
+def test_cli_checkpoint_with_array_override(tmp_path):
+    """A trained (1-epoch digits) checkpoint, quantised and calibrated, on another array."""
+    ck = tmp_path / "d.ckpt"
+    r = subprocess.run([sys.executable, "-m", "ffaccel.train", "--dataset", "digits", "--layers", "2x20",
+                        "--epochs", "1", "--out", str(ck), "--no-progress"], capture_output=True, text=True,
+                       cwd=REPO, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = _cli("--checkpoint", str(ck), "--dataset", "digits", "--rows", "3", "--cols", "6", "--samples", "3",
+             "--sim", "icarus", "--json", "--build-dir", str(BUILD))
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(r.stdout)
+    assert doc["mismatches"] == 0 and len(doc["samples"]) == 3
+    assert (doc["config"]["rows"], doc["config"]["cols"], doc["config"]["layers"]) == (3, 6, [20, 20])
+    r = _cli("--checkpoint", str(ck), "--dataset", "digits", "--layers", "3x20", "--sim", "icarus")
+    assert r.returncode == 2 and "layers" in r.stderr
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["--layers", "2x16", "--inputs", "32", "--rows", "0"],
+                                  ["--stall", "1.5"], ["--samples", "0"], ["--sim", "modelsim"],
+                                  ["--dataset", "digits"]])
+def test_cli_bad_input_is_one_line_exit_2(args):
+    r = _cli(*args, timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ffaccel.verify: error:"), r.stderr
+
+
+# ---------------------------------------------------------------------------- real data
+
+@pytest.mark.slow
+def test_real_mnist_checkpoint():
+    ckpt = os.environ.get("FFACCEL_MNIST_CKPT")
+    if not ckpt:
+        pytest.skip("set FFACCEL_MNIST_CKPT to a trained MNIST checkpoint")
+    r = _cli("--checkpoint", ckpt, "--dataset", "mnist", "--samples", os.environ.get("FFACCEL_MNIST_SAMPLES", "3"),
+             "--sim", "verilator", "--json", "--build-dir", str(BUILD), timeout=7200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads(r.stdout)
+    assert doc["mismatches"] == 0
