@@ -51,7 +51,8 @@ def build_parser():
     g.add_argument("--dataset", help="with --checkpoint: mnist, fashion-mnist, digits or a path")
     g.add_argument("--stall", type=float, default=0.25,
                    help="probability of an idle input cycle and of result back-pressure per cycle")
-    g.add_argument("--vcd", metavar="FILE", help="write a VCD of the simulation to FILE")
+    g.add_argument("--vcd", metavar="FILE",
+                   help="write a VCD of the simulation to FILE (Verilator: a separate --trace build)")
     g.add_argument("--build-dir", default="build/sim", help="simulator builds (cached)")
     g.add_argument("--fault", choices=("requant_round", "input_stall"), default=None,
                    help="inject a deliberate RTL bug (checks that the bench catches it)")

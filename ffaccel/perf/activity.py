@@ -32,11 +32,16 @@ COMPONENTS = ("weight_bus", "act_read", "array_x", "pe_acc", "pe_shadow", "act_w
 
 def popcount(a: np.ndarray, bits: int) -> int:
     """Total set bits of ``a`` at ``bits`` width (two's complement)."""
+    if a.dtype == np.int32 and bits <= 32:
+        mask = np.uint32((1 << bits) - 1) if bits < 32 else np.uint32(0xFFFFFFFF)
+        return int(np.bitwise_count(a.view(np.uint32) & mask).sum())
     mask = np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(0xFFFFFFFFFFFFFFFF)
     return int(np.bitwise_count(a.astype(np.int64).view(np.uint64) & mask).sum())
 
 
 def hamming(a: np.ndarray, b: np.ndarray, bits: int) -> int:
+    if a.dtype == b.dtype == np.int32:
+        return popcount(np.bitwise_xor(a, b), bits)
     return popcount(np.bitwise_xor(a.astype(np.int64), b.astype(np.int64)), bits)
 
 
@@ -100,7 +105,7 @@ class PerfModel:
         self.qm, self.cfg = qm, qm.cfg
         self.mm = memory_map(self.cfg)
         cfg = self.cfg
-        # weight words of every pass in streaming order: (words, cols) lanes
+        # weights of every pass as (tiles, n_in, cols): word t*n_in + k of the memory map
         self._wt = [self._tile_weights(w) for w in qm.weights]
         self._ht = [self._tile_weights(h) for h in qm.heads]
         share = cfg.mode == "mp" and cfg.label_share
@@ -171,9 +176,13 @@ class PerfModel:
         prev_acc = st.acc[ridx].copy()
         prev_sh = st.shadow[ridx].copy()
         chunk = max(1, (1 << 22) // max(1, nrows * K * C))
+        # partial sums fit int32 when the accumulator does (half the memory traffic)
+        dt = np.int32 if ACC <= 31 else np.int64
+        Xd = Xs.astype(dt)
+        prev_acc, prev_sh = prev_acc.astype(dt), prev_sh.astype(dt)
         for t0 in range(0, tiles, chunk):
-            wc = wt[t0:t0 + chunk, k_lo:k_hi]                     # (tc, K, C)
-            acc = np.cumsum(Xs[None, :, :, None] * wc[:, None, :, :], axis=2)   # (tc, rows, K, C)
+            wc = wt[t0:t0 + chunk, k_lo:k_hi].astype(dt)          # (tc, K, C)
+            acc = np.cumsum(Xd[None, :, :, None] * wc[:, None, :, :], axis=2, dtype=dt)   # (tc, rows, K, C)
             fin = acc[:, :, -1, :]                                # (tc, rows, C)
             starts = np.concatenate([prev_acc[None], fin[:-1]], axis=0)
             tg["pe_acc"] += hamming(acc[:, :, 0, :], starts, ACC)
