@@ -57,6 +57,8 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
                    help="hidden layers: 4x2000, or a list 2000,1000,500 (default 4x2000)")
     for flag, (key, typ, hlp) in _CONFIG_FLAGS.items():
         g.add_argument(flag, dest=key, type=typ, default=None, help=hlp)
+    g.add_argument("--no-label-share", dest="label_share", action="store_false", default=None,
+                   help="MP: run every label copy of layer 1 in full (no W1 x_img sharing)")
 
 
 def config_from_args(args: argparse.Namespace, base: AccelConfig | None = None,
@@ -68,7 +70,7 @@ def config_from_args(args: argparse.Namespace, base: AccelConfig | None = None,
         data.update(load_config_file(args.config))
     if getattr(args, "layers", None) is not None:
         data["layers"] = parse_layers(args.layers)
-    for key, _, _ in _CONFIG_FLAGS.values():
+    for key in [k for k, _, _ in _CONFIG_FLAGS.values()] + ["label_share"]:
         value = getattr(args, key, None)
         if value is not None:
             data[key] = value

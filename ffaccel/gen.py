@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -66,11 +67,26 @@ def verilog_ports(component) -> list[dict]:
     return ports
 
 
+# Yosys' Verilog back end (used by Amaranth) makes every `always @*` block read a dummy
+# register declared `reg \$auto$verilog_backend...$1 = 0;`, counting on the initialiser to
+# wake the blocks at time 0. Icarus 11 applies declaration initialisers without an event,
+# so a combinational block whose inputs never change keeps X (seen: the weight address
+# muxed by `layer` stayed X for the whole first layer). For Icarus only (`__ICARUS__`),
+# the generator adds `initial #0 <that register> = 1;`: one event at time 0 after every
+# process waits; the register's value is never used otherwise.
+_YOSYS_KICK = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\S*dump_module\$\d+) += 0;$", re.M)
+
+
+def icarus_time0_fix(verilog: str) -> str:
+    return _YOSYS_KICK.sub(lambda m: f"{m.group(0)}\n`ifdef __ICARUS__\n{m.group(1)}initial #0 {m.group(2)} = 1'h1;"
+                           f"\n`endif", verilog)
+
+
 def engine_verilog(cfg: AccelConfig, fault: str | None = None) -> tuple[str, list[dict]]:
     from amaranth.back import verilog
     from .hw.engine import Engine
     eng = Engine(cfg, fault=fault)
-    text = verilog.convert(eng, name=ENGINE, emit_src=False)
+    text = icarus_time0_fix(verilog.convert(eng, name=ENGINE, emit_src=False))
     return text, verilog_ports(eng)
 
 

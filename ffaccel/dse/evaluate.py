@@ -14,13 +14,16 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..config import AccelConfig
 from ..data import load_dataset
 from ..energy.coeffs import load_coeffs
 from ..energy.model import area_cells
 from ..model.cache import cached_fit
+from ..model.checkpoint import check_compatible, load_checkpoint
+from ..model.exits import apply_exit, calibrate
 from ..model.embed import input_codes
-from ..model.golden import GoldenModel
-from ..model.quant import calibrate_integer, choose_formats, quantize
+from ..model.golden import GoldenModel, QuantModel
+from ..model.quant import choose_formats, integer_thresholds, quantize
 from ..perf.cycles import inference_cycles
 from ..workload import Workload
 from .space import Space
@@ -31,45 +34,78 @@ def _dataset(name: str):
     return load_dataset(name)
 
 
-def evaluate(space: Space, point: dict) -> dict:
-    from ..energy.__main__ import report
-    t0 = time.perf_counter()
+@lru_cache(maxsize=8)
+def _network(space: Space, layers: tuple, mode: str):
+    """(net, dataset) for a network shape: the workload's checkpoint, or trained once and cached."""
     w = space.workload
-    cfg = space.config(point)
     ds = _dataset(w["dataset"])
-    cfg = cfg.replace(inputs=ds.inputs, classes=ds.classes)
+    cfg = AccelConfig(inputs=ds.inputs, classes=ds.classes, layers=layers, mode=mode)
+    if w.get("checkpoint"):
+        net, ck_cfg, _ = load_checkpoint(w["checkpoint"])
+        check_compatible(ck_cfg, cfg, w["checkpoint"])
+        return net, ds
     hyper = {"epochs": w["epochs"], "head_epochs": w["epochs"], "seed": w["seed"], "lr": w["lr"],
              "theta": w["theta"], "batch": w["batch"], "hard_negatives": w["hard_negatives"], "limit": None,
              "threads": 1}
     net, _, _, _ = cached_fit(ds, cfg, hyper)
-    xtr = input_codes(ds.x_train[:2000], cfg)
-    qcfg = choose_formats(net, xtr, ds.y_train[:2000], cfg=cfg.replace(wfrac=(), hfrac=(), thresholds=()))
-    qm = calibrate_integer(quantize(net, qcfg), input_codes(ds.x_val, qcfg), ds.y_val)
+    return net, ds
+
+
+@lru_cache(maxsize=16)
+def _quantised(space: Space, cfg_formats: AccelConfig):
+    """Integer model and its full-depth validation / test scores for one network and set of
+    number formats: every exit knob k and array shape of the same formats reuses them."""
+    w = space.workload
+    net, ds = _network(space, cfg_formats.layers, cfg_formats.mode)
+    xtr = input_codes(ds.x_train[:2000], cfg_formats)
+    qcfg = choose_formats(net, xtr, ds.y_train[:2000], cfg=cfg_formats)
+    qm = quantize(net, qcfg)
+    gm = GoldenModel(qm)
+    nv = min(w["val_limit"], len(ds.x_val))
     n = min(w["limit"], len(ds.x_test))
-    x, y = input_codes(ds.x_test[:n], qcfg), ds.y_test[:n]
-    res = GoldenModel(qm).run(x, early_exit=True)
+    sva = gm.run(input_codes(ds.x_val[:nv], qcfg)).layer_scores
+    xte = input_codes(ds.x_test[:n], qcfg)
+    ste = gm.run(xte).layer_scores
+    return qm, sva, ds.y_val[:nv], xte, ste, ds.y_test[:n]
+
+
+def evaluate(space: Space, point: dict) -> dict:
+    from ..energy.__main__ import report
+    t0 = time.perf_counter()
+    w = space.workload
+    ds = _dataset(w["dataset"])
+    cfg = space.config(point).replace(inputs=ds.inputs, classes=ds.classes)
+    formats = AccelConfig(inputs=cfg.inputs, classes=cfg.classes, layers=cfg.layers, mode=cfg.mode,
+                          wbits=cfg.wbits, abits=cfg.abits, exit_policy=cfg.exit_policy)
+    qm0, sva, yva, x, ste, y = _quantised(space, formats)
+    th = calibrate(sva, yva, cfg.exit_policy, cfg.exit_k, cfg.classes)
+    qcfg = cfg.replace(afrac=qm0.cfg.afrac, wfrac=qm0.cfg.wfrac, hfrac=qm0.cfg.hfrac,
+                       thresholds=integer_thresholds(th, qm0.cfg) if th else ())
+    qm = QuantModel(qcfg, qm0.weights, qm0.biases, qm0.heads, qm0.head_biases)
+    exit_layer, label = apply_exit(ste, cfg.exit_policy, qcfg.thresholds)
+    n = len(x)
     wl = Workload(qm, x, y, {"dataset": ds.name, "limit": n})
-    rep = report(wl, load_coeffs(tech=qcfg.tech), w["toggle_samples"], exit_layers=res.exit_layer)
+    rep = report(wl, load_coeffs(tech=qcfg.tech), w["toggle_samples"], exit_layers=exit_layer)
     if qcfg.mode == "mp":
-        cyc = float(np.mean([inference_cycles(qcfg, int(e))["total"] for e in res.exit_layer]))
+        cyc = float(np.mean([inference_cycles(qcfg, int(e))["total"] for e in exit_layer]))
         per_sample = cyc
     else:
         b = qcfg.rows
-        batches = [int(res.exit_layer[i:i + b].max()) for i in range(0, n, b)]
+        batches = [int(exit_layer[i:i + b].max()) for i in range(0, n, b)]
         cyc = float(np.mean([inference_cycles(qcfg, e, batch=min(b, n - i * b))["total"]
                              for i, e in enumerate(batches)]))
         per_sample = cyc * len(batches) / n
-    macs = float(np.mean(_macs_by_depth(qcfg)[res.exit_layer - 1]))
+    macs = float(np.mean(_macs_by_depth(qcfg)[exit_layer - 1]))
     pes = qcfg.rows * qcfg.cols
     return {
-        "accuracy": float((res.label == y).mean()),
+        "accuracy": float((label == y).mean()),
         "energy_pj": float(rep["total_pj"]),
         "latency_cycles": cyc,
         "latency_us": cyc / qcfg.clock_mhz,
         "area_cells": float(area_cells(qcfg)),
         "utilisation": macs / (pes * per_sample),
         "macs_per_sample": macs,
-        "mean_exit_layer": float(res.exit_layer.mean()),
+        "mean_exit_layer": float(exit_layer.mean()),
         "seconds": time.perf_counter() - t0,
     }
 

@@ -10,6 +10,8 @@
     hard_negatives = 0.5
     seed = 0
     limit = 300                     # test samples for accuracy, latency and energy
+    val_limit = 10000               # validation samples for the exit thresholds
+    # checkpoint = "runs/x.ckpt"    # use a trained checkpoint instead of training (one shape)
     toggle_samples = 4              # inferences whose toggles drive the energy model
 
     [base]                          # AccelConfig fields shared by every design
@@ -43,13 +45,14 @@ from ..config import AccelConfig, ConfigError, parse_layers
 METRICS = ("accuracy", "energy_pj", "latency_cycles", "latency_us", "area_cells", "utilisation",
            "macs_per_sample", "mean_exit_layer")
 WORKLOAD_KEYS = {"dataset": str, "layers": str, "epochs": int, "batch": int, "lr": float, "theta": float,
-                 "hard_negatives": float, "seed": int, "limit": int, "toggle_samples": int}
+                 "hard_negatives": float, "seed": int, "limit": int, "val_limit": int, "toggle_samples": int,
+                 "checkpoint": str}
 WORKLOAD_DEFAULTS = {"layers": "2x64", "epochs": 20, "batch": 32, "lr": 0.03, "theta": 2.0,
-                     "hard_negatives": 0.5, "seed": 0, "limit": 300, "toggle_samples": 4}
+                     "hard_negatives": 0.5, "seed": 0, "limit": 300, "val_limit": 10000, "toggle_samples": 4}
 EXTRA_AXES = ("k", "layers")          # axes that are not AccelConfig fields
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Space:
     name: str
     workload: dict

@@ -1,0 +1,132 @@
+"""cocotb bench of the whole engine (``ffaccel_top``: engine + $readmemh ROMs).
+
+Runs inside the simulator; imports only the standard library, cocotb and sim.drivers.
+Its job comes from the JSON file named by ``$FFACCEL_SIM_JOB`` (written by
+:func:`sim.runner.run_engine_job`)::
+
+    {"out": "result.json", "mode": "mp" | "op", "inputs": D, "classes": NC, "cols": C,
+     "abits": A, "batches": [[[pixel, ...], ...], ...],   # MP: one sample per batch
+     "cfg_writes": [[addr, value], ...],                   # thresholds / exit enable
+     "in_stall": p, "out_stall": p, "seed": s, "max_cycles": N, "quiet_cycles": M}
+
+It resets the DUT, writes the registers through the cfg port, streams every batch
+(``in_last`` on the final pixel of a batch) with random idle cycles, accepts results with
+random back-pressure, records the activation probe beats, then watches ``quiet_cycles``
+more cycles with no input (an engine must stay idle: anything it emits then is spurious).
+Everything goes to ``out``; the comparison with the golden model happens outside the
+simulator (:mod:`sim.scoreboard`). The test itself fails only if the bench cannot run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, First, Timer
+
+from sim.drivers import ConfigWriter, ProbeMonitor, StreamDriver, StreamSink
+
+JOB_ENV = "FFACCEL_SIM_JOB"
+PERIOD_NS = 10
+
+
+def _load_job() -> dict:
+    path = os.environ.get(JOB_ENV)
+    if not path:
+        raise RuntimeError(f"${JOB_ENV} is not set: the bench needs a job file (see sim.runner)")
+    with open(path) as f:
+        return json.load(f)
+
+
+def _sim_cycles() -> int:
+    from cocotb.simtime import get_sim_time
+    return int(get_sim_time("ns") // PERIOD_NS)
+
+
+@cocotb.test()
+async def engine_job(dut):
+    """Stream the job's samples through the engine and record results and probes."""
+    job = _load_job()
+    t_wall = time.perf_counter()
+    rng = random.Random(int(job.get("seed", 0)))
+    nc = int(job["classes"])
+    clk = dut.clk
+    Clock(clk, PERIOD_NS, unit="ns", impl="gpi").start()   # C clock (Icarus would get a Python one)
+
+    # quiet inputs, then a synchronous reset
+    dut.in_valid.value = 0
+    dut.in_data.value = 0
+    dut.in_last.value = 0
+    dut.res_ready.value = 0
+    dut.cfg_we.value = 0
+    dut.cfg_addr.value = 0
+    dut.cfg_data.value = 0
+    dut.rst.value = 1
+    await ClockCycles(clk, 3)
+    await FallingEdge(clk)
+    dut.rst.value = 0
+    c0 = _sim_cycles()
+
+    cfgw = ConfigWriter(dut, clk, "cfg_")
+    await cfgw.write_many([(int(a), int(v)) for a, v in job.get("cfg_writes", [])])
+
+    res_fields = ["label", "exit_layer", "row", "cycles", "macs"] + [f"scores__{c}" for c in range(nc)]
+    sink = StreamSink(dut, clk, "res_", fields=res_fields, signed=[f"scores__{c}" for c in range(nc)],
+                      stall_prob=float(job.get("out_stall", 0.0)), rng=random.Random(rng.getrandbits(32)))
+    probe = ProbeMonitor(dut, clk, "probe_", fields=("layer", "copy", "tile", "data"), tag=lambda: sink.count)
+    drv = StreamDriver(dut, clk, "in_", payload=("data", "last"), idle_prob=float(job.get("in_stall", 0.0)),
+                       rng=random.Random(rng.getrandbits(32)))
+    probe.start()
+    sink.start()
+    drv.start()
+
+    batches = job["batches"]
+    expected = sum(len(b) for b in batches)
+    beats = []
+    for batch in batches:
+        for j, sample in enumerate(batch):
+            for i, px in enumerate(sample):
+                beats.append({"data": int(px), "last": int(j == len(batch) - 1 and i == len(sample) - 1)})
+    drv.send(beats)
+
+    max_cycles = int(job.get("max_cycles", 1_000_000))
+    # a Timer, not ClockCycles: the latter wakes Python on every clock edge
+    await First(sink.count_event(expected).wait(), Timer(max_cycles * PERIOD_NS, unit="ns"))
+    timeout = sink.count < expected
+    n_probe = len(probe.beats)
+
+    # watch for spurious activity with no input (in_valid low after the last beat)
+    quiet = int(job.get("quiet_cycles", 0))
+    if quiet and not timeout:
+        await Timer(quiet * PERIOD_NS, unit="ns")
+    await FallingEdge(clk)
+    busy = int(dut.busy.value == 1)
+    drv.stop()
+    sink.stop()
+    probe.stop()
+    cycles = _sim_cycles() - c0
+
+    out = {
+        "results": [{k.replace("scores__", "s"): v for k, v in b.items()} for b in sink.beats],
+        "probes": [[b["layer"], b["copy"], b["tile"], b["data"], b["_tag"]] for b in probe.beats],
+        "expected_results": expected,
+        "timeout": timeout,
+        "probe_beats_before_quiet": n_probe,
+        "busy_at_end": busy,
+        "sent_beats": drv.sent,
+        "total_beats": len(beats),
+        "in_idle_cycles": drv.idle_cycles,
+        "out_stall_cycles": sink.stall_cycles,
+        "cfg_writes": cfgw.writes,
+        "cycles": cycles,
+        "sim_seconds": time.perf_counter() - t_wall,
+    }
+    for r in out["results"]:
+        r["scores"] = [r.pop(f"s{c}") for c in range(nc)]
+    with open(job["out"], "w") as f:
+        json.dump(out, f)
+    await Timer(1, unit="ns")

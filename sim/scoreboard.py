@@ -1,0 +1,172 @@
+"""Scoreboard: a bench run of the engine (the JSON :mod:`sim.bench_engine` writes) against
+the bit-exact golden model, in plain Python outside the simulator.
+
+Per sample it checks the label, the exit layer, the final scores, the result row (OP),
+``res_cycles`` against :func:`ffaccel.perf.cycles.inference_cycles` (deepest exit of the
+batch, batch size) and every activation word the probe showed for the sample's layers
+(values of the real neurons, zeros in the padding lanes of the last tile, no beat
+missing, duplicated or extra). Whole-run checks: no timeout, no spurious result or probe
+beat once the inputs ran out.
+
+Probe beats carry the number of results accepted when they were seen (``_tag``): a batch's
+beats all come before its first result and after the previous batch's last result, so
+the tag is the index of the batch's first sample, whatever the stalls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class SampleOutcome:
+    index: int
+    label: int | None
+    exit_layer: int | None
+    cycles: int | None
+    match: bool
+    errors: list[str] = field(default_factory=list)
+    expected: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "exit_layer": self.exit_layer, "cycles": self.cycles, "match": self.match}
+
+
+@dataclass
+class Report:
+    samples: list[SampleOutcome]
+    run_errors: list[str]
+    sim_cycles: int = 0
+    sim_seconds: float = 0.0
+
+    @property
+    def mismatches(self) -> int:
+        """Mismatching samples (a run-level error, e.g. spurious output, counts as one more)."""
+        return sum(1 for s in self.samples if not s.match) + (1 if self.run_errors else 0)
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatches == 0
+
+    def summary(self, limit: int = 8) -> str:
+        lines = [f"{self.mismatches} mismatches in {len(self.samples)} samples"]
+        lines += [f"run: {e}" for e in self.run_errors[:limit]]
+        bad = [s for s in self.samples if not s.match]
+        for s in bad[:limit]:
+            lines.append(f"sample {s.index}: " + "; ".join(s.errors[:4]))
+        return "\n".join(lines)
+
+
+def batch_starts(cfg, n: int) -> list[tuple[int, int]]:
+    """(first sample, size) of every inference: MP one sample each, OP ``rows`` at a time."""
+    step = 1 if cfg.mode == "mp" else cfg.rows
+    return [(s, min(step, n - s)) for s in range(0, n, step)]
+
+
+def _unpack(word: int, cols: int, abits: int) -> list[int]:
+    m = (1 << abits) - 1
+    return [(word >> (c * abits)) & m for c in range(cols)]
+
+
+def compare(qm, x, out: dict) -> Report:
+    """Score one bench output against ``GoldenModel(qm)`` on samples ``x`` (N, inputs)."""
+    from ffaccel.model.golden import GoldenModel
+    from ffaccel.perf.cycles import inference_cycles
+
+    cfg = qm.cfg
+    x = np.asarray(x, dtype=np.int64)
+    n = len(x)
+    gold = GoldenModel(qm).run(x, probe=True)
+    results = out.get("results", [])
+    run_errors: list[str] = []
+    if out.get("timeout"):
+        run_errors.append(f"timeout: {len(results)} of {n} results")
+    if len(results) > n:
+        run_errors.append(f"{len(results) - n} results more than samples")
+    probes = out.get("probes", [])
+    n_before = int(out.get("probe_beats_before_quiet", len(probes)))
+    if len(probes) > n_before:
+        run_errors.append(f"{len(probes) - n_before} probe beats with no input (spurious inference)")
+    if out.get("busy_at_end"):
+        run_errors.append("engine busy with no input left")
+
+    errs: dict[int, list[str]] = {i: [] for i in range(n)}
+    samples: list[SampleOutcome] = []
+    batches = batch_starts(cfg, n)
+
+    # results, cycles
+    for s0, nb in batches:
+        deepest = int(gold.exit_layer[s0:s0 + nb].max())
+        want_cyc = inference_cycles(cfg, deepest, batch=nb)["total"]
+        for j in range(nb):
+            i = s0 + j
+            if i >= len(results):
+                errs[i].append("no result")
+                continue
+            r = results[i]
+            exp = (int(gold.label[i]), int(gold.exit_layer[i]), [int(v) for v in gold.scores[i]])
+            if r["label"] != exp[0]:
+                errs[i].append(f"label {r['label']} != {exp[0]}")
+            if r["exit_layer"] != exp[1]:
+                errs[i].append(f"exit_layer {r['exit_layer']} != {exp[1]}")
+            if r["scores"] != exp[2]:
+                errs[i].append(f"scores {r['scores']} != {exp[2]}")
+            if cfg.mode == "op" and r["row"] != j:
+                errs[i].append(f"row {r['row']} != {j}")
+            if r["cycles"] != want_cyc:
+                errs[i].append(f"cycles {r['cycles']} != {want_cyc} (perf model)")
+
+    # activations from the probe beats, grouped by batch (tag = first sample of the batch)
+    got: dict[int, list] = {s0: [] for s0, _ in batches}
+    for beat in probes[:n_before]:
+        lay, cp, t, word, tag = beat
+        if tag not in got:
+            run_errors.append(f"probe beat (layer {lay}, copy {cp}, tile {t}) outside any batch (tag {tag})")
+            continue
+        got[tag].append((lay, cp, t, word))
+    C, A = cfg.cols, cfg.abits
+    for s0, nb in batches:
+        expected: dict[tuple, tuple[int, list[int]]] = {}
+        for j in range(nb):
+            i = s0 + j
+            for lay in range(int(gold.exit_layer[i])):
+                n_out = cfg.layers[lay]
+                tiles = -(-n_out // C)
+                copies = range(cfg.classes) if cfg.mode == "mp" else [j]
+                for cp in copies:
+                    copy = cp if cfg.mode == "mp" else 0
+                    act = gold.activations[lay][i, copy]
+                    for t in range(tiles):
+                        lo, hi = t * C, min(n_out, (t + 1) * C)
+                        vals = [int(v) for v in act[lo:hi]] + [0] * (C - (hi - lo))
+                        expected[(lay, cp, t)] = (i, vals)
+        seen: set = set()
+        for lay, cp, t, word in got[s0]:
+            key = (lay, cp, t)
+            owner = (s0 + cp) if (cfg.mode == "op" and 0 <= cp < nb) else s0
+            if key not in expected:
+                for j in range(nb):
+                    errs[s0 + j].append(f"unexpected probe beat layer {lay + 1} copy {cp} tile {t}")
+                continue
+            if key in seen:
+                errs[owner].append(f"duplicate probe beat layer {lay + 1} copy {cp} tile {t}")
+                continue
+            seen.add(key)
+            i, vals = expected[key]
+            have = _unpack(word, C, A)
+            if have != vals:
+                errs[i].append(f"layer {lay + 1} copy {cp} tile {t}: activations {have} != {vals}")
+        for key in sorted(set(expected) - seen):
+            i, _ = expected[key]
+            errs[i].append(f"missing probe beat layer {key[0] + 1} copy {key[1]} tile {key[2]}")
+
+    for i in range(n):
+        r = results[i] if i < len(results) else None
+        samples.append(SampleOutcome(
+            index=i, label=None if r is None else r["label"], exit_layer=None if r is None else r["exit_layer"],
+            cycles=None if r is None else r["cycles"], match=not errs[i], errors=errs[i],
+            expected={"label": int(gold.label[i]), "exit_layer": int(gold.exit_layer[i])}))
+    return Report(samples=samples, run_errors=run_errors, sim_cycles=int(out.get("cycles", 0)),
+                  sim_seconds=float(out.get("sim_seconds", 0.0)))
