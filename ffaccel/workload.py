@@ -44,6 +44,37 @@ def spread_thresholds(qm: QuantModel, x: np.ndarray) -> QuantModel:
     return QuantModel(cfg.replace(thresholds=tuple(th)), qm.weights, qm.biases, qm.heads, qm.head_biases)
 
 
+def informative_config(rng: np.random.Generator, **shape) -> AccelConfig:
+    """A config with the given structure and number formats drawn from ``rng``, chosen so
+    that activations depend on the input: with random weights, ``W x/||x||`` spreads over
+    about ``2**(wbits-1)`` weight units, so ``wfrac ~ wbits - abits + afrac - 1`` puts it at
+    about half the activation range (a larger wfrac lets the random biases alone decide,
+    and a bench would compare constants); likewise the heads' hfrac against lfrac."""
+    abits, wbits = shape["abits"], shape["wbits"]
+    n = len(shape["layers"])
+    rfrac = int(rng.integers(max(6, abits - wbits + 3), 13))
+    afrac = int(rng.integers(max(0, abits - wbits + 2), abits + 3))
+    lfrac = int(rng.integers(0, 6))
+
+    def frac(center: int, lo: int) -> int:
+        return max(lo, center + int(rng.integers(-1, 2)))
+    return AccelConfig(
+        afrac=afrac, rsqrt_frac=rfrac, rsqrt_index=int(rng.integers(2, 7)), lfrac=lfrac,
+        wfrac=tuple(frac(wbits - abits + afrac - 1, max(0, afrac - rfrac)) for _ in range(n)),
+        hfrac=tuple(frac(wbits - 3 + lfrac, max(0, lfrac - rfrac)) for _ in range(n)),
+        **shape)
+
+
+def sensitivity(qm: QuantModel, x: np.ndarray, seed: int = 99) -> float:
+    """Fraction of activations that change when the inputs are redrawn: a bench comparing
+    input-independent constants would prove little."""
+    rng = np.random.default_rng(seed)
+    x2 = rng.integers(0, qm.cfg.amax + 1, size=x.shape)
+    a = GoldenModel(qm).run(x, probe=True).activations
+    b = GoldenModel(qm).run(x2, probe=True).activations
+    return float(np.mean(np.concatenate([(p != q).ravel() for p, q in zip(a, b)])))
+
+
 def random_workload(cfg: AccelConfig, seed: int, n: int) -> Workload:
     """Random integer weights, biases and inputs from ``seed``; exits spread over the layers
     unless the config already holds thresholds."""

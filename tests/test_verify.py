@@ -27,7 +27,7 @@ if str(REPO) not in sys.path:
 from ffaccel.config import AccelConfig  # noqa: E402
 from ffaccel.model.golden import GoldenModel, QuantModel  # noqa: E402
 from ffaccel.verify import verify_samples  # noqa: E402
-from ffaccel.workload import random_workload, spread_thresholds  # noqa: E402
+from ffaccel.workload import informative_config, random_workload, sensitivity, spread_thresholds  # noqa: E402
 
 pytestmark = pytest.mark.rtl
 
@@ -37,35 +37,7 @@ needs_icarus = pytest.mark.skipif(not HAVE_ICARUS, reason="iverilog not installe
 
 
 def make_config(seed: int, **shape) -> AccelConfig:
-    """A config with the given structure and number formats drawn from ``seed``, chosen so
-    that activations depend on the input: with random weights, ``W x/||x||`` has a spread
-    of about ``2**(wbits-1)`` weight units, so ``wfrac ~ wbits - abits + afrac - 1`` puts it
-    at about half the activation range (a larger wfrac lets the random biases alone decide
-    and the bench would compare constants); likewise the heads' hfrac against lfrac."""
-    rng = np.random.default_rng(seed)
-    abits, wbits = shape["abits"], shape["wbits"]
-    n = len(shape["layers"])
-    rfrac = int(rng.integers(max(6, abits - wbits + 3), 13))
-    afrac = int(rng.integers(max(0, abits - wbits + 2), abits + 3))
-    lfrac = int(rng.integers(0, 6))
-
-    def frac(center, lo):
-        return max(lo, center + int(rng.integers(-1, 2)))
-    return AccelConfig(
-        afrac=afrac, rsqrt_frac=rfrac, rsqrt_index=int(rng.integers(2, 7)), lfrac=lfrac,
-        wfrac=tuple(frac(wbits - abits + afrac - 1, max(0, afrac - rfrac)) for _ in range(n)),
-        hfrac=tuple(frac(wbits - 3 + lfrac, max(0, lfrac - rfrac)) for _ in range(n)),
-        **shape)
-
-
-def sensitivity(qm, x) -> float:
-    """Fraction of activations that change when the inputs are redrawn: a bench comparing
-    input-independent constants would prove little."""
-    rng = np.random.default_rng(99)
-    x2 = rng.integers(0, qm.cfg.amax + 1, size=x.shape)
-    a = GoldenModel(qm).run(x, probe=True).activations
-    b = GoldenModel(qm).run(x2, probe=True).activations
-    return float(np.mean(np.concatenate([(p != q).ravel() for p, q in zip(a, b)])))
+    return informative_config(np.random.default_rng(seed), **shape)
 
 
 # Structure of each case; formats come from the seed. rows < classes gives copy groups

@@ -43,11 +43,17 @@ def build_parser():
 
 
 def load_workload(args) -> Workload:
-    cfg = config_from_args(args)
+    """The workload of the shared flags: a checkpoint's network and formats (flags may change
+    the array, memory and exit rule) with its data set, or a random one from ``--seed``."""
     if args.checkpoint:
         if not args.dataset:
             raise FFAccelError("--checkpoint needs --dataset")
-        return dataset_workload(args.checkpoint, args.dataset, args.limit, overrides=cfg)
+        from ..model.checkpoint import load_checkpoint
+        _, ck_cfg, _ = load_checkpoint(args.checkpoint)
+        cfg = config_from_args(args, base=ck_cfg)
+        return dataset_workload(args.checkpoint, args.dataset, args.limit, overrides=cfg,
+                                k=cfg.exit_k if args.k is not None else None)
+    cfg = config_from_args(args)
     if args.dataset:
         raise FFAccelError("--dataset needs --checkpoint")
     return random_workload(cfg, args.seed, args.samples)
