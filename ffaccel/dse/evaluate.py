@@ -17,7 +17,7 @@ import numpy as np
 from ..config import AccelConfig
 from ..data import load_dataset
 from ..energy.coeffs import load_coeffs
-from ..energy.model import area_cells
+from ..energy.model import area_cells, profile
 from ..model.cache import cached_fit
 from ..model.checkpoint import check_compatible, load_checkpoint
 from ..model.exits import apply_exit, calibrate
@@ -27,6 +27,9 @@ from ..model.quant import choose_formats, integer_thresholds, quantize
 from ..perf.cycles import inference_cycles
 from ..workload import Workload
 from .space import Space
+
+
+_PROFILES: dict = {}
 
 
 @lru_cache(maxsize=4)
@@ -85,7 +88,12 @@ def evaluate(space: Space, point: dict) -> dict:
     exit_layer, label = apply_exit(ste, cfg.exit_policy, qcfg.thresholds)
     n = len(x)
     wl = Workload(qm, x, y, {"dataset": ds.name, "limit": n})
-    rep = report(wl, load_coeffs(tech=qcfg.tech), w["toggle_samples"], exit_layers=exit_layer)
+    # the activity profile depends on the model, the array and the data, not on k or memory
+    pkey = (id(qm0), qcfg.rows, qcfg.cols, qcfg.label_share)
+    if pkey not in _PROFILES:
+        _PROFILES[pkey] = profile(wl, w["toggle_samples"])
+    rep = report(wl, load_coeffs(tech=qcfg.tech), w["toggle_samples"], exit_layers=exit_layer,
+                 prof=_PROFILES[pkey])
     if qcfg.mode == "mp":
         cyc = float(np.mean([inference_cycles(qcfg, int(e))["total"] for e in exit_layer]))
         per_sample = cyc

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -40,9 +41,14 @@ def build_parser():
     return p
 
 
-def report(wl, coeffs, toggle_samples: int, exit_layers: np.ndarray | None = None) -> dict:
+def report(wl, coeffs, toggle_samples: int, exit_layers: np.ndarray | None = None, prof=None) -> dict:
+    """Energy report of a workload; ``prof`` reuses a profile computed for the same model,
+    array and data (exit thresholds, memory level and node do not change it)."""
     cfg = wl.cfg
-    prof = profile(wl, toggle_samples)
+    if prof is None:
+        prof = profile(wl, toggle_samples)
+    else:
+        prof = dataclasses.replace(prof, cfg=cfg)
     em = EnergyModel(cfg, coeffs)
     depth = em.by_depth(prof)
     if exit_layers is None:
