@@ -30,8 +30,6 @@ from .config import AccelConfig
 PROG = "ffaccel.gen"
 ENGINE = "ffaccel_engine"
 TOP = "ffaccel_top"
-# fields a checkpoint fixes: the network and the formats it was quantised for
-_CKPT_FIXED = ("inputs", "layers", "classes", "mode", "wbits", "abits", "afrac", "wfrac", "hfrac", "lfrac")
 
 
 def build_parser():
@@ -194,14 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     qm = None
     if args.checkpoint:
-        from .model.checkpoint import load_checkpoint
+        from .model.checkpoint import checkpoint_config
         from .model.quant import quantize
-        net, ck_cfg, _ = load_checkpoint(args.checkpoint)
-        cfg = config_from_args(args, base=ck_cfg)
-        for key in _CKPT_FIXED:
-            if getattr(cfg, key) != getattr(ck_cfg, key):
-                raise FFAccelError(f"checkpoint {args.checkpoint!r} has {key}={getattr(ck_cfg, key)!r}; "
-                                   f"the command asks for {getattr(cfg, key)!r}")
+        net, cfg = checkpoint_config(args.checkpoint, args)
         qm = quantize(net, cfg)
     else:
         cfg = config_from_args(args)

@@ -35,8 +35,6 @@ from .config import AccelConfig
 
 PROG = "ffaccel.verify"
 SIMS = ("verilator", "icarus")
-# fields a checkpoint fixes (the network and the formats it was quantised for)
-_CKPT_FIXED = ("inputs", "layers", "classes", "mode", "wbits", "abits", "afrac", "wfrac", "hfrac", "lfrac")
 
 
 def build_parser():
@@ -82,16 +80,11 @@ def checkpoint_samples(args, n: int):
     checkpoint quantised, thresholds calibrated on the validation split with the integer
     golden model, the first ``n`` test images). Flags override the checkpoint's config
     (array shape, exit rule, ...) but not its network or formats."""
-    from .model.checkpoint import load_checkpoint
+    from .model.checkpoint import checkpoint_config
     from .workload import dataset_workload
     if not args.dataset:
         raise FFAccelError("--checkpoint needs --dataset (the test images to verify)")
-    _, ck_cfg, _ = load_checkpoint(args.checkpoint)
-    cfg = config_from_args(args, base=ck_cfg)
-    for key in _CKPT_FIXED:
-        if getattr(cfg, key) != getattr(ck_cfg, key):
-            raise FFAccelError(f"checkpoint {args.checkpoint!r} has {key}={getattr(ck_cfg, key)!r}; "
-                               f"the command asks for {getattr(cfg, key)!r}")
+    _, cfg = checkpoint_config(args.checkpoint, args)
     wl = dataset_workload(args.checkpoint, args.dataset, n, overrides=cfg, k=getattr(args, "exit_k", None))
     return wl.qm, np.asarray(wl.x, dtype=np.int64), wl.y
 

@@ -70,6 +70,23 @@ def load_checkpoint(path: str | Path) -> tuple[FFNet, AccelConfig, dict[str, Any
     return net, cfg, meta
 
 
+# what a checkpoint fixes: the network and the number formats it was quantised for
+CKPT_FIXED = ("inputs", "layers", "classes", "mode", "wbits", "abits", "afrac", "wfrac", "hfrac", "lfrac")
+
+
+def checkpoint_config(path: str, args) -> tuple[FFNet, AccelConfig]:
+    """(net, config) of a checkpoint with the command's config flags applied on top; a flag
+    that would change the network or its formats is refused (one line)."""
+    from ..cli import config_from_args
+    net, ck_cfg, _ = load_checkpoint(path)
+    cfg = config_from_args(args, base=ck_cfg)
+    for key in CKPT_FIXED:
+        if getattr(cfg, key) != getattr(ck_cfg, key):
+            raise FFAccelError(f"checkpoint {path!r} has {key}={getattr(ck_cfg, key)!r}; "
+                               f"the command asks for {getattr(cfg, key)!r}")
+    return net, cfg
+
+
 def check_compatible(cfg: AccelConfig, want: AccelConfig, path: str) -> None:
     """A checkpoint's network must match the network the user asked for."""
     for key in ("inputs", "layers", "classes", "mode"):

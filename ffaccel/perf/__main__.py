@@ -48,9 +48,8 @@ def load_workload(args) -> Workload:
     if args.checkpoint:
         if not args.dataset:
             raise FFAccelError("--checkpoint needs --dataset")
-        from ..model.checkpoint import load_checkpoint
-        _, ck_cfg, _ = load_checkpoint(args.checkpoint)
-        cfg = config_from_args(args, base=ck_cfg)
+        from ..model.checkpoint import checkpoint_config
+        _, cfg = checkpoint_config(args.checkpoint, args)
         return dataset_workload(args.checkpoint, args.dataset, args.limit, overrides=cfg,
                                 k=cfg.exit_k if args.k is not None else None)
     cfg = config_from_args(args)
