@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # a bad URL, an unreachable server
         raise FFAccelError(f"storage {url!r} cannot be opened: {str(e).splitlines()[0]}") from None
     from optuna.storages import fail_stale_trials
-    fail_dead_local_trials(study)
+    fail_dead_local_trials(study, local_store=url.startswith("sqlite"))
     fail_stale_trials(study)
     before = len(_completed(study))
     todo = enqueue_grid(space, study) if space.kind == "grid" else None

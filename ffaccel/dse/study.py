@@ -61,6 +61,7 @@ def worker(space_path: str, url: str, trials: int | None, wid: int, q=None) -> i
     counts = {"new": 0}
 
     def objective(trial):
+        trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")   # first: who holds it
         if space.kind == "grid" and trial.user_attrs.get("point_key") is None:
             # nothing was waiting: another worker took the last design
             trial.study.stop()
@@ -74,7 +75,6 @@ def worker(space_path: str, url: str, trials: int | None, wid: int, q=None) -> i
                 trial.set_user_attr(m, prev.user_attrs[m])
             trial.set_user_attr("duplicate_of", prev.number)
             return prev.values
-        trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
         metrics = evaluate(space, point)
         for m, v in metrics.items():
             trial.set_user_attr(m, v)
@@ -95,15 +95,18 @@ def worker(space_path: str, url: str, trials: int | None, wid: int, q=None) -> i
     return counts["new"]
 
 
-def fail_dead_local_trials(study) -> int:
-    """RUNNING trials whose worker was a process of this machine that no longer exists
-    (killed): fail them now instead of waiting for the heartbeat's grace period."""
+def fail_dead_local_trials(study, local_store: bool) -> int:
+    """Fail the RUNNING trials whose worker is known to be dead, now, instead of waiting for
+    the heartbeat's grace period: a process of this machine that no longer exists (killed)
+    or, with a local SQLite store (one machine, one sweep at a time), a trial that a killed
+    worker had taken before it could even record who it was."""
     import optuna
     host, n = os.uname().nodename, 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         who = t.user_attrs.get("worker", "")
         h, _, pid = who.partition(":")
-        if h == host and pid.isdigit() and not _alive(int(pid)):
+        dead = (h == host and pid.isdigit() and not _alive(int(pid))) or (local_store and not who)
+        if dead:
             study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
             n += 1
     return n
