@@ -58,14 +58,14 @@ def load_workload(args) -> Workload:
     return random_workload(cfg, args.seed, args.samples)
 
 
-def analyse(wl: Workload, toggle_samples: int) -> dict:
-    """Per-sample figures and a summary for a workload."""
+def analyse(wl: Workload, toggle_samples: int, models: tuple | None = None) -> dict:
+    """Per-sample figures and a summary for a workload. ``models``: a prepared
+    (GoldenModel, PerfModel) pair of ``wl.qm`` (their set-up is per model, not per sample)."""
     cfg, qm, x = wl.cfg, wl.qm, wl.x
+    gm, pm = models if models is not None else (GoldenModel(qm), PerfModel(qm))
     t0 = time.perf_counter()
-    gm = GoldenModel(qm)
     res = gm.run(x, early_exit=True)
     t_gold = time.perf_counter() - t0
-    pm = PerfModel(qm)
     n = len(x)
     mp = cfg.mode == "mp"
     units = [(i, i + 1) for i in range(n)] if mp else [(i, min(n, i + cfg.rows)) for i in range(0, n, cfg.rows)]
