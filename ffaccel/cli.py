@@ -52,12 +52,13 @@ _CONFIG_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("accelerator configuration (flags override --config)")
-    g.add_argument("--config", metavar="FILE", help="config file (.json or .toml)")
-    g.add_argument("--layers", metavar="SPEC",
+    # absent flags stay absent (SUPPRESS): the file or the config defaults decide
+    g.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="config file (.json or .toml)")
+    g.add_argument("--layers", metavar="SPEC", default=argparse.SUPPRESS,
                    help="hidden layers: 4x2000, or a list 2000,1000,500 (default 4x2000)")
     for flag, (key, typ, hlp) in _CONFIG_FLAGS.items():
-        g.add_argument(flag, dest=key, type=typ, default=None, help=hlp)
-    g.add_argument("--no-label-share", dest="label_share", action="store_false", default=None,
+        g.add_argument(flag, dest=key, type=typ, default=argparse.SUPPRESS, help=hlp)
+    g.add_argument("--no-label-share", dest="label_share", action="store_false", default=argparse.SUPPRESS,
                    help="MP: run every label copy of layer 1 in full (no W1 x_img sharing)")
 
 

@@ -117,9 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ds = load_dataset(args.dataset)
     except DataError as e:
         raise FFAccelError(str(e)) from None
-    if args.inputs is not None and args.inputs != ds.inputs:
+    if getattr(args, "inputs", None) is not None and args.inputs != ds.inputs:
         raise FFAccelError(f"--inputs {args.inputs} but dataset {ds.name!r} has {ds.inputs} inputs")
-    if args.classes is not None and args.classes != ds.classes:
+    if getattr(args, "classes", None) is not None and args.classes != ds.classes:
         raise FFAccelError(f"--classes {args.classes} but dataset {ds.name!r} has {ds.classes} classes")
     cfg = config_from_args(args, inputs=ds.inputs, classes=ds.classes)
 

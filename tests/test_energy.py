@@ -84,3 +84,27 @@ def test_energy_cli(tmp_path):
     r = subprocess.run([sys.executable, "-m", "ffaccel.energy", "--layers", "2x16", "--inputs", "32",
                         "--tech", "3nm"], capture_output=True, text=True)
     assert r.returncode == 2 and "tech" in r.stderr
+
+
+def test_perf_and_energy_on_a_checkpoint(tmp_path):
+    """The data-set path of both tools: a trained checkpoint, its own config, real samples,
+    the exit-knob sweep and its plot."""
+    ck = tmp_path / "d.ckpt"
+    r = subprocess.run([sys.executable, "-m", "ffaccel.train", "--dataset", "digits", "--layers", "2x16",
+                        "--epochs", "1", "--out", str(ck), "--no-progress"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "ffaccel.perf", "--checkpoint", str(ck), "--dataset", "digits",
+                        "--limit", "30", "--k", "0.5", "--rows", "5", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert len(out["samples"]) == 30 and out["config"]["rows"] == 5 and out["config"]["layers"] == [16, 16]
+    r = subprocess.run([sys.executable, "-m", "ffaccel.energy", "--checkpoint", str(ck), "--dataset", "digits",
+                        "--limit", "30", "--ks=0,2", "--plots", str(tmp_path / "p"), "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert [s["k"] for s in rep["k_sweep"]] == [0.0, 2.0]
+    assert (tmp_path / "p" / "energy_vs_accuracy.png").is_file()
+    r = subprocess.run([sys.executable, "-m", "ffaccel.perf", "--checkpoint", str(ck), "--dataset", "digits",
+                        "--layers", "3x16"], capture_output=True, text=True)
+    assert r.returncode == 2 and "layers" in r.stderr

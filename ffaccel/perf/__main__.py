@@ -51,7 +51,7 @@ def load_workload(args) -> Workload:
         from ..model.checkpoint import checkpoint_config
         _, cfg = checkpoint_config(args.checkpoint, args)
         return dataset_workload(args.checkpoint, args.dataset, args.limit, overrides=cfg,
-                                k=cfg.exit_k if args.k is not None else None)
+                                k=cfg.exit_k if getattr(args, "exit_k", None) is not None else None)
     cfg = config_from_args(args)
     if args.dataset:
         raise FFAccelError("--dataset needs --checkpoint")
