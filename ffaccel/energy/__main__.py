@@ -90,17 +90,24 @@ def report(wl, coeffs, toggle_samples: int, exit_layers: np.ndarray | None = Non
     }
 
 
-def k_sweep(wl_ckpt_args, cfg, coeffs, prof_rep, ks):
-    """Energy and accuracy across the exit knob k (needs labels)."""
-    from ..workload import dataset_workload
+def k_sweep(checkpoint: str, dataset: str, limit, cfg, rep: dict, ks) -> list:
+    """Energy and accuracy across the exit knob k (needs labels): the integer model's
+    validation and test scores are computed once; each k only re-derives its thresholds."""
+    from ..data import load_dataset
+    from ..eval import report_for_k, score_splits
+    from ..model.checkpoint import load_checkpoint
+    net, _, _ = load_checkpoint(checkpoint)
+    ds = load_dataset(dataset)
+    sva, ste, _ = score_splits(net, cfg, ds, integer=True, limit=limit)
+    depth = rep["_depth"]
+    per = cfg.rows if cfg.mode == "op" else 1
     out = []
     for k in ks:
-        wl = dataset_workload(*wl_ckpt_args, overrides=cfg, k=k)
-        res = GoldenModel(wl.qm).run(wl.x, early_exit=True)
-        depth = prof_rep["_depth"]
-        e = float(np.mean([sum(depth[int(x) - 1].values()) for x in res.exit_layer]))
-        out.append({"k": k, "accuracy": float((res.label == wl.y).mean()), "total_pj": e,
-                    "mean_exit_layer": float(res.exit_layer.mean())})
+        r = report_for_k(sva, ste, cfg, ds, k=k, policy=cfg.exit_policy, integer=True)
+        hist = {int(e): n for e, n in r["exit_histogram"].items()}
+        e = sum(n * sum(depth[d - 1].values()) / per for d, n in hist.items()) / max(1, sum(hist.values()))
+        out.append({"k": k, "accuracy": r["accuracy"], "total_pj": e, "mean_exit_layer": r["mean_exit_layer"],
+                    "exit_histogram": r["exit_histogram"]})
     return out
 
 
@@ -174,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ks = [float(v) for v in args.ks.split(",")]
         except ValueError:
             raise FFAccelError(f"--ks {args.ks!r} is not a comma-separated list of numbers") from None
-        sweep = k_sweep((args.checkpoint, args.dataset, args.limit), wl.cfg, coeffs, rep, ks)
+        sweep = k_sweep(args.checkpoint, args.dataset, args.limit, wl.cfg, rep, ks)
         rep["k_sweep"] = sweep
     if args.plots:
         rep["plots"] = plots(rep, Path(args.plots), sweep)
