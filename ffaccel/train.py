@@ -43,6 +43,7 @@ def build_parser():
                    help="probability of a hard (most plausible wrong) negative label")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on 2 cores)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training samples")
+    p.add_argument("--init", help="start from this checkpoint's weights (same network): continue training")
     p.add_argument("--out", required=True, help="checkpoint file to write")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -67,6 +68,11 @@ def fit(ds, cfg, hyper: dict, progress: bool = True):
     xva, xte = input_codes(ds.x_val, cfg), input_codes(ds.x_test, cfg)
 
     net = FFNet(cfg, seed=hyper["seed"])
+    if hyper.get("init"):
+        from .model.checkpoint import check_compatible, load_checkpoint
+        init_net, init_cfg, _ = load_checkpoint(hyper["init"])
+        check_compatible(init_cfg, cfg, hyper["init"])
+        net.load_state_dict(init_net.state_dict())
     log = train_ff(net, xtr, ytr, epochs=hyper["epochs"], seed=hyper["seed"], lr=hyper["lr"],
                    theta=hyper["theta"], batch=hyper["batch"], hard_negatives=hyper["hard_negatives"],
                    progress=progress)
@@ -125,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     hyper = {"epochs": args.epochs, "head_epochs": args.head_epochs or args.epochs, "seed": args.seed,
              "lr": args.lr, "theta": args.theta, "batch": args.batch,
-             "hard_negatives": args.hard_negatives, "limit": args.limit, "threads": args.threads}
+             "hard_negatives": args.hard_negatives, "limit": args.limit, "threads": args.threads,
+             "init": args.init}
     net, qcfg, meta = fit(ds, cfg, hyper, progress=not args.no_progress)
     save_checkpoint(out, net, qcfg, meta)
     float_rep, int_rep = meta["float"], meta["integer"]

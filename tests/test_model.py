@@ -162,6 +162,13 @@ def test_train_and_eval_cli_on_digits(tmp_path):
                 "macs_per_sample_noshare", "macs_full_noshare"):
         assert key in rep
     assert rep["model"] == "integer" and rep["k"] == 0.5
+    # training continues from a checkpoint of the same network, and refuses another one
+    r = _run("ffaccel.train", "--dataset", "digits", "--layers", "2x64", "--epochs", "1", "--init", str(ck),
+             "--out", str(tmp_path / "d2.ckpt"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    r = _run("ffaccel.train", "--dataset", "digits", "--layers", "3x64", "--epochs", "1", "--init", str(ck),
+             "--out", str(tmp_path / "d3.ckpt"), "--no-progress")
+    assert r.returncode == 2 and "layers" in r.stderr and not (tmp_path / "d3.ckpt").exists()
 
 
 @pytest.mark.parametrize("args,fragment", [
