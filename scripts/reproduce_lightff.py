@@ -91,6 +91,9 @@ def main(argv=None) -> int:
     if not args.skip_op:
         modes.append(("op", args.op_layers, args.op_epochs, args.op_checkpoint))
     for mode, layers, epochs, given in modes:
+        if given:   # a given checkpoint decides its own network
+            from ffaccel.model.checkpoint import load_checkpoint
+            layers = ",".join(map(str, load_checkpoint(given)[1].layers))
         cfg = AccelConfig(inputs=ds.inputs, classes=ds.classes, layers=parse_layers(layers), mode=mode)
         hyper = {"epochs": epochs, "head_epochs": epochs, "seed": args.seed, "lr": args.lr,
                  "theta": args.theta, "batch": args.batch, "hard_negatives": args.hard_negatives,
