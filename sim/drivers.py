@@ -45,7 +45,23 @@ def _read(handle, signed: bool = False) -> int:
         raise ValueError(f"{handle._path} = {v} is not a 0/1 value") from None
 
 
-class StreamDriver:
+class _Coroutine:
+    """start() runs ``self._run()`` as a cocotb task; stop() cancels it."""
+
+    _task = None
+
+    def start(self):
+        import cocotb
+        self._task = cocotb.start_soon(self._run())
+        return self
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+
+class StreamDriver(_Coroutine):
     """Drives ``valid`` + payload signals of a stream, honouring ``ready``.
 
     Beats are dicts ``{payload name: int}`` (names relative to ``prefix``); ``send_data``
@@ -80,15 +96,6 @@ class StreamDriver:
         self._task = None
         self.valid.value = 0
 
-    def start(self):
-        import cocotb
-        self._task = cocotb.start_soon(self._run())
-        return self
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
 
     def send(self, beats: Iterable[dict]) -> None:
         """Queue beats (non-blocking)."""
@@ -142,7 +149,7 @@ class StreamDriver:
                     self.on_beat(beat)
 
 
-class StreamSink:
+class StreamSink(_Coroutine):
     """Drives ``ready`` of a stream with random back-pressure (``ready`` low with
     probability ``stall_prob`` each cycle, seeded ``rng``) and collects the beats.
 
@@ -176,15 +183,8 @@ class StreamSink:
     def count(self) -> int:
         return len(self.beats)
 
-    def start(self):
-        import cocotb
-        self._task = cocotb.start_soon(self._run())
-        return self
-
     def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        super().stop()
         self.ready.value = 0
 
     def count_event(self, n: int) -> Event:
@@ -228,7 +228,7 @@ class StreamSink:
                         self._waiters.remove((n, ev))
 
 
-class ProbeMonitor:
+class ProbeMonitor(_Coroutine):
     """Collects every cycle's beat of a valid-only (no ready) monitor stream.
 
     Samples after the falling edge, when every signal is stable; while ``valid`` is low it
@@ -245,15 +245,6 @@ class ProbeMonitor:
         self.beats: list[dict] = []
         self._task = None
 
-    def start(self):
-        import cocotb
-        self._task = cocotb.start_soon(self._run())
-        return self
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
 
     async def _run(self) -> None:
         valid = self.valid
