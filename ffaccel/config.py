@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,9 @@ def clog2(n: int) -> int:
     return max(0, (n - 1).bit_length())
 
 
+_DIGITS = re.compile(r"[0-9]{1,9}")
+
+
 def parse_layers(spec: str) -> tuple[int, ...]:
     """Parse the shared ``--layers`` grammar.
 
@@ -79,11 +83,12 @@ def parse_layers(spec: str) -> tuple[int, ...]:
         count_s, sep, size_s = term.partition("x")
         if not sep:
             count_s, size_s = "1", term
-        if not (count_s.strip().isdigit() and size_s.strip().isdigit()):
+        # ASCII digits only: str.isdigit() also accepts '²' or '٣', which int() refuses.
+        if not (_DIGITS.fullmatch(count_s.strip()) and _DIGITS.fullmatch(size_s.strip())):
             raise ConfigError(
                 f"--layers {spec!r}: term {term!r} is not N or RxN with positive integers "
                 f"(allowed: e.g. 4x2000 or 2000,1000,500)")
-        count, size = int(count_s), int(size_s)
+        count, size = int(count_s.strip()), int(size_s.strip())
         if not 1 <= count <= 64:
             raise ConfigError(f"--layers {spec!r}: repeat count {count} out of range (allowed: 1..64)")
         if not 1 <= size <= MAX_LAYER:

@@ -117,7 +117,8 @@ def test_layers_grammar(spec, want):
 
 
 @pytest.mark.parametrize("spec", ["", "4x0", "banana", "0x5", "-5", "4x", "x4", "4x2000,", "1.5",
-                                  "4x2000x3", "2,,3", "65x4", "4x70000"])
+                                  "4x2000x3", "2,,3", "65x4", "4x70000", "²", "4x²", "٣x2000",
+                                  "2x1000000000000"])
 def test_layers_grammar_refuses(spec):
     with pytest.raises(ConfigError) as e:
         parse_layers(spec)
