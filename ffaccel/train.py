@@ -20,7 +20,7 @@ from .data import DataError, load_dataset
 from .model.checkpoint import save_checkpoint
 from .model.embed import input_codes
 from .model.exits import apply_exit, calibrate, exit_report
-from .model.ff import FFNet, train_ff, train_heads
+from .model.ff import TRAIN_RECIPE, FFNet, train_ff, train_heads
 from .model.golden import GoldenModel
 from .model.quant import calibrate_integer, choose_formats, quantize
 
@@ -36,8 +36,8 @@ def build_parser():
     # defaults: the recipe of the MNIST 4x2000 run in the docs. LightFF's own (lr 0.03,
     # theta 2.0, batch 500, no hard negatives) reached 41% test accuracy after 2 epochs of
     # 784-4x2000 here; batch 100 reached 75-87% after 2 epochs on 784-1000x3.
-    p.add_argument("--lr", type=float, default=0.01, help="Adam learning rate")
-    p.add_argument("--theta", type=float, default=1.0, help="goodness threshold on mean(h^2)")
+    p.add_argument("--lr", type=float, default=0.003, help="Adam learning rate (of the RMS-input form)")
+    p.add_argument("--theta", type=float, default=16.0, help="goodness threshold on mean(h^2)")
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--hard-negatives", type=float, default=1.0,
                    help="probability of a hard (most plausible wrong) negative label")
@@ -97,7 +97,8 @@ def fit(ds, cfg, hyper: dict, progress: bool = True):
         "dataset": ds.provenance,
         "train": {**hyper, "train_samples": int(len(xtr)), "seconds": round(log.seconds + head_s, 1),
                   "seconds_per_epoch": round(log.train_seconds_per_epoch, 2),
-                  "loss": [round(v, 6) for v in log.loss], "torch": torch.__version__},
+                  "loss": [round(v, 6) for v in log.loss], "torch": torch.__version__,
+                  "recipe": TRAIN_RECIPE},
         "float": float_rep,
         "integer": int_rep,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

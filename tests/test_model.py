@@ -16,7 +16,7 @@ from ffaccel.eval import evaluate
 from ffaccel.model.checkpoint import load_checkpoint, save_checkpoint
 from ffaccel.model.embed import embed_all, embed_labels, embed_neutral, input_codes
 from ffaccel.model.exits import apply_exit, calibrate, layer_macs
-from ffaccel.model.ff import FFNet, train_ff, train_heads
+from ffaccel.model.ff import FFNet, layer_optimizers, train_ff, train_heads
 from ffaccel.model.golden import GoldenModel
 from ffaccel.model.quant import calibrate_integer, choose_formats, quantize
 
@@ -195,3 +195,42 @@ def test_eval_refuses_mismatched_mode(tmp_path, mp_model):
     save_checkpoint(tmp_path / "m.ckpt", net, qm.cfg, {})
     r = _run("ffaccel.eval", "--checkpoint", str(tmp_path / "m.ckpt"), "--dataset", "digits", "--mode", "op")
     assert r.returncode == 2 and "trained for mp" in r.stderr
+
+
+def _adam_gap(fan_in: int, fan_in_lr: bool) -> tuple[float, float]:
+    """Largest weight and bias gap between the unit-length layer trained by
+    layer_optimizers and an RMS-input layer trained by plain Adam, after 5 steps."""
+    torch.manual_seed(fan_in)
+    cfg = AccelConfig(inputs=fan_in, classes=2, layers=(16,))
+    net = FFNet(cfg, seed=1).double()
+    lin = net.layers[0]
+    ref = torch.nn.Linear(fan_in, 16).double()
+    with torch.no_grad():
+        ref.weight.copy_(lin.weight / fan_in ** 0.5)
+        ref.bias.copy_(lin.bias)
+    (opt,) = layer_optimizers(net, 0.01, fan_in_lr=fan_in_lr)
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=0.01)
+    for grp in opt.param_groups + ref_opt.param_groups:
+        grp["eps"] = 1e-30          # Adam's eps is the one term that sees the gradient's scale
+    for _ in range(5):
+        x = torch.rand(32, fan_in, dtype=torch.float64)
+        unit = x / x.norm(dim=1, keepdim=True)
+        rms = x / x.pow(2).mean(1, keepdim=True).sqrt()
+        for o, h in ((opt, torch.relu(lin(unit))), (ref_opt, torch.relu(ref(rms)))):
+            loss = torch.nn.functional.softplus(1.0 - h.pow(2).mean(1)).mean()
+            o.zero_grad()
+            loss.backward()
+            o.step()
+    with torch.no_grad():
+        return (float((lin.weight / fan_in ** 0.5 - ref.weight).abs().max()),
+                float((lin.bias - ref.bias).abs().max()))
+
+
+@pytest.mark.parametrize("fan_in", [7, 64, 784])
+def test_fan_in_adam_step_is_the_rms_input_layer(fan_in):
+    """Unit-length input + weight step sqrt(fan_in)*lr == RMS input + plain Adam (lr)."""
+    dw, db = _adam_gap(fan_in, True)
+    assert dw < 1e-9 and db < 1e-9, (dw, db)
+    # plain Adam on the unit-length form is a different (slower) trajectory
+    dw_plain, _ = _adam_gap(fan_in, False)
+    assert dw_plain > 1e-3, dw_plain

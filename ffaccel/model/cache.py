@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..config import AccelConfig
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from .ff import TRAIN_RECIPE
 
 
 def cache_dir() -> Path:
@@ -21,7 +22,8 @@ def cache_dir() -> Path:
 
 def cache_key(ds, cfg: AccelConfig, hyper: dict) -> str:
     net = {k: getattr(cfg, k) for k in ("inputs", "layers", "classes", "mode")}
-    blob = json.dumps({"net": net, "hyper": hyper, "data": ds.provenance.get("sha256"), "name": ds.name},
+    blob = json.dumps({"net": net, "hyper": hyper, "data": ds.provenance.get("sha256"), "name": ds.name,
+                       "recipe": TRAIN_RECIPE},
                       sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

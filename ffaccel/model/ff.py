@@ -21,6 +21,9 @@ from ..config import AccelConfig
 from .embed import embed_labels, embed_neutral
 
 EPS = 1e-12
+# Bumped whenever training changes what a given seed and hyper-parameters produce, so
+# cached checkpoints (model/cache.py) and checkpoint metadata name the recipe they used.
+TRAIN_RECIPE = "ff-2: weights init U(-1,1), Adam weight step sqrt(fan_in)*lr"
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
@@ -28,6 +31,15 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
 
 
 class FFNet(torch.nn.Module):
+    """FF layers on the unit-length input (the hardware's form).
+
+    Weights start uniform in [-1, 1]: on a unit-length input that is PyTorch's default
+    init on an RMS-normalised input (Hinton's and LightFF's ``x / rms(x)``), whose length
+    is ``sqrt(fan_in)``. ``train_ff`` scales the weights' Adam step by ``sqrt(fan_in)`` to
+    match, so training follows the RMS form (up to Adam's eps) while the stored weights stay those of
+    the unit-length datapath (docs/architecture.md section 2).
+    """
+
     def __init__(self, cfg: AccelConfig, seed: int = 0):
         super().__init__()
         self.cfg = cfg
@@ -35,7 +47,7 @@ class FFNet(torch.nn.Module):
         self.layers = torch.nn.ModuleList()
         for n_in, n_out in zip(cfg.fan_in, cfg.layers):
             lin = torch.nn.Linear(n_in, n_out)
-            bound = 1.0 / math.sqrt(n_in)
+            bound = 1.0
             with torch.no_grad():
                 lin.weight.uniform_(-bound, bound, generator=g)
                 lin.bias.uniform_(-bound, bound, generator=g)
@@ -112,11 +124,31 @@ class TrainLog:
     train_seconds_per_epoch: float
 
 
+def layer_optimizers(net: FFNet, lr: float, fan_in_lr: bool = True) -> list[torch.optim.Adam]:
+    """One Adam per layer; group 0 holds the weight, group 1 the bias.
+
+    Adam's step is ``lr`` in parameter units whatever the gradient's scale, so a weight
+    step of ``sqrt(fan_in) * lr`` on the unit-length input is an ``lr`` step of the
+    RMS-input layer ``W' = W / sqrt(fan_in)``, equal up to Adam's eps
+    (tests/test_model.py checks it).
+    """
+    opts = []
+    for lin in net.layers:
+        gain = math.sqrt(lin.in_features) if fan_in_lr else 1.0
+        opts.append(torch.optim.Adam([{"params": [lin.weight], "lr": lr * gain},
+                                      {"params": [lin.bias], "lr": lr}]))
+    return opts
+
+
 def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, seed: int,
              lr: float = 0.01, theta: float = 2.0, batch: int = 500, hard_negatives: float = 0.0,
              progress: bool = True, threads: int | None = None, decay: bool = True,
-             on_epoch=None) -> TrainLog:
+             fan_in_lr: bool = True, on_epoch=None) -> TrainLog:
     """Layer-local FF training of all layers at once, one Adam per layer, seeded.
+
+    With ``fan_in_lr`` (the default) training follows the RMS-input form of Hinton and
+    LightFF (see ``layer_optimizers``); without it, plain Adam on the unit-length form,
+    whose weights must grow ``sqrt(fan_in)``-fold and learn that much slower.
 
     With ``decay`` the learning rate falls linearly to 0 over the second half of training
     (Hinton's schedule). ``on_epoch(epoch, net)`` is called after every epoch.
@@ -132,7 +164,8 @@ def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, see
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    opts = [torch.optim.Adam(l.parameters(), lr=lr) for l in net.layers]
+    opts = layer_optimizers(net, lr, fan_in_lr)
+    gains = [opt.param_groups[0]["lr"] / lr for opt in opts]
     n = len(x_codes)
     losses: list[float] = []
     t0 = time.perf_counter()
@@ -140,9 +173,9 @@ def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, see
                desc="FF train", unit="batch", mininterval=2.0)
     for epoch in range(epochs):
         if decay:
-            for opt in opts:
-                for grp in opt.param_groups:
-                    grp["lr"] = lr * min(1.0, 2.0 * (1.0 - epoch / epochs))
+            for opt, gain in zip(opts, gains):
+                for grp, base in zip(opt.param_groups, (lr * gain, lr)):
+                    grp["lr"] = base * min(1.0, 2.0 * (1.0 - epoch / epochs))
         order = rng.permutation(n)
         tot, cnt = 0.0, 0
         for s in range(0, n, batch):
