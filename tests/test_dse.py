@@ -15,7 +15,7 @@ import pytest
 
 from ffaccel.cli import FFAccelError
 from ffaccel.dse.__main__ import pareto
-from ffaccel.dse.space import load_space
+from ffaccel.dse.space import METRICS, load_space
 
 SPACE = """
 [workload]
@@ -82,6 +82,31 @@ def test_space_validation(tmp_path):
             load_space(tmp_path / "b.toml")
     sp = load_space(_space(tmp_path))
     assert len(sp.grid()) == 16 and sp.config(sp.grid()[0]).rows == 2
+
+
+def test_point_keys_follow_the_checkpoint_bytes(tmp_path):
+    """A replaced checkpoint at the same path must not reuse the old designs' results."""
+    import optuna
+    from ffaccel.dse.__main__ import collect
+    ck = tmp_path / "net.ckpt"
+    ck.write_bytes(b"first network")
+    text = SPACE.format(limit=60, ks="[1.0]").replace('epochs = 2', f'checkpoint = "{ck}"')
+    (tmp_path / "c.toml").write_text(text)
+    old = load_space(tmp_path / "c.toml")
+    point = old.grid()[0]
+    assert load_space(tmp_path / "c.toml").point_key(point) == old.point_key(point)
+    ck.write_bytes(b"second network")
+    new = load_space(tmp_path / "c.toml")
+    assert new.point_key(point) != old.point_key(point)
+    # results recorded under the old checkpoint are left out of the new report
+    study = optuna.create_study(directions=["maximize"] * 1)
+    dists = {k: optuna.distributions.CategoricalDistribution(v) for k, v in old.axes.items()}
+    for sp in (old, new):
+        attrs = {"point_key": sp.point_key(point), **{m: 1.0 for m in METRICS}}
+        study.add_trial(optuna.trial.create_trial(params=point, distributions=dists, values=[1.0],
+                                                  user_attrs=attrs))
+    rows = collect(new, study)
+    assert [r["point_key"] for r in rows] == [new.point_key(point)]
 
 
 def test_pareto_front():

@@ -46,6 +46,8 @@ def pareto(rows: list[dict], objectives: tuple) -> list[dict]:
 def collect(space: Space, study) -> list[dict]:
     rows = []
     for t in _completed(study).values():
+        if t.user_attrs["point_key"] != space.point_key(t.params):
+            continue            # measured on another checkpoint, recipe or space text: stale
         rows.append({"trial": t.number, **t.params, **{m: t.user_attrs[m] for m in METRICS},
                      "point_key": t.user_attrs["point_key"], "worker": t.user_attrs.get("worker", "")})
     rows.sort(key=lambda r: r["trial"])

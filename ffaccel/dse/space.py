@@ -61,6 +61,9 @@ class Space:
     kind: str
     trials: int
     objectives: tuple
+    # what the evaluations depend on beyond the TOML text: the checkpoint's bytes and the
+    # training recipe; a replaced checkpoint or a new recipe gives new point keys
+    fingerprint: str = ""
 
     def grid(self) -> list[dict]:
         keys = sorted(self.axes)
@@ -68,7 +71,8 @@ class Space:
 
     def point_key(self, point: dict) -> str:
         """Hash of everything an evaluation depends on (design and workload)."""
-        blob = json.dumps({"point": point, "base": self.base, "workload": self.workload}, sort_keys=True)
+        blob = json.dumps({"point": point, "base": self.base, "workload": self.workload,
+                           "fingerprint": self.fingerprint}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
     def config(self, point: dict) -> AccelConfig:
@@ -78,6 +82,20 @@ class Space:
         if "k" in point:
             data["exit_k"] = float(point["k"])
         return AccelConfig.from_dict(data)
+
+
+def _fingerprint(workload: dict) -> str:
+    """sha256 of the training recipe and of the checkpoint file's bytes (when one is given
+    and exists; a missing one fails later, in the evaluation, with its own message)."""
+    from ..model.ff import TRAIN_RECIPE
+    h = hashlib.sha256(TRAIN_RECIPE.encode())
+    ckpt = workload.get("checkpoint")
+    if ckpt:
+        path = Path(ckpt)
+        if path.is_file():
+            with open(path, "rb") as f:
+                h.update(hashlib.file_digest(f, "sha256").digest())
+    return h.hexdigest()[:20]
 
 
 def load_space(path: str | Path) -> Space:
@@ -122,7 +140,8 @@ def load_space(path: str | Path) -> Space:
     trials = st.get("trials", 40)
     if not isinstance(trials, int) or trials < 1:
         raise FFAccelError(f"--space: strategy trials={trials!r} must be a positive integer")
-    space = Space(p.stem, wl, dict(data.get("base", {})), axes, kind, trials, objectives)
+    space = Space(p.stem, wl, dict(data.get("base", {})), axes, kind, trials, objectives,
+                  _fingerprint(wl))
     # every design of the space must be a valid config: fail now, not after an hour
     try:
         for point in space.grid():
