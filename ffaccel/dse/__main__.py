@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from optuna.storages import fail_stale_trials
     fail_dead_local_trials(study, local_store=url.startswith("sqlite"))
     fail_stale_trials(study)
-    before = len(_completed(study))
+    before = len(collect(space, study))
     todo = enqueue_grid(space, study) if space.kind == "grid" else None
     trials = args.trials or space.trials if space.kind == "nsga2" else None
     from tqdm import tqdm
