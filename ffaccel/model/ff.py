@@ -23,7 +23,7 @@ from .embed import embed_labels, embed_neutral
 EPS = 1e-12
 # Bumped whenever training changes what a given seed and hyper-parameters produce, so
 # cached checkpoints (model/cache.py) and checkpoint metadata name the recipe they used.
-TRAIN_RECIPE = "ff-2: weights init U(-1,1), Adam weight step sqrt(fan_in)*lr"
+TRAIN_RECIPE = "ff-2: weights and biases init U(-1,1), Adam weight step sqrt(fan_in)*lr"
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
@@ -35,9 +35,11 @@ class FFNet(torch.nn.Module):
 
     Weights start uniform in [-1, 1]: on a unit-length input that is PyTorch's default
     init on an RMS-normalised input (Hinton's and LightFF's ``x / rms(x)``), whose length
-    is ``sqrt(fan_in)``. ``train_ff`` scales the weights' Adam step by ``sqrt(fan_in)`` to
-    match, so training follows the RMS form (up to Adam's eps) while the stored weights stay those of
-    the unit-length datapath (docs/architecture.md section 2).
+    is ``sqrt(fan_in)``. Biases start uniform in [-1, 1] as well (wider than PyTorch's
+    default; the MNIST results were trained so). ``train_ff`` scales the weights' Adam
+    step by ``sqrt(fan_in)`` to match, so training follows the RMS form (up to Adam's eps)
+    while the stored weights stay those of the unit-length datapath
+    (docs/architecture.md section 2).
     """
 
     def __init__(self, cfg: AccelConfig, seed: int = 0):
