@@ -137,8 +137,8 @@ def layer_optimizers(net: FFNet, lr: float, fan_in_lr: bool = True) -> list[torc
     opts = []
     for lin in net.layers:
         gain = math.sqrt(lin.in_features) if fan_in_lr else 1.0
-        opts.append(torch.optim.Adam([{"params": [lin.weight], "lr": lr * gain},
-                                      {"params": [lin.bias], "lr": lr}]))
+        opts.append(torch.optim.Adam([{"params": [lin.weight], "lr": lr * gain, "base_lr": lr * gain},
+                                      {"params": [lin.bias], "lr": lr, "base_lr": lr}]))
     return opts
 
 
@@ -167,7 +167,6 @@ def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, see
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     opts = layer_optimizers(net, lr, fan_in_lr)
-    gains = [opt.param_groups[0]["lr"] / lr for opt in opts]
     n = len(x_codes)
     losses: list[float] = []
     t0 = time.perf_counter()
@@ -175,9 +174,9 @@ def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, see
                desc="FF train", unit="batch", mininterval=2.0)
     for epoch in range(epochs):
         if decay:
-            for opt, gain in zip(opts, gains):
-                for grp, base in zip(opt.param_groups, (lr * gain, lr)):
-                    grp["lr"] = base * min(1.0, 2.0 * (1.0 - epoch / epochs))
+            for opt in opts:
+                for grp in opt.param_groups:
+                    grp["lr"] = grp["base_lr"] * min(1.0, 2.0 * (1.0 - epoch / epochs))
         order = rng.permutation(n)
         tot, cnt = 0.0, 0
         for s in range(0, n, batch):
