@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .fixedpoint import clog2, rsqrt_table
+
 SCHEMA_VERSION = 1
 
 MODES = ("mp", "op")
@@ -38,6 +40,8 @@ RSQRT_FRAC_RANGE = (4, 24)
 RSQRT_INDEX_RANGE = (2, 10)
 # A float64 matmul is an exact integer matmul while every partial sum stays below 2**53.
 FLOAT64_EXACT_BITS = 53
+# Run-time shift-base registers (written through the register port) hold 0..63.
+SHIFT_BASE_BITS = 6
 
 
 # Fields whose sentinel value means "derive from the other fields". The config keeps track
@@ -59,11 +63,6 @@ def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not allowed (allowed: {', '.join(choices)})")
-
-
-def clog2(n: int) -> int:
-    """ceil(log2(n)) for n >= 1 (0 for n == 1)."""
-    return max(0, (n - 1).bit_length())
 
 
 _DIGITS = re.compile(r"[0-9]{1,9}")
@@ -296,24 +295,47 @@ class AccelConfig:
         return 2 * self.abits + clog2(max(self.fan_in + self.layers))
 
     @property
+    def goodness_reg_bits(self) -> int:
+        """Unsigned width of the per-copy goodness registers that feed the rsqrt unit
+        (one bit of headroom over ``goodness_bits``)."""
+        return self.goodness_bits + 1
+
+    @property
     def rsqrt_mant_bits(self) -> int:
-        """Unsigned width of the rsqrt mantissa m (values up to 2**rsqrt_frac)."""
-        return self.rsqrt_frac + 1
+        """Unsigned width of the rsqrt mantissa m: the largest table entry's bit length."""
+        return max(rsqrt_table(self.rsqrt_frac, self.rsqrt_index)).bit_length()
 
     @property
     def rsqrt_shift_bits(self) -> int:
-        """Width of the rsqrt exponent s = floor(floor(log2 g) / 2)."""
-        return max(1, (self.goodness_bits // 2).bit_length())
+        """Width of the rsqrt exponent s = floor(floor(log2 g) / 2) for g < 2**goodness_reg_bits."""
+        return max(1, ((self.goodness_reg_bits - 1) >> 1).bit_length())
+
+    @property
+    def drain_bits(self) -> int:
+        """Signed width of a drained row sum: the accumulator plus one bit for the MP
+        label-share term (label_value * label weight) added in the drain."""
+        return self.accbits + 1
 
     @property
     def product_bits(self) -> int:
-        """Signed width of acc * m."""
-        return self.accbits_required + self.rsqrt_mant_bits
+        """Signed width of the normalisation product drain * m (m unsigned: +1 sign bit)."""
+        return self.drain_bits + self.rsqrt_mant_bits + 1
+
+    @property
+    def shift_bits(self) -> int:
+        """Width of the post-processing shift amount: a shift base plus the rsqrt exponent."""
+        return ((1 << SHIFT_BASE_BITS) - 1 + (1 << self.rsqrt_shift_bits) - 1).bit_length()
 
     @property
     def bias_bits(self) -> int:
         """Signed bias width at activation scale (wide enough to saturate on its own)."""
         return self.abits + 2
+
+    @property
+    def bias_lane_bits(self) -> int:
+        """Signed width of one bias-memory lane: layer biases (``bias_bits``) and, in OP,
+        the head biases, which are added at logit scale (``score_bits``)."""
+        return self.bias_bits if self.mode == "mp" else max(self.bias_bits, self.score_bits)
 
     @property
     def score_bits(self) -> int:
@@ -337,8 +359,19 @@ class AccelConfig:
         return (self.label_value + 5) // 10
 
     @property
-    def weight_port_bits(self) -> int:
+    def weight_word_bits(self) -> int:
+        """One weight-memory word: ``cols`` lanes of ``wbits``."""
         return self.cols * self.wbits
+
+    @property
+    def bias_word_bits(self) -> int:
+        """One bias-memory word: ``cols`` lanes of ``bias_lane_bits``."""
+        return self.cols * self.bias_lane_bits
+
+    @property
+    def act_word_bits(self) -> int:
+        """One activation-bank word: ``cols`` lanes of ``abits``."""
+        return self.cols * self.abits
 
     def check_float64_exact(self) -> None:
         """Refuse configs whose worst-case partial sums reach 2**53 (golden-model contract)."""

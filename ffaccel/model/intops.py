@@ -5,10 +5,11 @@ docs/architecture.md ("Integer datapath").
 
 from __future__ import annotations
 
-import math
-from functools import lru_cache
-
 import numpy as np
+
+from ..fixedpoint import rsqrt_table
+
+__all__ = ["rshr", "saturate", "rsqrt_table", "rsqrt", "argmax_first", "top2_margin"]
 
 
 def rshr(v: np.ndarray, shift: np.ndarray | int) -> np.ndarray:
@@ -26,25 +27,6 @@ def rshr(v: np.ndarray, shift: np.ndarray | int) -> np.ndarray:
 
 def saturate(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return np.clip(v, lo, hi)
-
-
-@lru_cache(maxsize=None)
-def rsqrt_table(frac: int, index_bits: int) -> tuple[int, ...]:
-    """Reciprocal-square-root table, 2**index_bits entries of round(2**frac / sqrt(m_mid)).
-
-    Index = (exponent parity, index_bits-1 mantissa bits after the leading one); m_mid is
-    the middle of the mantissa interval, m in [1, 4). Computed with integer square roots,
-    so the table is the same on every machine.
-    """
-    t = index_bits - 1
-    out = []
-    for par in (0, 1):
-        for i in range(1 << t):
-            # m_mid = (2**(t+1) + 2i + 1) / 2**(t+1) * 2**par ; entry = round(2**frac / sqrt(m_mid))
-            den = ((1 << (t + 1)) + 2 * i + 1) << par
-            two_x = math.isqrt((1 << (2 * frac + 2 + t + 1)) // den)   # floor(2 * 2**frac/sqrt(m_mid))
-            out.append((two_x + 1) // 2)
-    return tuple(out)
 
 
 def rsqrt(g: np.ndarray, frac: int, index_bits: int) -> tuple[np.ndarray, np.ndarray]:

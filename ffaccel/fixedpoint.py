@@ -1,0 +1,36 @@
+"""Integer facts that both the config (for widths) and the datapath need, with no
+dependencies: the reciprocal-square-root table and the ceil helpers. Everything here is
+plain Python, so the config can derive exact widths from it."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+
+def clog2(n: int) -> int:
+    """ceil(log2(n)) for n >= 1 (0 for n == 1)."""
+    return max(0, (n - 1).bit_length())
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@lru_cache(maxsize=None)
+def rsqrt_table(frac: int, index_bits: int) -> tuple[int, ...]:
+    """Reciprocal-square-root table, 2**index_bits entries of round(2**frac / sqrt(m_mid)).
+
+    Index = (exponent parity, index_bits-1 mantissa bits after the leading one); m_mid is
+    the middle of the mantissa interval, m in [1, 4). Computed with integer square roots,
+    so the table is the same on every machine.
+    """
+    t = index_bits - 1
+    out = []
+    for par in (0, 1):
+        for i in range(1 << t):
+            # m_mid = (2**(t+1) + 2i + 1) / 2**(t+1) * 2**par ; entry = round(2**frac / sqrt(m_mid))
+            den = ((1 << (t + 1)) + 2 * i + 1) << par
+            two_x = math.isqrt((1 << (2 * frac + 2 + t + 1)) // den)   # floor(2 * 2**frac/sqrt(m_mid))
+            out.append((two_x + 1) // 2)
+    return tuple(out)

@@ -1,0 +1,351 @@
+"""The engine's schedule: one plain-Python description, computed once from the config.
+
+Everything that says *when* and *where* the engine does something lives here, and only
+here: activation-bank geometry, copy groups, how samples are batched, the streaming
+passes with their tile periods, unit latencies, the weight/bias memory map and the
+run-time register map. Its readers:
+
+- the RTL (``ffaccel.hw``): the controller's constants, address bases, bank counts,
+  register addresses and widths;
+- the cycle model (:meth:`Schedule.inference_cycles`), which sums the passes;
+- the activity/energy model, the DSE, the cocotb runner and scoreboard, the benches.
+
+A test compares the RTL's cycle counter with :meth:`Schedule.inference_cycles` on random
+configs, so the description and the hardware cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .config import SHIFT_BASE_BITS, AccelConfig
+from .fixedpoint import ceil_div, clog2
+
+
+# ---------------------------------------------------------------------------- latencies
+@dataclass(frozen=True)
+class Latencies:
+    """Pipeline depths of the units, in cycles (docs/architecture.md, "Units").
+
+    ``mem_read``: weight/bias/activation memories answer one cycle after the address.
+    ``drain_go``: the tile's last MAC -> the first drained row (sums in the shadow regs).
+    ``select``: drain stage A (row select, label-share term, norm factors).
+    ``postproc``: post-processing stages B (multiply), C (round, bias, clamp), D (write,
+    square). ``accumulate``: stage E (goodness / score registers).
+    ``flush_test``: the controller sees the pipeline empty one cycle later.
+    """
+
+    mem_read: int = 1
+    drain_go: int = 1
+    select: int = 1
+    postproc: int = 3
+    accumulate: int = 1
+    flush_test: int = 0
+
+    @property
+    def post(self) -> int:
+        """Last drained row -> FLUSH may leave: the cycles the cycle model adds after a pass."""
+        return self.drain_go + self.select + self.postproc + self.accumulate + self.flush_test
+
+
+LATENCY = Latencies()
+
+
+# ---------------------------------------------------------------------------- memory map
+@dataclass(frozen=True)
+class MemoryMap:
+    """Weight word = ``cols`` lanes of ``wbits``: lane c of word ``wbase[l] + t*n_in + k``
+    is ``W_l[t*cols + c, k]`` (0 beyond the layer). OP head l follows at ``hbase[l]`` with
+    ``n_in = layers[l]`` and ``head_tiles`` tiles. Bias word = ``cols`` lanes of
+    ``bias_lane_bits``: ``bbase[l] + t`` (layers), ``hbbase[l] + t`` (heads)."""
+
+    tiles: tuple[int, ...]
+    head_tiles: int
+    wbase: tuple[int, ...]
+    hbase: tuple[int, ...]
+    bbase: tuple[int, ...]
+    hbbase: tuple[int, ...]
+    weight_words: int
+    bias_words: int
+    bias_lane_bits: int
+    weight_word_bits: int
+    bias_word_bits: int
+
+    @property
+    def waddr_bits(self) -> int:
+        return max(1, clog2(self.weight_words))
+
+    @property
+    def baddr_bits(self) -> int:
+        return max(1, clog2(self.bias_words))
+
+    def as_dict(self) -> dict:
+        return {"weight_words": self.weight_words, "bias_words": self.bias_words,
+                "tiles": list(self.tiles), "weight_base": list(self.wbase), "bias_base": list(self.bbase),
+                "head_tiles": self.head_tiles, "head_weight_base": list(self.hbase),
+                "head_bias_base": list(self.hbbase), "read_latency": LATENCY.mem_read,
+                "weight_addr_bits": self.waddr_bits, "bias_addr_bits": self.baddr_bits,
+                "weight_word_bits": self.weight_word_bits, "bias_word_bits": self.bias_word_bits,
+                "weight_lane": "word wbase[l] + t*n_in + k, lane c = W[t*cols + c, k]",
+                "bias_lane": "word bbase[l] + t, lane c = b[t*cols + c]"}
+
+
+def _memory_map(cfg: AccelConfig) -> MemoryMap:
+    tiles = tuple(ceil_div(n, cfg.cols) for n in cfg.layers)
+    wbase, bbase, acc, bacc = [], [], 0, 0
+    for t, n_in in zip(tiles, cfg.fan_in):
+        wbase.append(acc)
+        acc += t * n_in
+        bbase.append(bacc)
+        bacc += t
+    op = cfg.mode == "op"
+    ht = ceil_div(cfg.classes, cfg.cols) if op else 0
+    hbase, hbbase = [], []
+    if op:
+        for n in cfg.layers:
+            hbase.append(acc)
+            acc += ht * n
+            hbbase.append(bacc)
+            bacc += ht
+    return MemoryMap(tiles, ht, tuple(wbase), tuple(hbase), tuple(bbase), tuple(hbbase), acc, bacc,
+                     cfg.bias_lane_bits, cfg.weight_word_bits, cfg.bias_word_bits)
+
+
+# ---------------------------------------------------------------------------- register map
+@dataclass(frozen=True)
+class Register:
+    name: str
+    addr: int
+    bits: int
+    signed: bool
+    reset: int
+
+
+@dataclass(frozen=True)
+class RegisterMap:
+    """Run-time registers behind the register port: exit thresholds (layers 1..L-1),
+    shift bases of the layers and of the OP heads, exit enable. The port's data lane is
+    wide enough for every register's full range (signed ``data_bits``)."""
+
+    registers: tuple[Register, ...]
+    threshold: int          # base address of each group
+    shift: int
+    head_shift: int
+    exit_enable: int
+
+    @property
+    def count(self) -> int:
+        return len(self.registers)
+
+    @property
+    def addr_bits(self) -> int:
+        return max(1, clog2(self.count))
+
+    @property
+    def data_bits(self) -> int:
+        return max(r.bits + (0 if r.signed else 1) for r in self.registers)
+
+    def group(self, name: str) -> tuple[Register, ...]:
+        return tuple(r for r in self.registers if r.name.rstrip("0123456789") == name)
+
+    def as_dict(self) -> dict:
+        return {"threshold": self.threshold, "shift": self.shift, "head_shift": self.head_shift,
+                "exit_enable": self.exit_enable, "count": self.count, "addr_bits": self.addr_bits,
+                "data_bits": self.data_bits,
+                "registers": [{"name": r.name, "addr": r.addr, "bits": r.bits, "signed": r.signed,
+                               "reset": r.reset} for r in self.registers]}
+
+
+def _register_map(cfg: AccelConfig) -> RegisterMap:
+    L = cfg.n_layers
+    regs = []
+    for i in range(L - 1):
+        regs.append(Register(f"threshold{i}", i, cfg.score_bits, True,
+                             cfg.thresholds[i] if cfg.thresholds else 0))
+    # addresses keep the historical layout: L slots per group (the last threshold slot unused)
+    for i in range(L):
+        regs.append(Register(f"shift{i}", L + i, SHIFT_BASE_BITS, False,
+                             cfg.rsqrt_frac + cfg.wfrac[i] - cfg.afrac))
+    for i in range(L):
+        regs.append(Register(f"head_shift{i}", 2 * L + i, SHIFT_BASE_BITS, False,
+                             max(0, cfg.rsqrt_frac + cfg.hfrac[i] - cfg.lfrac)))
+    regs.append(Register("exit_enable", 3 * L, 1, False,
+                         int(bool(cfg.thresholds) and cfg.exit_policy != "none")))
+    for r in regs:
+        hi = (1 << (r.bits - 1)) - 1 if r.signed else (1 << r.bits) - 1
+        lo = -(1 << (r.bits - 1)) if r.signed else 0
+        if not lo <= r.reset <= hi:
+            raise ValueError(f"register {r.name}: reset value {r.reset} does not fit {r.bits} bits")
+    return RegisterMap(tuple(regs), 0, L, 2 * L, 3 * L)
+
+
+# ---------------------------------------------------------------------------- passes
+@dataclass(frozen=True)
+class PassPlan:
+    """One streaming pass (a layer, or an OP head) over ``tiles`` output tiles.
+
+    Per tile the array streams ``k`` inputs starting at index ``k_first`` (MP label
+    sharing: the image part ``classes..inputs-1``), then ``label_words`` label-weight words
+    (MP sharing), then idles until the tile ``period`` has passed: the drain of the
+    previous tile (one row per cycle) must have finished. ``groups`` lists the rows
+    drained per tile for each copy group (MP); OP passes drain the batch's rows.
+    """
+
+    kind: str                     # "layer" | "head"
+    layer: int
+    tiles: int
+    n_in: int
+    k: int
+    k_first: int
+    label_words: int
+    groups: tuple[int, ...] | None   # None: the OP batch size
+    enabled_rows: tuple[int, ...] | None
+    wbase: int
+    bbase: int
+    src: int                      # activation-bank set the pass reads
+    shared: bool
+
+    def period(self, drained_rows: int) -> int:
+        return self.label_words + max(self.k, drained_rows)
+
+    def drained(self, batch: int | None) -> tuple[int, ...]:
+        return self.groups if self.groups is not None else (batch,)
+
+    def stream_cycles(self, batch: int | None = None) -> int:
+        return self.tiles * sum(self.period(n) for n in self.drained(batch))
+
+    def flush_cycles(self, batch: int | None = None) -> int:
+        """Cycles of FLUSH after the last tile: the last tile's streaming tail beyond its
+        period, its drain, and the post-processing latency."""
+        d = self.drained(batch)
+        return self.k + self.label_words + d[-1] + LATENCY.post - self.period(d[-1])
+
+    def pe_ops(self, cols: int, batch: int | None = None) -> int:
+        en = self.enabled_rows if self.enabled_rows is not None else self.drained(batch)
+        return self.tiles * self.k * cols * sum(en)
+
+
+# ---------------------------------------------------------------------------- schedule
+@dataclass(frozen=True)
+class Schedule:
+    cfg: AccelConfig
+    banks: int                    # activation banks per set (MP: one per class; OP: one per row)
+    bank_depth: int               # words of ``cols`` activations per bank
+    copy_groups: int              # MP: label copies are processed ``rows`` at a time
+    group_rows: tuple[int, ...]   # rows of each copy group
+    share: bool                   # MP layer-1 label sharing
+    memory: MemoryMap
+    regs: RegisterMap
+    layer_passes: tuple[PassPlan, ...]
+    head_passes: tuple[PassPlan, ...]
+    latency: Latencies = LATENCY
+
+    # -------------------------------------------------------------- batching
+    @property
+    def batch_size(self) -> int:
+        """Samples per inference: MP one (its label copies fill the rows); OP ``rows``."""
+        return 1 if self.cfg.mode == "mp" else self.cfg.rows
+
+    def batches(self, n: int) -> list[tuple[int, int]]:
+        """(first sample, size) of every inference over ``n`` samples, in input order."""
+        b = self.batch_size
+        return [(s, min(b, n - s)) for s in range(0, n, b)]
+
+    @property
+    def copies(self) -> int:
+        """Label copies of a sample (MP: classes; OP: 1)."""
+        return self.cfg.classes if self.cfg.mode == "mp" else 1
+
+    # -------------------------------------------------------------- cycles
+    def setup_cycles(self) -> int:
+        """START (1), and in OP the first NORM over the batch's rows."""
+        return 1 if self.cfg.mode == "mp" else 1 + self.cfg.rows
+
+    def layer_phases(self, layer: int, batch: int | None = None) -> list[tuple[str, int]]:
+        """(phase, cycles) of one layer (0-based) as the controller runs it.
+
+        MP: NORM (one cycle per bank), STREAM, FLUSH, EXIT. OP (``batch`` samples):
+        STREAM, FLUSH, NORM, head STREAM, head FLUSH, EXIT (one cycle per row), EXIT2; the
+        first layer's NORM is part of the set-up.
+        """
+        p = self.layer_passes[layer]
+        if self.cfg.mode == "mp":
+            return [("norm", self.banks), ("stream", p.stream_cycles()), ("flush", p.flush_cycles()),
+                    ("exit", 1)]
+        b = self.cfg.rows if batch is None else batch
+        h = self.head_passes[layer]
+        R = self.cfg.rows
+        return [("stream", p.stream_cycles(b)), ("flush", p.flush_cycles(b)), ("norm", R),
+                ("head_stream", h.stream_cycles(b)), ("head_flush", h.flush_cycles(b)),
+                ("exit", R), ("exit2", 1)]
+
+    def inference_cycles(self, exit_layer: int, batch: int | None = None) -> dict:
+        """Cycles of one inference (MP sample, or OP batch whose deepest exit is
+        ``exit_layer``), from START to the final exit decision, as the RTL's cycle counter
+        reports them: ``{"total", "setup", "layers": [...]}``."""
+        if not 1 <= exit_layer <= self.cfg.n_layers:
+            raise ValueError(f"exit_layer={exit_layer} out of range 1..{self.cfg.n_layers}")
+        layers = []
+        for layer in range(exit_layer):
+            ph = self.layer_phases(layer, batch)
+            layers.append({"layer": layer + 1, "phases": dict(ph), "cycles": sum(c for _, c in ph)})
+        setup = self.setup_cycles()
+        return {"total": setup + sum(x["cycles"] for x in layers), "setup": setup, "layers": layers}
+
+    # -------------------------------------------------------------- geometry for the RTL
+    @property
+    def max_stream(self) -> int:
+        """Largest number of inputs a pass streams (bounds the input-index counter)."""
+        return max((self.cfg.inputs,) + self.cfg.layers)
+
+    @property
+    def max_tiles(self) -> int:
+        return max(self.memory.tiles + (self.memory.head_tiles,))
+
+    @property
+    def max_period(self) -> int:
+        return max([p.period(max(self.cfg.rows, self.cfg.classes))
+                    for p in self.layer_passes + self.head_passes])
+
+    def as_dict(self) -> dict:
+        def pdict(p: PassPlan) -> dict:
+            return {"kind": p.kind, "layer": p.layer, "tiles": p.tiles, "k": p.k, "k_first": p.k_first,
+                    "label_words": p.label_words, "groups": list(p.groups) if p.groups else None,
+                    "src_set": p.src}
+        return {"banks": self.banks, "bank_depth": self.bank_depth, "copy_groups": self.copy_groups,
+                "group_rows": list(self.group_rows), "label_share": self.share,
+                "batch_size": self.batch_size, "post_latency": self.latency.post,
+                "setup_cycles": self.setup_cycles(),
+                "passes": [pdict(p) for p in self.layer_passes + self.head_passes]}
+
+
+def _build(cfg: AccelConfig) -> Schedule:
+    R, C, NC = cfg.rows, cfg.cols, cfg.classes
+    mp = cfg.mode == "mp"
+    mm = _memory_map(cfg)
+    G = ceil_div(NC, R) if mp else 1
+    group_rows = tuple([R] * (G - 1) + [NC - (G - 1) * R]) if mp else (R,)
+    share = mp and cfg.label_share
+    layer_passes, head_passes = [], []
+    for l, (n_in, n_out) in enumerate(zip(cfg.fan_in, cfg.layers)):
+        shared = share and l == 0
+        if shared:
+            p = PassPlan("layer", l, mm.tiles[l], n_in, n_in - NC, NC, NC, (NC,), (1,),
+                         mm.wbase[l], mm.bbase[l], 0, True)
+        else:
+            p = PassPlan("layer", l, mm.tiles[l], n_in, n_in, 0, 0, group_rows if mp else None,
+                         None, mm.wbase[l], mm.bbase[l], l % 2, False)
+        layer_passes.append(p)
+        if not mp:
+            head_passes.append(PassPlan("head", l, mm.head_tiles, n_out, n_out, 0, 0, None, None,
+                                        mm.hbase[l], mm.hbbase[l], (l + 1) % 2, False))
+    return Schedule(cfg=cfg, banks=NC if mp else R, bank_depth=ceil_div(max((cfg.inputs,) + cfg.layers), C),
+                    copy_groups=G, group_rows=group_rows, share=share, memory=mm,
+                    regs=_register_map(cfg), layer_passes=tuple(layer_passes), head_passes=tuple(head_passes))
+
+
+@lru_cache(maxsize=256)
+def schedule(cfg: AccelConfig) -> Schedule:
+    """The schedule of ``cfg`` (cached: configs are frozen and hashable)."""
+    return _build(cfg)
