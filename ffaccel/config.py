@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .fixedpoint import clog2, rsqrt_table
+from .fixedpoint import clog2, rsqrt_widths
 
 SCHEMA_VERSION = 1
 
@@ -303,12 +303,12 @@ class AccelConfig:
     @property
     def rsqrt_mant_bits(self) -> int:
         """Unsigned width of the rsqrt mantissa m: the largest table entry's bit length."""
-        return max(rsqrt_table(self.rsqrt_frac, self.rsqrt_index)).bit_length()
+        return rsqrt_widths(self.goodness_reg_bits, self.rsqrt_frac, self.rsqrt_index)[0]
 
     @property
     def rsqrt_shift_bits(self) -> int:
         """Width of the rsqrt exponent s = floor(floor(log2 g) / 2) for g < 2**goodness_reg_bits."""
-        return max(1, ((self.goodness_reg_bits - 1) >> 1).bit_length())
+        return rsqrt_widths(self.goodness_reg_bits, self.rsqrt_frac, self.rsqrt_index)[1]
 
     @property
     def drain_bits(self) -> int:

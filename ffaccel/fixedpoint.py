@@ -34,3 +34,9 @@ def rsqrt_table(frac: int, index_bits: int) -> tuple[int, ...]:
             two_x = math.isqrt((1 << (2 * frac + 2 + t + 1)) // den)   # floor(2 * 2**frac/sqrt(m_mid))
             out.append((two_x + 1) // 2)
     return tuple(out)
+
+
+def rsqrt_widths(gbits: int, frac: int, index_bits: int) -> tuple[int, int]:
+    """(mantissa bits, exponent bits) of the rsqrt unit for a ``gbits``-bit unsigned input:
+    m is a table entry (its largest entry's bit length), s = floor(log2 g) >> 1."""
+    return max(rsqrt_table(frac, index_bits)).bit_length(), max(1, ((gbits - 1) >> 1).bit_length())

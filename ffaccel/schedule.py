@@ -140,7 +140,7 @@ class RegisterMap:
 
     @property
     def addr_bits(self) -> int:
-        return max(1, clog2(self.count))
+        return max(1, max(r.addr for r in self.registers).bit_length())
 
     @property
     def data_bits(self) -> int:

@@ -1,11 +1,12 @@
-"""Weight and bias memory images of a quantised model, in the layout of ``memmap``."""
+"""Weight and bias memory images of a quantised model, in the layout of the schedule's
+memory map (:class:`ffaccel.schedule.MemoryMap`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..model.golden import QuantModel
-from .memmap import memory_map
+from ..schedule import schedule
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
@@ -35,7 +36,7 @@ def image_lanes(qm: QuantModel) -> tuple[np.ndarray, np.ndarray]:
         wl += [_tile_words(h, cfg.cols) for h in qm.heads]
         bl += [_tile_bias(hb, cfg.cols) for hb in qm.head_biases]
     w, b = np.concatenate(wl), np.concatenate(bl)
-    mm = memory_map(cfg)
+    mm = schedule(cfg).memory
     assert len(w) == mm.weight_words and len(b) == mm.bias_words
     return w, b
 
@@ -63,7 +64,7 @@ def to_hex_lines(lanes: np.ndarray, bits: int) -> bytes:
 
 def build_images(qm: QuantModel) -> tuple[list[int], list[int]]:
     """(weight words, bias words) as Python integers (for the Amaranth ROMs of small tests)."""
-    mm = memory_map(qm.cfg)
+    mm = schedule(qm.cfg).memory
     w, b = image_lanes(qm)
     ww = [int(line, 16) for line in to_hex_lines(w, qm.cfg.wbits).split()]
     bw = [int(line, 16) for line in to_hex_lines(b, mm.bias_lane_bits).split()]

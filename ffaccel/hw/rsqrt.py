@@ -5,7 +5,7 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..model.intops import rsqrt_table
+from ..fixedpoint import rsqrt_table, rsqrt_widths
 
 
 class RSqrt(wiring.Component):
@@ -19,10 +19,10 @@ class RSqrt(wiring.Component):
             raise ValueError(f"RSqrt: index_bits={index_bits} (2..10) / frac={frac} (1..30) out of range")
         self.gbits, self.frac, self.index_bits = gbits, frac, index_bits
         self.table = rsqrt_table(frac, index_bits)
-        self.sbits = max(1, ((gbits - 1) >> 1).bit_length())
+        self.mbits, self.sbits = rsqrt_widths(gbits, frac, index_bits)
         super().__init__({
             "g": In(unsigned(gbits)),
-            "m": Out(unsigned(max(self.table).bit_length())),
+            "m": Out(unsigned(self.mbits)),
             "s": Out(unsigned(self.sbits)),
         })
 

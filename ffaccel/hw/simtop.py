@@ -9,39 +9,44 @@ import numpy as np
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import flipped
 from amaranth.sim import Simulator
 
 from ..model.golden import QuantModel
-from .engine import Engine, engine_signature
+from .engine import Engine
 from .images import build_images
+
+MEMORY_PORTS = ("wmem", "bmem")
 
 
 class EngineWithRoms(wiring.Component):
-    def __init__(self, qm: QuantModel):
+    """The engine with its weight and bias memories filled from ``qm``; every other
+    interface of the engine is passed through unchanged."""
+
+    def __init__(self, qm: QuantModel, units: dict | None = None):
         self.qm = qm
         self.cfg = qm.cfg
-        sig = {k: v for k, v in engine_signature(qm.cfg).items()
-               if not (k.startswith("w_") or k.startswith("b_"))}
-        super().__init__(sig)
+        self.engine = Engine(qm.cfg, units=units)
+        members = {k: v for k, v in self.engine.signature.members.items() if k not in MEMORY_PORTS}
+        super().__init__(wiring.Signature(members))
 
     def elaborate(self, platform):
         m = Module()
-        eng = m.submodules.engine = Engine(self.cfg)
+        eng = m.submodules.engine = self.engine
         ww, bw = build_images(self.qm)
-        wmem = m.submodules.wrom = Memory(shape=len(eng.w_data), depth=len(ww), init=ww)
-        bmem = m.submodules.brom = Memory(shape=len(eng.b_data), depth=len(bw), init=bw)
-        wr, br = wmem.read_port(), bmem.read_port()
-        m.d.comb += [wr.addr.eq(eng.w_addr), wr.en.eq(eng.w_en), eng.w_data.eq(wr.data),
-                     br.addr.eq(eng.b_addr), br.en.eq(eng.b_en), eng.b_data.eq(br.data)]
-        for name in self.signature.members:
+        for name, words in (("wmem", ww), ("bmem", bw)):
+            port = getattr(eng, name)
+            mem = m.submodules[name] = Memory(shape=port.signature.data_bits, depth=len(words), init=words)
+            rp = mem.read_port()
+            m.d.comb += [rp.addr.eq(port.addr), rp.en.eq(port.en), port.data.eq(rp.data)]
+        for name, member in self.signature.members.items():
             ours, theirs = getattr(self, name), getattr(eng, name)
-            if self.signature.members[name].flow == wiring.In:
-                m.d.comb += (theirs.eq(ours) if not isinstance(ours, list) else [])
+            if member.is_port:
+                m.d.comb += ours.eq(theirs) if member.flow == wiring.Out else theirs.eq(ours)
+            elif member.flow == wiring.Out:
+                wiring.connect(m, theirs, flipped(ours))
             else:
-                if isinstance(ours, list):
-                    m.d.comb += [o.eq(t) for o, t in zip(ours, theirs)]
-                else:
-                    m.d.comb += ours.eq(theirs)
+                wiring.connect(m, flipped(ours), theirs)
         return m
 
 
@@ -56,12 +61,12 @@ class SimResult:
 
 
 def run_engine(qm: QuantModel, batches: list[np.ndarray], *, max_cycles: int = 2_000_000,
-               vcd: str | None = None) -> tuple[list[SimResult], list[tuple]]:
+               vcd: str | None = None, units: dict | None = None) -> tuple[list[SimResult], list[tuple]]:
     """Simulate the engine on batches of input codes (MP: each batch one sample (1, D);
     OP: up to ``rows`` samples). Returns the results and the activation probe beats
     (layer, copy, tile, [cols values])."""
     cfg = qm.cfg
-    dut = EngineWithRoms(qm)
+    dut = EngineWithRoms(qm, units=units)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     results: list[SimResult] = []
@@ -69,38 +74,35 @@ def run_engine(qm: QuantModel, batches: list[np.ndarray], *, max_cycles: int = 2
     expected = sum(len(b) for b in batches)
 
     async def probe_mon(ctx):
-        async for _, _, v, lay, cp, t, data in ctx.tick().sample(dut.probe_valid, dut.probe_layer,
-                                                                 dut.probe_copy, dut.probe_tile, dut.probe_data):
+        async for _, _, v, p in ctx.tick().sample(dut.probe.valid, dut.probe.payload):
             if v:
-                probes.append((lay, cp, t, [(data >> (c * cfg.abits)) & cfg.amax for c in range(cfg.cols)]))
+                probes.append((p.layer, p.copy, p.tile,
+                               [(p.data >> (c * cfg.abits)) & cfg.amax for c in range(cfg.cols)]))
 
     async def bench(ctx):
         for batch in batches:
             flat = [(int(x), j == len(batch) - 1 and i == cfg.inputs - 1)
                     for j, s in enumerate(batch) for i, x in enumerate(s)]
             for x, last in flat:
-                ctx.set(dut.in_valid, 1)
-                ctx.set(dut.in_data, x)
-                ctx.set(dut.in_last, last)
+                ctx.set(dut.pixels.valid, 1)
+                ctx.set(dut.pixels.payload, {"data": x, "last": int(last)})
                 while True:
-                    _, _, rdy = await ctx.tick().sample(dut.in_ready)
+                    _, _, rdy = await ctx.tick().sample(dut.pixels.ready)
                     if rdy:
                         break
-            ctx.set(dut.in_valid, 0)
-            ctx.set(dut.res_ready, 1)
-            got = 0
-            n = 0
+            ctx.set(dut.pixels.valid, 0)
+            ctx.set(dut.result.ready, 1)
+            got = n = 0
             while got < len(batch):
-                _, _, v, lab, ex, row, cyc, mc, *sc = await ctx.tick().sample(
-                    dut.res_valid, dut.res_label, dut.res_exit_layer, dut.res_row, dut.res_cycles,
-                    dut.res_macs, *dut.res_scores)
+                _, _, v, p = await ctx.tick().sample(dut.result.valid, dut.result.payload)
                 n += 1
                 if n > max_cycles:
                     raise TimeoutError("engine did not finish")
                 if v:
-                    results.append(SimResult(lab, ex, [int(s) for s in sc], cyc, mc, row))
+                    results.append(SimResult(p.label, p.exit_layer, [int(s) for s in p.scores], p.cycles,
+                                             p.macs, p.row))
                     got += 1
-            ctx.set(dut.res_ready, 0)
+            ctx.set(dut.result.ready, 0)
 
     sim.add_testbench(bench)
     sim.add_process(probe_mon)

@@ -1,0 +1,113 @@
+"""Goodness accumulators: input goodness while a sample loads, per-copy goodness of the
+layer being computed, the normalisation factors (rsqrt) of the next pass's inputs, and
+the cumulative scores (MP goodness per label, OP logits per row)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..schedule import Schedule
+from .interfaces import _idx
+from .postproc import goodness_layout, logit_layout
+from .rsqrt import RSqrt
+
+
+def load_layout(sched: Schedule) -> data.StructLayout:
+    cfg = sched.cfg
+    return data.StructLayout({"valid": 1, "pixel": unsigned(cfg.abits), "label_px": 1, "last": 1,
+                              "row": range(cfg.rows + 1)})
+
+
+def norm_layout(sched: Schedule) -> data.StructLayout:
+    return data.StructLayout({"en": 1, "idx": range(max(sched.banks, sched.cfg.rows) + 1)})
+
+
+class Accumulators(wiring.Component):
+    """Stage E and the goodness / score registers.
+
+    - ``load`` (a pixel accepted): adds ``pixel**2`` to the input goodness unless it is a
+      label pixel; on the sample's last pixel the goodness of the embedded input (image +
+      the label pixel (MP) or the neutral pixels (OP)) goes to every copy (MP) or to row
+      ``row`` (OP).
+    - ``norm`` (``en``, ``idx``): ``(m, s)[idx] <= rsqrt(g[idx])``; ``g[idx] <= 0``.
+    - ``goodness`` (from the post-processing): ``g[cp] += sum``; MP also ``score[cp] += sum``.
+    - ``logit`` (OP heads): the increments of lanes ``c`` go to classes ``tile*cols + c``
+      of row ``cp``.
+    - ``start``: clears the scores and the input goodness.
+    - ``sel`` -> ``m``, ``s``: the normalisation factors of a copy (for the drain).
+    - ``score_row`` -> ``scores``: MP the label scores, OP the logits of that row.
+    """
+
+    def __init__(self, sched: Schedule):
+        if not isinstance(sched, Schedule):
+            raise TypeError(f"Accumulators: sched={sched!r} must be a Schedule")
+        self.sched = sched
+        cfg = sched.cfg
+        nb = sched.banks
+        super().__init__({
+            "load": In(load_layout(sched)), "start": In(1), "norm": In(norm_layout(sched)),
+            "goodness": In(goodness_layout(sched)), "logit": In(logit_layout(sched)),
+            "sel": In(range(max(nb, cfg.rows) + cfg.rows)),
+            "m": Out(unsigned(cfg.rsqrt_mant_bits)), "s": Out(unsigned(cfg.rsqrt_shift_bits)),
+            "score_row": In(_idx(cfg.rows)),
+            "scores": Out(signed(cfg.score_bits)).array(cfg.classes),
+        })
+        gb = cfg.goodness_reg_bits
+        self.g = [Signal(unsigned(gb), name=f"g{b}") for b in range(nb)]
+        self.g_img = Signal(unsigned(gb))
+
+    def elaborate(self, platform):
+        m = Module()
+        s, cfg = self.sched, self.sched.cfg
+        NC, R, mp = cfg.classes, cfg.rows, cfg.mode == "mp"
+        rs = m.submodules.rsqrt = RSqrt(cfg.goodness_reg_bits, cfg.rsqrt_frac, cfg.rsqrt_index)
+        g = Array(self.g)
+        m_r = Array(Signal(unsigned(cfg.rsqrt_mant_bits), name=f"m{b}") for b in range(s.banks))
+        s_r = Array(Signal(unsigned(cfg.rsqrt_shift_bits), name=f"s{b}") for b in range(s.banks))
+        m.d.comb += [self.m.eq(m_r[self.sel]), self.s.eq(s_r[self.sel])]
+        score = [Signal(signed(cfg.score_bits), name=f"score{c}") for c in range(NC)] if mp else []
+        logits = Array(Array(Signal(signed(cfg.score_bits), name=f"lg{r}_{c}") for c in range(NC))
+                       for r in range(R)) if not mp else None
+        # stage E (and the OP logit adds); the controller's operations below win a conflict
+        gd = self.goodness
+        with m.If(gd.valid):
+            m.d.sync += g[gd.cp].eq(g[gd.cp] + gd.sum)
+            if mp:
+                m.d.sync += Array(score)[gd.cp].eq(Array(score)[gd.cp] + gd.sum)
+        if not mp:
+            self._logit_add(m, logits)
+        self._load(m, g)
+        m.d.comb += rs.g.eq(g[self.norm.idx])
+        with m.If(self.norm.en):
+            m.d.sync += [m_r[self.norm.idx].eq(rs.m), s_r[self.norm.idx].eq(rs.s), g[self.norm.idx].eq(0)]
+        with m.If(self.start):
+            m.d.sync += [self.g_img.eq(0)] + [sc.eq(0) for sc in score]
+            if not mp:
+                m.d.sync += [logits[r][c].eq(0) for r in range(R) for c in range(NC)]
+        for c in range(NC):
+            m.d.comb += self.scores[c].eq(score[c] if mp else Array(logits[r][c] for r in range(R))[self.score_row])
+        return m
+
+    def _logit_add(self, m: Module, logits):
+        cfg, lg = self.sched.cfg, self.logit
+        with m.If(lg.valid):
+            for c in range(cfg.cols):
+                for cls in range(c, cfg.classes, cfg.cols):
+                    with m.If(lg.tile == cls // cfg.cols):
+                        m.d.sync += logits[lg.cp][cls].eq(logits[lg.cp][cls] + lg.inc[c])
+
+    def _load(self, m: Module, g):
+        cfg, ld = self.sched.cfg, self.load
+        sq = ld.pixel * ld.pixel
+        with m.If(ld.valid):
+            with m.If(~ld.label_px):
+                m.d.sync += self.g_img.eq(self.g_img + sq)
+            with m.If(ld.last):
+                if cfg.mode == "mp":
+                    g0 = self.g_img + sq + cfg.label_value ** 2
+                    m.d.sync += [g[b].eq(g0) for b in range(self.sched.banks)]
+                else:
+                    g0 = self.g_img + sq + cfg.classes * cfg.neutral_value ** 2
+                    m.d.sync += [g[ld.row].eq(g0), self.g_img.eq(0)]

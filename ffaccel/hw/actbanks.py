@@ -1,0 +1,56 @@
+"""Activation banks: two sets (ping-pong between a layer's input and output) of one bank
+per label copy (MP) or per batch row (OP)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..schedule import Schedule
+from .interfaces import _idx
+
+
+def write_layout(sched: Schedule) -> data.StructLayout:
+    cfg = sched.cfg
+    return data.StructLayout({"lanes": unsigned(cfg.cols), "set": 1, "bank": _idx(sched.banks),
+                              "addr": _idx(sched.bank_depth), "data": unsigned(cfg.act_word_bits)})
+
+
+class ActBanks(wiring.Component):
+    """``2 x banks`` memories of ``bank_depth`` words of ``cols`` activations.
+
+    Read: one shared word address ``raddr``; ``ren[s][b]`` enables bank b of set s (a
+    disabled read port holds its data: no toggles); ``rdata`` one cycle later.
+    Write: ``load`` (input pixels, lane mask ``lanes``) and ``drain`` (a drained row, all
+    lanes) never overlap in time; ``load`` wins if they did. ``lanes == 0``: no write.
+    """
+
+    def __init__(self, sched: Schedule):
+        if not isinstance(sched, Schedule):
+            raise TypeError(f"ActBanks: sched={sched!r} must be a Schedule")
+        self.sched = sched
+        cfg = sched.cfg
+        word = unsigned(cfg.act_word_bits)
+        super().__init__({
+            "raddr": In(_idx(sched.bank_depth)),
+            "ren": In(1).array(2, sched.banks),
+            "rdata": Out(word).array(2, sched.banks),
+            "load": In(write_layout(sched)),
+            "drain": In(write_layout(sched)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        s, cfg = self.sched, self.sched.cfg
+        for st in range(2):
+            for b in range(s.banks):
+                mem = m.submodules[f"act{st}_{b}"] = Memory(shape=unsigned(cfg.act_word_bits),
+                                                            depth=s.bank_depth, init=[])
+                rp, wp = mem.read_port(), mem.write_port(granularity=cfg.abits)
+                m.d.comb += [rp.addr.eq(self.raddr), rp.en.eq(self.ren[st][b]), self.rdata[st][b].eq(rp.data)]
+                for w in (self.drain, self.load):          # later statement wins: load
+                    with m.If((w.set == st) & (w.bank == b) & (w.lanes != 0)):
+                        m.d.comb += [wp.addr.eq(w.addr), wp.data.eq(w.data), wp.en.eq(w.lanes)]
+        return m

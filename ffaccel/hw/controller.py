@@ -1,0 +1,282 @@
+"""The controller: loads samples, sequences layers, copy groups, tiles and OP heads as the
+schedule lists them, decides exits and returns results."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..schedule import Schedule
+from .accum import load_layout, norm_layout
+from .actbanks import write_layout
+from .interfaces import _idx, issue_layout, pass_field, pixel_layout, result_layout
+
+
+class ResultBuffer(wiring.Component):
+    """One result (label, exit layer, scores) per row of a batch, written at the row's
+    exit decision, read while the results stream out."""
+
+    def __init__(self, sched: Schedule):
+        self.sched = sched
+        cfg = sched.cfg
+        sc = signed(cfg.score_bits)
+        super().__init__({
+            "we": In(1), "wrow": In(_idx(cfg.rows)), "label": In(range(cfg.classes)),
+            "exit_layer": In(range(cfg.n_layers + 1)), "scores": In(sc).array(cfg.classes),
+            "rrow": In(range(max(sched.banks, cfg.rows) + 1)), "r_label": Out(range(cfg.classes)),
+            "r_exit_layer": Out(range(cfg.n_layers + 1)), "r_scores": Out(sc).array(cfg.classes),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.sched.cfg
+        R, NC = cfg.rows, cfg.classes
+        lab = Array(Signal(range(NC), name=f"olab{r}") for r in range(R))
+        ex = Array(Signal(range(cfg.n_layers + 1), name=f"oexit{r}") for r in range(R))
+        sc = Array(Array(Signal(signed(cfg.score_bits), name=f"osc{r}_{c}") for c in range(NC)) for r in range(R))
+        with m.If(self.we):
+            m.d.sync += [lab[self.wrow].eq(self.label), ex[self.wrow].eq(self.exit_layer)]
+            m.d.sync += [sc[self.wrow][c].eq(self.scores[c]) for c in range(NC)]
+        m.d.comb += [self.r_label.eq(lab[self.rrow]), self.r_exit_layer.eq(ex[self.rrow])]
+        m.d.comb += [self.r_scores[c].eq(sc[self.rrow][c]) for c in range(NC)]
+        return m
+
+
+class Controller(wiring.Component):
+    """The state machine LOAD -> START -> NORM -> (STREAM -> FLUSH [-> NORM_OP -> STREAM
+    (head) -> FLUSH] -> EXIT [-> EXIT_OP2] -> NORM or STREAM ...) -> RESULT -> LOAD.
+
+    Per-pass constants (streamed inputs, tiles, label words, bank set, sharing) are read
+    from the schedule's passes; the tile period is ``label_words + max(k, drained rows)``
+    (:meth:`ffaccel.schedule.PassPlan.period`). ``cycles`` counts from START to the final
+    exit decision (the cycle model's figure). Subclasses may override :meth:`accept`
+    (mutation tests only).
+    """
+
+    def __init__(self, sched: Schedule):
+        if not isinstance(sched, Schedule):
+            raise TypeError(f"Controller: sched={sched!r} must be a Schedule")
+        self.sched = sched
+        cfg = sched.cfg
+        super().__init__({
+            "pixels": In(stream.Signature(pixel_layout(sched))),
+            "result": Out(stream.Signature(result_layout(sched))),
+            "issue": Out(issue_layout(sched)),
+            "nrows": Out(range(cfg.rows + 1)), "exited": Out(cfg.rows),
+            "load_bank": Out(write_layout(sched)), "load": Out(load_layout(sched)),
+            "start": Out(1), "norm": Out(norm_layout(sched)),
+            "layer": Out(_idx(cfg.n_layers)), "last_layer": Out(1),
+            "score_row": Out(_idx(cfg.rows)), "scores": In(signed(cfg.score_bits)).array(cfg.classes),
+            "cmp_fire": In(1), "cmp_label": In(range(cfg.classes)), "exit_enable": In(1),
+            "pipe_busy": In(1), "macs": In(48), "busy": Out(1),
+        })
+
+    def accept(self, valid):
+        """Whether LOAD takes the pixel on offer (a correct engine: exactly when valid)."""
+        return valid
+
+    def elaborate(self, platform):
+        m = Module()
+        s, cfg = self.sched, self.sched.cfg
+        st = self._state = _State(s)
+        m.submodules.results = self._rb = ResultBuffer(s)
+        m.d.comb += [self.busy.eq(st.counting), self.nrows.eq(st.nrows), self.exited.eq(st.exited),
+                     self.layer.eq(st.layer), self.last_layer.eq(st.layer == cfg.n_layers - 1),
+                     self.score_row.eq(st.cmp_row), self.norm.idx.eq(st.nb_i)]
+        with m.If(st.counting):
+            m.d.sync += st.cycles.eq(st.cycles + 1)
+        self._issue(m)
+        with m.FSM(name="ctrl"):
+            with m.State("LOAD"):
+                self._load(m)
+            with m.State("START"):
+                m.d.comb += self.start.eq(1)
+                m.d.sync += [st.counting.eq(1), st.cycles.eq(1), st.layer.eq(0), st.head.eq(0),
+                             st.nb_i.eq(0), st.exited.eq(0)]
+                m.next = "NORM"
+            with m.State("NORM"):
+                self._norm(m, head=0)
+            with m.State("STREAM"):
+                self._stream(m)
+            with m.State("FLUSH"):
+                with m.If(~self.pipe_busy):
+                    if cfg.mode == "mp":
+                        m.next = "EXIT"
+                    else:
+                        with m.If(st.head):
+                            m.d.sync += st.cmp_row.eq(0)
+                            m.next = "EXIT"
+                        with m.Else():
+                            m.next = "NORM_OP"
+            if cfg.mode == "op":
+                with m.State("NORM_OP"):
+                    self._norm(m, head=1)
+            with m.State("EXIT"):
+                self._exit_mp(m) if cfg.mode == "mp" else self._exit_op(m)
+            if cfg.mode == "op":
+                with m.State("EXIT_OP2"):
+                    self._exit_op2(m)
+            with m.State("RESULT"):
+                self._result(m)
+        return m
+
+    # ------------------------------------------------------------------ datapath commands
+    def _issue(self, m: Module) -> None:
+        """The current pass's geometry and the issue command of this cycle."""
+        s, cfg, st, iss = self.sched, self.sched.cfg, self._state, self.issue
+        R = cfg.rows
+        field = lambda name, shape: pass_field(s, name, shape, st.layer, st.head)   # noqa: E731
+        st.K = field("k", range(s.max_stream + 1))
+        st.ntiles = field("tiles", range(s.max_tiles + 1))
+        st.label_words = field("label_words", range(cfg.classes + 1))
+        st.shared = field("shared", 1)
+        drows = Signal(range(max(R, cfg.classes) + 1))
+        if cfg.mode == "mp":
+            rows_g = Array(Const(v, range(R + 1)) for v in s.group_rows)[st.grp]
+            m.d.comb += drows.eq(Mux(st.shared, s.layer_passes[0].groups[0], rows_g))
+        else:
+            m.d.comb += drows.eq(st.nrows)
+        st.period = Signal.like(st.tcnt)
+        m.d.comb += st.period.eq(st.label_words + Mux(st.K > drows, st.K, drows))
+        m.d.comb += [iss.k.eq(st.k + Mux(st.labph, 0, field("k_first", range(cfg.classes + 1)))),
+                     iss.tag.grp.eq(st.grp), iss.tag.src.eq(field("src", 1)), iss.tag.tile.eq(st.tile),
+                     iss.tag.layer.eq(st.layer), iss.tag.head.eq(st.head), iss.tag.shared.eq(st.shared)]
+
+    def _stream(self, m: Module) -> None:
+        """One tile: K streamed inputs (+ label words when shared), padded to the period."""
+        s, st, iss = self.sched, self._state, self.issue
+        m.d.sync += st.tcnt.eq(st.tcnt + 1)
+        with m.If(~st.labph & (st.tcnt < st.K)):
+            m.d.comb += [iss.valid.eq(1), iss.first.eq(st.k == 0), iss.last.eq(st.k == st.K - 1)]
+            m.d.sync += st.k.eq(st.k + 1)
+            with m.If((st.k == st.K - 1) & st.shared):
+                m.d.sync += [st.labph.eq(1), st.k.eq(0)]
+        with m.If(st.labph & (st.k < st.label_words)):
+            m.d.comb += [iss.lab.eq(1), iss.lab_last.eq(st.k == st.label_words - 1)]
+            m.d.sync += st.k.eq(st.k + 1)
+        with m.If(st.tcnt == st.period - 1):
+            m.d.sync += [st.tcnt.eq(0), st.k.eq(0), st.labph.eq(0)]
+            with m.If(st.tile == st.ntiles - 1):
+                m.d.sync += st.tile.eq(0)
+                if s.copy_groups > 1:
+                    with m.If(st.shared | (st.grp == s.copy_groups - 1)):
+                        m.next = "FLUSH"
+                    with m.Else():
+                        m.d.sync += st.grp.eq(st.grp + 1)
+                else:
+                    m.next = "FLUSH"
+            with m.Else():
+                m.d.sync += st.tile.eq(st.tile + 1)
+
+    def _norm(self, m: Module, head: int) -> None:
+        """rsqrt of the pass input's goodness, one copy per cycle (the accumulators clear it)."""
+        st = self._state
+        m.d.comb += self.norm.en.eq(1)
+        m.d.sync += st.nb_i.eq(st.nb_i + 1)
+        with m.If(st.nb_i == self.sched.banks - 1):
+            m.d.sync += [st.nb_i.eq(0), st.tile.eq(0), st.k.eq(0), st.tcnt.eq(0), st.head.eq(head)]
+            if not head:
+                m.d.sync += [st.grp.eq(0), st.labph.eq(0)]
+            m.next = "STREAM"
+
+    # ------------------------------------------------------------------ load / exit / result
+    def _load(self, m: Module) -> None:
+        s, cfg, st = self.sched, self.sched.cfg, self._state
+        C, px = cfg.cols, self.pixels.payload
+        m.d.comb += self.pixels.ready.eq(1)
+        with m.If(self.accept(self.pixels.valid)):
+            lb, ld = self.load_bank, self.load
+            m.d.comb += [lb.lanes.eq(1 << (st.pix % C)), lb.set.eq(0), lb.bank.eq(0 if cfg.mode == "mp" else st.lrow),
+                         lb.addr.eq(st.pix // C), lb.data.eq(Cat(*([px.data] * C))),
+                         ld.valid.eq(1), ld.pixel.eq(px.data), ld.label_px.eq(st.pix < cfg.classes),
+                         ld.last.eq(st.pix == cfg.inputs - 1), ld.row.eq(st.lrow)]
+            m.d.sync += st.pix.eq(st.pix + 1)
+            with m.If(st.pix == cfg.inputs - 1):
+                m.d.sync += st.pix.eq(0)
+                if cfg.mode == "mp":
+                    m.next = "START"
+                else:
+                    m.d.sync += st.lrow.eq(st.lrow + 1)
+                    with m.If(px.last | (st.lrow == cfg.rows - 1)):
+                        m.d.sync += [st.nrows.eq(st.lrow + 1), st.lrow.eq(0)]
+                        m.next = "START"
+
+    def _fire(self):
+        """With exits disabled only the last layer decides."""
+        return Mux(self.exit_enable, self.cmp_fire, self.last_layer)
+
+    def _record(self, m: Module, row) -> None:
+        rb = self._rb
+        m.d.comb += [rb.we.eq(1), rb.wrow.eq(row), rb.label.eq(self.cmp_label),
+                     rb.exit_layer.eq(self._state.layer + 1)]
+        m.d.comb += [rb.scores[c].eq(self.scores[c]) for c in range(self.sched.cfg.classes)]
+
+    def _exit_mp(self, m: Module) -> None:
+        st = self._state
+        with m.If(self._fire()):
+            self._record(m, 0)
+            m.d.sync += [st.counting.eq(0), st.nb_i.eq(0)]
+            m.next = "RESULT"
+        with m.Else():
+            m.d.sync += [st.layer.eq(st.layer + 1), st.nb_i.eq(0)]
+            m.next = "NORM"
+
+    def _exit_op(self, m: Module) -> None:
+        """One row per cycle: a live row whose rule fires leaves the batch."""
+        st, R = self._state, self.sched.cfg.rows
+        live = (st.cmp_row < st.nrows) & ~Array(st.exited[r] for r in range(R))[st.cmp_row]
+        with m.If(live & self._fire()):
+            self._record(m, st.cmp_row)
+            m.d.sync += st.exited.bit_select(st.cmp_row, 1).eq(1)
+        m.d.sync += st.cmp_row.eq(st.cmp_row + 1)
+        with m.If(st.cmp_row == R - 1):
+            m.d.sync += [st.cmp_row.eq(0), st.head.eq(0), st.nb_i.eq(0)]
+            m.next = "EXIT_OP2"
+
+    def _exit_op2(self, m: Module) -> None:
+        """All rows of the batch decided (the last layer always decides)?"""
+        st, cfg = self._state, self.sched.cfg
+        live = Cat(*[(r < st.nrows) & ~st.exited[r] for r in range(cfg.rows)])
+        with m.If((live == 0) | self.last_layer):
+            m.d.sync += [st.counting.eq(0), st.nb_i.eq(0)]
+            m.next = "RESULT"
+        with m.Else():
+            m.d.sync += [st.layer.eq(st.layer + 1), st.tile.eq(0), st.k.eq(0), st.tcnt.eq(0), st.grp.eq(0),
+                         st.labph.eq(0)]
+            m.next = "STREAM"
+
+    def _result(self, m: Module) -> None:
+        st, rb, res = self._state, self._rb, self.result
+        m.d.comb += [rb.rrow.eq(st.nb_i), res.valid.eq(1), res.payload.label.eq(rb.r_label),
+                     res.payload.exit_layer.eq(rb.r_exit_layer), res.payload.row.eq(st.nb_i),
+                     res.payload.cycles.eq(st.cycles), res.payload.macs.eq(self.macs)]
+        m.d.comb += [res.payload.scores[c].eq(rb.r_scores[c]) for c in range(self.sched.cfg.classes)]
+        with m.If(res.ready):
+            m.d.sync += st.nb_i.eq(st.nb_i + 1)
+            with m.If(st.nb_i == (0 if self.sched.cfg.mode == "mp" else st.nrows - 1)):
+                m.d.sync += [st.nb_i.eq(0), st.layer.eq(0)]
+                m.next = "LOAD"
+
+
+class _State:
+    """The controller's registers (loop counters of the schedule, batch bookkeeping)."""
+
+    def __init__(self, s: Schedule):
+        cfg = s.cfg
+        R, NC = cfg.rows, cfg.classes
+        self.layer = Signal(_idx(cfg.n_layers))
+        self.head = Signal()                       # OP: streaming / draining a head
+        self.grp = Signal(_idx(s.copy_groups))
+        self.tile = Signal(_idx(s.max_tiles))
+        self.k = Signal(range(s.max_stream + 1))
+        self.tcnt = Signal(range(2 * s.max_stream + 2 * NC + R + 8))
+        self.labph = Signal()                      # MP sharing: label-weight phase of a tile
+        self.nrows = Signal(range(R + 1))          # OP: samples in the batch
+        self.exited = Signal(R)
+        self.nb_i = Signal(range(max(s.banks, R) + 1))   # NORM / RESULT index
+        self.cmp_row = Signal(_idx(R))
+        self.pix = Signal(range(cfg.inputs + 1))
+        self.lrow = Signal(range(R + 1))
+        self.counting = Signal()
+        self.cycles = Signal(32)

@@ -1,0 +1,102 @@
+"""Drain: reads a finished tile out of the PE shadow registers, one row per cycle, and
+forms each row's post-processing input (drain stage A)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..schedule import Schedule
+from .interfaces import MemRead, pass_field, row_layout, tag_layout
+from .issue import p1_layout
+
+
+class Drain(wiring.Component):
+    """When a tile's last input has been multiplied (``p1.last``, or the last label word
+    when shared) the tile's bias word is read; the next cycle (``go``) row 0 is drained,
+    then one row per cycle: the copy group's rows (MP), the label copies of the shared
+    layer 1 (MP sharing: row 0 plus ``label_value`` times the copy's label weight), or the
+    batch rows (OP). Stage A registers the row's sums, bias word and the normalisation
+    factors ``(m, s)`` of its copy (looked up through ``norm_sel``/``norm_m``/``norm_s``).
+    OP rows whose sample already exited are drained (fixed timing) but not ``live``.
+    """
+
+    def __init__(self, sched: Schedule):
+        if not isinstance(sched, Schedule):
+            raise TypeError(f"Drain: sched={sched!r} must be a Schedule")
+        self.sched = sched
+        cfg, mm = sched.cfg, sched.memory
+        R, C = cfg.rows, cfg.cols
+        members = {
+            "p1": In(p1_layout(sched)),
+            "sums": In(signed(cfg.accbits)).array(R, C),
+            "bmem": Out(MemRead(mm.baddr_bits, mm.bias_word_bits)),
+            "nrows": In(range(R + 1)), "exited": In(R),
+            "norm_sel": Out(range(max(sched.banks, R) + R)),
+            "norm_m": In(unsigned(cfg.rsqrt_mant_bits)), "norm_s": In(unsigned(cfg.rsqrt_shift_bits)),
+            "row": Out(row_layout(sched)),
+            "busy": Out(1),
+        }
+        if sched.share:
+            members["wlab"] = In(signed(cfg.wbits)).array(cfg.classes, C)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        s, cfg, mm, p1 = self.sched, self.sched.cfg, self.sched.memory, self.p1
+        R, NC = cfg.rows, cfg.classes
+        tile_done = (p1.valid & p1.last & ~p1.tag.shared) | p1.lab_last
+        go = Signal()
+        m.d.sync += go.eq(tile_done)
+        bbase = pass_field(s, "bbase", unsigned(mm.baddr_bits), p1.tag.layer, p1.tag.head)
+        with m.If(tile_done):
+            m.d.comb += [self.bmem.en.eq(1), self.bmem.addr.eq(bbase + p1.tag.tile)]
+        # the tile's final element, one cycle late (p1 has moved on by ``go``)
+        tag = Signal(tag_layout(s))
+        m.d.sync += tag.eq(p1.tag)
+        n_go = Signal(range(max(R, NC) + 1))
+        if cfg.mode == "mp":
+            rows_g = Array(Const(n, range(R + 1)) for n in s.group_rows)[tag.grp]
+            m.d.comb += n_go.eq(Mux(tag.shared, s.layer_passes[0].groups[0] if s.share else R, rows_g))
+        else:
+            m.d.comb += n_go.eq(self.nrows)
+        # drain counter: row 0 in the ``go`` cycle, rows 1..n-1 after it
+        act, j, n = Signal(), Signal(range(max(R, NC) + 1)), Signal(range(max(R, NC) + 1))
+        info = Signal(tag_layout(s))
+        bias = Signal(unsigned(cfg.bias_word_bits))
+        with m.If(go):
+            m.d.sync += [act.eq(n_go > 1), j.eq(1), n.eq(n_go), bias.eq(self.bmem.data), info.eq(tag)]
+        with m.Elif(act):
+            m.d.sync += j.eq(j + 1)
+            with m.If(j == n - 1):
+                m.d.sync += act.eq(0)
+        cur_valid, cur_j, cur, cur_bias = Signal(), Signal.like(j), Signal(tag_layout(s)), Signal.like(bias)
+        with m.If(go):
+            m.d.comb += [cur_valid.eq(1), cur_j.eq(0), cur.eq(tag), cur_bias.eq(self.bmem.data)]
+        with m.Else():
+            m.d.comb += [cur_valid.eq(act & (j < n)), cur_j.eq(j), cur.eq(info), cur_bias.eq(bias)]
+        self._stage_a(m, cur_valid, cur_j, cur, cur_bias)
+        m.d.comb += self.busy.eq(go | act | self.row.valid)
+        return m
+
+    def _stage_a(self, m: Module, valid, j, cur, bias):
+        s, cfg, row = self.sched, self.sched.cfg, self.row
+        R, C = cfg.rows, cfg.cols
+        cp = self.norm_sel
+        if cfg.mode == "mp":
+            m.d.comb += cp.eq(Mux(cur.shared, j, cur.grp * R + j))
+            live = 1
+        else:
+            m.d.comb += cp.eq(j)
+            live = ~Array(self.exited[r] for r in range(R))[j]
+        rowsel = Array(Array(self.sums[r][c] for c in range(C)) for r in range(R))
+        for c in range(C):
+            if s.share:
+                lab = Array(self.wlab[i][c] for i in range(cfg.classes))[j] * cfg.label_value
+                m.d.sync += row.acc[c].eq(Mux(cur.shared, rowsel[0][c] + lab, rowsel[j][c]))
+            else:
+                m.d.sync += row.acc[c].eq(rowsel[j][c])
+        m.d.sync += [row.valid.eq(valid), row.live.eq(live), row.cp.eq(cp), row.tile.eq(cur.tile),
+                     row.layer.eq(cur.layer), row.head.eq(cur.head), row.bias.eq(bias),
+                     row.m.eq(self.norm_m), row.s.eq(self.norm_s)]

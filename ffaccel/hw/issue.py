@@ -1,0 +1,132 @@
+"""Issue / operand-select stage: weight and activation reads (cycle t), row operands of
+the MAC array (cycle t+1)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..schedule import Schedule
+from .interfaces import MemRead, _idx, issue_layout, pass_field, tag_layout
+
+
+def p1_layout(sched: Schedule) -> data.StructLayout:
+    """The issue command one cycle later (when the data of its reads arrive)."""
+    return data.StructLayout({"valid": 1, "first": 1, "last": 1, "lab": 1, "lab_last": 1,
+                              "lane": _idx(sched.cfg.cols), "k": range(sched.max_stream + 1),
+                              "tag": tag_layout(sched)})
+
+
+class Issue(wiring.Component):
+    """Cycle t (``cmd``): read the weight word ``wbase + tile * n_in + k`` of the current
+    pass, and the activation word ``k // cols`` of the banks the pass needs (a new word
+    only every ``cols`` inputs). Cycle t+1 (``p1``): drive the array: weight lanes down the
+    columns, each row's operand (the activation lane, or the generated label / neutral
+    pixel of layer 1), row enables with operand isolation (a gated row sees 0). MP label
+    sharing: the label-weight words of a tile are captured in ``wlab`` for the drain.
+    ``macs`` counts the PE operations (enabled rows x cols per streamed input) since ``clear``.
+    """
+
+    def __init__(self, sched: Schedule):
+        if not isinstance(sched, Schedule):
+            raise TypeError(f"Issue: sched={sched!r} must be a Schedule")
+        self.sched = sched
+        cfg, mm = sched.cfg, sched.memory
+        R, C, NB = cfg.rows, cfg.cols, sched.banks
+        members = {
+            "cmd": In(issue_layout(sched)),
+            "nrows": In(range(R + 1)), "exited": In(R),
+            "raddr": Out(_idx(sched.bank_depth)),
+            "ren": Out(1).array(2, NB),
+            "rdata": In(unsigned(cfg.act_word_bits)).array(2, NB),
+            "wmem": Out(MemRead(mm.waddr_bits, mm.weight_word_bits)),
+            "x": Out(unsigned(cfg.abits)).array(R), "w": Out(signed(cfg.wbits)).array(C),
+            "row_en": Out(R), "valid": Out(1), "first": Out(1), "last": Out(1),
+            "p1": Out(p1_layout(sched)),
+            "clear": In(1), "macs": Out(48),
+        }
+        if sched.share:
+            members["wlab"] = Out(signed(cfg.wbits)).array(cfg.classes, C)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        s, cfg = self.sched, self.sched.cfg
+        C, mm, cmd = cfg.cols, s.memory, self.cmd
+        # ---- cycle t: reads
+        wbase = pass_field(s, "wbase", unsigned(mm.waddr_bits), cmd.tag.layer, cmd.tag.head)
+        n_in = pass_field(s, "n_in", range(s.max_stream + 1), cmd.tag.layer, cmd.tag.head)
+        with m.If(cmd.valid | cmd.lab):
+            m.d.comb += [self.wmem.en.eq(1), self.wmem.addr.eq(wbase + cmd.tag.tile * n_in + cmd.k)]
+        new_word = Signal()
+        m.d.comb += [new_word.eq(cmd.valid & ((cmd.k % C == 0) | cmd.first)), self.raddr.eq(cmd.k // C)]
+        for st in range(2):
+            for b in range(s.banks):
+                m.d.comb += self.ren[st][b].eq(new_word & (cmd.tag.src == st) & self._needed(b))
+        p1 = self.p1
+        m.d.sync += [p1.valid.eq(cmd.valid), p1.first.eq(cmd.first), p1.last.eq(cmd.last),
+                     p1.lab.eq(cmd.lab), p1.lab_last.eq(cmd.lab_last), p1.lane.eq(cmd.k % C),
+                     p1.k.eq(cmd.k), p1.tag.eq(cmd.tag)]
+        # ---- cycle t+1: the array
+        for c in range(C):
+            m.d.comb += self.w[c].eq(self.wmem.data[c * cfg.wbits:(c + 1) * cfg.wbits].as_signed())
+        m.d.comb += [self.valid.eq(p1.valid), self.first.eq(p1.first), self.last.eq(p1.last)]
+        for r in range(cfg.rows):
+            x, en = self._operand(m, r)
+            # operand isolation: a gated row sees 0, so its multipliers do not toggle
+            m.d.comb += [self.row_en[r].eq(en), self.x[r].eq(Mux(en & p1.valid, x, 0))]
+        with m.If(self.clear):
+            m.d.sync += self.macs.eq(0)
+        with m.Elif(p1.valid):
+            m.d.sync += self.macs.eq(self.macs + sum(self.row_en[r] for r in range(cfg.rows)) * C)
+        if s.share:
+            with m.If(p1.lab):
+                for j in range(cfg.classes):
+                    with m.If(p1.k == j):
+                        m.d.sync += [self.wlab[j][c].eq(self.w[c]) for c in range(C)]
+        return m
+
+    def _needed(self, b: int):
+        """Whether bank b holds an operand of the current pass (read only those)."""
+        s, cfg, tag = self.sched, self.sched.cfg, self.cmd.tag
+        if cfg.mode == "op":
+            return (b < self.nrows) & ~self.exited[b]
+        group = (tag.grp == b // cfg.rows) if s.copy_groups > 1 else 1
+        return Mux((tag.layer == 0) & ~tag.head, b == 0, group)
+
+    def _lane(self, word):
+        cfg = self.sched.cfg
+        return Array(word[c * cfg.abits:(c + 1) * cfg.abits] for c in range(cfg.cols))[self.p1.lane]
+
+    def _operand(self, m: Module, r: int):
+        """(operand, enable) of array row r in cycle t+1."""
+        s, cfg, p1 = self.sched, self.sched.cfg, self.p1
+        R, NC, A = cfg.rows, cfg.classes, cfg.abits
+        x = Signal(unsigned(A), name=f"x{r}")
+        if cfg.mode == "op":
+            word = Mux(p1.tag.src, self.rdata[1][r], self.rdata[0][r])
+            first_layer = (p1.tag.layer == 0) & ~p1.tag.head
+            m.d.comb += x.eq(Mux(first_layer & (p1.k < NC), cfg.neutral_value, self._lane(word)))
+            return x, (r < self.nrows) & ~self.exited[r]
+        # MP: row r holds copy grp * rows + r, read from its bank in the source set
+        cands = [(g, g * R + r) for g in range(s.copy_groups) if g * R + r < NC]
+        word = Signal(unsigned(cfg.act_word_bits), name=f"xword{r}")
+        words = [Mux(p1.tag.src, self.rdata[1][b], self.rdata[0][b]) for b in range(s.banks)]
+        if len(cands) == 1:
+            m.d.comb += word.eq(words[cands[0][1]])
+        else:
+            with m.Switch(p1.tag.grp):
+                for g, b in cands:
+                    with m.Case(g):
+                        m.d.comb += word.eq(words[b])
+        copy = Signal(range(NC + R), name=f"copy{r}")
+        m.d.comb += copy.eq(p1.tag.grp * R + r)
+        with m.If(p1.tag.layer == 0):
+            with m.If(p1.k < NC):
+                m.d.comb += x.eq(Mux(p1.k == copy, cfg.label_value, 0))
+            with m.Else():
+                m.d.comb += x.eq(self._lane(self.rdata[0][0]))
+        with m.Else():
+            m.d.comb += x.eq(self._lane(word))
+        return x, (copy < NC) & Mux(p1.tag.shared, r == 0, 1)
