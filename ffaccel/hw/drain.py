@@ -20,6 +20,7 @@ class Drain(wiring.Component):
     batch rows (OP). Stage A registers the row's sums, bias word and the normalisation
     factors ``(m, s)`` of its copy (looked up through ``norm_sel``/``norm_m``/``norm_s``).
     OP rows whose sample already exited are drained (fixed timing) but not ``live``.
+    Subclasses may override :meth:`label_value` (mutation tests only).
     """
 
     def __init__(self, sched: Schedule):
@@ -41,6 +42,10 @@ class Drain(wiring.Component):
         if sched.share:
             members["wlab"] = In(signed(cfg.wbits)).array(cfg.classes, C)
         super().__init__(members)
+
+    def label_value(self) -> int:
+        """The label pixel's value (overridden by mutation tests only)."""
+        return self.sched.cfg.label_value
 
     def elaborate(self, platform):
         m = Module()
@@ -93,7 +98,7 @@ class Drain(wiring.Component):
         rowsel = Array(Array(self.sums[r][c] for c in range(C)) for r in range(R))
         for c in range(C):
             if s.share:
-                lab = Array(self.wlab[i][c] for i in range(cfg.classes))[j] * cfg.label_value
+                lab = Array(self.wlab[i][c] for i in range(cfg.classes))[j] * self.label_value()
                 m.d.sync += row.acc[c].eq(Mux(cur.shared, rowsel[0][c] + lab, rowsel[j][c]))
             else:
                 m.d.sync += row.acc[c].eq(rowsel[j][c])

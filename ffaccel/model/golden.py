@@ -59,7 +59,10 @@ class QuantModel:
                     raise ConfigError(f"head {i + 1} has shape {tuple(h.shape)}; the config needs "
                                       f"({cfg.classes}, {n})")
                 _check_range(f"head {i + 1} weights", h, cfg.wmin, cfg.wmax)
-                _check_range(f"head {i + 1} bias", hb, -(1 << 31), (1 << 31) - 1)
+                # the engine adds head biases from a bias-memory lane of bias_lane_bits
+                hmax = (1 << (cfg.bias_lane_bits - 1)) - 1
+                _check_range(f"head {i + 1} bias", hb, -hmax - 1, hmax,
+                             f" (the engine's bias lane holds {cfg.bias_lane_bits} signed bits)")
 
     @classmethod
     def random(cls, cfg: AccelConfig, rng: np.random.Generator) -> "QuantModel":
@@ -76,9 +79,9 @@ class QuantModel:
         return cls(cfg, ws, bs, hs, hbs)
 
 
-def _check_range(name: str, a: np.ndarray, lo: int, hi: int) -> None:
+def _check_range(name: str, a: np.ndarray, lo: int, hi: int, why: str = "") -> None:
     if a.size and (a.min() < lo or a.max() > hi):
-        raise ConfigError(f"{name} hold values {a.min()}..{a.max()} outside {lo}..{hi}")
+        raise ConfigError(f"{name} hold values {a.min()}..{a.max()} outside {lo}..{hi}{why}")
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Build-once helpers around ``cocotb_tools.runner`` for the generated engine.
 
     info = build(cfg, qm, sim="icarus", build_dir="build/sim")     # cached
-    res = run_engine_job(info, batches, cfg_writes=..., in_stall=0.2, out_stall=0.2, seed=1)
-    rep = scoreboard.compare(qm, x, res.output, batches)
+    res = run_engine_job(info, cfg, batches, cfg_writes=..., in_stall=0.2, out_stall=0.2, seed=1)
+    rep = scoreboard.compare(qm, x, res.output)
 
 Layout under ``build_dir``::
 
@@ -13,11 +13,14 @@ Layout under ``build_dir``::
             weights.hex biases.hex job-*.json result-*.json results-*.xml sim-*.log
 
 Caching: the build folder is named by the sha256 of the generated Verilog, the simulator
-and the build options (fault injection changes the Verilog, so it is part of the key; so
-is every config field the hardware depends on, thresholds included, since they are the
-registers' reset values). A folder whose stamp matches and whose simulator binary exists
-is reused without calling the simulator's compiler. Weight images do not need a rebuild:
-they are read by ``$readmemh`` when the simulation starts.
+and the build options (fault injection changes the Verilog, so it is part of the key).
+The RTL is generated from the config's hardware fields only: exit thresholds are left
+out of the build (they are reset values of run-time registers, and every job writes them
+through the register port), and clock, technology, k and the memory level never reach
+the Verilog, so runs that differ only in those share one build. A folder whose stamp
+matches and whose simulator binary exists is reused without calling the simulator's
+compiler. Weight images do not need a rebuild: they are read by ``$readmemh`` when the
+simulation starts.
 
 $readmemh paths: the top reads "weights.hex" / "biases.hex" relative to the simulator's
 working directory, so every run uses the data folder as cocotb's ``test_dir`` (checked on
@@ -35,16 +38,19 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-REPO = Path(__file__).resolve().parent.parent
+from ..schedule import schedule
+from . import cocotb_compat
+
+HERE = Path(__file__).resolve().parent
 SIMS = ("verilator", "icarus")
-DEFAULT_BUILD_DIR = REPO / "build" / "sim"
+DEFAULT_BUILD_DIR = Path("build") / "sim"          # relative to the working directory
+BENCH_MODULE = "ffaccel.sim.bench_engine"
 BENCH_FILES = ("bench_engine.py", "drivers.py")
 TIMESCALE = ("1ns", "1ps")
 VCD_MODULE = "ffaccel_vcd"
@@ -104,17 +110,9 @@ _VERILATOR_ON_PATH = False
 def _ensure_verilator() -> None:
     global _VERILATOR_ON_PATH
     if not _VERILATOR_ON_PATH:
-        from ffaccel.lint import verilator_bin
+        from .tools import verilator_bin
         verilator_bin()
         _VERILATOR_ON_PATH = True
-
-
-def _ensure_importable() -> None:
-    # cocotb's runner hands sys.path to the simulator as PYTHONPATH: the bench is imported
-    # as sim.bench_engine, so the repository root must be on it (absolute).
-    root = str(REPO)
-    if root not in sys.path:
-        sys.path.insert(0, root)
 
 
 def _write_if_changed(path: Path, data: bytes) -> None:
@@ -181,14 +179,7 @@ def _seed_globals(runner, gdir: Path, bdir: Path) -> None:
     names = [f"{n}{ext}" for n in _GLOBAL_OBJS for ext in (".o", ".d")]
     if not all((gdir / n).is_file() for n in names):
         return
-    orig = runner._build_command
-
-    def with_seed():
-        cmds = list(orig())
-        if len(cmds) >= 2:
-            cmds.insert(1, ["cp", *[str(gdir / n) for n in names], str(bdir)])
-        return cmds
-    runner._build_command = with_seed
+    cocotb_compat.insert_build_step(runner, 1, ["cp", *[str(gdir / n) for n in names], str(bdir)])
 
 
 def _save_globals(gdir: Path, bdir: Path) -> None:
@@ -206,10 +197,9 @@ def _save_globals(gdir: Path, bdir: Path) -> None:
 
 
 def _get_runner(sim: str):
-    from cocotb_tools.runner import get_runner
     if sim == "verilator":
         _ensure_verilator()
-    return get_runner(sim)
+    return cocotb_compat.get_runner(sim)
 
 
 def _binary(sim: str, build_dir: Path, top: str) -> Path:
@@ -229,11 +219,12 @@ def build(cfg, qm=None, sim: str = "verilator", build_dir: str | Path | None = N
     """Generate the RTL of ``cfg`` (+ weight images of ``qm``) and build it for ``sim``,
     reusing an identical earlier build. ``waves`` (Verilator only: a ``--trace`` build;
     Icarus always includes the on-demand VCD module)."""
-    from ffaccel.gen import TOP, generate
+    from ..gen import TOP, generate
+    from .faults import fault_units
     if sim not in SIMS:
         raise ValueError(f"sim={sim!r} (allowed: {', '.join(SIMS)})")
     t0 = time.perf_counter()
-    files, manifest = generate(cfg, qm, fault=fault)
+    files, manifest = generate(build_config(cfg), qm, units=fault_units(fault))
     root = Path(build_dir) if build_dir is not None else DEFAULT_BUILD_DIR
     root = root.resolve()
     srcs = {n: d for n, d in files.items() if n.endswith(".v")}
@@ -296,6 +287,15 @@ def build(cfg, qm=None, sim: str = "verilator", build_dir: str | Path | None = N
                      parameters=params)
 
 
+def build_config(cfg):
+    """The config a simulator build is generated from: the hardware fields of ``cfg``, with
+    no exit thresholds baked in (jobs write them through the register port) and the
+    non-hardware fields at their defaults."""
+    from ..config import NON_HARDWARE_FIELDS, AccelConfig
+    default = AccelConfig()
+    return cfg.replace(thresholds=(), **{f: getattr(default, f) for f in NON_HARDWARE_FIELDS})
+
+
 def _parse_xml(path: Path) -> tuple[int, int]:
     try:
         root = ET.parse(path).getroot()
@@ -309,7 +309,7 @@ def _parse_xml(path: Path) -> tuple[int, int]:
     return tests, failures
 
 
-def run(info: BuildInfo, test_module: str = "sim.bench_engine", testcase: str | Sequence[str] | None = None,
+def run(info: BuildInfo, test_module: str = BENCH_MODULE, testcase: str | Sequence[str] | None = None,
         extra_env: dict[str, str] | None = None, *, output: str | Path | None = None,
         vcd: str | Path | None = None, tag: str = "run") -> RunResult:
     """Run cocotb tests of ``test_module`` on a build (cwd = ``info.test_dir``).
@@ -317,8 +317,7 @@ def run(info: BuildInfo, test_module: str = "sim.bench_engine", testcase: str | 
     Returns the xUnit counts and, when ``output`` is given, the JSON the bench wrote
     there. ``vcd``: write a VCD of the run to this file (Icarus: the on-demand dump
     module; Verilator: needs a ``waves=True`` build)."""
-    _ensure_importable()
-    bench_paths = [str(REPO / "sim" / f) for f in BENCH_FILES]
+    bench_paths = [str(HERE / f) for f in BENCH_FILES]
     # pytest's assertion rewriting only for the bench files (by default cocotb rewrites
     # every module it imports, which makes heavy imports several times slower)
     env = {"COCOTB_REWRITE_ASSERTION_FILES": " ".join(bench_paths)}
@@ -346,23 +345,17 @@ def run(info: BuildInfo, test_module: str = "sim.bench_engine", testcase: str | 
     if vcd_path is not None and info.sim == "icarus":
         # the runner passes vvp "-none" (no dumping) unless waves (then FST); an extended
         # argument after it wins: "-vcd" lets the on-demand module write a VCD
-        suffix = runner._get_sim_cmd_suffix()
-        runner._get_sim_cmd_suffix = lambda: [*suffix, "-vcd"]
+        cocotb_compat.append_sim_args(runner, ["-vcd"])
     t0 = time.perf_counter()
-    # cocotb's runner treats a run under pytest specially (it sys.exit()s on a failed test);
-    # we report failures ourselves, so hide PYTEST_CURRENT_TEST from it.
-    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
     err = None
     try:
-        runner.test(test_module=test_module, hdl_toplevel=info.top, hdl_toplevel_lang="verilog",
-                    testcase=testcase, build_dir=str(info.build_dir), test_dir=str(test_dir),
-                    results_xml=str(xml), extra_env=env, plusargs=plusargs, test_args=test_args,
-                    waves=waves, timescale=TIMESCALE, log_file=str(log))
+        with cocotb_compat.outside_pytest():
+            runner.test(test_module=test_module, hdl_toplevel=info.top, hdl_toplevel_lang="verilog",
+                        testcase=testcase, build_dir=str(info.build_dir), test_dir=str(test_dir),
+                        results_xml=str(xml), extra_env=env, plusargs=plusargs, test_args=test_args,
+                        waves=waves, timescale=TIMESCALE, log_file=str(log))
     except (RuntimeError, SystemExit) as e:
         err = e
-    finally:
-        if saved is not None:
-            os.environ["PYTEST_CURRENT_TEST"] = saved
     dt = time.perf_counter() - t0
     tests, failures = _parse_xml(xml)
     if err is not None or tests == 0:
@@ -382,53 +375,51 @@ def run(info: BuildInfo, test_module: str = "sim.bench_engine", testcase: str | 
 # ---------------------------------------------------------------------------- engine jobs
 
 def make_batches(cfg, x) -> list:
-    """MP: one sample per inference; OP: batches of up to ``rows`` samples."""
+    """The inferences of the schedule: lists of samples (lists of input codes)."""
     x = [[int(v) for v in row] for row in x]
-    if cfg.mode == "mp":
-        return [[s] for s in x]
-    return [x[i:i + cfg.rows] for i in range(0, len(x), cfg.rows)]
+    return [x[s0:s0 + n] for s0, n in schedule(cfg).batches(len(x))]
 
 
 def threshold_writes(cfg, thresholds: Sequence[int] | None = None, exit_enable: bool | None = None) -> list:
     """cfg-port writes that set the exit thresholds and the exit enable register."""
-    from ffaccel.hw.engine import cfg_register_map
-    regs = cfg_register_map(cfg)
+    regs = schedule(cfg).regs
     th = list(cfg.thresholds if thresholds is None else thresholds)
     if exit_enable is None:
         exit_enable = bool(th) and cfg.exit_policy != "none"
-    writes = [[regs["threshold"] + i, int(t)] for i, t in enumerate(th)]
-    writes.append([regs["exit_enable"], int(bool(exit_enable))])
+    writes = [[regs.threshold + i, int(t)] for i, t in enumerate(th)]
+    writes.append([regs.exit_enable, int(bool(exit_enable))])
     return writes
 
 
 def job_budget(cfg, batches, in_stall: float, out_stall: float) -> tuple[int, int]:
     """(max_cycles, quiet_cycles): a generous bound on the run and the idle watch after it."""
-    from ffaccel.perf.cycles import inference_cycles
+    sched = schedule(cfg)
     total = 0
     for b in batches:
-        compute = inference_cycles(cfg, cfg.n_layers, batch=len(b))["total"]
+        compute = sched.inference_cycles(cfg.n_layers, len(b))["total"]
         load = cfg.inputs * len(b) / max(1e-3, 1.0 - in_stall)
         res = len(b) / max(1e-3, 1.0 - out_stall)
         total += compute + int(2 * load + 4 * res) + 16
-    quiet = cfg.inputs * (cfg.rows if cfg.mode == "op" else 1) + cfg.fan_in[0] + 2 * cfg.classes + 3 * cfg.rows + 32
+    quiet = cfg.inputs * sched.batch_size + cfg.fan_in[0] + 2 * cfg.classes + 3 * cfg.rows + 32
     return 2 * total + 2000, quiet
 
 
 def run_engine_job(info: BuildInfo, cfg, batches, *, cfg_writes: Sequence | None = None,
                    in_stall: float = 0.0, out_stall: float = 0.0, seed: int = 0, tag: str = "engine",
                    vcd: str | Path | None = None, quiet: bool = True) -> RunResult:
-    """Run :mod:`sim.bench_engine` on ``batches`` (lists of samples of input codes)."""
+    """Run :mod:`ffaccel.sim.bench_engine` on ``batches`` (lists of samples of input codes)."""
     max_cycles, quiet_cycles = job_budget(cfg, batches, in_stall, out_stall)
     out = info.test_dir / f"result-{tag}.json"
-    job = {"out": str(out), "mode": cfg.mode, "inputs": cfg.inputs, "classes": cfg.classes,
-           "cols": cfg.cols, "abits": cfg.abits, "rows": cfg.rows,
+    manifest = json.loads((info.test_dir / "manifest.json").read_text())
+    layouts = {p["name"].split("__")[0]: p["fields"] for p in manifest["ports"] if "fields" in p}
+    job = {"out": str(out), "classes": cfg.classes, "layouts": layouts,
            "batches": [[[int(v) for v in s] for s in b] for b in batches],
            "cfg_writes": [list(map(int, w)) for w in (cfg_writes or [])],
            "in_stall": float(in_stall), "out_stall": float(out_stall), "seed": int(seed),
            "max_cycles": max_cycles, "quiet_cycles": quiet_cycles if quiet else 0}
     job_path = info.test_dir / f"job-{tag}.json"
     job_path.write_text(json.dumps(job))
-    res = run(info, "sim.bench_engine", extra_env={"FFACCEL_SIM_JOB": str(job_path)}, output=out,
+    res = run(info, BENCH_MODULE, extra_env={"FFACCEL_SIM_JOB": str(job_path)}, output=out,
               vcd=vcd, tag=tag)
     if res.failures:
         raise SimError(f"the bench failed ({res.failures} of {res.tests} tests); log {res.log}:\n{_tail(res.log)}")

@@ -1,9 +1,9 @@
-"""Scoreboard: a bench run of the engine (the JSON :mod:`sim.bench_engine` writes) against
+"""Scoreboard: a bench run of the engine (the JSON :mod:`ffaccel.sim.bench_engine` writes) against
 the bit-exact golden model, in plain Python outside the simulator.
 
 Per sample it checks the label, the exit layer, the final scores, the result row (OP),
-``res_cycles`` against :func:`ffaccel.perf.cycles.inference_cycles` (deepest exit of the
-batch, batch size) and every activation word the probe showed for the sample's layers
+the result's ``cycles`` against the schedule's cycle model (deepest exit of the batch,
+batch size) and every activation word the probe showed for the sample's layers
 (values of the real neurons, zeros in the padding lanes of the last tile, no beat
 missing, duplicated or extra). Whole-run checks: no timeout, no spurious result or probe
 beat once the inputs ran out.
@@ -59,12 +59,6 @@ class Report:
         return "\n".join(lines)
 
 
-def batch_starts(cfg, n: int) -> list[tuple[int, int]]:
-    """(first sample, size) of every inference: MP one sample each, OP ``rows`` at a time."""
-    step = 1 if cfg.mode == "mp" else cfg.rows
-    return [(s, min(step, n - s)) for s in range(0, n, step)]
-
-
 def _unpack(word: int, cols: int, abits: int) -> list[int]:
     m = (1 << abits) - 1
     return [(word >> (c * abits)) & m for c in range(cols)]
@@ -72,10 +66,11 @@ def _unpack(word: int, cols: int, abits: int) -> list[int]:
 
 def compare(qm, x, out: dict) -> Report:
     """Score one bench output against ``GoldenModel(qm)`` on samples ``x`` (N, inputs)."""
-    from ffaccel.model.golden import GoldenModel
-    from ffaccel.perf.cycles import inference_cycles
+    from ..model.golden import GoldenModel
+    from ..schedule import schedule
 
     cfg = qm.cfg
+    sched = schedule(cfg)
     x = np.asarray(x, dtype=np.int64)
     n = len(x)
     gold = GoldenModel(qm).run(x, probe=True)
@@ -94,12 +89,12 @@ def compare(qm, x, out: dict) -> Report:
 
     errs: dict[int, list[str]] = {i: [] for i in range(n)}
     samples: list[SampleOutcome] = []
-    batches = batch_starts(cfg, n)
+    batches = sched.batches(n)
 
     # results, cycles
     for s0, nb in batches:
         deepest = int(gold.exit_layer[s0:s0 + nb].max())
-        want_cyc = inference_cycles(cfg, deepest, batch=nb)["total"]
+        want_cyc = sched.inference_cycles(deepest, nb)["total"]
         for j in range(nb):
             i = s0 + j
             if i >= len(results):

@@ -1,8 +1,10 @@
 """Reusable cocotb drivers and monitors for valid/ready streams and register ports.
 
-Signals are found as ``<prefix><name>`` on the DUT handle, so any bench can reuse these
-classes with its own port names (``StreamDriver(dut, dut.clk, prefix="s_axis_",
-data=("tdata",), last="tlast", valid="tvalid", ready="tready")``).
+Signals are found as ``<prefix><name>`` on the DUT handle (``valid``, ``ready``,
+``payload``: the names Amaranth gives a ``stream.Signature`` port, e.g. ``pixels__valid``).
+A struct payload travels as one packed vector; :class:`PackedLayout` packs and unpacks it
+from the field list that ``ffaccel.gen`` writes into the manifest
+(``{"name", "offset", "width", "signed"}`` per field), so beats are plain dicts.
 
 Timing discipline (the same on Icarus and Verilator, whose value-change callbacks see the
 clock edge at different points of the delta cycle): every component drives its outputs
@@ -45,6 +47,33 @@ def _read(handle, signed: bool = False) -> int:
         raise ValueError(f"{handle._path} = {v} is not a 0/1 value") from None
 
 
+class PackedLayout:
+    """Bit fields of a packed payload. ``fields``: dicts with ``name``, ``offset``,
+    ``width`` and ``signed`` (array elements are named ``scores.0``, ``scores.1`` ...)."""
+
+    def __init__(self, fields: Sequence[dict]):
+        self.fields = [dict(f) for f in fields]
+        for f in self.fields:
+            if not {"name", "offset", "width", "signed"} <= set(f):
+                raise ValueError(f"layout field {f!r} needs name, offset, width and signed")
+        self.width = max((f["offset"] + f["width"] for f in self.fields), default=0)
+
+    def pack(self, beat: dict) -> int:
+        word = 0
+        for f in self.fields:
+            word |= _mask(beat.get(f["name"], 0), f["width"]) << f["offset"]
+        return word
+
+    def unpack(self, word: int) -> dict:
+        out = {}
+        for f in self.fields:
+            v = (word >> f["offset"]) & ((1 << f["width"]) - 1)
+            if f["signed"] and v >> (f["width"] - 1):
+                v -= 1 << f["width"]
+            out[f["name"]] = v
+        return out
+
+
 class _Coroutine:
     """start() runs ``self._run()`` as a cocotb task; stop() cancels it."""
 
@@ -64,7 +93,7 @@ class _Coroutine:
 class StreamDriver(_Coroutine):
     """Drives ``valid`` + payload signals of a stream, honouring ``ready``.
 
-    Beats are dicts ``{payload name: int}`` (names relative to ``prefix``); ``send_data``
+    Beats are dicts ``{field name: int}`` packed by ``layout``; ``send_data``
     builds them for the usual ``data``/``last`` pair. Before each NEW beat the driver idles
     for one cycle with probability ``idle_prob`` (then repeats the draw), using the seeded
     ``rng``; an offered beat stays valid until accepted (AXI-stream rule). With
@@ -72,7 +101,7 @@ class StreamDriver(_Coroutine):
     payload without looking at ``valid`` reads junk.
     """
 
-    def __init__(self, dut, clk, prefix: str = "in_", *, payload: Sequence[str] = ("data", "last"),
+    def __init__(self, dut, clk, prefix: str, layout: PackedLayout, *, payload: str = "payload",
                  valid: str = "valid", ready: str = "ready", idle_prob: float = 0.0,
                  rng: random.Random | None = None, garbage: bool = True,
                  on_beat: Callable[[dict], Any] | None = None):
@@ -81,8 +110,8 @@ class StreamDriver(_Coroutine):
         self.clk = clk
         self.valid = _sig(dut, prefix, valid)
         self.ready = _sig(dut, prefix, ready)
-        self.payload = {name: _sig(dut, prefix, name) for name in payload}
-        self.widths = {name: len(h) for name, h in self.payload.items()}
+        self.payload = _sig(dut, prefix, payload)
+        self.layout = layout
         self.idle_prob = idle_prob
         self.rng = rng or random.Random(0)
         self.garbage = garbage
@@ -116,8 +145,7 @@ class StreamDriver(_Coroutine):
             await self._empty.wait()
 
     def _drive(self, beat: dict) -> None:
-        for name, h in self.payload.items():
-            h.value = _mask(beat.get(name, 0), self.widths[name])
+        self.payload.value = _mask(self.layout.pack(beat), len(self.payload))
 
     async def _run(self) -> None:
         offered = False
@@ -134,7 +162,7 @@ class StreamDriver(_Coroutine):
                 self.valid.value = 0
                 self.idle_cycles += 1
                 if self.garbage:
-                    self._drive({n: self.rng.getrandbits(w) for n, w in self.widths.items()})
+                    self.payload.value = self.rng.getrandbits(len(self.payload))
                 continue
             beat = self.queue[0]
             self._drive(beat)
@@ -153,14 +181,13 @@ class StreamSink(_Coroutine):
     """Drives ``ready`` of a stream with random back-pressure (``ready`` low with
     probability ``stall_prob`` each cycle, seeded ``rng``) and collects the beats.
 
-    ``fields``: payload names relative to ``prefix``; ``signed``: the subset read as two's
-    complement. Each beat is a dict of ints plus ``"_time_ns"`` (simulation time of the
+    The payload is unpacked by ``layout`` (signed fields as two's complement). Each beat is a dict of ints plus ``"_time_ns"`` (simulation time of the
     cycle it was accepted in). ``on_beat(beat)`` is called for each one. While ``valid``
     is low the sink sleeps until it rises (no wake-up per cycle; ``ready`` is held low).
     """
 
-    def __init__(self, dut, clk, prefix: str = "res_", *, fields: Sequence[str] = ("data",),
-                 signed: Iterable[str] = (), valid: str = "valid", ready: str = "ready",
+    def __init__(self, dut, clk, prefix: str, layout: PackedLayout, *, payload: str = "payload",
+                 valid: str = "valid", ready: str = "ready",
                  stall_prob: float = 0.0, rng: random.Random | None = None,
                  on_beat: Callable[[dict], Any] | None = None):
         if not 0.0 <= stall_prob < 1.0:
@@ -168,8 +195,8 @@ class StreamSink(_Coroutine):
         self.clk = clk
         self.valid = _sig(dut, prefix, valid)
         self.ready = _sig(dut, prefix, ready)
-        self.fields = {name: _sig(dut, prefix, name) for name in fields}
-        self.signed = set(signed)
+        self.payload = _sig(dut, prefix, payload)
+        self.layout = layout
         self.stall_prob = stall_prob
         self.rng = rng or random.Random(0)
         self.on_beat = on_beat
@@ -217,7 +244,7 @@ class StreamSink(_Coroutine):
                 continue
             await ReadOnly()
             if valid.value == 1:
-                beat = {name: _read(h, name in self.signed) for name, h in self.fields.items()}
+                beat = self.layout.unpack(_read(self.payload))
                 beat["_time_ns"] = get_sim_time("ns")
                 self.beats.append(beat)
                 if self.on_beat is not None:
@@ -236,11 +263,12 @@ class ProbeMonitor(_Coroutine):
     called per beat and its value stored under ``"_tag"`` (e.g. which batch is in flight).
     """
 
-    def __init__(self, dut, clk, prefix: str = "probe_", *, fields: Sequence[str] = ("data",),
+    def __init__(self, dut, clk, prefix: str, layout: PackedLayout, *, payload: str = "payload",
                  valid: str = "valid", tag: Callable[[], Any] | None = None):
         self.clk = clk
         self.valid = _sig(dut, prefix, valid)
-        self.fields = {name: _sig(dut, prefix, name) for name in fields}
+        self.payload = _sig(dut, prefix, payload)
+        self.layout = layout
         self.tag = tag
         self.beats: list[dict] = []
         self._task = None
@@ -253,7 +281,7 @@ class ProbeMonitor(_Coroutine):
             if valid.value != 1:
                 await RisingEdge(valid)        # idle: no wake-up per cycle
                 continue
-            beat = {name: _read(h) for name, h in self.fields.items()}
+            beat = self.layout.unpack(_read(self.payload))
             if self.tag is not None:
                 beat["_tag"] = self.tag()
             self.beats.append(beat)
@@ -264,7 +292,7 @@ class ConfigWriter:
     cycle, ``we`` high for exactly one rising edge per write; negative data is written in
     two's complement of the port width."""
 
-    def __init__(self, dut, clk, prefix: str = "cfg_", *, we: str = "we", addr: str = "addr",
+    def __init__(self, dut, clk, prefix: str = "regs__", *, we: str = "we", addr: str = "addr",
                  data: str = "data"):
         self.clk = clk
         self.we = _sig(dut, prefix, we)

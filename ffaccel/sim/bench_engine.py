@@ -1,20 +1,20 @@
 """cocotb bench of the whole engine (``ffaccel_top``: engine + $readmemh ROMs).
 
-Runs inside the simulator; imports only the standard library, cocotb and sim.drivers.
-Its job comes from the JSON file named by ``$FFACCEL_SIM_JOB`` (written by
-:func:`sim.runner.run_engine_job`)::
+Runs inside the simulator; imports only the standard library, cocotb and
+ffaccel.sim.drivers. Its job comes from the JSON file named by ``$FFACCEL_SIM_JOB``
+(written by :func:`ffaccel.sim.runner.run_engine_job`)::
 
-    {"out": "result.json", "mode": "mp" | "op", "inputs": D, "classes": NC, "cols": C,
-     "abits": A, "batches": [[[pixel, ...], ...], ...],   # MP: one sample per batch
+    {"out": "result.json", "classes": NC, "batches": [[[pixel, ...], ...], ...],
+     "layouts": {"pixels": [field, ...], "result": [...], "probe": [...]},   # from the manifest
      "cfg_writes": [[addr, value], ...],                   # thresholds / exit enable
      "in_stall": p, "out_stall": p, "seed": s, "max_cycles": N, "quiet_cycles": M}
 
 It resets the DUT, writes the registers through the cfg port, streams every batch
-(``in_last`` on the final pixel of a batch) with random idle cycles, accepts results with
+(``last`` on the final pixel of a batch) with random idle cycles, accepts results with
 random back-pressure, records the activation probe beats, then watches ``quiet_cycles``
 more cycles with no input (an engine must stay idle: anything it emits then is spurious).
 Everything goes to ``out``; the comparison with the golden model happens outside the
-simulator (:mod:`sim.scoreboard`). The test itself fails only if the bench cannot run.
+simulator (:mod:`ffaccel.sim.scoreboard`). The test itself fails only if the bench cannot run.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, First, Timer
 
-from sim.drivers import ConfigWriter, ProbeMonitor, StreamDriver, StreamSink
+from ffaccel.sim.drivers import ConfigWriter, PackedLayout, ProbeMonitor, StreamDriver, StreamSink
 
 JOB_ENV = "FFACCEL_SIM_JOB"
 PERIOD_NS = 10
@@ -37,7 +37,7 @@ PERIOD_NS = 10
 def _load_job() -> dict:
     path = os.environ.get(JOB_ENV)
     if not path:
-        raise RuntimeError(f"${JOB_ENV} is not set: the bench needs a job file (see sim.runner)")
+        raise RuntimeError(f"${JOB_ENV} is not set: the bench needs a job file (see ffaccel.sim.runner)")
     with open(path) as f:
         return json.load(f)
 
@@ -58,27 +58,26 @@ async def engine_job(dut):
     Clock(clk, PERIOD_NS, unit="ns", impl="gpi").start()   # C clock (Icarus would get a Python one)
 
     # quiet inputs, then a synchronous reset
-    dut.in_valid.value = 0
-    dut.in_data.value = 0
-    dut.in_last.value = 0
-    dut.res_ready.value = 0
-    dut.cfg_we.value = 0
-    dut.cfg_addr.value = 0
-    dut.cfg_data.value = 0
+    dut.pixels__valid.value = 0
+    dut.pixels__payload.value = 0
+    dut.result__ready.value = 0
+    dut.regs__we.value = 0
+    dut.regs__addr.value = 0
+    dut.regs__data.value = 0
     dut.rst.value = 1
     await ClockCycles(clk, 3)
     await FallingEdge(clk)
     dut.rst.value = 0
     c0 = _sim_cycles()
 
-    cfgw = ConfigWriter(dut, clk, "cfg_")
+    cfgw = ConfigWriter(dut, clk, "regs__")
     await cfgw.write_many([(int(a), int(v)) for a, v in job.get("cfg_writes", [])])
 
-    res_fields = ["label", "exit_layer", "row", "cycles", "macs"] + [f"scores__{c}" for c in range(nc)]
-    sink = StreamSink(dut, clk, "res_", fields=res_fields, signed=[f"scores__{c}" for c in range(nc)],
+    lay = {k: PackedLayout(v) for k, v in job["layouts"].items()}
+    sink = StreamSink(dut, clk, "result__", lay["result"],
                       stall_prob=float(job.get("out_stall", 0.0)), rng=random.Random(rng.getrandbits(32)))
-    probe = ProbeMonitor(dut, clk, "probe_", fields=("layer", "copy", "tile", "data"), tag=lambda: sink.count)
-    drv = StreamDriver(dut, clk, "in_", payload=("data", "last"), idle_prob=float(job.get("in_stall", 0.0)),
+    probe = ProbeMonitor(dut, clk, "probe__", lay["probe"], tag=lambda: sink.count)
+    drv = StreamDriver(dut, clk, "pixels__", lay["pixels"], idle_prob=float(job.get("in_stall", 0.0)),
                        rng=random.Random(rng.getrandbits(32)))
     probe.start()
     sink.start()
@@ -111,7 +110,7 @@ async def engine_job(dut):
     cycles = _sim_cycles() - c0
 
     out = {
-        "results": [{k.replace("scores__", "s"): v for k, v in b.items()} for b in sink.beats],
+        "results": [dict(b) for b in sink.beats],
         "probes": [[b["layer"], b["copy"], b["tile"], b["data"], b["_tag"]] for b in probe.beats],
         "expected_results": expected,
         "timeout": timeout,
@@ -126,7 +125,7 @@ async def engine_job(dut):
         "sim_seconds": time.perf_counter() - t_wall,
     }
     for r in out["results"]:
-        r["scores"] = [r.pop(f"s{c}") for c in range(nc)]
+        r["scores"] = [r.pop(f"scores.{c}") for c in range(nc)]
     with open(job["out"], "w") as f:
         json.dump(out, f)
     await Timer(1, unit="ns")

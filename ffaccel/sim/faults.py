@@ -1,0 +1,74 @@
+"""Deliberate bugs for mutation testing of the benches: substitute units, never used by
+the generator's command line. Each entry names the units it replaces; every one must be
+caught by the verification (tests/test_verify.py)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, unsigned
+
+from ..hw.accum import Accumulators
+from ..hw.controller import Controller
+from ..hw.drain import Drain
+from ..hw.exitcmp import ExitCmp
+from ..hw.postproc import PostProc
+
+
+class RoundAtWrongBit(PostProc):
+    """Requantisation rounds at bit shift-2 instead of shift-1."""
+    def half(self, shift, width):
+        return (Const(1, unsigned(width + 1)) << shift) >> 2
+
+
+class WrongProbeTile(PostProc):
+    """Activation probe beats carry the next tile's number."""
+    def probe_tile(self, tile):
+        return tile + 1
+
+
+class TakesInvalidPixels(Controller):
+    """LOAD takes input beats without looking at ``valid``."""
+    def accept(self, valid):
+        return 1
+
+
+class HighestIndexWinsTies(ExitCmp):
+    """argmax ties go to the highest index instead of the lowest."""
+    def better(self, score, best):
+        return score >= best
+
+
+class ThresholdOffByOne(ExitCmp):
+    """Exit only when the score exceeds the threshold (> instead of >=)."""
+    def meets(self, value, threshold):
+        return value > threshold
+
+
+class LabelTermOffByOne(Drain):
+    """MP label sharing adds (label_value - 1) times the label weight."""
+    def label_value(self):
+        return self.sched.cfg.label_value - 1
+
+
+class HeadIncrementDropsLastLane(Accumulators):
+    """OP head logits ignore the increment of the last lane."""
+    def logit_lanes(self):
+        return range(self.sched.cfg.cols - 1) if self.sched.cfg.cols > 1 else range(0)
+
+
+FAULTS = {
+    "requant_round": {"postproc": RoundAtWrongBit},
+    "probe_tile": {"postproc": WrongProbeTile},
+    "input_stall": {"controller": TakesInvalidPixels},
+    "exit_tie": {"exitcmp": HighestIndexWinsTies},
+    "threshold_off_by_one": {"exitcmp": ThresholdOffByOne},
+    "label_share_term": {"drain": LabelTermOffByOne},
+    "op_head_increment": {"accum": HeadIncrementDropsLastLane},
+}
+
+
+def fault_units(fault: str | None) -> dict | None:
+    if fault is None:
+        return None
+    if fault not in FAULTS:
+        raise ValueError(f"fault={fault!r} (allowed: {', '.join(FAULTS)})")
+    return FAULTS[fault]
