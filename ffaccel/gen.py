@@ -46,8 +46,8 @@ def derived_widths(cfg: AccelConfig) -> dict:
     """Every width of the datapath, from the config (the RTL is built from the same numbers;
     a test checks each against the elaborated signal)."""
     regs = schedule(cfg).regs
-    names = ("accbits", "drain_bits", "goodness_bits", "goodness_reg_bits", "score_bits", "product_bits",
-             "rsqrt_mant_bits", "rsqrt_shift_bits", "shift_bits", "bias_bits", "bias_lane_bits",
+    names = ("accbits", "drain_bits", "goodness_reg_bits", "score_bits", "product_bits",
+             "rsqrt_mant_bits", "rsqrt_shift_bits", "shift_bits", "bias_lane_bits",
              "weight_word_bits", "bias_word_bits", "act_word_bits")
     return {**{n: getattr(cfg, n) for n in names}, "reg_data_bits": regs.data_bits, "reg_addr_bits": regs.addr_bits}
 

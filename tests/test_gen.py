@@ -35,8 +35,11 @@ def test_gen_writes_manifest_and_is_deterministic(tmp_path):
     for name, digest in man["files"].items():
         assert hashlib.sha256((a / name).read_bytes()).hexdigest() == digest
     ports = {p["name"]: p for p in man["ports"]}
-    assert ports["in_data"]["width"] == 8 and ports["res_scores__9"]["dir"] == "output"
+    assert ports["pixels__payload"]["width"] == 8 + 1 and ports["result__payload"]["dir"] == "output"
+    fields = {f["name"]: f for f in ports["result__payload"]["fields"]}
+    assert fields["scores.9"]["signed"] and fields["scores.9"]["width"] == man["widths"]["score_bits"]
     assert man["widths"]["accbits"] == 8 + 8 + 5 + 1
+    assert man["hardware_hash"] in (a / "ffaccel_top.v").read_text().splitlines()[0]
 
 
 @pytest.mark.parametrize("args,fragment", [
@@ -83,10 +86,67 @@ def test_hex_images_pack_lanes_low_first():
     assert (w[:12, 0] == qm.weights[0][0]).all() and (w[12:24, 1] == qm.weights[0][3]).all()
 
 
-def test_ports_flatten_arrays():
+def test_ports_flatten_interfaces_and_list_struct_fields():
     ports = verilog_ports(Engine(AccelConfig(inputs=12, layers=(5,), classes=3, cols=2, abits=4, afrac=1)))
     names = [p["name"] for p in ports]
-    assert names[:2] == ["clk", "rst"] and "res_scores__2" in names and "res_scores__3" not in names
+    assert names[:2] == ["clk", "rst"]
+    assert {"pixels__valid", "pixels__ready", "wmem__addr", "bmem__data", "regs__we", "probe__valid"} <= set(names)
+    res = next(p for p in ports if p["name"] == "result__payload")
+    fields = [f["name"] for f in res["fields"]]
+    assert "scores.2" in fields and "scores.3" not in fields
+    # fields tile the port without gaps or overlaps
+    spans = sorted((f["offset"], f["width"]) for f in res["fields"])
+    assert all(a + w == b for (a, w), (b, _) in zip(spans, spans[1:])) and sum(w for _, w in spans) == res["width"]
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(mode="op", rows=3), dict(label_share=False, rows=2, cols=3, abits=5, wbits=6),
+                                dict(inputs=3, classes=2, layers=(1,), abits=1, afrac=0, rows=1, cols=1)])
+def test_manifest_widths_are_the_elaborated_widths(kw):
+    """Every width the manifest publishes is the width of the signal that carries it."""
+    from amaranth.hdl import Fragment
+    from amaranth.lib import data
+    from ffaccel.gen import derived_widths
+    base = dict(inputs=40, layers=(20, 17), classes=10, rows=4, cols=5)
+    cfg = AccelConfig(**{**base, **kw})
+    eng = Engine(cfg)
+    Fragment.get(eng, None)
+    u = eng.elaborated
+    w = lambda sig: len(sig.as_value()) if isinstance(sig, data.View) else len(sig)   # noqa: E731
+    got = {
+        "accbits": w(u["array"].result[0][0]), "drain_bits": w(u["drain"].row.acc[0]),
+        "goodness_reg_bits": w(u["accum"].g[0]), "score_bits": w(u["accum"].scores[0]),
+        "product_bits": w(u["postproc"].prod[0]), "rsqrt_mant_bits": w(u["accum"].m),
+        "rsqrt_shift_bits": w(u["accum"].s), "shift_bits": w(u["postproc"].shift),
+        "bias_lane_bits": w(eng.bmem.data) // cfg.cols, "weight_word_bits": w(eng.wmem.data),
+        "bias_word_bits": w(eng.bmem.data), "act_word_bits": w(eng.probe.payload.data),
+        "reg_data_bits": w(eng.regs.data), "reg_addr_bits": w(eng.regs.addr),
+    }
+    assert got == derived_widths(cfg)
+    # the register port holds every register's reset value (was: 5 bits for a shift of 19)
+    regs = eng.sched.regs
+    for r in regs.registers:
+        assert -(1 << (regs.data_bits - 1)) <= r.reset < (1 << (regs.data_bits - 1)), r
+
+
+def test_hardware_hash_ignores_clock_tech_k_and_memory():
+    cfg = AccelConfig(inputs=20, layers=(9, 7), classes=4, rows=3, cols=4, abits=5, afrac=2)
+    other = cfg.replace(clock_mhz=15.0, tech="7nm", exit_k=2.5, weight_mem="sram", sram_kib=64)
+    assert cfg.hardware_hash() == other.hardware_hash() and cfg.hash() != other.hash()
+    assert cfg.replace(rows=4).hardware_hash() != cfg.hardware_hash()
+    assert cfg.replace(thresholds=(5,)).hardware_hash() != cfg.hardware_hash()     # reset values
+
+
+@pytest.mark.rtl
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog not installed")
+def test_simulator_build_is_reused_across_clock_tech_k_and_thresholds(tmp_path):
+    from ffaccel.sim.runner import build
+    cfg = AccelConfig(inputs=20, layers=(9, 7), classes=4, rows=3, cols=4, abits=5, afrac=2)
+    first = build(cfg, sim="icarus", build_dir=tmp_path)
+    again = build(cfg.replace(clock_mhz=15.0, tech="7nm", exit_k=2.5, weight_mem="sram", thresholds=(40,)),
+                  sim="icarus", build_dir=tmp_path)
+    assert first.rebuilt and not again.rebuilt and again.build_dir == first.build_dir
+    changed = build(cfg.replace(rows=2), sim="icarus", build_dir=tmp_path)
+    assert changed.rebuilt and changed.build_dir != first.build_dir
 
 
 @pytest.mark.rtl

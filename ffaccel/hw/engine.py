@@ -63,6 +63,9 @@ class Engine(wiring.Component):
         post = m.submodules.postproc = u["postproc"](s)
         acc = m.submodules.accum = u["accum"](s)
         cmp_ = m.submodules.exitcmp = u["exitcmp"](cfg.classes, cfg.score_bits, cfg.exit_policy)
+        # the unit instances of this elaboration (tests read their signals' widths)
+        self.elaborated = {"controller": ctrl, "regfile": regs, "actbanks": banks, "issue": iss, "array": arr,
+                           "drain": drain, "postproc": post, "accum": acc, "exitcmp": cmp_}
         # the engine's interfaces
         wiring.connect(m, flipped(self.pixels), ctrl.pixels)
         wiring.connect(m, ctrl.result, flipped(self.result))
