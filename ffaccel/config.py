@@ -352,6 +352,12 @@ class AccelConfig:
         return inc + clog2(self.n_layers) + 1
 
     @property
+    def share_layer1(self) -> bool:
+        """MP with label sharing: layer 1 computes W1 @ x_img once per sample and adds each
+        copy's label column (OP has one copy: nothing to share)."""
+        return self.mode == "mp" and self.label_share
+
+    @property
     def copies(self) -> int:
         """Label copies per sample in flight (MP: classes; OP: 1 sample per row)."""
         return self.classes if self.mode == "mp" else 1

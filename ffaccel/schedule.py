@@ -252,11 +252,6 @@ class Schedule:
         b = self.batch_size
         return [(s, min(b, n - s)) for s in range(0, n, b)]
 
-    @property
-    def copies(self) -> int:
-        """Label copies of a sample (MP: classes; OP: 1)."""
-        return self.cfg.classes if self.cfg.mode == "mp" else 1
-
     # -------------------------------------------------------------- cycles
     def setup_cycles(self) -> int:
         """START (1), and in OP the first NORM over the batch's rows."""
@@ -326,7 +321,7 @@ def _build(cfg: AccelConfig) -> Schedule:
     mm = _memory_map(cfg)
     G = ceil_div(NC, R) if mp else 1
     group_rows = tuple([R] * (G - 1) + [NC - (G - 1) * R]) if mp else (R,)
-    share = mp and cfg.label_share
+    share = cfg.share_layer1
     layer_passes, head_passes = [], []
     for l, (n_in, n_out) in enumerate(zip(cfg.fan_in, cfg.layers)):
         shared = share and l == 0

@@ -48,7 +48,7 @@ def golden_throughput(net, cfg, ds, n: int = 2000) -> dict:
     t = time.perf_counter(); a @ b; mm = time.perf_counter() - t
     mm_macs = 2000 ** 3 / mm
     from ffaccel.model.exits import layer_macs
-    macs = sum(layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, cfg.label_share))
+    macs = sum(layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, cfg.share_layer1))
     return {"samples": n, "threads": torch.get_num_threads(),
             "full_samples_per_s": round(n / full_s, 1), "exit_samples_per_s": round(n / exit_s, 1),
             "golden_macs_per_s": round(n * macs / full_s / 1e9, 3),

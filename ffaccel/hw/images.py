@@ -11,13 +11,18 @@ from ..schedule import schedule
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
-def _tile_words(w: np.ndarray, cols: int) -> np.ndarray:
-    """W (n_out, n_in) -> (tiles * n_in, cols): word t*n_in + k holds W[t*cols + c, k]."""
+def tile_weights(w: np.ndarray, cols: int) -> np.ndarray:
+    """W (n_out, n_in) -> (tiles, n_in, cols), zero padded: [t, k, c] = W[t*cols + c, k]."""
     n_out, n_in = w.shape
     tiles = -(-n_out // cols)
     pad = np.zeros((tiles * cols, n_in), dtype=np.int64)
     pad[:n_out] = w
-    return pad.reshape(tiles, cols, n_in).transpose(0, 2, 1).reshape(tiles * n_in, cols)
+    return pad.reshape(tiles, cols, n_in).transpose(0, 2, 1)
+
+
+def _tile_words(w: np.ndarray, cols: int) -> np.ndarray:
+    """W (n_out, n_in) -> (tiles * n_in, cols): word t*n_in + k holds W[t*cols + c, k]."""
+    return tile_weights(w, cols).reshape(-1, cols)
 
 
 def _tile_bias(b: np.ndarray, cols: int) -> np.ndarray:

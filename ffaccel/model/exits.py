@@ -92,8 +92,7 @@ def exit_report(exit_layer: np.ndarray, label: np.ndarray, label_full: np.ndarra
                 cfg) -> dict:
     """Accuracy and MAC figures of an exit decision (keys of ``ffaccel.eval --json``)."""
     nl = cfg.n_layers
-    share = cfg.label_share if cfg.mode == "mp" else False
-    per = np.cumsum(layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, share))
+    per = np.cumsum(layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, cfg.share_layer1))
     per_ns = np.cumsum(layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, False))
     hist = np.bincount(exit_layer, minlength=nl + 1)[1:]
     macs = float(per[exit_layer - 1].mean())

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import AccelConfig
-from ..hw.memmap import ceil_div, memory_map
+from ..hw.images import tile_weights
 from ..model.embed import embed_all, embed_neutral
 from ..model.exits import layer_macs
 from ..model.golden import QuantModel
-from .cycles import inference_cycles
+from ..schedule import schedule
 
 COMPONENTS = ("weight_bus", "act_read", "array_x", "pe_acc", "pe_shadow", "act_write")
 
@@ -94,8 +94,7 @@ class _State:
         self.w = np.zeros(cfg.cols, dtype=np.int64)
         self.acc = np.zeros((cfg.rows, cfg.cols), dtype=np.int64)
         self.shadow = np.zeros((cfg.rows, cfg.cols), dtype=np.int64)
-        nb = cfg.classes if cfg.mode == "mp" else cfg.rows
-        self.bank = np.zeros((2, nb, cfg.cols), dtype=np.int64)
+        self.bank = np.zeros((2, schedule(cfg).banks, cfg.cols), dtype=np.int64)
 
 
 class PerfModel:
@@ -103,23 +102,14 @@ class PerfModel:
 
     def __init__(self, qm: QuantModel):
         self.qm, self.cfg = qm, qm.cfg
-        self.mm = memory_map(self.cfg)
+        self.sched = schedule(self.cfg)
+        self.mm = self.sched.memory
         cfg = self.cfg
         # weights of every pass as (tiles, n_in, cols): word t*n_in + k of the memory map
-        self._wt = [self._tile_weights(w) for w in qm.weights]
-        self._ht = [self._tile_weights(h) for h in qm.heads]
-        share = cfg.mode == "mp" and cfg.label_share
-        self._macs = layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, share)
+        self._wt = [tile_weights(w, cfg.cols) for w in qm.weights]
+        self._ht = [tile_weights(h, cfg.cols) for h in qm.heads]
+        self._macs = layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, cfg.share_layer1)
         self.state = _State(cfg)
-
-    def _tile_weights(self, w: np.ndarray) -> np.ndarray:
-        """(n_out, n_in) -> (tiles, n_in, cols), zero padded."""
-        C = self.cfg.cols
-        n_out, n_in = w.shape
-        t = ceil_div(n_out, C)
-        pad = np.zeros((t * C, n_in), dtype=np.int64)
-        pad[:n_out] = w
-        return pad.reshape(t, C, n_in).transpose(0, 2, 1)
 
     # ------------------------------------------------------------------ one pass
     def _pass(self, wt: np.ndarray, X: np.ndarray, rows: list[int], banks: list[tuple[int, np.ndarray]], *,
@@ -203,10 +193,10 @@ class PerfModel:
     # ------------------------------------------------------------------ inference
     def mp_sample(self, x: np.ndarray, acts: list[np.ndarray], exit_layer: int, toggles: bool = True) -> Counters:
         """One MP inference: ``x`` (D,) input codes, ``acts[l]`` (classes, n_l) golden activations."""
-        cfg = self.cfg
+        cfg, sched = self.cfg, self.sched
         R, C, NC, A = cfg.rows, cfg.cols, cfg.classes, cfg.abits
         cnt = Counters()
-        cnt.cycles = inference_cycles(cfg, exit_layer)["total"]
+        cnt.cycles = sched.inference_cycles(exit_layer)["total"]
         cnt.macs = int(sum(self._macs[:exit_layer]))
         copies0 = embed_all(x[None, :], cfg)[0]                          # (NC, D)
         if toggles:
@@ -215,17 +205,19 @@ class PerfModel:
             before, cbefore = dict(cnt.toggles), cnt.snapshot()
             # without toggles only the shapes matter: the operands need not be known
             X = copies0 if layer == 0 or not toggles else acts[layer - 1]
-            src = layer % 2
-            if layer == 0 and cfg.label_share:
-                self._pass(self._wt[0], X[:1], [0], [(0, x)], k_lo=NC, k_hi=cfg.inputs, label_words=NC,
-                           set_=0, period=NC + max(cfg.inputs - NC, NC), toggles=toggles, cnt=cnt)
+            p = sched.layer_passes[layer]
+            if p.shared:
+                # the image streams through row 0; the label words follow each tile
+                self._pass(self._wt[0], X[:1], [0], [(0, x)], k_lo=p.k_first, k_hi=p.k_first + p.k,
+                           label_words=p.label_words, set_=p.src, period=p.period(p.groups[0]),
+                           toggles=toggles, cnt=cnt)
             else:
-                for g in range(ceil_div(NC, R)):
-                    rows = list(range(min(R, NC - g * R)))
-                    Xg = X[g * R: g * R + len(rows)]
+                for g, n in enumerate(p.groups):
+                    rows = list(range(n))
+                    Xg = X[g * R: g * R + n]
                     banks = [(0, x)] if layer == 0 else [(g * R + r, Xg[r]) for r in rows]
-                    self._pass(self._wt[layer], Xg, rows, banks, k_lo=0, k_hi=cfg.fan_in[layer], label_words=0,
-                               set_=src, period=max(cfg.fan_in[layer], len(rows)), toggles=toggles, cnt=cnt)
+                    self._pass(self._wt[layer], Xg, rows, banks, k_lo=0, k_hi=p.n_in, label_words=0,
+                               set_=p.src, period=p.period(n), toggles=toggles, cnt=cnt)
             drained = NC * self.mm.tiles[layer]
             cnt.drained_rows += drained
             cnt.act_writes += drained
@@ -241,12 +233,12 @@ class PerfModel:
     def op_batch(self, xs: np.ndarray, acts: list[np.ndarray], exit_layers: np.ndarray,
                  toggles: bool = True) -> Counters:
         """One OP batch: ``xs`` (b, D), ``acts[l]`` (b, n_l), per-sample exit layers."""
-        cfg = self.cfg
+        cfg, sched = self.cfg, self.sched
         C, A = cfg.cols, cfg.abits
         b = len(xs)
         deepest = int(exit_layers.max())
         cnt = Counters()
-        cnt.cycles = inference_cycles(cfg, deepest, batch=b)["total"]
+        cnt.cycles = sched.inference_cycles(deepest, b)["total"]
         cnt.macs = int(sum(sum(self._macs[:e]) for e in exit_layers))
         x0 = embed_neutral(xs, cfg)
         if toggles:
@@ -257,12 +249,11 @@ class PerfModel:
             X = x0 if layer == 0 or not toggles else acts[layer - 1]
             held = xs if layer == 0 or not toggles else acts[layer - 1]
             hacts = acts[layer] if toggles else np.zeros((b, cfg.layers[layer]), dtype=np.int64)
+            p, h = sched.layer_passes[layer], sched.head_passes[layer]
             self._pass(self._wt[layer], X[live], live, [(r, held[r]) for r in live], k_lo=0,
-                       k_hi=cfg.fan_in[layer], label_words=0, set_=layer % 2,
-                       period=max(cfg.fan_in[layer], b), toggles=toggles, cnt=cnt)
+                       k_hi=p.n_in, label_words=0, set_=p.src, period=p.period(b), toggles=toggles, cnt=cnt)
             self._pass(self._ht[layer], hacts[live], live, [(r, hacts[r]) for r in live], k_lo=0,
-                       k_hi=cfg.layers[layer], label_words=0, set_=(layer + 1) % 2,
-                       period=max(cfg.layers[layer], b), toggles=toggles, cnt=cnt)
+                       k_hi=h.n_in, label_words=0, set_=h.src, period=h.period(b), toggles=toggles, cnt=cnt)
             drained = b * (self.mm.tiles[layer] + self.mm.head_tiles)
             cnt.drained_rows += drained
             cnt.act_writes += len(live) * self.mm.tiles[layer]

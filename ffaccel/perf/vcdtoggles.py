@@ -1,10 +1,10 @@
 """Bit toggles per component counted from an RTL VCD (the reference for the activity
-model's predictions). Parsing uses pyvcd's reader.
+model's predictions), with a small streaming reader of its own (see :func:`count_toggles`).
 
 Components are matched by scope and variable name as the engine names them: PE scopes
 ``pe_<r>_<c>`` (``acc`` accumulator, ``result`` shadow), the array's row operands
-``x__<r>``, the engine's ``w_data`` port and the activation-bank memories ``act<s>_<b>``
-(their read-port data, then write-port data).
+``x__<r>``, the engine's weight-memory data ``wmem__data`` and the activation-bank
+memories ``act<s>_<b>`` (their read-port data, then write-port data).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _match(scopes: tuple[str, ...], name: str, order: int) -> str | None:
             return "pe_shadow"
     if leaf == "array" and re.fullmatch(r"x__\d+", name):
         return "array_x"
-    if leaf == "engine" and name == "w_data":
+    if leaf == "engine" and name == "wmem__data":
         return "weight_bus"
     if re.fullmatch(r"act\d_\d+", leaf) and "data" in name:
         return "act_read" if order == 0 else "act_write"
@@ -35,9 +35,9 @@ def count_toggles(path: str | Path) -> dict[str, int]:
     """Total bit toggles per component over the whole VCD (initial values excluded;
     one value per signal per time step).
 
-    A small streaming reader: pyvcd's tokenizer rejects the ``$``-prefixed variable names
-    that Amaranth's simulator writes (``$signature__data``), so the few VCD constructs
-    needed here (scope, var, value changes) are read directly.
+    Not pyvcd: its tokenizer rejects the ``$``-prefixed variable names that Amaranth's
+    simulator writes (``$signature__data``), so the few VCD constructs needed here (scope,
+    var, value changes) are read directly.
     """
     comp_of: dict[str, str] = {}
     scopes: list[str] = []
