@@ -5,22 +5,24 @@
   the :class:`~ffaccel.config.AccelConfig` (file first, flags override).
 * :func:`run_main` turns any :class:`FFAccelError` into ``prog: error: ...`` on stderr
   and exit status 2, with no traceback.
+
+This is the top layer: library modules never import it. :class:`FFAccelError`
+(``ffaccel.errors``) and the atomic writes (``ffaccel.fsutil``) live below and are
+re-exported here for the command-line tools.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .config import AccelConfig, ConfigError, load_config_file, parse_layers
+from .errors import FFAccelError
+from .fsutil import atomic_write_bytes, atomic_write_text
 
-
-class FFAccelError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
+__all__ = ["FFAccelError", "atomic_write_bytes", "atomic_write_text", "make_parser", "add_config_args",
+           "config_from_args", "run_main"]
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -90,23 +92,3 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())

@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 
-from ..cli import FFAccelError, atomic_write_bytes
 from ..config import AccelConfig, ConfigError
+from ..errors import FFAccelError
+from ..fsutil import atomic_write_bytes
 from .ff import FFNet
 
 FORMAT = "ffaccel-checkpoint-1"
