@@ -1,8 +1,9 @@
 """Shared command-line plumbing for every ``python -m ffaccel.<tool>``.
 
 * :func:`make_parser` gives an argparse parser whose errors are one line, no usage dump.
-* :func:`add_config_args` adds the shared config flags; :func:`config_from_args` builds
-  the :class:`~ffaccel.config.AccelConfig` (file first, flags override).
+* :func:`add_config_args` adds the shared config flags; :func:`config_overrides` turns
+  them into a plain dict of config keys (file first, flags override), the form the library
+  takes; :func:`config_from_args` builds the :class:`~ffaccel.config.AccelConfig`.
 * :func:`run_main` turns any :class:`FFAccelError` into ``prog: error: ...`` on stderr
   and exit status 2, with no traceback.
 
@@ -22,7 +23,7 @@ from .errors import FFAccelError
 from .fsutil import atomic_write_bytes, atomic_write_text
 
 __all__ = ["FFAccelError", "atomic_write_bytes", "atomic_write_text", "make_parser", "add_config_args",
-           "config_from_args", "run_main"]
+           "config_overrides", "config_from_args", "run_main"]
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -64,11 +65,10 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
                    help="MP: run every label copy of layer 1 in full (no W1 x_img sharing)")
 
 
-def config_from_args(args: argparse.Namespace, base: AccelConfig | None = None,
-                     **overrides: Any) -> AccelConfig:
-    """Build the config: ``base`` (or defaults) < ``--config`` file < flags < ``overrides``."""
-    data: dict[str, Any] = base.to_dict() if base is not None else {}
-    data.pop("schema", None)
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config keys the command line sets, as a plain dict: the ``--config`` file's
+    keys, then the flags given (absent flags are absent)."""
+    data: dict[str, Any] = {}
     if getattr(args, "config", None):
         data.update(load_config_file(args.config))
     if getattr(args, "layers", None) is not None:
@@ -77,6 +77,15 @@ def config_from_args(args: argparse.Namespace, base: AccelConfig | None = None,
         value = getattr(args, key, None)
         if value is not None:
             data[key] = value
+    return data
+
+
+def config_from_args(args: argparse.Namespace, base: AccelConfig | None = None,
+                     **overrides: Any) -> AccelConfig:
+    """Build the config: ``base`` (or defaults) < ``--config`` file < flags < ``overrides``."""
+    data: dict[str, Any] = base.to_dict() if base is not None else {}
+    data.pop("schema", None)
+    data.update(config_overrides(args))
     data.update(overrides)
     return AccelConfig.from_dict(data)
 
