@@ -23,7 +23,7 @@ from .errors import FFAccelError
 from .fsutil import atomic_write_bytes, atomic_write_text
 
 __all__ = ["FFAccelError", "atomic_write_bytes", "atomic_write_text", "make_parser", "add_config_args",
-           "config_overrides", "config_from_args", "run_main"]
+           "config_overrides", "config_from_args", "workload_from_args", "run_main"]
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -88,6 +88,15 @@ def config_from_args(args: argparse.Namespace, base: AccelConfig | None = None,
     data.update(config_overrides(args))
     data.update(overrides)
     return AccelConfig.from_dict(data)
+
+
+def workload_from_args(args: argparse.Namespace):
+    """The workload of the flags shared by ``ffaccel.perf`` and ``ffaccel.energy``
+    (``--checkpoint --dataset --limit`` or ``--samples --seed``, and the config flags)."""
+    from .perf.report import load_workload       # lazy: gen and lint need none of it
+    return load_workload(config_overrides(args), checkpoint=args.checkpoint, dataset=args.dataset,
+                         limit=args.limit, seed=args.seed, samples=args.samples,
+                         k=getattr(args, "exit_k", None))
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
