@@ -20,7 +20,7 @@ from ..hw.memmap import ceil_div, memory_map
 from ..model.exits import layer_macs
 from ..model.golden import GoldenModel
 from ..perf.activity import COMPONENTS, PerfModel
-from ..perf.cycles import inference_cycles
+from ..schedule import schedule
 from ..workload import Workload
 from .coeffs import Coeffs
 
@@ -58,7 +58,9 @@ def profile(wl: Workload, toggle_samples: int) -> Profile:
     gm = GoldenModel(qm)
     n = min(len(wl.x), max(1, toggle_samples))
     mp = cfg.mode == "mp"
-    units = [wl.x[i:i + 1] for i in range(n)] if mp else [wl.x[i:i + cfg.rows] for i in range(0, n, cfg.rows)]
+    sch = schedule(cfg)
+    # the workload's first inferences (MP samples, OP batches) that cover n samples
+    units = [wl.x[lo:lo + size] for lo, size in sch.batches(len(wl.x))][:ceil_div(n, sch.batch_size)]
     tog = [dict.fromkeys(COMPONENTS, 0.0) for _ in range(L)]
     counts, load = None, 0.0
     for xb in units:
@@ -71,9 +73,9 @@ def profile(wl: Workload, toggle_samples: int) -> Profile:
             for k in COMPONENTS:
                 tog[layer][k] += c.layer_toggles[layer][k] / len(units)
         load += (sum(c.toggles.values()) - sum(sum(t.values()) for t in c.layer_toggles)) / len(units)
-        if counts is None or (not mp and len(xb) == cfg.rows):
+        if counts is None or (not mp and len(xb) == sch.batch_size):   # OP: a full batch's counts
             counts = c.layer_counts
-    full = inference_cycles(cfg, L, batch=None if mp else cfg.rows)
+    full = sch.inference_cycles(L, sch.batch_size)
     return Profile(cfg, tog, counts, [l["cycles"] for l in full["layers"]], full["setup"], load, n)
 
 
@@ -88,7 +90,7 @@ class EnergyModel:
             self.e_weight = coeffs.dram_access_pj(C * W)
         else:
             self.e_weight = coeffs.sram_access_pj(max(cfg.sram_kib * 1024, self.weight_bytes), C * W)
-        nb = cfg.classes if cfg.mode == "mp" else cfg.rows
+        nb = schedule(cfg).banks          # activation banks per set (MP: classes; OP: rows)
         depth = ceil_div(max((cfg.inputs,) + cfg.layers), C)
         self.bank_bytes = depth * C * A / 8
         self.e_act = coeffs.sram_access_pj(self.bank_bytes, C * A)
@@ -123,7 +125,7 @@ class EnergyModel:
 
     def setup(self, prof: Profile) -> dict:
         cfg = self.cfg
-        per = cfg.inputs * (1 if cfg.mode == "mp" else cfg.rows)      # lane writes while loading
+        per = cfg.inputs * schedule(cfg).batch_size      # lane writes while loading
         e = dict.fromkeys(ENERGY_COMPONENTS, 0.0)
         e["act_write_data"] = prof.load_toggles * self.e_reg
         e["act_mem"] = per * self.c.sram_access_pj(self.bank_bytes, cfg.abits)
