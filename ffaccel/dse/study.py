@@ -139,3 +139,14 @@ def enqueue_grid(space: Space, study) -> int:
     return n
 
 
+def collect(space: Space, study) -> list[dict]:
+    """One row (trial, design, metrics, point key, worker) per design of ``space`` with a
+    completed evaluation in ``study``, in trial order."""
+    rows = []
+    for t in _completed(study).values():
+        if t.user_attrs["point_key"] != space.point_key(t.params):
+            continue            # measured on another checkpoint, recipe or space text: stale
+        rows.append({"trial": t.number, **t.params, **{m: t.user_attrs[m] for m in METRICS},
+                     "point_key": t.user_attrs["point_key"], "worker": t.user_attrs.get("worker", "")})
+    rows.sort(key=lambda r: r["trial"])
+    return rows
