@@ -24,7 +24,7 @@ from typing import Sequence
 from ..cli import FFAccelError, make_parser, run_main
 from .pareto import pareto, write_outputs
 from .space import load_space
-from .study import _study, collect, enqueue_grid, fail_dead_local_trials, worker
+from .study import _study, collect, enqueue_grid, fail_dead_local_trials, fail_stale_trials, worker
 
 # collect, pareto: re-exported from the library (ffaccel.dse.study, ffaccel.dse.pareto)
 __all__ = ["main", "collect", "pareto"]
@@ -54,9 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         study = _study(space, url, create=True)
+    except FFAccelError:
+        raise
     except Exception as e:  # a bad URL, an unreachable server
         raise FFAccelError(f"storage {url!r} cannot be opened: {str(e).splitlines()[0]}") from None
-    from optuna.storages import fail_stale_trials
     fail_dead_local_trials(study, local_store=url.startswith("sqlite"))
     fail_stale_trials(study)
     before = len(collect(space, study))

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 
+from .optuna_compat import check_version, fail_stale_trials, fail_trial
 from .space import METRICS, Space, load_space
+
+__all__ = ["collect", "enqueue_grid", "fail_dead_local_trials", "fail_stale_trials", "worker"]
 
 HEARTBEAT_S = 10
 
@@ -20,6 +23,7 @@ def _study(space: Space, url: str, create: bool):
     import warnings
 
     import optuna
+    check_version()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     dirs = ["maximize" if o.endswith(":max") else "minimize" for o in space.objectives]
@@ -107,7 +111,7 @@ def fail_dead_local_trials(study, local_store: bool) -> int:
         h, _, pid = who.partition(":")
         dead = (h == host and pid.isdigit() and not _alive(int(pid))) or (local_store and not who)
         if dead:
-            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            fail_trial(study, t)
             n += 1
     return n
 
