@@ -3,7 +3,7 @@ command-line runs.
 
 Tests that need *a* trained network (the checkpoint paths of perf, energy, eval, train
 --init and the DSE) share ``digits_ckpt``: trained once, in-process, through the library
-(``ffaccel.model.training.fit``), well under a second. Tests that need an accurate network
+(``ffaccel.model.training.fit``); the training itself takes well under a second. Tests that need an accurate network
 train their own (tests/test_model.py).
 """
 
@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-# the network of digits_ckpt; tests that build matching configs or spaces read it from here
+# the network of digits_ckpt (tests that use it spell it "2x16")
 DIGITS_LAYERS = (16, 16)
 DIGITS_HYPER = {"epochs": 8, "head_epochs": 8, "seed": 0, "lr": 0.03, "theta": 2.0, "batch": 32,
                 "hard_negatives": 0.5, "limit": None, "threads": 1}
