@@ -1,26 +1,29 @@
 """Shared command-line plumbing for every ``python -m ffaccel.<tool>``.
 
 * :func:`make_parser` gives an argparse parser whose errors are one line, no usage dump.
-* :func:`add_config_args` adds the shared config flags; :func:`config_from_args` builds
-  the :class:`~ffaccel.config.AccelConfig` (file first, flags override).
+* :func:`add_config_args` adds the shared config flags; :func:`config_overrides` turns
+  them into a plain dict of config keys (file first, flags override), the form the library
+  takes; :func:`config_from_args` builds the :class:`~ffaccel.config.AccelConfig`.
 * :func:`run_main` turns any :class:`FFAccelError` into ``prog: error: ...`` on stderr
   and exit status 2, with no traceback.
+
+This is the top layer: library modules never import it. :class:`FFAccelError`
+(``ffaccel.errors``) and the atomic writes (``ffaccel.fsutil``) live below and are
+re-exported here for the command-line tools.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .config import AccelConfig, ConfigError, load_config_file, parse_layers
+from .errors import FFAccelError
+from .fsutil import atomic_write_bytes, atomic_write_text
 
-
-class FFAccelError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
+__all__ = ["FFAccelError", "atomic_write_bytes", "atomic_write_text", "make_parser", "add_config_args",
+           "config_overrides", "config_from_args", "workload_from_args", "run_main"]
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -62,11 +65,10 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
                    help="MP: run every label copy of layer 1 in full (no W1 x_img sharing)")
 
 
-def config_from_args(args: argparse.Namespace, base: AccelConfig | None = None,
-                     **overrides: Any) -> AccelConfig:
-    """Build the config: ``base`` (or defaults) < ``--config`` file < flags < ``overrides``."""
-    data: dict[str, Any] = base.to_dict() if base is not None else {}
-    data.pop("schema", None)
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config keys the command line sets, as a plain dict: the ``--config`` file's
+    keys, then the flags given (absent flags are absent)."""
+    data: dict[str, Any] = {}
     if getattr(args, "config", None):
         data.update(load_config_file(args.config))
     if getattr(args, "layers", None) is not None:
@@ -75,8 +77,26 @@ def config_from_args(args: argparse.Namespace, base: AccelConfig | None = None,
         value = getattr(args, key, None)
         if value is not None:
             data[key] = value
+    return data
+
+
+def config_from_args(args: argparse.Namespace, base: AccelConfig | None = None,
+                     **overrides: Any) -> AccelConfig:
+    """Build the config: ``base`` (or defaults) < ``--config`` file < flags < ``overrides``."""
+    data: dict[str, Any] = base.to_dict() if base is not None else {}
+    data.pop("schema", None)
+    data.update(config_overrides(args))
     data.update(overrides)
     return AccelConfig.from_dict(data)
+
+
+def workload_from_args(args: argparse.Namespace):
+    """The workload of the flags shared by ``ffaccel.perf`` and ``ffaccel.energy``
+    (``--checkpoint --dataset --limit`` or ``--samples --seed``, and the config flags)."""
+    from .perf.report import load_workload       # lazy: gen and lint need none of it
+    return load_workload(config_overrides(args), checkpoint=args.checkpoint, dataset=args.dataset,
+                         limit=args.limit, seed=args.seed, samples=args.samples,
+                         k=getattr(args, "exit_k", None))
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
@@ -90,23 +110,3 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())

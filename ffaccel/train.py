@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
-
-import torch
 
 from .cli import FFAccelError, add_config_args, config_from_args, make_parser, run_main
 from .data import DataError, load_dataset
 from .model.checkpoint import save_checkpoint
-from .model.embed import input_codes
-from .model.exits import apply_exit, calibrate, exit_report
-from .model.ff import TRAIN_RECIPE, FFNet, train_ff, train_heads
-from .model.golden import GoldenModel
-from .model.quant import calibrate_integer, choose_formats, quantize
+from .model.training import fit
+
+__all__ = ["build_parser", "main", "fit"]    # fit: re-exported from ffaccel.model.training
 
 PROG = "ffaccel.train"
 
@@ -54,56 +49,6 @@ def build_parser():
 def _check_positive(name: str, v: float | int | None, lo: float = 1) -> None:
     if v is not None and not v >= lo:
         raise FFAccelError(f"{name}={v} out of range (allowed: >= {lo})")
-
-
-def fit(ds, cfg, hyper: dict, progress: bool = True):
-    """Train, quantise and calibrate; returns (net, quantised config, provenance meta).
-
-    ``hyper``: epochs, head_epochs, seed, lr, theta, batch, hard_negatives, limit, threads.
-    """
-    torch.set_num_threads(hyper["threads"])
-    xtr, ytr = input_codes(ds.x_train, cfg), ds.y_train
-    if hyper.get("limit"):
-        xtr, ytr = xtr[: hyper["limit"]], ytr[: hyper["limit"]]
-    xva, xte = input_codes(ds.x_val, cfg), input_codes(ds.x_test, cfg)
-
-    net = FFNet(cfg, seed=hyper["seed"])
-    if hyper.get("init"):
-        from .model.checkpoint import check_compatible, load_checkpoint
-        init_net, init_cfg, _ = load_checkpoint(hyper["init"])
-        check_compatible(init_cfg, cfg, hyper["init"])
-        net.load_state_dict(init_net.state_dict())
-    log = train_ff(net, xtr, ytr, epochs=hyper["epochs"], seed=hyper["seed"], lr=hyper["lr"],
-                   theta=hyper["theta"], batch=hyper["batch"], hard_negatives=hyper["hard_negatives"],
-                   progress=progress)
-    head_s = 0.0
-    if cfg.mode == "op":
-        head_s = train_heads(net, xtr, ytr, epochs=hyper["head_epochs"], seed=hyper["seed"],
-                             batch=hyper["batch"], progress=progress)
-
-    # float accuracy with the float thresholds
-    fs_val, fs_te = net.scores(xva), net.scores(xte)
-    fth = calibrate(fs_val, ds.y_val, cfg.exit_policy, cfg.exit_k, cfg.classes)
-    el, lab = apply_exit(fs_te, cfg.exit_policy, fth)
-    float_rep = exit_report(el, lab, fs_te[:, -1].argmax(1), ds.y_test, cfg)
-
-    # integer formats + thresholds
-    ncal = min(len(xtr), 2000)
-    qcfg = choose_formats(net, xtr[:ncal], ytr[:ncal])
-    qm = calibrate_integer(quantize(net, qcfg), xva, ds.y_val)
-    res = GoldenModel(qm).run(xte)
-    int_rep = exit_report(res.exit_layer, res.label, res.label_full, ds.y_test, qm.cfg)
-    meta = {
-        "dataset": ds.provenance,
-        "train": {**hyper, "train_samples": int(len(xtr)), "seconds": round(log.seconds + head_s, 1),
-                  "seconds_per_epoch": round(log.train_seconds_per_epoch, 2),
-                  "loss": [round(v, 6) for v in log.loss], "torch": torch.__version__,
-                  "recipe": TRAIN_RECIPE},
-        "float": float_rep,
-        "integer": int_rep,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    return net, qm.cfg, meta
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .cli import FFAccelError, add_config_args, config_from_args, make_parser, run_main
+from .cli import FFAccelError, add_config_args, config_from_args, config_overrides, make_parser, run_main
 from .config import AccelConfig
 from .sim.faults import FAULTS
 
@@ -85,7 +85,7 @@ def checkpoint_samples(args, n: int):
     from .workload import dataset_workload
     if not args.dataset:
         raise FFAccelError("--checkpoint needs --dataset (the test images to verify)")
-    _, cfg = checkpoint_config(args.checkpoint, args)
+    _, cfg = checkpoint_config(args.checkpoint, config_overrides(args))
     wl = dataset_workload(args.checkpoint, args.dataset, n, overrides=cfg, k=getattr(args, "exit_k", None))
     return wl.qm, np.asarray(wl.x, dtype=np.int64), wl.y
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cli import FFAccelError
+from .errors import FFAccelError
 from .config import AccelConfig
 from .model.golden import GoldenModel, QuantModel
 

@@ -122,7 +122,7 @@ RTL_CONFIGS = {
 def bench_rtl(name: str = "verify-default") -> dict:
     """perf vs cocotb + Verilator on the same config, seed and samples."""
     from ffaccel.cli import config_from_args
-    from ffaccel.perf.__main__ import analyse
+    from ffaccel.perf.report import analyse
     from ffaccel.verify import build_parser
     from ffaccel.workload import random_workload
     flags, samples = RTL_CONFIGS[name]
@@ -163,7 +163,7 @@ def bench_rtl(name: str = "verify-default") -> dict:
 
 
 def bench_mnist(checkpoint: str, toggle_samples: int) -> dict:
-    from ffaccel.perf.__main__ import analyse
+    from ffaccel.perf.report import analyse
     from ffaccel.workload import dataset_workload
     t0 = time.perf_counter()
     wl = dataset_workload(checkpoint, "mnist", None, overrides=None)

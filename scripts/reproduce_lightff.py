@@ -24,7 +24,7 @@ import numpy as np
 from ffaccel.cli import FFAccelError, atomic_write_text, run_main
 from ffaccel.config import AccelConfig, parse_layers
 from ffaccel.data import load_dataset
-from ffaccel.eval import report_for_k, score_splits
+from ffaccel.model.evaluation import report_for_k, score_splits
 from ffaccel.model.cache import cached_fit
 from ffaccel.model.embed import input_codes
 from ffaccel.model.golden import GoldenModel

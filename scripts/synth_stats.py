@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from ffaccel.cli import FFAccelError, add_config_args, atomic_write_text, config_from_args, make_parser, run_main
-from ffaccel.gen import ENGINE, engine_verilog
-from ffaccel.hw.memmap import ceil_div
+from ffaccel.hw.generate import ENGINE, engine_verilog
+from ffaccel.schedule import schedule
 
 PROG = "synth_stats"
 FLOW = ("read_verilog {src}; synth -top {top} -run begin:fine; opt -fast -full; techmap; opt -fast; "
@@ -52,12 +52,11 @@ def synth(cfg, timeout: int = 3600) -> dict:
     by_type = dict(sorted(design["num_cells_by_type"].items()))
     ffs = sum(v for k, v in by_type.items() if "DFF" in k)
     mems = sum(v for k, v in by_type.items() if k.startswith("$mem"))
-    nb = cfg.classes if cfg.mode == "mp" else cfg.rows
-    depth = ceil_div(max((cfg.inputs,) + cfg.layers), cfg.cols)
+    sched = schedule(cfg)
     return {
         "config": cfg.summary(), "config_hash": cfg.hash(),
         "cells": design["num_cells"], "flip_flops": ffs, "logic_cells": design["num_cells"] - ffs - mems,
-        "memories": mems, "memory_bits": 2 * nb * depth * cfg.cols * cfg.abits,
+        "memories": mems, "memory_bits": 2 * sched.banks * sched.bank_depth * cfg.act_word_bits,
         "pes": cfg.rows * cfg.cols, "cells_by_type": by_type, "yosys_seconds": round(dt, 1),
     }
 

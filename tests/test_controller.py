@@ -5,7 +5,6 @@ inference runs to the last layer): per pass the controller must issue, for every
 group and tile, the inputs ``k_first .. k_first + k - 1`` (``first``/``last`` on the ends),
 then the pass's label words, and start tiles exactly one tile period apart."""
 
-import numpy as np
 import pytest
 from amaranth.sim import Simulator
 

@@ -1,5 +1,6 @@
 """DSE: space validation, resumable after SIGKILL with no repeated evaluation, two workers on
-a real PostgreSQL server with no duplicated evaluation."""
+a real PostgreSQL server with no duplicated evaluation, the Optuna adapter. The sweeps
+measure the session's shared digits checkpoint (tests/conftest.py), so none of them trains."""
 
 import json
 import os
@@ -13,16 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from ffaccel.cli import FFAccelError
-from ffaccel.dse.__main__ import pareto
+from ffaccel.dse.pareto import pareto
 from ffaccel.dse.space import METRICS, load_space
+from ffaccel.errors import FFAccelError
 
 SPACE = """
 [workload]
 dataset = "digits"
 layers = "2x16"
-epochs = 2
-batch = 64
+checkpoint = "{ckpt}"
 limit = {limit}
 toggle_samples = 1
 [base]
@@ -38,9 +38,9 @@ objectives = ["accuracy:max", "energy_pj:min", "latency_cycles:min", "area_cells
 """
 
 
-def _space(tmp_path, limit=60, ks="[0.5, 2.0]", name="s"):
+def _space(tmp_path, ckpt, limit=60, ks="[0.5, 2.0]", name="s"):
     p = tmp_path / f"{name}.toml"
-    p.write_text(SPACE.format(limit=limit, ks=ks))
+    p.write_text(SPACE.format(limit=limit, ks=ks, ckpt=ckpt))
     return p
 
 
@@ -80,17 +80,17 @@ def test_space_validation(tmp_path):
         (tmp_path / "b.toml").write_text(text)
         with pytest.raises(FFAccelError, match=frag):
             load_space(tmp_path / "b.toml")
-    sp = load_space(_space(tmp_path))
+    sp = load_space(_space(tmp_path, "none.ckpt"))
     assert len(sp.grid()) == 16 and sp.config(sp.grid()[0]).rows == 2
 
 
 def test_point_keys_follow_the_checkpoint_bytes(tmp_path):
     """A replaced checkpoint at the same path must not reuse the old designs' results."""
     import optuna
-    from ffaccel.dse.__main__ import collect
+    from ffaccel.dse.study import collect
     ck = tmp_path / "net.ckpt"
     ck.write_bytes(b"first network")
-    text = SPACE.format(limit=60, ks="[1.0]").replace('epochs = 2', f'checkpoint = "{ck}"')
+    text = SPACE.format(limit=60, ks="[1.0]", ckpt=ck)
     (tmp_path / "c.toml").write_text(text)
     old = load_space(tmp_path / "c.toml")
     point = old.grid()[0]
@@ -116,22 +116,24 @@ def test_pareto_front():
     assert len(pareto(rows, ("a:max", "b:max"))) == 2
 
 
-def test_grid_run_and_rerun_evaluates_nothing_twice(tmp_path, env):
-    sp, db = _space(tmp_path), tmp_path / "s.db"
+def test_grid_run_and_rerun_evaluates_nothing_twice(tmp_path, env, cli, digits_ckpt):
+    """The one plain subprocess run of python -m ffaccel.dse; the rerun runs in process."""
+    sp, db = _space(tmp_path, digits_ckpt), tmp_path / "s.db"
     r = _dse("--space", str(sp), "--store", str(db), "--out", str(tmp_path / "out"), "--json", env=env)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["points"] == 16 and out["new"] == 16 and out["pareto"]
     assert sorted(os.listdir(tmp_path / "out")) == ["s_pareto_energy_accuracy.png", "s_pareto_latency_area.png",
                                                     "s_points.csv"]
-    r = _dse("--space", str(sp), "--store", str(db), "--out", str(tmp_path / "out"), "--json", env=env)
+    assert not os.listdir(env["FFACCEL_CACHE"])          # measured the given checkpoint: no training
+    r = cli("dse", "--no-progress", "--space", str(sp), "--store", str(db), "--out", str(tmp_path / "out"), "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["new"] == 0
     keys = [k for _, k in _evaluated(db)]
     assert len(keys) == len(set(keys)) == 16
 
 
-def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path, env):
-    sp, db = _space(tmp_path, limit=359, ks="[0.5, 1.0, 2.0]"), tmp_path / "k.db"
+def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path, env, cli, digits_ckpt):
+    sp, db = _space(tmp_path, digits_ckpt, limit=359, ks="[0.5, 1.0, 2.0]"), tmp_path / "k.db"
     proc = subprocess.Popen([sys.executable, "-m", "ffaccel.dse", "--no-progress", "--space", str(sp), "--store",
                              str(db), "--out", str(tmp_path / "o")], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -150,7 +152,7 @@ def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path, env):
     proc.wait()
     assert 3 <= len(done) < 24, "the sweep should have been killed half-way"
     before = _evaluated(db)
-    r = _dse("--space", str(sp), "--store", str(db), "--out", str(tmp_path / "o"), "--json", env=env)
+    r = cli("dse", "--no-progress", "--space", str(sp), "--store", str(db), "--out", str(tmp_path / "o"), "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     after = _evaluated(db)
@@ -199,10 +201,12 @@ def postgres(tmp_path_factory):
         shutil.rmtree(data, ignore_errors=True)
 
 
-def test_two_workers_on_postgresql_evaluate_each_design_once(tmp_path, env, postgres):
-    sp = _space(tmp_path, limit=120, name="pg")
-    r = _dse("--space", str(sp), "--storage", postgres, "--workers", "2", "--out", str(tmp_path / "o"), "--json",
-             env=env)
+def test_two_workers_on_postgresql_evaluate_each_design_once(tmp_path, env, cli, postgres, digits_ckpt,
+                                                             monkeypatch):
+    sp = _space(tmp_path, digits_ckpt, limit=120, name="pg")
+    monkeypatch.setenv("FFACCEL_CACHE", env["FFACCEL_CACHE"])     # the spawned workers inherit it
+    r = cli("dse", "--no-progress", "--space", str(sp), "--storage", postgres, "--workers", "2",
+            "--out", str(tmp_path / "o"), "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["points"] == 16 and out["new"] == 16
@@ -214,3 +218,34 @@ def test_two_workers_on_postgresql_evaluate_each_design_once(tmp_path, env, post
     assert len(keys) == len(set(keys)) == 16
     workers = {t.user_attrs["worker"] for t in done}
     assert len(workers) == 2, workers                      # both workers evaluated designs
+
+
+# ---------------------------------------------------------------- the Optuna adapter
+def test_optuna_adapter_refuses_another_major_version():
+    from ffaccel.dse import optuna_compat
+    optuna_compat.check_version()                               # the installed one is supported
+    for v in ("4.2.1", "6.0.0"):
+        with pytest.raises(FFAccelError, match=rf"optuna {v} is installed.*written for optuna 5\.x"):
+            optuna_compat.check_version(v)
+
+
+def test_dead_local_trials_are_failed_at_once():
+    """fail_dead_local_trials, through the adapter's private-API call: a RUNNING trial whose
+    worker process is gone, or (local store) that never recorded a worker, fails now; a
+    live worker's trial and a finished trial are left alone."""
+    import optuna
+    from ffaccel.dse.study import fail_dead_local_trials
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study()
+    host = os.uname().nodename
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    trials = [study.ask() for _ in range(4)]
+    trials[0].set_user_attr("worker", f"{host}:{dead.pid}")
+    trials[1].set_user_attr("worker", f"{host}:{os.getpid()}")
+    study.tell(trials[3], 1.0)
+    assert fail_dead_local_trials(study, local_store=False) == 1
+    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    assert states == ["FAIL", "RUNNING", "RUNNING", "COMPLETE"]
+    assert fail_dead_local_trials(study, local_store=True) == 1      # the one without a worker
+    assert [t.state.name for t in study.get_trials(deepcopy=False)] == ["FAIL", "RUNNING", "FAIL", "COMPLETE"]

@@ -1,36 +1,109 @@
-"""Energy model: parts sum to the total, exit depth saves energy, coefficient files are
-validated, node scaling and the bottom-up bound behave."""
+"""Energy model: a small config's energy worked out by hand from the coefficient table,
+exit depth saves energy, coefficient files are validated, node scaling and the bottom-up
+bound behave, the command on random and trained workloads."""
 
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
-from ffaccel.cli import FFAccelError
 from ffaccel.config import AccelConfig
-from ffaccel.energy.__main__ import report
 from ffaccel.energy.coeffs import load_coeffs, node_factor
-from ffaccel.energy.model import ENERGY_COMPONENTS
+from ffaccel.energy.model import ENERGY_COMPONENTS, Profile
+from ffaccel.energy.report import report
+from ffaccel.errors import FFAccelError
 from ffaccel.workload import random_workload
 
 CFG = AccelConfig(inputs=32, layers=(16, 12, 16), classes=5, rows=3, cols=4)
 
+# ------------------------------------------------------------------ by hand
+# 8 inputs, layers 4-4, 2 classes, a 2x4 array, W8 A8, weights in DRAM, 200 MHz,
+# 45 nm (accumulator 20 bits, rsqrt mantissa 12, product 34, goodness 19: from the config).
+# Per-event energies from the default table (Horowitz 45 nm + the stated assumptions):
+MULT_BIT = 0.2 / (0.5 * (8 + 8))            # 8x8 mult 0.2 pJ over its 16 operand bits at activity 0.5
+REG_BIT = 0.1 / 32 / 0.5                    # one register bit toggle = 0.00625 pJ
+ACC_BIT = (0.1 * 20 / 32) / (0.5 * 20) + REG_BIT   # 20-bit add per result-bit toggle + its register bit
+WEIGHT_WORD = 1950.0 * 32 / 64              # DRAM, 4 lanes x 8 bits: 975 pJ
+SRAM_64B = 10.0 * (64 / 8192) ** 0.5        # smallest bank (64 B floor): 8 KB point, sqrt slope of 8K->32K
+ACT_WORD = SRAM_64B * 32 / 64               # 4 activations of 8 bits
+POST_ROW = 4 * (0.2 * 20 * 12 / 64 + 0.1 * 34 / 32 + 0.2 + 0.1 * 19 / 32)  # per drained row, 4 columns
+# area model: 8 PEs x (3.80*8*8 + 13.2*20) + 4 columns x (7.43*20*12 + 74.3*20 + 9.9*8*8) + 9034 cells,
+# plus 2 bank sets x 2 banks x 2 words x 32 bits of SRAM at one cell per bit; 2 nW per cell at 200 MHz
+CELLS = 8 * (3.80 * 64 + 13.2 * 20) + 4 * (7.43 * 240 + 74.3 * 20 + 9.9 * 64) + 9034 + 256
+LEAK_CYCLE = 2e-9 * CELLS / 200e6 * 1e12    # pJ per cycle
+
+TOGGLES = [{"weight_bus": 100, "act_read": 40, "array_x": 30, "pe_acc": 200, "pe_shadow": 20, "act_write": 10},
+           {"weight_bus": 50, "act_read": 20, "array_x": 10, "pe_acc": 80, "pe_shadow": 8, "act_write": 4}]
+COUNTS = [{"pe_ops": 64, "weight_reads": 8, "act_reads": 6, "act_writes": 2, "bias_reads": 1, "drained_rows": 2},
+          {"pe_ops": 32, "weight_reads": 4, "act_reads": 2, "act_writes": 2, "bias_reads": 1, "drained_rows": 2}]
+CYCLES = [50, 30]
+
+
+def _layer_by_hand(tog, cnt, cycles, bias_word_bits):
+    rows_per_weight = cnt["pe_ops"] / (4 * cnt["weight_reads"])    # each weight feeds this many PEs
+    return (
+        (tog["array_x"] * 4 + tog["weight_bus"] * rows_per_weight) * MULT_BIT   # operands into multipliers
+        + tog["pe_acc"] * ACC_BIT + tog["pe_shadow"] * REG_BIT
+        + (tog["weight_bus"] + tog["act_read"]) * REG_BIT + tog["act_write"] * REG_BIT
+        + cnt["drained_rows"] * POST_ROW
+        + cnt["weight_reads"] * WEIGHT_WORD
+        + (cnt["act_reads"] + cnt["act_writes"]) * ACT_WORD
+        + cnt["bias_reads"] * SRAM_64B * bias_word_bits / 64
+        + cycles * LEAK_CYCLE)
+
+
+@pytest.mark.parametrize("mode", ["mp", "op"])
+def test_energy_of_a_small_config_by_hand(mode):
+    """Every component from the coefficient table and the counts, independently of the
+    model's code; then the report's per-sample average over exit depths and batches."""
+    cfg = AccelConfig(inputs=8, layers=(4, 4), classes=2, rows=2, cols=4, weight_mem="dram", mode=mode)
+    setup_cycles, load_toggles = 3, 12
+    prof = Profile(cfg, TOGGLES, COUNTS, CYCLES, setup_cycles, load_toggles, sampled=1)
+    # bias words: 4 lanes of 10 bits (MP) / 12 bits (OP, heads' scores need more)
+    bias_bits = 40 if mode == "mp" else 48
+    lanes_loaded = 8 if mode == "mp" else 8 * 2          # OP loads the batch's 2 samples
+    e_setup = load_toggles * REG_BIT + lanes_loaded * SRAM_64B * 8 / 64 + setup_cycles * LEAK_CYCLE
+    e1 = e_setup + _layer_by_hand(TOGGLES[0], COUNTS[0], CYCLES[0], bias_bits)
+    e2 = e1 + _layer_by_hand(TOGGLES[1], COUNTS[1], CYCLES[1], bias_bits)
+
+    exits = [1, 2, 2, 1, 2] if mode == "mp" else [1, 2, 1, 1, 1]
+    rep = report(SimpleNamespace(cfg=cfg), load_coeffs(), 1, exit_layers=np.array(exits), prof=prof)
+    if mode == "mp":      # one inference per sample
+        runs = exits
+        total, per_inf, cyc = (2 * e1 + 3 * e2) / 5, 1, (2 * (3 + 50) + 3 * (3 + 80)) / 5
+        # lower bound: MACs (layer 1 shares the image part: 8*4, layer 2: 2 labels x 4x4) at
+        # 0.2 + 0.0625 pJ, and the weight words of the layers run (8, then 4 more)
+        lb = [32 * 0.2625 + 8 * WEIGHT_WORD, 64 * 0.2625 + 12 * WEIGHT_WORD]
+    else:                 # batches of 2: samples {0,1} run to layer 2, {2,3} and {4} to layer 1
+        runs = [2, 1, 1]
+        total, per_inf, cyc = (e2 + 2 * e1) / 5, 2, ((3 + 80) + 2 * (3 + 50)) / 3
+        # per sample: layer 8x4 + head 4x2 MACs, then 4x4 + 4x2; words 8 + 4 (head), then 4 + 4
+        lb = [40 * 0.2625 + 12 * WEIGHT_WORD, 64 * 0.2625 + 20 * WEIGHT_WORD]
+    assert rep["total_pj"] == pytest.approx(total, rel=1e-9)
+    assert rep["full_depth_pj"] == pytest.approx(e2 / per_inf, rel=1e-9)
+    assert rep["energy_by_exit_layer_pj"] == pytest.approx({"1": e1 / per_inf, "2": e2 / per_inf}, rel=1e-9)
+    words = {1: 8, 2: 12}        # weight words read by an inference that stops after layer 1 / 2
+    assert rep["components"]["weight_mem"] == pytest.approx(WEIGHT_WORD * sum(words[e] for e in runs) / 5)
+    assert rep["cycles_per_inference"] == pytest.approx(cyc)
+    assert rep["edp_pj_s"] == pytest.approx(total * cyc / 200e6, rel=1e-9)
+    assert rep["lower_bound_pj"] == pytest.approx(np.mean([lb[e - 1] for e in exits]), rel=1e-9)
+    assert rep["per_layer"][1]["pj_when_run"] == pytest.approx(e2 - e1, rel=1e-9)
+    assert rep["exit_histogram"] == {"1": exits.count(1), "2": exits.count(2)}
+
 
 @pytest.mark.parametrize("mem", ["dram", "sram"])
-def test_components_sum_to_total_and_exit_saves(mem):
+def test_exit_depth_saves_energy_on_a_workload(mem):
     wl = random_workload(CFG.replace(weight_mem=mem), seed=1, n=12)
     rep = report(wl, load_coeffs(), toggle_samples=4)
     assert set(rep["components"]) == set(ENERGY_COMPONENTS)
-    assert sum(rep["components"].values()) == pytest.approx(rep["total_pj"], rel=1e-12)
     by = [rep["energy_by_exit_layer_pj"][str(i)] for i in (1, 2, 3)]
     assert by[0] < by[1] < by[2] == pytest.approx(rep["full_depth_pj"])
     hist = rep["exit_histogram"]
     assert sum(hist.values()) == 12 and hist["3"] < 12          # some samples exit early
     assert rep["total_pj"] < rep["full_depth_pj"]
-    # the average is the histogram-weighted energy by depth
-    avg = sum(hist[k] * rep["energy_by_exit_layer_pj"][k] for k in hist) / 12
-    assert avg == pytest.approx(rep["total_pj"], rel=1e-9)
     assert rep["lower_bound_pj"] <= rep["total_pj"]
     assert all(v >= 0 for v in rep["components"].values())
 
@@ -72,7 +145,8 @@ def test_node_scaling():
     assert c7.mult_pj(8, 8) == pytest.approx(c45.mult_pj(8, 8) * node_factor("7nm"))
 
 
-def test_energy_cli(tmp_path):
+def test_energy_cli(tmp_path, cli):
+    """The one subprocess run of the tool: python -m, JSON on stdout, plots written."""
     r = subprocess.run([sys.executable, "-m", "ffaccel.energy", "--layers", "2x16", "--inputs", "32", "--rows", "4",
                         "--cols", "4", "--samples", "4", "--json", "--plots", str(tmp_path)],
                        capture_output=True, text=True)
@@ -80,31 +154,30 @@ def test_energy_cli(tmp_path):
     rep = json.loads(r.stdout)
     for key in ("total_pj", "full_depth_pj", "components", "per_layer", "exit_histogram"):
         assert key in rep
+    assert sum(rep["exit_histogram"].values()) == 4 and rep["total_pj"] <= rep["full_depth_pj"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["energy_by_exit_depth.png", "exit_histogram.png"]
-    r = subprocess.run([sys.executable, "-m", "ffaccel.energy", "--layers", "2x16", "--inputs", "32",
-                        "--tech", "3nm"], capture_output=True, text=True)
-    assert r.returncode == 2 and "tech" in r.stderr
+    r = cli("energy", "--layers", "2x16", "--inputs", "32", "--tech", "3nm")
+    assert r.returncode == 2 and "tech" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-def test_perf_and_energy_on_a_checkpoint(tmp_path):
+def test_perf_and_energy_on_a_checkpoint(tmp_path, cli, digits_ckpt):
     """The data-set path of both tools: a trained checkpoint, its own config, real samples,
     the exit-knob sweep and its plot."""
-    ck = tmp_path / "d.ckpt"
-    r = subprocess.run([sys.executable, "-m", "ffaccel.train", "--dataset", "digits", "--layers", "2x16",
-                        "--epochs", "1", "--out", str(ck), "--no-progress"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    r = subprocess.run([sys.executable, "-m", "ffaccel.perf", "--checkpoint", str(ck), "--dataset", "digits",
-                        "--limit", "30", "--k", "0.5", "--rows", "5", "--json"], capture_output=True, text=True)
+    ck = str(digits_ckpt)
+    r = cli("perf", "--checkpoint", ck, "--dataset", "digits", "--limit", "30", "--k", "0.5", "--rows", "5", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert len(out["samples"]) == 30 and out["config"]["rows"] == 5 and out["config"]["layers"] == [16, 16]
-    r = subprocess.run([sys.executable, "-m", "ffaccel.energy", "--checkpoint", str(ck), "--dataset", "digits",
-                        "--limit", "30", "--ks=0,2", "--plots", str(tmp_path / "p"), "--json"],
-                       capture_output=True, text=True)
+    assert out["config"]["exit_k"] == 0.5 and out["workload"]["dataset"] == "digits"
+    r = cli("energy", "--checkpoint", ck, "--dataset", "digits", "--limit", "30", "--ks=0,2", "--plots",
+            str(tmp_path / "p"), "--json")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
-    assert [s["k"] for s in rep["k_sweep"]] == [0.0, 2.0]
+    sweep = rep["k_sweep"]
+    assert [s["k"] for s in sweep] == [0.0, 2.0]
+    # a larger k lowers the thresholds: samples exit no later, so energy cannot grow
+    assert sweep[1]["mean_exit_layer"] <= sweep[0]["mean_exit_layer"]
+    assert sweep[1]["total_pj"] <= sweep[0]["total_pj"]
     assert (tmp_path / "p" / "energy_vs_accuracy.png").is_file()
-    r = subprocess.run([sys.executable, "-m", "ffaccel.perf", "--checkpoint", str(ck), "--dataset", "digits",
-                        "--layers", "3x16"], capture_output=True, text=True)
+    r = cli("perf", "--checkpoint", ck, "--dataset", "digits", "--layers", "3x16")
     assert r.returncode == 2 and "layers" in r.stderr

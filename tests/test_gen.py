@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ffaccel.config import AccelConfig
-from ffaccel.gen import generate, verilog_ports
+from ffaccel.hw.generate import generate, verilog_ports
 from ffaccel.hw.engine import Engine
 from ffaccel.hw.images import image_lanes, to_hex_lines
 from ffaccel.model.golden import QuantModel
@@ -105,7 +105,7 @@ def test_manifest_widths_are_the_elaborated_widths(kw):
     """Every width the manifest publishes is the width of the signal that carries it."""
     from amaranth.hdl import Fragment
     from amaranth.lib import data
-    from ffaccel.gen import derived_widths
+    from ffaccel.hw.generate import derived_widths
     base = dict(inputs=40, layers=(20, 17), classes=10, rows=4, cols=5)
     cfg = AccelConfig(**{**base, **kw})
     eng = Engine(cfg)

@@ -9,21 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from ffaccel.cli import FFAccelError
 from ffaccel.config import AccelConfig
-from ffaccel.data import load_dataset
-from ffaccel.eval import evaluate
+from ffaccel.errors import FFAccelError
 from ffaccel.model.checkpoint import load_checkpoint, save_checkpoint
+from ffaccel.model.evaluation import evaluate
 from ffaccel.model.embed import embed_all, embed_labels, embed_neutral, input_codes
 from ffaccel.model.exits import apply_exit, calibrate, layer_macs
 from ffaccel.model.ff import FFNet, layer_optimizers, train_ff, train_heads
 from ffaccel.model.golden import GoldenModel
 from ffaccel.model.quant import calibrate_integer, choose_formats, quantize
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 def _train(ds, mode):
@@ -142,47 +136,87 @@ def test_bad_checkpoints_are_refused(tmp_path, mp_model):
         load_checkpoint(tmp_path / "other.ckpt")
 
 
+def test_checkpoint_cache_trains_once_per_recipe(tmp_path, monkeypatch, digits, digits_ckpt):
+    """cached_fit: train and store on a miss, load on a hit, a new recipe is a new entry; a
+    given checkpoint is used as is, if its network matches."""
+    from ffaccel.model import cache
+    net, qcfg, meta = load_checkpoint(digits_ckpt)
+    calls = []
+
+    def fake_fit(ds, cfg, hyper, progress=False):        # stands for training: count the calls
+        calls.append(dict(hyper))
+        return net, qcfg, meta
+    monkeypatch.setattr(cache, "fit", fake_fit)
+    monkeypatch.setenv("FFACCEL_CACHE", str(tmp_path / "cache"))
+    cfg = AccelConfig(inputs=digits.inputs, classes=digits.classes, layers=qcfg.layers)
+    hyper = {"epochs": 2, "seed": 0}
+    _, cfg1, _, p1 = cache.cached_fit(digits, cfg, hyper)
+    net2, cfg2, meta2, p2 = cache.cached_fit(digits, cfg, hyper)
+    assert len(calls) == 1 and p1 == p2 and os.path.dirname(p1) == str(tmp_path / "cache")
+    assert cfg1 == cfg2 == qcfg and meta2 == meta
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), net2.state_dict().values()))
+    _, _, _, p3 = cache.cached_fit(digits, cfg, {**hyper, "epochs": 3})
+    assert len(calls) == 2 and p3 != p1
+    assert cache.cached_fit(digits, cfg, hyper, given=str(digits_ckpt))[3] == str(digits_ckpt)
+    with pytest.raises(FFAccelError, match="layers"):
+        cache.cached_fit(digits, cfg.replace(layers=(16, 16, 16)), hyper, given=str(digits_ckpt))
+    assert len(calls) == 2
+
+
 # ---------------------------------------------------------------- command lines
 def _run(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
-def test_train_and_eval_cli_on_digits(tmp_path):
-    ck = tmp_path / "d.ckpt"
-    r = _run("ffaccel.train", "--dataset", "digits", "--layers", "2x64", "--epochs", "3", "--seed", "1",
-             "--out", str(ck), "--no-progress", "--json")
+def test_train_cli(tmp_path, digits_ckpt):
+    """The one subprocess run of python -m ffaccel.train: continue the shared checkpoint's
+    network for one short epoch, write a new checkpoint, print JSON."""
+    ck = tmp_path / "d2.ckpt"
+    r = _run("ffaccel.train", "--dataset", "digits", "--layers", "2x16", "--epochs", "1", "--limit", "200",
+             "--init", str(digits_ckpt), "--out", str(ck), "--no-progress", "--json")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
-    assert summary["config"]["layers"] == [64, 64] and ck.is_file()
-    r = _run("ffaccel.eval", "--checkpoint", str(ck), "--dataset", "digits", "--mode", "mp",
+    assert summary["config"]["layers"] == [16, 16] and summary["checkpoint"] == str(ck)
+    net, cfg, meta = load_checkpoint(ck)
+    assert meta["train"]["init"] == str(digits_ckpt) and meta["train"]["train_samples"] == 200
+    assert cfg.thresholds and summary["integer"]["samples"] == 359
+    old, _, _ = load_checkpoint(digits_ckpt)
+    assert not torch.equal(net.layers[0].weight, old.layers[0].weight)        # it trained
+
+
+def test_eval_cli(digits_ckpt):
+    """The one subprocess run of python -m ffaccel.eval."""
+    r = _run("ffaccel.eval", "--checkpoint", str(digits_ckpt), "--dataset", "digits", "--mode", "mp",
              "--integer", "--k", "0.5", "--json")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     for key in ("accuracy", "accuracy_full", "macs_per_sample", "macs_full", "exit_histogram",
                 "macs_per_sample_noshare", "macs_full_noshare"):
         assert key in rep
-    assert rep["model"] == "integer" and rep["k"] == 0.5
-    # training continues from a checkpoint of the same network, and refuses another one
-    r = _run("ffaccel.train", "--dataset", "digits", "--layers", "2x64", "--epochs", "1", "--init", str(ck),
-             "--out", str(tmp_path / "d2.ckpt"), "--no-progress")
-    assert r.returncode == 0, r.stderr
-    r = _run("ffaccel.train", "--dataset", "digits", "--layers", "3x64", "--epochs", "1", "--init", str(ck),
-             "--out", str(tmp_path / "d3.ckpt"), "--no-progress")
+    assert rep["model"] == "integer" and rep["k"] == 0.5 and rep["samples"] == 359
+    # 64-16-16-10 MP with layer-1 sharing: 64*16 + 10*16*16 MACs at full depth; 10 x that without
+    assert rep["macs_full"] == 64 * 16 + 10 * 16 * 16 and rep["macs_full_noshare"] == 10 * (64 * 16 + 16 * 16)
+
+
+def test_train_refuses_to_continue_another_network(tmp_path, cli, digits_ckpt):
+    r = cli("train", "--dataset", "digits", "--layers", "3x16", "--epochs", "1", "--init", str(digits_ckpt),
+            "--out", str(tmp_path / "d3.ckpt"), "--no-progress")
     assert r.returncode == 2 and "layers" in r.stderr and not (tmp_path / "d3.ckpt").exists()
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (("ffaccel.train", "--dataset", "banana", "--out", "x.ckpt"), "unknown dataset 'banana'"),
-    (("ffaccel.train", "--dataset", "digits", "--epochs", "0", "--out", "x.ckpt"), "--epochs=0"),
-    (("ffaccel.train", "--dataset", "digits", "--layers", "4x0", "--out", "x.ckpt"), "--layers '4x0'"),
-    (("ffaccel.train", "--dataset", "digits", "--inputs", "784", "--out", "x.ckpt"), "has 64 inputs"),
-    (("ffaccel.eval", "--checkpoint", "missing.ckpt", "--dataset", "digits"), "does not exist"),
-    (("ffaccel.eval", "--checkpoint", "junk.ckpt", "--dataset", "digits"), "truncated or corrupt"),
-    (("ffaccel.eval", "--checkpoint", "missing.ckpt", "--dataset", "digits", "--mode", "zz"), "invalid choice"),
+    (("train", "--dataset", "banana", "--out", "x.ckpt"), "unknown dataset 'banana'"),
+    (("train", "--dataset", "digits", "--epochs", "0", "--out", "x.ckpt"), "--epochs=0"),
+    (("train", "--dataset", "digits", "--layers", "4x0", "--out", "x.ckpt"), "--layers '4x0'"),
+    (("train", "--dataset", "digits", "--inputs", "784", "--out", "x.ckpt"), "has 64 inputs"),
+    (("eval", "--checkpoint", "missing.ckpt", "--dataset", "digits"), "does not exist"),
+    (("eval", "--checkpoint", "junk.ckpt", "--dataset", "digits"), "truncated or corrupt"),
+    (("eval", "--checkpoint", "missing.ckpt", "--dataset", "digits", "--mode", "zz"), "invalid choice"),
 ])
-def test_cli_bad_input_is_one_line_and_nonzero(tmp_path, args, fragment):
+def test_cli_bad_input_is_one_line_and_nonzero(tmp_path, monkeypatch, cli, args, fragment):
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "junk.ckpt").write_bytes(b"PK\x03\x04broken")
-    r = _run(*args, cwd=tmp_path)
+    r = cli(*args)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], r.stderr
@@ -190,10 +224,8 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path, args, fragment):
     assert not (tmp_path / "x.ckpt").exists()
 
 
-def test_eval_refuses_mismatched_mode(tmp_path, mp_model):
-    net, qm = mp_model
-    save_checkpoint(tmp_path / "m.ckpt", net, qm.cfg, {})
-    r = _run("ffaccel.eval", "--checkpoint", str(tmp_path / "m.ckpt"), "--dataset", "digits", "--mode", "op")
+def test_eval_refuses_mismatched_mode(cli, digits_ckpt):
+    r = cli("eval", "--checkpoint", str(digits_ckpt), "--dataset", "digits", "--mode", "op")
     assert r.returncode == 2 and "trained for mp" in r.stderr
 
 

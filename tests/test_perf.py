@@ -1,5 +1,7 @@
 """Activity model (ffaccel.perf) against the RTL: PE operations against the RTL's MAC
-counter, and toggles per component against a VCD of the same stimulus (goal: within 5%)."""
+counter, and toggles per component against a VCD of the same stimulus (goal: within 5%).
+The command's cycles, MACs, weight reads and PE operations against counts worked out by
+hand for a tiny config, MP and OP."""
 
 import numpy as np
 import pytest
@@ -62,22 +64,88 @@ def test_activity_model_matches_rtl(ci, tmp_path):
         assert abs(got[comp] - want) <= 0.05 * got[comp], (comp, got[comp], want)
 
 
-def test_perf_cli_json_and_errors():
+# 32 inputs (10 of them the label), layers 16-16, 10 classes, a 4x4 array: worked out by hand
+# from the controller's phases (docs/architecture.md, "Cycles"): START 1, then per layer NORM
+# (one cycle per bank), STREAM (tiles x tile period), FLUSH (last tile's stream tail + drain +
+# 6 cycles of post-processing), EXIT 1 (MP); OP: START 1 + NORM over the 4 rows, then per
+# layer STREAM, FLUSH, NORM 4, head STREAM, head FLUSH, EXIT 4, EXIT2 1.
+#
+# MP layer 1 (label sharing): 4 tiles; per tile 10 label-weight words + max(22 image inputs,
+#   10 rows drained) = 32 -> STREAM 128; FLUSH 22 + 10 + 10 + 6 - 32 = 16; NORM 10; EXIT 1: 155.
+# MP layer 2: 4 tiles x 3 copy groups (4, 4, 2 labels), each max(16 inputs, rows) = 16 ->
+#   STREAM 192; FLUSH 16 + 2 + 6 - 16 = 8; NORM 10; EXIT 1: 211.
+MP_CYCLES = {1: 1 + 155, 2: 1 + 155 + 211}
+# MACs: layer 1 once for the image (22 x 16) plus each label copy's one-hot input (10 x 16);
+# layer 2 for every label copy (10 x 16 x 16).
+MP_MACS = {1: 22 * 16 + 10 * 16, 2: 22 * 16 + 10 * 16 + 10 * 16 * 16}
+# weight words: layer 1, 4 tiles x (22 + 10); layer 2, 4 tiles x 16 inputs x 3 copy groups
+MP_WEIGHT_READS = {1: 4 * 32, 2: 4 * 32 + 4 * 16 * 3}
+# PE operations: layer 1, 4 tiles x 22 inputs x 4 columns x 1 row; layer 2, x 10 rows in use
+MP_PE_OPS = {1: 4 * 22 * 4, 2: 4 * 22 * 4 + 4 * 16 * 4 * 10}
+# OP, batch of b samples: layer 1 STREAM 4 x max(32, b) = 128, FLUSH 32 + b + 6 - 32, NORM 4,
+# head STREAM 3 tiles x max(16, b) = 48, head FLUSH 16 + b + 6 - 16, EXIT 4, EXIT2 1;
+# layer 2 the same with STREAM 4 x 16 = 64.
+
+
+def _op_cycles(exit_layer: int, b: int) -> int:
+    l1 = 128 + (b + 6) + 4 + 48 + (b + 6) + 4 + 1
+    l2 = 64 + (b + 6) + 4 + 48 + (b + 6) + 4 + 1
+    return 1 + 4 + l1 + (l2 if exit_layer == 2 else 0)
+
+
+# OP MACs per sample to its own exit: layer 32 x 16 and head 16 x 10, then 16 x 16 and 16 x 10
+OP_MACS = {1: 32 * 16 + 16 * 10, 2: 32 * 16 + 16 * 10 + 16 * 16 + 16 * 10}
+ARGS = ["--layers", "2x16", "--inputs", "32", "--rows", "4", "--cols", "4"]
+
+
+def test_perf_cli_counts_by_hand():
+    """The one subprocess run of the tool; every sample's counters against the hand counts."""
     import json
     import subprocess
     import sys
-    r = subprocess.run([sys.executable, "-m", "ffaccel.perf", "--layers", "2x16", "--inputs", "32", "--rows", "4",
-                        "--cols", "4", "--samples", "5", "--seed", "3", "--json"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "ffaccel.perf", *ARGS, "--samples", "5", "--seed", "3", "--json"],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert set(out) >= {"config", "samples", "summary"}
-    assert len(out["samples"]) == 5 and {"cycles", "exit_layer", "macs"} <= set(out["samples"][0])
-    from ffaccel.perf.cycles import inference_cycles
-    cfg = AccelConfig.from_dict(out["config"])
+    assert set(out) >= {"config", "samples", "summary"} and len(out["samples"]) == 5
+    exits = [s["exit_layer"] for s in out["samples"]]
+    assert set(exits) == {1, 2}                                 # both cases are checked
     for s in out["samples"]:
-        assert s["cycles"] == inference_cycles(cfg, s["exit_layer"])["total"]
-    for bad, frag in ((["--samples", "0"], "--samples=0"), (["--dataset", "digits"], "needs --checkpoint"),
-                      (["--rows", "x"], "invalid int")):
-        r = subprocess.run([sys.executable, "-m", "ffaccel.perf", "--layers", "2x16", "--inputs", "32", *bad],
-                           capture_output=True, text=True)
-        assert r.returncode == 2 and frag in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        e = s["exit_layer"]
+        assert (s["cycles"], s["macs"], s["weight_reads"], s["pe_ops"]) == \
+            (MP_CYCLES[e], MP_MACS[e], MP_WEIGHT_READS[e], MP_PE_OPS[e]), s
+    summ = out["summary"]
+    assert summ["full_depth"]["cycles"] == MP_CYCLES[2]
+    assert summ["cycles_per_sample"] == pytest.approx(np.mean([MP_CYCLES[e] for e in exits]))
+    assert summ["utilisation_useful"] == pytest.approx(
+        sum(MP_MACS[e] for e in exits) / (16 * sum(MP_CYCLES[e] for e in exits)))
+
+
+def test_perf_op_batches_by_hand(cli):
+    """OP: 6 samples run as a batch of 4 and a batch of 2; a batch runs to its deepest exit."""
+    import json
+    r = cli("perf", *ARGS, "--mode", "op", "--samples", "6", "--seed", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    rows = out["samples"]
+    assert out["summary"]["inferences"] == 2
+    total = 0
+    for lo, hi in ((0, 4), (4, 6)):
+        batch = rows[lo:hi]
+        deepest = max(s["exit_layer"] for s in batch)
+        assert {s["exit_layer"] for s in batch} == {1, 2}          # the rule matters here
+        useful = sum(OP_MACS[s["exit_layer"]] for s in batch)
+        for s in batch:
+            assert s["cycles"] == _op_cycles(deepest, hi - lo), (s, deepest)
+            assert s["macs"] == useful // (hi - lo)
+        total += _op_cycles(deepest, hi - lo)
+    assert out["summary"]["cycles_per_sample"] == pytest.approx(total / 6)
+    assert out["summary"]["cycles_per_inference"] == pytest.approx(total / 2)
+    assert out["summary"]["full_depth"]["cycles"] == _op_cycles(2, 4)
+
+
+@pytest.mark.parametrize("bad,frag", [(["--samples", "0"], "--samples=0"), (["--dataset", "digits"], "needs --checkpoint"),
+                                      (["--rows", "x"], "invalid int"), (["--toggle-samples", "-1"], "toggle-samples")])
+def test_perf_cli_errors_are_one_line(cli, bad, frag):
+    r = cli("perf", "--layers", "2x16", "--inputs", "32", *bad)
+    assert r.returncode == 2 and frag in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -21,76 +21,15 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ..cli import FFAccelError, atomic_write_text, make_parser, run_main
-from .space import METRICS, Space, load_space
-from .study import _completed, _study, enqueue_grid, fail_dead_local_trials, worker
+from ..cli import FFAccelError, make_parser, run_main
+from .pareto import pareto, write_outputs
+from .space import load_space
+from .study import _study, collect, enqueue_grid, fail_dead_local_trials, fail_stale_trials, worker
+
+# collect, pareto: re-exported from the library (ffaccel.dse.study, ffaccel.dse.pareto)
+__all__ = ["main", "collect", "pareto"]
 
 PROG = "ffaccel.dse"
-def pareto(rows: list[dict], objectives: tuple) -> list[dict]:
-    def better_eq(a, b, o):
-        name, d = o.split(":")
-        return a[name] >= b[name] if d == "max" else a[name] <= b[name]
-
-    def strictly(a, b, o):
-        name, d = o.split(":")
-        return a[name] > b[name] if d == "max" else a[name] < b[name]
-    front = []
-    for r in rows:
-        dominated = any(all(better_eq(s, r, o) for o in objectives) and any(strictly(s, r, o) for o in objectives)
-                        for s in rows if s is not r)
-        if not dominated:
-            front.append(r)
-    return front
-
-
-def collect(space: Space, study) -> list[dict]:
-    rows = []
-    for t in _completed(study).values():
-        if t.user_attrs["point_key"] != space.point_key(t.params):
-            continue            # measured on another checkpoint, recipe or space text: stale
-        rows.append({"trial": t.number, **t.params, **{m: t.user_attrs[m] for m in METRICS},
-                     "point_key": t.user_attrs["point_key"], "worker": t.user_attrs.get("worker", "")})
-    rows.sort(key=lambda r: r["trial"])
-    return rows
-
-
-def write_outputs(space: Space, rows: list[dict], front: list[dict], out: Path) -> list[str]:
-    import csv
-    import io
-    out.mkdir(parents=True, exist_ok=True)
-    keys = ["trial", *sorted(space.axes), *METRICS, "pareto", "point_key", "worker"]
-    keys_front = {r["point_key"] for r in front}
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
-    w.writeheader()
-    for r in rows:
-        w.writerow({**r, "pareto": r["point_key"] in keys_front})
-    files = [str(out / f"{space.name}_points.csv")]
-    atomic_write_text(files[0], buf.getvalue())
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    for xk, yk, fname in (("energy_pj", "accuracy", "pareto_energy_accuracy.png"),
-                          ("area_cells", "latency_us", "pareto_latency_area.png")):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.scatter([r[xk] for r in rows], [r[yk] for r in rows], s=14, c="0.6", label="designs")
-        fr = sorted(front, key=lambda r: r[xk])
-        ax.scatter([r[xk] for r in fr], [r[yk] for r in fr], s=30, c="C3", label="Pareto front (all objectives)")
-        two = pareto(rows, (f"{xk}:min", f"{yk}:{'max' if yk == 'accuracy' else 'min'}"))
-        two = sorted(two, key=lambda r: r[xk])
-        ax.plot([r[xk] for r in two], [r[yk] for r in two], "C3--", lw=1, label=f"front of {yk} vs {xk}")
-        ax.set_xlabel(xk)
-        ax.set_ylabel(yk)
-        ax.set_xscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        ax.set_title(f"{space.name}: {yk} vs {xk}")
-        fig.tight_layout()
-        path = out / f"{space.name}_{fname}"
-        fig.savefig(path, dpi=110, metadata={"Software": None})
-        plt.close(fig)
-        files.append(str(path))
-    return files
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -115,9 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         study = _study(space, url, create=True)
+    except FFAccelError:
+        raise
     except Exception as e:  # a bad URL, an unreachable server
         raise FFAccelError(f"storage {url!r} cannot be opened: {str(e).splitlines()[0]}") from None
-    from optuna.storages import fail_stale_trials
     fail_dead_local_trials(study, local_store=url.startswith("sqlite"))
     fail_stale_trials(study)
     before = len(collect(space, study))

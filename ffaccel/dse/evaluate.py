@@ -18,13 +18,14 @@ from ..config import AccelConfig
 from ..data import load_dataset
 from ..energy.coeffs import load_coeffs
 from ..energy.model import area_cells, profile
+from ..energy.report import report
 from ..model.cache import cached_fit
 from ..model.checkpoint import check_compatible, load_checkpoint
 from ..model.exits import apply_exit, calibrate
 from ..model.embed import input_codes
 from ..model.golden import GoldenModel, QuantModel
 from ..model.quant import choose_formats, integer_thresholds, quantize
-from ..perf.cycles import inference_cycles
+from ..schedule import schedule
 from ..workload import Workload
 from .space import Space
 
@@ -73,7 +74,6 @@ def _quantised(space: Space, cfg_formats: AccelConfig):
 
 
 def evaluate(space: Space, point: dict) -> dict:
-    from ..energy.__main__ import report
     t0 = time.perf_counter()
     w = space.workload
     ds = _dataset(w["dataset"])
@@ -94,15 +94,12 @@ def evaluate(space: Space, point: dict) -> dict:
         _PROFILES[pkey] = profile(wl, w["toggle_samples"])
     rep = report(wl, load_coeffs(tech=qcfg.tech), w["toggle_samples"], exit_layers=exit_layer,
                  prof=_PROFILES[pkey])
-    if qcfg.mode == "mp":
-        cyc = float(np.mean([inference_cycles(qcfg, int(e))["total"] for e in exit_layer]))
-        per_sample = cyc
-    else:
-        b = qcfg.rows
-        batches = [int(exit_layer[i:i + b].max()) for i in range(0, n, b)]
-        cyc = float(np.mean([inference_cycles(qcfg, e, batch=min(b, n - i * b))["total"]
-                             for i, e in enumerate(batches)]))
-        per_sample = cyc * len(batches) / n
+    # an inference (MP sample, OP batch) runs to its deepest exit
+    sch = schedule(qcfg)
+    batches = sch.batches(n)
+    cyc = float(np.mean([sch.inference_cycles(int(exit_layer[lo:lo + size].max()), size)["total"]
+                         for lo, size in batches]))
+    per_sample = cyc * len(batches) / n
     macs = float(np.mean(_macs_by_depth(qcfg)[exit_layer - 1]))
     pes = qcfg.rows * qcfg.cols
     return {
@@ -120,5 +117,5 @@ def evaluate(space: Space, point: dict) -> dict:
 
 def _macs_by_depth(cfg) -> np.ndarray:
     from ..model.exits import layer_macs
-    share = cfg.mode == "mp" and cfg.label_share
+    share = cfg.share_layer1
     return np.cumsum(layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, share))

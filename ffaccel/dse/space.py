@@ -39,7 +39,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cli import FFAccelError
+from ..errors import FFAccelError
 from ..config import AccelConfig, ConfigError, parse_layers
 
 METRICS = ("accuracy", "energy_pj", "latency_cycles", "latency_us", "area_cells", "utilisation",

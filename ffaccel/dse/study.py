@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 
+from .optuna_compat import check_version, fail_stale_trials, fail_trial
 from .space import METRICS, Space, load_space
+
+__all__ = ["collect", "enqueue_grid", "fail_dead_local_trials", "fail_stale_trials", "worker"]
 
 HEARTBEAT_S = 10
 
@@ -20,6 +23,7 @@ def _study(space: Space, url: str, create: bool):
     import warnings
 
     import optuna
+    check_version()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     dirs = ["maximize" if o.endswith(":max") else "minimize" for o in space.objectives]
@@ -107,7 +111,7 @@ def fail_dead_local_trials(study, local_store: bool) -> int:
         h, _, pid = who.partition(":")
         dead = (h == host and pid.isdigit() and not _alive(int(pid))) or (local_store and not who)
         if dead:
-            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            fail_trial(study, t)
             n += 1
     return n
 
@@ -139,3 +143,14 @@ def enqueue_grid(space: Space, study) -> int:
     return n
 
 
+def collect(space: Space, study) -> list[dict]:
+    """One row (trial, design, metrics, point key, worker) per design of ``space`` with a
+    completed evaluation in ``study``, in trial order."""
+    rows = []
+    for t in _completed(study).values():
+        if t.user_attrs["point_key"] != space.point_key(t.params):
+            continue            # measured on another checkpoint, recipe or space text: stale
+        rows.append({"trial": t.number, **t.params, **{m: t.user_attrs[m] for m in METRICS},
+                     "point_key": t.user_attrs["point_key"], "worker": t.user_attrs.get("worker", "")})
+    rows.sort(key=lambda r: r["trial"])
+    return rows

@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cli import FFAccelError
+from ..errors import FFAccelError
 
 HOROWITZ = "Horowitz, ISSCC 2014, 45nm 0.9V"
 

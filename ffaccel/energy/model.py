@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import AccelConfig
+from ..fixedpoint import ceil_div
 from ..model.exits import layer_macs
 from ..model.golden import GoldenModel
 from ..perf.activity import COMPONENTS, PerfModel
@@ -59,7 +60,8 @@ def profile(wl: Workload, toggle_samples: int) -> Profile:
     n = min(len(wl.x), max(1, toggle_samples))
     sched = schedule(cfg)
     mp = cfg.mode == "mp"
-    units = [wl.x[s0:s0 + nb] for s0, nb in sched.batches(n)]
+    # the workload's first inferences (MP samples, OP batches) that cover n samples
+    units = [wl.x[lo:lo + size] for lo, size in sched.batches(len(wl.x))][:ceil_div(n, sched.batch_size)]
     tog = [dict.fromkeys(COMPONENTS, 0.0) for _ in range(L)]
     counts, load = None, 0.0
     for xb in units:
@@ -72,7 +74,7 @@ def profile(wl: Workload, toggle_samples: int) -> Profile:
             for k in COMPONENTS:
                 tog[layer][k] += c.layer_toggles[layer][k] / len(units)
         load += (sum(c.toggles.values()) - sum(sum(t.values()) for t in c.layer_toggles)) / len(units)
-        if counts is None or len(xb) == sched.batch_size:
+        if counts is None or (not mp and len(xb) == sched.batch_size):   # OP: a full batch's counts
             counts = c.layer_counts
     full = sched.inference_cycles(L, sched.batch_size)
     return Profile(cfg, tog, counts, [l["cycles"] for l in full["layers"]], full["setup"], load, n)

@@ -182,7 +182,7 @@ class Controller(wiring.Component):
 
     # ------------------------------------------------------------------ load / exit / result
     def _load(self, m: Module) -> None:
-        s, cfg, st = self.sched, self.sched.cfg, self._state
+        cfg, st = self.sched.cfg, self._state
         C, px = cfg.cols, self.pixels.payload
         m.d.comb += self.pixels.ready.eq(1)
         with m.If(self.accept(self.pixels.valid)):

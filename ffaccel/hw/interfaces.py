@@ -126,7 +126,7 @@ def row_layout(s: Schedule) -> data.StructLayout:
 
 def engine_signature(s: Schedule) -> wiring.Signature:
     from amaranth.lib import stream
-    cfg, mm = s.cfg, s.memory
+    mm = s.memory
     return wiring.Signature({
         "pixels": In(stream.Signature(pixel_layout(s))),
         "result": Out(stream.Signature(result_layout(s))),

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..config import AccelConfig
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from .ff import TRAIN_RECIPE
+from .training import fit
 
 
 def cache_dir() -> Path:
@@ -31,7 +32,6 @@ def cache_key(ds, cfg: AccelConfig, hyper: dict) -> str:
 def cached_fit(ds, cfg: AccelConfig, hyper: dict, given: str | None = None, progress: bool = False):
     """(net, quantised config, meta, path): ``given`` checkpoint, else the cached one for
     (network, recipe, data), else train now and cache."""
-    from ..train import fit
     if given:
         net, qcfg, meta = load_checkpoint(given)
         check_compatible(qcfg, cfg, given)

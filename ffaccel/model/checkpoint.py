@@ -10,13 +10,15 @@ import io
 import json
 import pickle
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..cli import FFAccelError, atomic_write_bytes
 from ..config import AccelConfig, ConfigError
+from ..errors import FFAccelError
+from ..fsutil import atomic_write_bytes
 from .ff import FFNet
 
 FORMAT = "ffaccel-checkpoint-1"
@@ -74,12 +76,17 @@ def load_checkpoint(path: str | Path) -> tuple[FFNet, AccelConfig, dict[str, Any
 CKPT_FIXED = ("inputs", "layers", "classes", "mode", "wbits", "abits", "afrac", "wfrac", "hfrac", "lfrac")
 
 
-def checkpoint_config(path: str, args) -> tuple[FFNet, AccelConfig]:
-    """(net, config) of a checkpoint with the command's config flags applied on top; a flag
-    that would change the network or its formats is refused (one line)."""
-    from ..cli import config_from_args
+def checkpoint_config(path: str, overrides: Mapping[str, Any]) -> tuple[FFNet, AccelConfig]:
+    """(net, config) of a checkpoint with ``overrides`` (config keys, e.g. the command's
+    flags: ``ffaccel.cli.config_overrides(args)``) applied on top; an override that would
+    change the network or its formats is refused (one line)."""
+    if not isinstance(overrides, Mapping):
+        raise TypeError(f"checkpoint_config: overrides must be a mapping of config keys, not {type(overrides).__name__}")
     net, ck_cfg, _ = load_checkpoint(path)
-    cfg = config_from_args(args, base=ck_cfg)
+    data = ck_cfg.to_dict()
+    data.pop("schema", None)
+    data.update(overrides)
+    cfg = AccelConfig.from_dict(data)
     for key in CKPT_FIXED:
         if getattr(cfg, key) != getattr(ck_cfg, key):
             raise FFAccelError(f"checkpoint {path!r} has {key}={getattr(ck_cfg, key)!r}; "

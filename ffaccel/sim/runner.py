@@ -219,7 +219,7 @@ def build(cfg, qm=None, sim: str = "verilator", build_dir: str | Path | None = N
     """Generate the RTL of ``cfg`` (+ weight images of ``qm``) and build it for ``sim``,
     reusing an identical earlier build. ``waves`` (Verilator only: a ``--trace`` build;
     Icarus always includes the on-demand VCD module)."""
-    from ..gen import TOP, generate
+    from ..hw.generate import TOP, generate
     from .faults import fault_units
     if sim not in SIMS:
         raise ValueError(f"sim={sim!r} (allowed: {', '.join(SIMS)})")

@@ -1,0 +1,129 @@
+"""Energy report of a workload: picojoules per inference, where they go, what early exit
+saves, across the exit knob k, and its plots (the library behind ``python -m ffaccel.energy``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from ..model.golden import GoldenModel
+from ..schedule import schedule
+from .model import ENERGY_COMPONENTS, EnergyModel, profile
+
+
+def report(wl, coeffs, toggle_samples: int, exit_layers: np.ndarray | None = None, prof=None) -> dict:
+    """Energy report of a workload; ``prof`` reuses a profile computed for the same model,
+    array and data (exit thresholds, memory level and node do not change it)."""
+    cfg = wl.cfg
+    if prof is None:
+        prof = profile(wl, toggle_samples)
+    else:
+        prof = dataclasses.replace(prof, cfg=cfg)
+    em = EnergyModel(cfg, coeffs)
+    depth = em.by_depth(prof)
+    if exit_layers is None:
+        exit_layers = GoldenModel(wl.qm).run(wl.x, early_exit=True).exit_layer
+    n = len(exit_layers)
+    sch = schedule(cfg)
+    per = sch.batch_size        # samples sharing an inference's energy (MP 1, OP rows)
+    # an OP batch runs to its deepest exit; its energy is shared by its samples
+    units = [(int(exit_layers[lo:lo + size].max()), size) for lo, size in sch.batches(n)]
+    comp = dict.fromkeys(ENERGY_COMPONENTS, 0.0)
+    for e, _ in units:
+        for k in ENERGY_COMPONENTS:
+            comp[k] += depth[e - 1][k] / n
+    total = sum(comp.values())
+    full = sum(depth[-1].values()) / per
+    hist = np.bincount(exit_layers, minlength=cfg.n_layers + 1)[1:]
+    per_layer = em.per_layer(prof)
+    ran = [(exit_layers > l).mean() for l in range(cfg.n_layers)]
+    cyc = np.mean([sum(prof.cycles[:e]) + prof.setup_cycles for e, _ in units])
+    t_s = cyc / (cfg.clock_mhz * 1e6)
+    lb = float(np.mean([em.lower_bound_pj(int(e)) for e in exit_layers]))
+    return {
+        "total_pj": total,
+        "full_depth_pj": full,
+        "components": comp,
+        "per_layer": [{"layer": l + 1, "pj_when_run": sum(per_layer[l].values()),
+                       "fraction_run": float(ran[l]), "components": per_layer[l]} for l in range(cfg.n_layers)],
+        "energy_by_exit_layer_pj": {str(e + 1): sum(d.values()) / per for e, d in enumerate(depth)},
+        "exit_histogram": {str(i + 1): int(h) for i, h in enumerate(hist)},
+        "cycles_per_inference": float(cyc),
+        "edp_pj_s": total * t_s,
+        "lower_bound_pj": lb,
+        "ratio_to_lower_bound": total / lb if lb else None,
+        "weight_mem": cfg.weight_mem, "e_weight_word_pj": em.e_weight, "area_cells_model": em.cells,
+        "toggle_samples": prof.sampled, "tech": coeffs.tech,
+        "_depth": depth,
+    }
+
+
+def k_sweep(checkpoint: str, dataset: str, limit, cfg, rep: dict, ks) -> list:
+    """Energy and accuracy across the exit knob k (needs labels): the integer model's
+    validation and test scores are computed once; each k only re-derives its thresholds."""
+    from ..data import load_dataset
+    from ..model.checkpoint import load_checkpoint
+    from ..model.evaluation import report_for_k, score_splits
+    net, _, _ = load_checkpoint(checkpoint)
+    ds = load_dataset(dataset)
+    sva, ste, _ = score_splits(net, cfg, ds, integer=True, limit=limit)
+    depth = rep["_depth"]
+    per = schedule(cfg).batch_size
+    out = []
+    for k in ks:
+        r = report_for_k(sva, ste, cfg, ds, k=k, policy=cfg.exit_policy, integer=True)
+        hist = {int(e): n for e, n in r["exit_histogram"].items()}
+        e = sum(n * sum(depth[d - 1].values()) / per for d, n in hist.items()) / max(1, sum(hist.values()))
+        out.append({"k": k, "accuracy": r["accuracy"], "total_pj": e, "mean_exit_layer": r["mean_exit_layer"],
+                    "exit_histogram": r["exit_histogram"]})
+    return out
+
+
+def write_plots(rep: dict, folder: Path, sweep: list | None) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    depth = rep["_depth"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bottom = np.zeros(len(depth))
+    for k in ENERGY_COMPONENTS:
+        v = np.array([d[k] for d in depth]) / 1e6
+        ax.bar(np.arange(1, len(depth) + 1), v, bottom=bottom, label=k)
+        bottom += v
+    ax.set_xlabel("exit layer")
+    ax.set_ylabel("energy per inference (uJ)")
+    ax.set_title("Energy by component vs exit depth")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    files.append(str(folder / "energy_by_exit_depth.png"))
+    fig.savefig(files[-1], dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    h = rep["exit_histogram"]
+    ax.bar([int(k) for k in h], list(h.values()))
+    ax.set_xlabel("exit layer")
+    ax.set_ylabel("samples")
+    ax.set_title("Exit-depth histogram")
+    fig.tight_layout()
+    files.append(str(folder / "exit_histogram.png"))
+    fig.savefig(files[-1], dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    if sweep:
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        ax.plot([s["total_pj"] / 1e6 for s in sweep], [s["accuracy"] * 100 for s in sweep], "o-")
+        for s in sweep:
+            ax.annotate(f"k={s['k']:g}", (s["total_pj"] / 1e6, s["accuracy"] * 100), fontsize=7)
+        ax.set_xlabel("energy per inference (uJ)")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title("Energy vs accuracy across the exit knob k")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        files.append(str(folder / "energy_vs_accuracy.png"))
+        fig.savefig(files[-1], dpi=110, metadata={"Software": None})
+        plt.close(fig)
+    return files
