@@ -112,8 +112,7 @@ def format_layers(layers: tuple[int, ...]) -> str:
 class AccelConfig:
     """Accelerator + network + number-format configuration (see docs/architecture.md).
 
-    Integer datapath of one layer (ARCHITECTURE.md section 3, made precise in
-    docs/architecture.md): ``acc = W_q @ x``; ``(m, s) = rsqrt(g_in)``;
+    Integer datapath of one layer (docs/architecture.md, "Integer datapath"): ``acc = W_q @ x``; ``(m, s) = rsqrt(g_in)``;
     ``z = rshr(acc * m, rsqrt_frac + s + wfrac[l] - afrac) + b_q``; ``h = sat(relu(z))``.
     """
 

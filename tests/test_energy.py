@@ -30,9 +30,10 @@ WEIGHT_WORD = 1950.0 * 32 / 64              # DRAM, 4 lanes x 8 bits: 975 pJ
 SRAM_64B = 10.0 * (64 / 8192) ** 0.5        # smallest bank (64 B floor): 8 KB point, sqrt slope of 8K->32K
 ACT_WORD = SRAM_64B * 32 / 64               # 4 activations of 8 bits
 POST_ROW = 4 * (0.2 * 20 * 12 / 64 + 0.1 * 34 / 32 + 0.2 + 0.1 * 19 / 32)  # per drained row, 4 columns
-# area model: 8 PEs x (3.80*8*8 + 13.2*20) + 4 columns x (7.43*20*12 + 74.3*20 + 9.9*8*8) + 9034 cells,
+# area model: 8 PEs x (3.80*8*8 + 13.2*20) + 4 columns x (7.43*20*13 + 74.3*20 + 9.9*8*8) + 9034 cells
+# (13 = rsqrt_frac + 1, the multiplier feature the fit was calibrated with),
 # plus 2 bank sets x 2 banks x 2 words x 32 bits of SRAM at one cell per bit; 2 nW per cell at 200 MHz
-CELLS = 8 * (3.80 * 64 + 13.2 * 20) + 4 * (7.43 * 240 + 74.3 * 20 + 9.9 * 64) + 9034 + 256
+CELLS = 8 * (3.80 * 64 + 13.2 * 20) + 4 * (7.43 * 260 + 74.3 * 20 + 9.9 * 64) + 9034 + 256
 LEAK_CYCLE = 2e-9 * CELLS / 200e6 * 1e12    # pJ per cycle
 
 TOGGLES = [{"weight_bus": 100, "act_read": 40, "array_x": 30, "pe_acc": 200, "pe_shadow": 20, "act_write": 10},

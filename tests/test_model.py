@@ -70,7 +70,7 @@ def test_exit_saves_macs_and_k_is_a_knob(mp_model, digits):
 
 
 def test_mac_counting():
-    # ARCHITECTURE.md: 784-2000x4 MP costs 10 x 13.568 M MACs without sharing
+    # docs/architecture.md, MAC accounting: 784-2000x4 MP costs 10 x 13.568 M MACs without sharing
     macs = layer_macs((784, 2000, 2000, 2000), (2000,) * 4, 10, "mp", share=False)
     assert sum(macs) == 135_680_000
     shared = layer_macs((784, 2000, 2000, 2000), (2000,) * 4, 10, "mp", share=True)

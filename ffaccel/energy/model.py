@@ -1,4 +1,4 @@
-"""Energy of an inference from toggles, memory accesses and cycles (ARCHITECTURE.md §5):
+"""Energy of an inference from toggles, memory accesses and cycles (docs/architecture.md, "Energy model"):
 
     E = sum_c toggles_c * e_toggle_c + sum_m accesses_m * e_access_m + P_leak * cycles / f
 
