@@ -40,6 +40,12 @@ RSQRT_FRAC_RANGE = (4, 24)
 RSQRT_INDEX_RANGE = (2, 10)
 # A float64 matmul is an exact integer matmul while every partial sum stays below 2**53.
 FLOAT64_EXACT_BITS = 53
+# What a trained network fixes (the float model's shape), the bit widths a quantised model
+# is built for, and the scales quantisation derives from data: a checkpoint carries all of
+# them, and commands that load one refuse to change them (each list is used everywhere).
+NETWORK_FIELDS = ("inputs", "layers", "classes", "mode")
+WIDTH_FIELDS = ("wbits", "abits")
+FORMAT_FIELDS = WIDTH_FIELDS + ("afrac", "wfrac", "hfrac", "lfrac")
 # Fields that never change the generated hardware (energy, latency and exit-calibration
 # knobs). Exit thresholds do: they are the reset values of run-time registers.
 NON_HARDWARE_FIELDS = ("clock_mhz", "tech", "exit_k", "weight_mem", "sram_kib")

@@ -1,5 +1,6 @@
 """Lint and compile checks of generated RTL: Verilator ``--lint-only -Wall`` warnings by type
-(with the waiver list below) and an Icarus compile. ``python -m ffaccel.lint DIR [--json]``."""
+(with the waiver list below) and an Icarus compile. ``python -m ffaccel.lint DIR [--json]``
+exits 0 when there are no errors and no unwaived warnings, 1 otherwise."""
 
 from __future__ import annotations
 
@@ -72,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(f"verilator: {rep['verilator_errors']} errors; warnings by type: {rep['warnings']}")
         print(f"unwaived warnings: {rep['unwaived'] or 'none'}; icarus compile rc={rep['icarus_rc']}")
-    ok = rep["verilator_errors"] == 0 and rep["verilator_rc"] == 0 and rep["icarus_rc"] in (0, None)
+    ok = (rep["verilator_errors"] == 0 and rep["verilator_rc"] == 0 and not rep["unwaived"]
+          and rep["icarus_rc"] in (0, None))
     return 0 if ok else 1
 
 

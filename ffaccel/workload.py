@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import FFAccelError
-from .config import AccelConfig
+from .config import NETWORK_FIELDS, WIDTH_FIELDS, AccelConfig
 from .model.golden import GoldenModel, QuantModel
 
 
@@ -100,7 +100,7 @@ def dataset_workload(checkpoint: str, dataset: str, limit: int | None, overrides
 
     net, cfg, meta = load_checkpoint(checkpoint)
     if overrides is not None:
-        for key in ("inputs", "layers", "classes", "mode", "wbits", "abits"):
+        for key in NETWORK_FIELDS + WIDTH_FIELDS:      # the formats' scales are calibrated anew
             if getattr(overrides, key) != getattr(cfg, key):
                 raise FFAccelError(f"checkpoint {checkpoint!r} has {key}={getattr(cfg, key)!r}; "
                                    f"the command asks for {getattr(overrides, key)!r}")

@@ -48,30 +48,27 @@ def test_gen_writes_manifest_and_is_deterministic(tmp_path):
     (("--wbits", "99"), "wbits=99"),
     (("--checkpoint", "missing.ckpt"), "does not exist"),
 ])
-def test_gen_bad_input_writes_nothing(tmp_path, args, fragment):
+def test_gen_bad_input_writes_nothing(tmp_path, args, fragment, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "rtl"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    r = _gen(*args, "-o", str(out), cwd=tmp_path)
+    r = cli("gen", *args, "-o", str(out))
     assert r.returncode == 2 and fragment in r.stderr and "Traceback" not in r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
-def test_gen_with_checkpoint_writes_images(tmp_path):
-    ck = tmp_path / "d.ckpt"
-    r = subprocess.run([sys.executable, "-m", "ffaccel.train", "--dataset", "digits", "--layers", "2x20",
-                        "--epochs", "1", "--out", str(ck), "--no-progress"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+def test_gen_with_checkpoint_writes_images(tmp_path, digits_ckpt, cli):
     out = tmp_path / "rtl"
-    r = _gen("--checkpoint", str(ck), "--rows", "5", "-o", str(out))
+    r = cli("gen", "--checkpoint", str(digits_ckpt), "--rows", "5", "-o", str(out))
     assert r.returncode == 0, r.stderr
     assert (out / "weights.hex").is_file() and (out / "layer2_weights.npy").is_file()
     w = np.load(out / "layer1_weights.npy")
-    assert w.shape == (20, 64) and w.dtype == np.int8
+    assert w.shape == (16, 64) and w.dtype == np.int8
     man = json.loads((out / "manifest.json").read_text())
     assert len((out / "weights.hex").read_text().split()) == man["memory_map"]["weight_words"]
     # a checkpoint fixes the network: asking for another one is refused
-    r = _gen("--checkpoint", str(ck), "--layers", "3x20", "-o", str(tmp_path / "x"))
+    r = cli("gen", "--checkpoint", str(digits_ckpt), "--layers", "3x16", "-o", str(tmp_path / "x"))
     assert r.returncode == 2 and "layers" in r.stderr and not (tmp_path / "x").exists()
 
 
@@ -162,3 +159,15 @@ def test_generated_rtl_lints_and_compiles(tmp_path, mode):
     assert rep["unwaived"] == {}, rep["unwaived"]
     if shutil.which("iverilog"):
         assert rep["icarus_rc"] == 0, rep["icarus_errors"]
+
+
+@pytest.mark.rtl
+def test_lint_fails_on_an_unwaived_warning(tmp_path, capsys):
+    from ffaccel.lint import main
+    (tmp_path / "manifest.json").write_text(json.dumps({"top": "t"}))
+    (tmp_path / "t.v").write_text("module t(input wire a, output wire [1:0] y);\nassign y[0] = a;\nendmodule\n")
+    assert main([str(tmp_path), "--json"]) == 1          # UNDRIVEN y[1] is not waived
+    rep = json.loads(capsys.readouterr().out)
+    assert "UNDRIVEN" in rep["unwaived"] and rep["verilator_errors"] == 0
+    (tmp_path / "t.v").write_text("module t(input wire a, output wire y);\nassign y = a;\nendmodule\n")
+    assert main([str(tmp_path)]) == 0

@@ -286,36 +286,31 @@ def test_cli_json_report():
 
 
 @needs_icarus
-def test_cli_reports_an_injected_fault_with_status_1():
-    r = _cli("--layers", "2x5", "--inputs", "12", "--classes", "3", "--rows", "2", "--cols", "3",
-             "--sim", "icarus", "--samples", "3", "--fault", "requant_round", "--build-dir", str(BUILD))
+def test_cli_reports_an_injected_fault_with_status_1(cli):
+    r = cli("verify", "--layers", "2x5", "--inputs", "12", "--classes", "3", "--rows", "2", "--cols", "3",
+            "--sim", "icarus", "--samples", "3", "--fault", "requant_round", "--build-dir", str(BUILD))
     assert r.returncode == 1, r.stdout + r.stderr
     assert "MISMATCH" in r.stdout
 
 
 @needs_icarus
-def test_cli_checkpoint_with_array_override(tmp_path):
-    """A trained (1-epoch digits) checkpoint, quantised and calibrated, on another array."""
-    ck = tmp_path / "d.ckpt"
-    r = subprocess.run([sys.executable, "-m", "ffaccel.train", "--dataset", "digits", "--layers", "2x20",
-                        "--epochs", "1", "--out", str(ck), "--no-progress"], capture_output=True, text=True,
-                       cwd=REPO, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    r = _cli("--checkpoint", str(ck), "--dataset", "digits", "--rows", "3", "--cols", "6", "--samples", "3",
-             "--sim", "icarus", "--json", "--build-dir", str(BUILD))
+def test_cli_checkpoint_with_array_override(digits_ckpt, cli):
+    """A trained digits checkpoint (the session's), quantised and calibrated, on another array."""
+    r = cli("verify", "--checkpoint", str(digits_ckpt), "--dataset", "digits", "--rows", "3", "--cols", "6",
+            "--samples", "3", "--sim", "icarus", "--json", "--build-dir", str(BUILD))
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(r.stdout)
     assert doc["mismatches"] == 0 and len(doc["samples"]) == 3
-    assert (doc["config"]["rows"], doc["config"]["cols"], doc["config"]["layers"]) == (3, 6, [20, 20])
-    r = _cli("--checkpoint", str(ck), "--dataset", "digits", "--layers", "3x20", "--sim", "icarus")
+    assert (doc["config"]["rows"], doc["config"]["cols"], doc["config"]["layers"]) == (3, 6, [16, 16])
+    r = cli("verify", "--checkpoint", str(digits_ckpt), "--dataset", "digits", "--layers", "3x16", "--sim", "icarus")
     assert r.returncode == 2 and "layers" in r.stderr
 
 
 @pytest.mark.parametrize("args", [["--bogus"], ["--layers", "2x16", "--inputs", "32", "--rows", "0"],
                                   ["--stall", "1.5"], ["--samples", "0"], ["--sim", "modelsim"],
                                   ["--dataset", "digits"]])
-def test_cli_bad_input_is_one_line_exit_2(args):
-    r = _cli(*args, timeout=120)
+def test_cli_bad_input_is_one_line_exit_2(args, cli):
+    r = cli("verify", *args)
     assert r.returncode == 2, r.stdout + r.stderr
     assert r.stdout == ""
     lines = r.stderr.strip().splitlines()

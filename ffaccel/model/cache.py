@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..config import AccelConfig
+from ..config import NETWORK_FIELDS, AccelConfig
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from .ff import TRAIN_RECIPE
 from .training import fit
@@ -22,7 +22,7 @@ def cache_dir() -> Path:
 
 
 def cache_key(ds, cfg: AccelConfig, hyper: dict) -> str:
-    net = {k: getattr(cfg, k) for k in ("inputs", "layers", "classes", "mode")}
+    net = {k: getattr(cfg, k) for k in NETWORK_FIELDS}
     blob = json.dumps({"net": net, "hyper": hyper, "data": ds.provenance.get("sha256"), "name": ds.name,
                        "recipe": TRAIN_RECIPE},
                       sort_keys=True, default=list)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..config import AccelConfig, ConfigError
+from ..config import FORMAT_FIELDS, NETWORK_FIELDS, AccelConfig, ConfigError
 from ..errors import FFAccelError
 from ..fsutil import atomic_write_bytes
 from .ff import FFNet
@@ -73,7 +73,7 @@ def load_checkpoint(path: str | Path) -> tuple[FFNet, AccelConfig, dict[str, Any
 
 
 # what a checkpoint fixes: the network and the number formats it was quantised for
-CKPT_FIXED = ("inputs", "layers", "classes", "mode", "wbits", "abits", "afrac", "wfrac", "hfrac", "lfrac")
+CKPT_FIXED = NETWORK_FIELDS + FORMAT_FIELDS
 
 
 def checkpoint_config(path: str, overrides: Mapping[str, Any]) -> tuple[FFNet, AccelConfig]:
@@ -96,7 +96,7 @@ def checkpoint_config(path: str, overrides: Mapping[str, Any]) -> tuple[FFNet, A
 
 def check_compatible(cfg: AccelConfig, want: AccelConfig, path: str) -> None:
     """A checkpoint's network must match the network the user asked for."""
-    for key in ("inputs", "layers", "classes", "mode"):
+    for key in NETWORK_FIELDS:
         if getattr(cfg, key) != getattr(want, key):
             raise FFAccelError(f"checkpoint {path!r} has {key}={getattr(cfg, key)!r}, "
                                f"but the command asks for {getattr(want, key)!r}")
