@@ -28,7 +28,7 @@ from ffaccel.model.evaluation import report_for_k, score_splits
 from ffaccel.model.cache import cached_fit
 from ffaccel.model.embed import input_codes
 from ffaccel.model.golden import GoldenModel
-from ffaccel.model.quant import calibrate_integer, quantize
+from ffaccel.model.quant import CALIBRATION_SAMPLES, calibrate_integer, quantize
 
 PROG = "reproduce_lightff"
 
@@ -37,7 +37,8 @@ def golden_throughput(net, cfg, ds, n: int = 2000) -> dict:
     """Golden-model samples/s (full depth and with exit) and its ratio to float64 matmul speed."""
     import torch
 
-    qm = calibrate_integer(quantize(net, cfg), input_codes(ds.x_val[:2000], cfg), ds.y_val[:2000])
+    qm = calibrate_integer(quantize(net, cfg), input_codes(ds.x_val[:CALIBRATION_SAMPLES], cfg),
+                           ds.y_val[:CALIBRATION_SAMPLES])
     gm = GoldenModel(qm)
     x = input_codes(ds.x_test[:n], cfg)
     t = time.perf_counter(); res = gm.run(x); full_s = time.perf_counter() - t

@@ -24,7 +24,7 @@ from ..model.checkpoint import check_compatible, load_checkpoint
 from ..model.exits import apply_exit, calibrate
 from ..model.embed import input_codes
 from ..model.golden import GoldenModel, QuantModel
-from ..model.quant import choose_formats, integer_thresholds, quantize
+from ..model.quant import CALIBRATION_SAMPLES, choose_formats, integer_thresholds, quantize
 from ..schedule import schedule
 from ..workload import Workload
 from .space import Space
@@ -61,8 +61,8 @@ def _quantised(space: Space, cfg_formats: AccelConfig):
     number formats: every exit knob k and array shape of the same formats reuses them."""
     w = space.workload
     net, ds = _network(space, cfg_formats.layers, cfg_formats.mode)
-    xtr = input_codes(ds.x_train[:2000], cfg_formats)
-    qcfg = choose_formats(net, xtr, ds.y_train[:2000], cfg=cfg_formats)
+    xtr = input_codes(ds.x_train[:CALIBRATION_SAMPLES], cfg_formats)
+    qcfg = choose_formats(net, xtr, ds.y_train[:CALIBRATION_SAMPLES], cfg=cfg_formats)
     qm = quantize(net, qcfg)
     gm = GoldenModel(qm)
     nv = min(w["val_limit"], len(ds.x_val))

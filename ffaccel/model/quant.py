@@ -31,6 +31,11 @@ def _pow2_frac(max_abs: float, limit: int, lo: int = 0, hi: int = 32) -> int:
     return int(min(hi, max(lo, math.floor(math.log2(limit / max_abs)))))
 
 
+# Samples of the training split that choose the number formats (activation percentiles),
+# and of the validation split that calibrate the exit thresholds where a run caps them.
+CALIBRATION_SAMPLES = 2000
+
+
 @torch.no_grad()
 def choose_formats(net: FFNet, calib_codes: np.ndarray, calib_y: np.ndarray,
                    cfg: AccelConfig | None = None) -> AccelConfig:

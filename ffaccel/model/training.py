@@ -12,7 +12,7 @@ from .embed import input_codes
 from .exits import apply_exit, calibrate, exit_report
 from .ff import TRAIN_RECIPE, FFNet, train_ff, train_heads
 from .golden import GoldenModel
-from .quant import calibrate_integer, choose_formats, quantize
+from .quant import CALIBRATION_SAMPLES, calibrate_integer, choose_formats, quantize
 
 
 def fit(ds, cfg, hyper: dict, progress: bool = True):
@@ -47,7 +47,7 @@ def fit(ds, cfg, hyper: dict, progress: bool = True):
     float_rep = exit_report(el, lab, fs_te[:, -1].argmax(1), ds.y_test, cfg)
 
     # integer formats + thresholds
-    ncal = min(len(xtr), 2000)
+    ncal = min(len(xtr), CALIBRATION_SAMPLES)
     qcfg = choose_formats(net, xtr[:ncal], ytr[:ncal])
     qm = calibrate_integer(quantize(net, qcfg), xva, ds.y_val)
     res = GoldenModel(qm).run(xte)
