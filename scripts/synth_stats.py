@@ -25,7 +25,7 @@ from ffaccel.hw.generate import ENGINE, engine_verilog
 from ffaccel.schedule import schedule
 
 PROG = "synth_stats"
-FLOW = ("read_verilog {src}; synth -top {top} -run begin:fine; opt -fast -full; techmap; opt -fast; "
+FLOW = ("read_verilog {src}; synth -top {top} -flatten -run begin:fine; opt -fast -full; techmap; opt -fast; "
         "abc; opt -fast; flatten; opt_clean; tee -q -o {stat} stat -json")
 
 

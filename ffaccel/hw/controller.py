@@ -14,24 +14,25 @@ from .interfaces import _idx, issue_layout, pass_field, pixel_layout, result_lay
 
 
 class ResultBuffer(wiring.Component):
-    """One result (label, exit layer, scores) per row of a batch, written at the row's
-    exit decision, read while the results stream out."""
+    """One result (label, exit layer, scores) per sample of a batch (the schedule's batch
+    size: MP one, OP ``rows``), written at the sample's exit decision, read while the
+    results stream out."""
 
     def __init__(self, sched: Schedule):
         self.sched = sched
         cfg = sched.cfg
         sc = signed(cfg.score_bits)
         super().__init__({
-            "we": In(1), "wrow": In(_idx(cfg.rows)), "label": In(range(cfg.classes)),
+            "we": In(1), "wrow": In(_idx(sched.batch_size)), "label": In(range(cfg.classes)),
             "exit_layer": In(range(cfg.n_layers + 1)), "scores": In(sc).array(cfg.classes),
-            "rrow": In(range(max(sched.banks, cfg.rows) + 1)), "r_label": Out(range(cfg.classes)),
+            "rrow": In(_idx(sched.batch_size)), "r_label": Out(range(cfg.classes)),
             "r_exit_layer": Out(range(cfg.n_layers + 1)), "r_scores": Out(sc).array(cfg.classes),
         })
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.sched.cfg
-        R, NC = cfg.rows, cfg.classes
+        R, NC = self.sched.batch_size, cfg.classes
         lab = Array(Signal(range(NC), name=f"olab{r}") for r in range(R))
         ex = Array(Signal(range(cfg.n_layers + 1), name=f"oexit{r}") for r in range(R))
         sc = Array(Array(Signal(signed(cfg.score_bits), name=f"osc{r}_{c}") for c in range(NC)) for r in range(R))

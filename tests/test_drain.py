@@ -1,0 +1,271 @@
+# amaranth: UnusedElaboratable=no
+"""Drain (Amaranth simulator), fed the issue stage's ``p1`` stream of every pass of the
+schedule, with the MAC array's shadow registers, the label-weight registers (MP
+sharing), the bias memory and the accumulators' normalisation factors emulated in Python.
+Checked against a plain-Python statement of the unit:
+
+- a tile ends on its last streamed input (``p1.valid & p1.last``, not shared) or, with MP
+  label sharing, on its last label word (``p1.lab_last``); then the bias word
+  ``bbase + tile`` of the pass is read (``bmem``);
+- one cycle later (``go``) row 0 is drained, then one row per cycle; stage A registers
+  each: row j of the tile is on ``row`` ``drain_go + select + j`` cycles after the tile's
+  end, with ``valid``, ``cp`` (MP: ``grp*rows + j``; shared layer 1: ``j``; OP: ``j``),
+  ``tile``, ``layer``, ``head``, the bias word, ``(m, s)`` of copy ``cp``, ``live`` (OP:
+  the row's sample has not exited) and ``acc`` (the array's sums of row j, or with
+  sharing ``sums[0] + label_value * wlab[j]``);
+- it drains exactly the copy group's rows (MP, ``schedule.group_rows``), ``classes`` rows
+  (MP sharing) or ``nrows`` (OP), and nothing else.
+"""
+
+import random
+
+import pytest
+from amaranth.sim import Simulator
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from ffaccel.config import AccelConfig
+from ffaccel.hw.drain import Drain
+from ffaccel.schedule import schedule
+
+CONFIGS = {
+    "mp_groups": AccelConfig(inputs=8, classes=5, layers=(7, 4), rows=2, cols=3, abits=3, wbits=4,
+                             afrac=1, label_share=False),
+    "mp_share_groups": AccelConfig(inputs=9, classes=5, layers=(4, 3), rows=2, cols=3, abits=2, wbits=3,
+                                   afrac=0),
+    "mp_share": AccelConfig(inputs=7, classes=3, layers=(5, 3), rows=3, cols=2, abits=3, wbits=4, afrac=1),
+    "op": AccelConfig(inputs=7, classes=3, layers=(5, 4), rows=3, cols=2, abits=3, wbits=4, afrac=1,
+                      mode="op", lfrac=2),
+    # OP heads over 2 inputs drain 3 rows: the tile period is set by the drain
+    "op_short": AccelConfig(inputs=6, classes=2, layers=(2, 3), rows=3, cols=2, abits=3, wbits=3, afrac=1,
+                            mode="op", lfrac=2),
+}
+
+IDLE = {"valid": 0, "first": 0, "last": 0, "lab": 0, "lab_last": 0, "lane": 0, "k": 0,
+        "tag": {"grp": 0, "src": 0, "tile": 0, "layer": 0, "head": 0, "shared": 0}}
+
+
+def passes_of(sched):
+    if sched.cfg.mode == "op":
+        return [p for pair in zip(sched.layer_passes, sched.head_passes) for p in pair]
+    return list(sched.layer_passes)
+
+
+def p1_stream(sched, nrows, pad):
+    """The issue stage's p1 over every pass, as the controller paces it (tile periods,
+    a flush between passes): a list of (p1 dict or None, tile info)."""
+    cfg = sched.cfg
+    out = []
+    for p in passes_of(sched):
+        groups = range(1) if (p.shared or cfg.mode == "op") else range(sched.copy_groups)
+        for grp in groups:
+            n = p.groups[grp] if p.groups is not None else nrows
+            for t in range(p.tiles):
+                tag = {"grp": grp, "src": p.src, "tile": t, "layer": p.layer,
+                       "head": int(p.kind == "head"), "shared": int(p.shared)}
+                info = {"pass": p, "grp": grp, "tile": t, "n": n, "tag": tag}
+                cyc = []
+                for i in range(p.k):
+                    k = p.k_first + i
+                    cyc.append({"valid": 1, "first": int(i == 0), "last": int(i == p.k - 1), "lab": 0,
+                                "lab_last": 0, "lane": k % cfg.cols, "k": k, "tag": tag})
+                for j in range(p.label_words):
+                    cyc.append({"valid": 0, "first": 0, "last": 0, "lab": 1, "lab_last": int(j == p.label_words - 1),
+                                "lane": j % cfg.cols, "k": j, "tag": tag})
+                cyc += [None] * (p.period(n) - len(cyc) + pad())
+                out += [(c, info) for c in cyc]
+        # FLUSH (and NORM) between passes: the last tile's rows leave before the next pass
+        out += [(None, None)] * (max(cfg.rows, cfg.classes) + 4)
+    return out
+
+
+def lanes(word, bits, n):
+    return [(word >> (i * bits)) & ((1 << bits) - 1) for i in range(n)]
+
+
+def simulate(sched, seed, nrows=None, exited=0, pad_max=0):
+    cfg = sched.cfg
+    R, C, NC = cfg.rows, cfg.cols, cfg.classes
+    lat = sched.latency
+    rng = random.Random(seed)
+    nrows = R if nrows is None else nrows
+    amax = (1 << (cfg.accbits - 1)) - 1
+    ncp = max(sched.banks, R) + R
+    M = [rng.randrange(1 << cfg.rsqrt_mant_bits) for _ in range(ncp)]
+    S = [rng.randrange(1 << cfg.rsqrt_shift_bits) for _ in range(ncp)]
+    bmem = [rng.randrange(1 << cfg.bias_word_bits) for _ in range(sched.memory.bias_words)]
+    stream = p1_stream(sched, nrows, lambda: rng.randrange(pad_max + 1))
+    dut = Drain(sched)
+    bad = []
+    stats = {"rows": 0, "tiles": 0}
+
+    def fail(*what):
+        if len(bad) < 20:
+            bad.append(what)
+
+    def rand_sums():
+        return [[rng.randrange(-amax - 1, amax + 1) for _ in range(C)] for _ in range(R)]
+
+    def rand_wlab():
+        return [[rng.randrange(cfg.wmin, cfg.wmax + 1) for _ in range(C)] for _ in range(NC)]
+
+    async def bench(ctx):
+        ctx.set(dut.nrows, nrows)
+        ctx.set(dut.exited, exited)
+        sums = rand_sums()                 # the shadow registers (garbage before a tile)
+        wlab = rand_wlab()
+        bheld = 0
+        due = {}                           # cycle -> expected row
+        windows = []                       # (first, last) cycles the drain must be busy
+        tile_sums, tile_wlab = None, None
+        pending_sums, pending_wlab = None, []
+        end = len(stream) + 2 * max(R, NC) + 6
+        for cyc in range(end):
+            p1, info = stream[cyc] if cyc < len(stream) else (None, None)
+            # the array's shadow registers / issue's wlab registers (one cycle after p1)
+            if pending_sums is not None:
+                sums, pending_sums = pending_sums, None
+            for j, vals in pending_wlab:
+                wlab[j] = vals
+            pending_wlab = []
+            ctx.set(dut.p1, p1 or IDLE)
+            for r in range(R):
+                for c in range(C):
+                    ctx.set(dut.sums[r][c], sums[r][c])
+            if sched.share:
+                for j in range(NC):
+                    for c in range(C):
+                        ctx.set(dut.wlab[j][c], wlab[j][c])
+            ctx.set(dut.bmem.data, bheld)
+            sel = ctx.get(dut.norm_sel)
+            ctx.set(dut.norm_m, M[sel] if sel < ncp else 0)
+            ctx.set(dut.norm_s, S[sel] if sel < ncp else 0)
+            # ---- the tile's end: bias read
+            ends = p1 is not None and ((p1["valid"] and p1["last"] and not p1["tag"]["shared"]) or p1["lab_last"])
+            en, addr = ctx.get(dut.bmem.en), ctx.get(dut.bmem.addr)
+            if ends:
+                p = info["pass"]
+                want = p.bbase + info["tile"]
+                if not en or addr != want:
+                    fail("bias read", cyc, en, addr, want)
+            elif en:
+                fail("bias read outside a tile end", cyc, p1)
+            # ---- the row on the output
+            want = due.pop(cyc, None)
+            row = dut.row
+            if want is None:
+                if ctx.get(row.valid):
+                    fail("unexpected row", cyc)
+            else:
+                got = {f: ctx.get(getattr(row, f)) for f in ("valid", "live", "cp", "tile", "layer", "head",
+                                                              "bias", "m", "s")}
+                got["acc"] = [ctx.get(row.acc[c]) for c in range(C)]
+                if got != want:
+                    fail("row", cyc, got, want)
+                stats["rows"] += 1
+            busy = ctx.get(dut.busy)
+            if any(a <= cyc <= b for a, b in windows):
+                if not busy:
+                    fail("not busy while draining", cyc)
+            elif busy and not any(a - 1 <= cyc <= b for a, b in windows):
+                fail("busy when idle", cyc)
+            # ---- the expectations this cycle creates
+            if p1 is not None and p1["valid"] and p1["last"]:
+                tile_sums = rand_sums()
+                pending_sums = tile_sums
+            if p1 is not None and p1["lab"]:
+                vals = [rng.randrange(cfg.wmin, cfg.wmax + 1) for _ in range(C)]
+                pending_wlab.append((p1["k"], vals))
+                tile_wlab = (tile_wlab or {}) if p1["k"] else {}
+                tile_wlab[p1["k"]] = vals
+            if ends:
+                p, n, tag = info["pass"], info["n"], info["tag"]
+                stats["tiles"] += 1
+                first = cyc + lat.drain_go + lat.select
+                windows.append((cyc + lat.drain_go, first + n - 1))
+                for j in range(n):
+                    if cfg.mode == "mp":
+                        cp = j if tag["shared"] else tag["grp"] * R + j
+                        live = 1
+                    else:
+                        cp, live = j, int(not exited >> j & 1)
+                    if tag["shared"]:
+                        acc = [tile_sums[0][c] + cfg.label_value * tile_wlab[j][c] for c in range(C)]
+                    else:
+                        acc = list(tile_sums[j])
+                    assert first + j not in due, "the stimulus overlaps two drains"
+                    due[first + j] = {"valid": 1, "live": live, "cp": cp, "tile": tag["tile"],
+                                      "layer": tag["layer"], "head": tag["head"], "bias": bmem[p.bbase + tag["tile"]],
+                                      "m": M[cp], "s": S[cp], "acc": acc}
+            if en:
+                bheld = bmem[addr] if addr < len(bmem) else 0
+            await ctx.tick()
+        if due:
+            fail("rows never drained", sorted(due))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return bad, stats
+
+
+def expected_rows(sched, nrows):
+    """Rows drained over every pass, from the schedule alone."""
+    total = 0
+    for p in passes_of(sched):
+        total += p.tiles * sum(p.drained(nrows))
+    return total
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_drains_every_tile(name):
+    sched = schedule(CONFIGS[name])
+    bad, stats = simulate(sched, seed=11)
+    assert not bad, bad
+    assert stats["rows"] == expected_rows(sched, sched.cfg.rows)
+    assert stats["tiles"] == sum(p.tiles * len(p.drained(sched.cfg.rows)) for p in passes_of(sched))
+
+
+def test_shared_layer_drains_classes_rows_per_tile():
+    sched = schedule(CONFIGS["mp_share_groups"])
+    p = sched.layer_passes[0]
+    assert p.shared and p.drained(None) == (sched.cfg.classes,)
+    bad, stats = simulate(sched, seed=12)
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("name", ["op", "op_short"])
+def test_op_partial_batches_and_exited_rows(name):
+    sched = schedule(CONFIGS[name])
+    R = sched.cfg.rows
+    for nrows in range(1, R + 1):
+        for exited in (0, (1 << nrows) - 1, 1 << (nrows - 1)):
+            bad, stats = simulate(sched, seed=nrows * 8 + exited, nrows=nrows, exited=exited, pad_max=1)
+            assert not bad, (nrows, exited, bad)
+            assert stats["rows"] == expected_rows(sched, nrows)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_random_contents_and_padding(name):
+    sched = schedule(CONFIGS[name])
+    R = sched.cfg.rows
+    op = sched.cfg.mode == "op"
+
+    # the drawn values are seeds and counts: shrinking a failure would only cost time
+    @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+              phases=[Phase.explicit, Phase.reuse, Phase.generate])
+    @given(seed=st.integers(0, 1 << 30), nrows=st.integers(1, R), exited=st.integers(0, (1 << R) - 1),
+           pad=st.integers(0, 3))
+    def check(seed, nrows, exited, pad):
+        if not op:
+            nrows, exited = R, 0
+        bad, _ = simulate(sched, seed, nrows=nrows, exited=exited, pad_max=pad)
+        assert not bad, bad
+
+    check()
+
+
+def test_refuses_non_schedule():
+    with pytest.raises(TypeError, match="Schedule"):
+        Drain(CONFIGS["op"])
