@@ -24,7 +24,8 @@ class ActBanks(wiring.Component):
     Read: one shared word address ``raddr``; ``ren[s][b]`` enables bank b of set s (a
     disabled read port holds its data: no toggles); ``rdata`` one cycle later.
     Write: ``load`` (input pixels, lane mask ``lanes``) and ``drain`` (a drained row, all
-    lanes) never overlap in time; ``load`` wins if they did. ``lanes == 0``: no write.
+    lanes) never overlap in time; ``load`` wins if they address the same bank.
+    ``lanes == 0``: no write. A read of a word written in the same cycle returns the old word.
     """
 
     def __init__(self, sched: Schedule):

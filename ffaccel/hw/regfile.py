@@ -12,7 +12,9 @@ from .interfaces import RegPort, _idx
 
 class RegFile(wiring.Component):
     """The registers of ``schedule.regs``, written through ``port`` (one write per cycle,
-    effective the next cycle), reset to their map values.
+    effective the next cycle), reset to their map values. The port's data lane holds every
+    register's full range; a value outside a register's range is truncated to its width
+    (the host writes values from the register map's ranges). Unused addresses are ignored.
 
     Read side (combinational): ``threshold`` of layer ``thr_layer``; ``shift_base`` of
     layer ``sel_layer`` (the head's base when ``sel_head``); ``exit_enable``.
