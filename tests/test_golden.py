@@ -211,3 +211,19 @@ def test_quant_model_refuses_wrong_shapes_and_ranges():
     gm = GoldenModel(QuantModel.random(cfg, np.random.default_rng(0)))
     with pytest.raises(ValueError, match="codes"):
         gm.run(np.full((1, 12), 99))
+
+
+def test_head_biases_must_fit_the_engines_bias_lane():
+    """An OP model whose head bias the RTL's bias lane cannot hold is refused (the hex
+    writer would otherwise mask it and golden and RTL would disagree silently)."""
+    from ffaccel.config import ConfigError
+    cfg = AccelConfig(inputs=12, layers=(6, 5), classes=3, rows=2, cols=4, mode="op")
+    qm = QuantModel.random(cfg, np.random.default_rng(0))
+    hi = (1 << (cfg.bias_lane_bits - 1)) - 1
+    ok = [hb.copy() for hb in qm.head_biases]
+    ok[1][2] = hi
+    QuantModel(cfg, qm.weights, qm.biases, qm.heads, ok)            # the lane's maximum fits
+    bad = [hb.copy() for hb in qm.head_biases]
+    bad[1][2] = hi + 1
+    with pytest.raises(ConfigError, match=f"head 2 bias .*bias lane holds {cfg.bias_lane_bits} signed bits"):
+        QuantModel(cfg, qm.weights, qm.biases, qm.heads, bad)
