@@ -90,7 +90,24 @@ class _Coroutine:
             self._task = None
 
 
-class StreamDriver(_Coroutine):
+class _StreamEnd(_Coroutine):
+    """The handles of one end of a stream (``<prefix>valid/ready/payload``), its payload
+    layout, a seeded random source for stalls and the per-beat callback."""
+
+    def __init__(self, dut, clk, prefix: str, layout: PackedLayout, *, payload: str, valid: str, ready: str,
+                 prob_name: str, prob: float, rng: random.Random | None, on_beat):
+        if not 0.0 <= prob < 1.0:
+            raise ValueError(f"{prob_name}={prob} must lie in [0, 1)")
+        self.clk = clk
+        self.valid = _sig(dut, prefix, valid)
+        self.ready = _sig(dut, prefix, ready)
+        self.payload = _sig(dut, prefix, payload)
+        self.layout = layout
+        self.rng = rng or random.Random(0)
+        self.on_beat = on_beat
+
+
+class StreamDriver(_StreamEnd):
     """Drives ``valid`` + payload signals of a stream, honouring ``ready``.
 
     Beats are dicts ``{field name: int}`` packed by ``layout``; ``send_data``
@@ -105,17 +122,10 @@ class StreamDriver(_Coroutine):
                  valid: str = "valid", ready: str = "ready", idle_prob: float = 0.0,
                  rng: random.Random | None = None, garbage: bool = True,
                  on_beat: Callable[[dict], Any] | None = None):
-        if not 0.0 <= idle_prob < 1.0:
-            raise ValueError(f"idle_prob={idle_prob} must lie in [0, 1)")
-        self.clk = clk
-        self.valid = _sig(dut, prefix, valid)
-        self.ready = _sig(dut, prefix, ready)
-        self.payload = _sig(dut, prefix, payload)
-        self.layout = layout
+        super().__init__(dut, clk, prefix, layout, payload=payload, valid=valid, ready=ready,
+                         prob_name="idle_prob", prob=idle_prob, rng=rng, on_beat=on_beat)
         self.idle_prob = idle_prob
-        self.rng = rng or random.Random(0)
         self.garbage = garbage
-        self.on_beat = on_beat
         self.queue: deque[dict] = deque()
         self.sent = 0
         self.idle_cycles = 0
@@ -177,7 +187,7 @@ class StreamDriver(_Coroutine):
                     self.on_beat(beat)
 
 
-class StreamSink(_Coroutine):
+class StreamSink(_StreamEnd):
     """Drives ``ready`` of a stream with random back-pressure (``ready`` low with
     probability ``stall_prob`` each cycle, seeded ``rng``) and collects the beats.
 
@@ -190,16 +200,9 @@ class StreamSink(_Coroutine):
                  valid: str = "valid", ready: str = "ready",
                  stall_prob: float = 0.0, rng: random.Random | None = None,
                  on_beat: Callable[[dict], Any] | None = None):
-        if not 0.0 <= stall_prob < 1.0:
-            raise ValueError(f"stall_prob={stall_prob} must lie in [0, 1)")
-        self.clk = clk
-        self.valid = _sig(dut, prefix, valid)
-        self.ready = _sig(dut, prefix, ready)
-        self.payload = _sig(dut, prefix, payload)
-        self.layout = layout
+        super().__init__(dut, clk, prefix, layout, payload=payload, valid=valid, ready=ready,
+                         prob_name="stall_prob", prob=stall_prob, rng=rng, on_beat=on_beat)
         self.stall_prob = stall_prob
-        self.rng = rng or random.Random(0)
-        self.on_beat = on_beat
         self.beats: list[dict] = []
         self.stall_cycles = 0
         self._waiters: list[tuple[int, Event]] = []
