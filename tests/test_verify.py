@@ -70,22 +70,23 @@ STALLS = {"mp_groups_share": 0.3, "op_margin": 0.4, "mp_noshare_margin": 0.2, "m
 
 def case_samples(name: str, seed: int):
     """(qm, x) of a case: the ``verify_samples`` workload with a zero-image sample and a
-    saturated one, for the first of seed, seed+100, ... whose activations depend on the
-    inputs (sensitivity >= 0.2) and, where the config can exit early, whose samples exit
-    at more than one layer (deterministic)."""
-    for k in range(12):
-        s = seed + 100 * k
-        cfg = make_config(s, **CASES[name])
-        n = 8 if cfg.mode == "mp" else 2 * cfg.rows + 1
-        qm, x = verify_samples(cfg.replace(thresholds=()), s, n)
-        x[0, cfg.classes:] = 0            # zero image goodness
-        x[-1] = cfg.amax                  # saturated input
-        base = QuantModel(cfg.replace(thresholds=()), qm.weights, qm.biases, qm.heads, qm.head_biases)
-        qm = spread_thresholds(base, x)
-        exits = set(GoldenModel(qm).run(x).exit_layer.tolist())
-        can_exit = cfg.n_layers > 1 and cfg.exit_policy != "none"
-        if sensitivity(qm, x) >= 0.2 and (len(exits) > 1 or not can_exit):
-            return qm, x
+    saturated one. The number formats depend on the case only (so every seed of a case
+    shares one RTL build); weights and inputs come from seed, seed+100, ...: the first
+    whose activations depend on the inputs (sensitivity >= 0.2) and, where the config can
+    exit early, whose samples exit at more than one layer (deterministic)."""
+    for fmt in range(4):
+        base_cfg = make_config(fmt, **CASES[name])
+        for k in range(8):
+            s = seed + 100 * k
+            n = 8 if base_cfg.mode == "mp" else 2 * base_cfg.rows + 1
+            qm, x = verify_samples(base_cfg.replace(thresholds=()), s, n)
+            x[0, base_cfg.classes:] = 0       # zero image goodness
+            x[-1] = base_cfg.amax             # saturated input
+            qm = spread_thresholds(qm, x)
+            exits = set(GoldenModel(qm).run(x).exit_layer.tolist())
+            can_exit = qm.cfg.n_layers > 1 and qm.cfg.exit_policy != "none"
+            if sensitivity(qm, x) >= 0.2 and (len(exits) > 1 or not can_exit):
+                return qm, x
     raise AssertionError(f"no informative samples for case {name} near seed {seed}")
 
 
