@@ -74,8 +74,9 @@ class QuantModel:
             bs.append(rng.integers(-bmax // 4, bmax // 2 + 1, size=n_out, dtype=np.int64))
             if cfg.mode == "op":
                 hs.append(rng.integers(cfg.wmin, cfg.wmax + 1, size=(cfg.classes, n_out), dtype=np.int64))
-                hbs.append(rng.integers(-(1 << cfg.lfrac), (1 << cfg.lfrac) + 1, size=cfg.classes,
-                                        dtype=np.int64))
+                # about +-1.0 at logit scale, within what the engine's bias lane holds
+                hb = min(1 << cfg.lfrac, (1 << (cfg.bias_lane_bits - 1)) - 1)
+                hbs.append(rng.integers(-hb, hb + 1, size=cfg.classes, dtype=np.int64))
         return cls(cfg, ws, bs, hs, hbs)
 
 
