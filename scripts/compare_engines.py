@@ -15,7 +15,6 @@ Exit status 0 when every config agrees, 1 otherwise.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -94,7 +93,8 @@ def run_side(tree: Path, cases_path: Path, out_path: Path) -> float:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from ffaccel.cli import make_parser
+    ap = make_parser("compare_engines.py", __doc__.splitlines()[0])
     ap.add_argument("--ref", default=REF, help="git revision of the reference engine")
     ap.add_argument("--configs", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
@@ -102,6 +102,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.configs < 1:
         ap.error("--configs must be >= 1")
+    r = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet", f"{args.ref}^{{commit}}"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        ap.error(f"--ref {args.ref!r} is not a commit of this repository")
     cases = make_cases(args.configs, args.seed)
     with tempfile.TemporaryDirectory(prefix="ffaccel-cmp-") as tmp:
         tmp = Path(tmp)
