@@ -32,21 +32,20 @@ class Latencies:
     ``drain_go``: the tile's last MAC -> the first drained row (sums in the shadow regs).
     ``select``: drain stage A (row select, label-share term, norm factors).
     ``postproc``: post-processing stages B (multiply), C (round, bias, clamp), D (write,
-    square). ``accumulate``: stage E (goodness / score registers).
-    ``flush_test``: the controller sees the pipeline empty one cycle later.
+    square; stage E adds D's sum into the goodness registers at the end of that cycle).
+    ``flush_test``: FLUSH leaves the cycle after the pipeline has emptied.
     """
 
     mem_read: int = 1
     drain_go: int = 1
     select: int = 1
     postproc: int = 3
-    accumulate: int = 1
-    flush_test: int = 0
+    flush_test: int = 1
 
     @property
     def post(self) -> int:
         """Last drained row -> FLUSH may leave: the cycles the cycle model adds after a pass."""
-        return self.drain_go + self.select + self.postproc + self.accumulate + self.flush_test
+        return self.drain_go + self.select + self.postproc + self.flush_test
 
 
 LATENCY = Latencies()
