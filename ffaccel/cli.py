@@ -46,6 +46,7 @@ _CONFIG_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "--abits": ("abits", int, "activation bits, unsigned (default 8)"),
     "--mode": ("mode", str, "inference mode: mp (multi-pass) or op (one-pass)"),
     "--exit-policy": ("exit_policy", str, "early exit rule: max, margin or none"),
+    "--exit-head": ("exit_head", str, "OP exit heads: learned, lls (sin basis) or lls-square (generated on chip)"),
     "--k": ("exit_k", float, "LightFF threshold knob: T = mu - k*sigma"),
     "--weight-mem": ("weight_mem", str, "weight memory level: sram or dram"),
     "--clock-mhz": ("clock_mhz", float, "clock frequency in MHz"),

@@ -27,6 +27,9 @@ SCHEMA_VERSION = 1
 
 MODES = ("mp", "op")
 EXIT_POLICIES = ("max", "margin", "none")
+# OP exit heads: trained linear heads (LightFF), or zero-parameter LLS heads whose basis
+# (sin, or its sign: a square wave) is generated on chip (ffaccel.fixedpoint, LLS).
+EXIT_HEADS = ("learned", "lls", "lls-square")
 WEIGHT_MEMS = ("sram", "dram")
 TECH_NODES = ("45nm", "32nm", "28nm", "22nm", "16nm", "7nm")
 
@@ -152,6 +155,9 @@ class AccelConfig:
     # --- inference ---
     mode: str = "mp"
     exit_policy: str = "max"
+    exit_head: str = "learned"
+    """OP only: ``learned`` heads (stored weights), or ``lls`` / ``lls-square`` heads with
+    a fixed periodic basis generated on chip (no stored weights, no biases)."""
     thresholds: tuple[int, ...] = ()
     """Per-layer exit thresholds (integer score units) for layers 1..L-1. Empty -> never
     exit early until calibrated; the last layer always decides."""
@@ -197,6 +203,10 @@ class AccelConfig:
         _check_int("rsqrt_index", self.rsqrt_index, *RSQRT_INDEX_RANGE)
         _check_choice("mode", self.mode, MODES)
         _check_choice("exit_policy", self.exit_policy, EXIT_POLICIES)
+        _check_choice("exit_head", self.exit_head, EXIT_HEADS)
+        if self.exit_head != "learned" and self.mode != "op":
+            raise ConfigError(f"exit_head={self.exit_head!r} needs mode='op' "
+                              "(MP exits on the goodness: it has no heads)")
         _check_choice("weight_mem", self.weight_mem, WEIGHT_MEMS)
         _check_choice("tech", self.tech, TECH_NODES)
         _check_int("sram_kib", self.sram_kib, 1, 1 << 20)
@@ -226,6 +236,14 @@ class AccelConfig:
                 raise ConfigError(f"{name} has {len(value)} entries; the network has {nl} layers")
             for i, v in enumerate(getattr(self, name)):
                 _check_int(f"{name}[{i}]", v, 0, 32)
+        if self.exit_head != "learned":
+            # an LLS basis has fixed integer values: +-1 (square) or a sin table at full scale
+            want = (self.lls_hfrac,) * nl
+            if "hfrac" in auto:
+                object.__setattr__(self, "hfrac", want)
+            elif self.hfrac != want:
+                raise ConfigError(f"hfrac={list(self.hfrac)}: {self.exit_head} heads have fixed weights at "
+                                  f"{self.lls_hfrac} fractional bits (allowed: {list(want)})")
         _check_int("label_value", self.label_value, 0, (1 << self.abits) - 1)
         if self.label_value == 0:
             object.__setattr__(self, "label_value", (1 << self.abits) - 1)
@@ -350,11 +368,23 @@ class AccelConfig:
         """Signed width of the cumulative score registers (MP goodness or OP logits)."""
         if self.mode == "mp":
             return self.goodness_bits + clog2(self.n_layers) + 1
-        # |H x| / ||x|| <= ||H row|| <= sqrt(n) * 2**(wbits-1) (Cauchy-Schwarz), at logit scale
+        # |H x| / ||x|| <= ||H row|| <= sqrt(n) * max|H| (Cauchy-Schwarz), at logit scale
         # 2**(lfrac - hfrac); +2 covers rounding and the rsqrt table's overshoot, +bias.
+        # max|H| < 2**(wbits-1) for stored heads and the sin basis; the square basis is +-1.
         n = max(self.layers)
-        inc = (clog2(n) + 1) // 2 + self.wbits - 1 + max(0, self.lfrac - min(self.hfrac)) + 2
+        hmag = 0 if self.exit_head == "lls-square" else self.wbits - 1
+        inc = (clog2(n) + 1) // 2 + hmag + max(0, self.lfrac - min(self.hfrac)) + 2
         return inc + clog2(self.n_layers) + 1
+
+    @property
+    def lls_hfrac(self) -> int:
+        """Fractional bits of an LLS basis: square +-1 -> 0; sin at amplitude 2**(wbits-1)-1."""
+        return 0 if self.exit_head == "lls-square" else self.wbits - 1
+
+    @property
+    def lls_amplitude(self) -> int:
+        """Integer amplitude of the sin basis (the largest weight code)."""
+        return (1 << (self.wbits - 1)) - 1
 
     @property
     def share_layer1(self) -> bool:

@@ -101,7 +101,7 @@ def _memory_map(cfg: AccelConfig) -> MemoryMap:
     op = cfg.mode == "op"
     ht = ceil_div(cfg.classes, cfg.cols) if op else 0
     hbase, hbbase = [], []
-    if op:
+    if op and cfg.exit_head == "learned":          # LLS heads are generated: nothing stored
         for n in cfg.layers:
             hbase.append(acc)
             acc += ht * n
@@ -204,6 +204,8 @@ class PassPlan:
     bbase: int
     src: int                      # activation-bank set the pass reads
     shared: bool
+    generated: bool = False       # weights generated on chip (LLS heads): no weight reads
+    biased: bool = True           # a bias word per tile (LLS heads have none)
 
     def period(self, drained_rows: int) -> int:
         return self.label_words + max(self.k, drained_rows)
@@ -306,7 +308,7 @@ class Schedule:
         def pdict(p: PassPlan) -> dict:
             return {"kind": p.kind, "layer": p.layer, "tiles": p.tiles, "k": p.k, "k_first": p.k_first,
                     "label_words": p.label_words, "groups": list(p.groups) if p.groups else None,
-                    "src_set": p.src}
+                    "src_set": p.src, "generated": p.generated, "biased": p.biased}
         return {"banks": self.banks, "bank_depth": self.bank_depth, "copy_groups": self.copy_groups,
                 "group_rows": list(self.group_rows), "label_share": self.share,
                 "batch_size": self.batch_size, "post_latency": self.latency.post,
@@ -332,8 +334,10 @@ def _build(cfg: AccelConfig) -> Schedule:
                          None, mm.wbase[l], mm.bbase[l], l % 2, False)
         layer_passes.append(p)
         if not mp:
+            lls = cfg.exit_head != "learned"
             head_passes.append(PassPlan("head", l, mm.head_tiles, n_out, n_out, 0, 0, None, None,
-                                        mm.hbase[l], mm.hbbase[l], (l + 1) % 2, False))
+                                        0 if lls else mm.hbase[l], 0 if lls else mm.hbbase[l], (l + 1) % 2,
+                                        False, generated=lls, biased=not lls))
     return Schedule(cfg=cfg, banks=NC if mp else R, bank_depth=ceil_div(max((cfg.inputs,) + cfg.layers), C),
                     copy_groups=G, group_rows=group_rows, share=share, memory=mm,
                     regs=_register_map(cfg), layer_passes=tuple(layer_passes), head_passes=tuple(head_passes))

@@ -58,11 +58,14 @@ def informative_config(rng: np.random.Generator, **shape) -> AccelConfig:
 
     def frac(center: int, lo: int) -> int:
         return max(lo, center + int(rng.integers(-1, 2)))
+    hfrac = tuple(frac(wbits - 3 + lfrac, max(0, lfrac - rfrac)) for _ in range(n))
+    if shape.get("exit_head", "learned") != "learned":
+        hfrac = ()                      # an LLS basis has its own fixed format
+        lfrac = min(lfrac, rfrac)       # rsqrt_frac + hfrac - lfrac >= 0 with hfrac 0
     return AccelConfig(
         afrac=afrac, rsqrt_frac=rfrac, rsqrt_index=int(rng.integers(2, 7)), lfrac=lfrac,
         wfrac=tuple(frac(wbits - abits + afrac - 1, max(0, afrac - rfrac)) for _ in range(n)),
-        hfrac=tuple(frac(wbits - 3 + lfrac, max(0, lfrac - rfrac)) for _ in range(n)),
-        **shape)
+        hfrac=hfrac, **shape)
 
 
 def sensitivity(qm: QuantModel, x: np.ndarray, seed: int = 99) -> float:

@@ -24,6 +24,17 @@ def random_config(rng) -> AccelConfig:
         label_share=bool(rng.integers(0, 2)))
 
 
+def random_lls_config(rng) -> AccelConfig:
+    """An OP config with LLS heads (sin or square basis generated on chip)."""
+    inputs = int(rng.integers(8, 24))
+    return informative_config(
+        rng, inputs=inputs, classes=int(rng.integers(2, min(8, inputs - 1) + 1)),
+        layers=tuple(int(v) for v in rng.integers(1, 11, size=int(rng.integers(1, 4)))),
+        rows=int(rng.integers(1, 5)), cols=int(rng.integers(1, 6)), abits=int(rng.integers(2, 7)),
+        wbits=int(rng.integers(2, 7)), mode="op", exit_policy=str(rng.choice(["max", "margin", "none"])),
+        exit_head=str(rng.choice(["lls", "lls-square"])))
+
+
 def check(qm: QuantModel, x: np.ndarray):
     cfg = qm.cfg
     gold = GoldenModel(qm).run(x, probe=True)
@@ -70,10 +81,11 @@ EXITS_SEEN: set = set()
 
 def random_case(seed: int):
     """(qm, x) of one random-matrix entry: a config whose activations depend on the input,
-    thresholds spread so that samples exit at several layers."""
+    thresholds spread so that samples exit at several layers (seeds from LLS_SEEDS on: OP
+    with LLS heads)."""
     rng = np.random.default_rng(1000 + seed)
     for _ in range(20):                   # formats whose activations depend on the input
-        cfg = random_config(rng)
+        cfg = random_lls_config(rng) if seed >= LLS_SEEDS.start else random_config(rng)
         qm = QuantModel.random(cfg, rng)
         x = rng.integers(0, cfg.amax + 1, size=(5 if cfg.mode == "mp" else cfg.rows + 2, cfg.inputs))
         x[0, cfg.classes:] = 0            # zero image goodness
@@ -83,7 +95,8 @@ def random_case(seed: int):
     raise AssertionError("no input-dependent config found")
 
 
-SEEDS = range(24)
+SEEDS = range(32)
+LLS_SEEDS = range(24, 32)
 
 
 @pytest.mark.parametrize("seed", SEEDS)

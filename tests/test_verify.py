@@ -60,12 +60,16 @@ CASES = {
                              mode="mp", exit_policy="margin", label_share=False),
     "op_cols1": dict(inputs=10, layers=(3, 3), classes=3, rows=4, cols=1, abits=2, wbits=2,
                      mode="op", exit_policy="max"),
+    "op_lls_square": dict(inputs=18, layers=(9, 7, 6), classes=5, rows=3, cols=2, abits=5, wbits=4,
+                          mode="op", exit_policy="max", exit_head="lls-square"),
+    "op_lls_sin": dict(inputs=21, layers=(10, 8), classes=6, rows=2, cols=4, abits=6, wbits=5,
+                       mode="op", exit_policy="margin", exit_head="lls"),
 }
-VERILATOR_CASES = ["mp_groups_share", "op_margin", "mp_noshare_margin"]
+VERILATOR_CASES = ["mp_groups_share", "op_margin", "mp_noshare_margin", "op_lls_sin"]
 # (case, stall probability): stalls vary so timing independence is exercised too
 STALLS = {"mp_groups_share": 0.3, "op_margin": 0.4, "mp_noshare_margin": 0.2, "mp_one_layer_rows1": 0.0,
           "op_three_layers": 0.5, "mp_ten_classes": 0.3, "op_rows1_noexit": 0.3, "mp_margin_groups": 0.6,
-          "op_cols1": 0.3}
+          "op_cols1": 0.3, "op_lls_square": 0.4, "op_lls_sin": 0.3}
 
 
 def case_samples(name: str, seed: int):
@@ -181,7 +185,7 @@ def test_cfg_port_shift_registers():
 FAULT_CASES = {"requant_round": "mp_groups_share", "probe_tile": "mp_noshare_margin",
                "input_stall": "mp_groups_share", "exit_tie": "mp_ten_classes",
                "threshold_off_by_one": "mp_margin_groups", "label_share_term": "mp_groups_share",
-               "op_head_increment": "op_margin"}
+               "op_head_increment": "op_margin", "lls_phase_restart": "op_lls_square"}
 
 
 def fault_samples(fault: str):

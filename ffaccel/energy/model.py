@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import AccelConfig
-from ..fixedpoint import ceil_div
+from ..fixedpoint import LLS_PHASE_BITS, ceil_div
 from ..model.exits import layer_macs
 from ..model.golden import GoldenModel
 from ..perf.activity import COMPONENTS, PerfModel
@@ -25,7 +25,7 @@ from ..workload import Workload
 from .coeffs import Coeffs
 
 ENERGY_COMPONENTS = ("pe_mult", "pe_acc", "pe_shadow", "operand_regs", "act_write_data", "postproc",
-                     "weight_mem", "act_mem", "bias_mem", "leakage")
+                     "weight_mem", "basis_gen", "act_mem", "bias_mem", "leakage")
 
 
 def area_cells(cfg: AccelConfig) -> float:
@@ -96,12 +96,32 @@ class EnergyModel:
         self.e_bias = coeffs.sram_access_pj(mm.bias_words * C * mm.bias_lane_bits / 8, C * mm.bias_lane_bits)
         self.e_post_row = C * (coeffs.mult_pj(cfg.accbits, cfg.rsqrt_mant_bits) + coeffs.add_pj(cfg.product_bits)
                                + coeffs.mult_pj(A, A) + coeffs.add_pj(cfg.goodness_bits))
+        # LLS heads: per generated word, one phase add per lane (the phase register's
+        # toggles are in the add's energy, as for the accumulators)
+        self.e_basis_word = C * coeffs.add_pj(LLS_PHASE_BITS)
         self.cells = area_cells(cfg)
         self.sram_bits = 2 * sched.banks * sched.bank_depth * C * A
         self.leak_pw = coeffs.leak_pw(self.cells + self.sram_bits * coeffs["sram_bits_per_cell"])
         self.e_mult_t = coeffs.mult_operand_toggle_pj(A, W)
         self.e_acc_t = coeffs.add_toggle_pj(cfg.accbits)
         self.e_reg = coeffs.reg_toggle_pj()
+
+    def head_costs(self) -> list[dict]:
+        """OP exit heads per layer: stored parameters, MACs per sample, and the energy per
+        inference (batch) of their weights: memory reads (learned) or on-chip generation
+        (LLS). Empty for MP (its exits read the goodness)."""
+        cfg, out = self.cfg, []
+        for h in schedule(cfg).head_passes:
+            words = h.tiles * h.k
+            out.append({"layer": h.layer + 1, "scheme": cfg.exit_head,
+                        "stored_weights": 0 if h.generated else cfg.classes * h.n_in,
+                        "stored_biases": cfg.classes if h.biased else 0,
+                        "macs_per_sample": cfg.classes * h.n_in,
+                        "weight_words": words,
+                        "weight_mem_pj": 0.0 if h.generated else words * self.e_weight,
+                        "basis_gen_pj": words * self.e_basis_word if h.generated else 0.0,
+                        "bias_mem_pj": h.tiles * self.e_bias if h.biased else 0.0})
+        return out
 
     def leakage_pj(self, cycles: float) -> float:
         return self.leak_pw * cycles / (self.cfg.clock_mhz * 1e6)
@@ -117,6 +137,7 @@ class EnergyModel:
             "act_write_data": tog["act_write"] * self.e_reg,
             "postproc": cnt["drained_rows"] * self.e_post_row,
             "weight_mem": cnt["weight_reads"] * self.e_weight,
+            "basis_gen": cnt.get("basis_words", 0) * self.e_basis_word,
             "act_mem": (cnt["act_reads"] + cnt["act_writes"]) * self.e_act,
             "bias_mem": cnt["bias_reads"] * self.e_bias,
             "leakage": self.leakage_pj(cycles),
@@ -150,6 +171,7 @@ class EnergyModel:
         macs = sum(layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, cfg.share_layer1)[:exit_layer])
         e_mac = self.c.mult_pj(cfg.abits, cfg.wbits) + self.c.add_pj(cfg.accbits)
         words = sum(self.mm.tiles[l] * cfg.fan_in[l] for l in range(exit_layer))
-        if cfg.mode == "op":
-            words += sum(self.mm.head_tiles * cfg.layers[l] for l in range(exit_layer))
+        if cfg.mode == "op":            # stored heads only (LLS heads are generated)
+            words += sum(self.mm.head_tiles * cfg.layers[l] for l in range(exit_layer)
+                         if not schedule(cfg).head_passes[l].generated)
         return macs * e_mac + words * self.e_weight

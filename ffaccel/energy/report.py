@@ -55,6 +55,7 @@ def report(wl, coeffs, toggle_samples: int, exit_layers: np.ndarray | None = Non
         "lower_bound_pj": lb,
         "ratio_to_lower_bound": total / lb if lb else None,
         "weight_mem": cfg.weight_mem, "e_weight_word_pj": em.e_weight, "area_cells_model": em.cells,
+        "heads": em.head_costs(),
         "toggle_samples": prof.sampled, "tech": coeffs.tech,
         "_depth": depth,
     }

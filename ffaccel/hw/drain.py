@@ -55,11 +55,13 @@ class Drain(wiring.Component):
         go = Signal()
         m.d.sync += go.eq(tile_done)
         bbase = pass_field(s, "bbase", unsigned(mm.baddr_bits), p1.tag.layer, p1.tag.head)
-        with m.If(tile_done):
+        with m.If(tile_done & pass_field(s, "biased", 1, p1.tag.layer, p1.tag.head)):
             m.d.comb += [self.bmem.en.eq(1), self.bmem.addr.eq(bbase + p1.tag.tile)]
         # the tile's final element, one cycle late (p1 has moved on by ``go``)
         tag = Signal(tag_layout(s))
         m.d.sync += tag.eq(p1.tag)
+        # the tile's bias word (0 for a pass without biases: LLS heads)
+        bias_in = Mux(pass_field(s, "biased", 1, tag.layer, tag.head), self.bmem.data, 0)
         n_go = Signal(range(max(R, NC) + 1))
         if cfg.mode == "mp":
             rows_g = Array(Const(n, range(R + 1)) for n in s.group_rows)[tag.grp]
@@ -71,14 +73,14 @@ class Drain(wiring.Component):
         info = Signal(tag_layout(s))
         bias = Signal(unsigned(cfg.bias_word_bits))
         with m.If(go):
-            m.d.sync += [act.eq(n_go > 1), j.eq(1), n.eq(n_go), bias.eq(self.bmem.data), info.eq(tag)]
+            m.d.sync += [act.eq(n_go > 1), j.eq(1), n.eq(n_go), bias.eq(bias_in), info.eq(tag)]
         with m.Elif(act):
             m.d.sync += j.eq(j + 1)
             with m.If(j == n - 1):
                 m.d.sync += act.eq(0)
         cur_valid, cur_j, cur, cur_bias = Signal(), Signal.like(j), Signal(tag_layout(s)), Signal.like(bias)
         with m.If(go):
-            m.d.comb += [cur_valid.eq(1), cur_j.eq(0), cur.eq(tag), cur_bias.eq(self.bmem.data)]
+            m.d.comb += [cur_valid.eq(1), cur_j.eq(0), cur.eq(tag), cur_bias.eq(bias_in)]
         with m.Else():
             m.d.comb += [cur_valid.eq(act & (j < n)), cur_j.eq(j), cur.eq(info), cur_bias.eq(bias)]
         self._stage_a(m, cur_valid, cur_j, cur, cur_bias)

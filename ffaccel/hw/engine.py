@@ -18,6 +18,7 @@ from ..schedule import Schedule, schedule
 from .accum import Accumulators
 from .actbanks import ActBanks
 from .array import MacArray
+from .basis import LLSBasis
 from .controller import Controller
 from .drain import Drain
 from .exitcmp import ExitCmp
@@ -29,7 +30,7 @@ from .regfile import RegFile
 #: The replaceable units and their production classes. A verification bench may pass
 #: substitutes (``Engine(cfg, units={"postproc": FaultyPostProc})``): mutation tests.
 UNITS = {"controller": Controller, "regfile": RegFile, "actbanks": ActBanks, "issue": Issue,
-         "drain": Drain, "postproc": PostProc, "accum": Accumulators, "exitcmp": ExitCmp}
+         "drain": Drain, "postproc": PostProc, "accum": Accumulators, "exitcmp": ExitCmp, "basis": LLSBasis}
 
 
 class Engine(wiring.Component):
@@ -91,6 +92,10 @@ class Engine(wiring.Component):
         m.d.comb += [drain.sums[r][c].eq(arr.result[r][c]) for r in range(cfg.rows) for c in range(cfg.cols)]
         if s.share:
             m.d.comb += [drain.wlab[j][c].eq(iss.wlab[j][c]) for j in range(cfg.classes) for c in range(cfg.cols)]
+        if cfg.exit_head != "learned":
+            basis = m.submodules.basis = u["basis"](s)
+            self.elaborated["basis"] = basis
+            m.d.comb += [basis.cmd.eq(ctrl.issue)] + [iss.gen_w[c].eq(basis.w[c]) for c in range(cfg.cols)]
         # drain -> post-processing -> banks, accumulators; register file lookups
         m.d.comb += [acc.sel.eq(drain.norm_sel), drain.norm_m.eq(acc.m), drain.norm_s.eq(acc.s),
                      post.row.eq(drain.row), regs.sel_layer.eq(drain.row.layer), regs.sel_head.eq(drain.row.head),

@@ -170,7 +170,7 @@ def generate(cfg: AccelConfig, qm=None, units: dict | None = None) -> tuple[dict
         for i, (wl, bl) in enumerate(zip(qm.weights, qm.biases)):
             files[f"layer{i + 1}_weights.npy"] = _npy(wl.astype(dt))
             files[f"layer{i + 1}_bias.npy"] = _npy(bl.astype(np.int32))
-        for i, (hl, hb) in enumerate(zip(qm.heads, qm.head_biases)):
+        for i, (hl, hb) in enumerate(zip(qm.heads, qm.head_biases) if cfg.exit_head == "learned" else ()):
             files[f"head{i + 1}_weights.npy"] = _npy(hl.astype(dt))
             files[f"head{i + 1}_bias.npy"] = _npy(hb.astype(np.int64))
     manifest = {

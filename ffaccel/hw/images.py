@@ -37,7 +37,7 @@ def image_lanes(qm: QuantModel) -> tuple[np.ndarray, np.ndarray]:
     cfg = qm.cfg
     wl = [_tile_words(w, cfg.cols) for w in qm.weights]
     bl = [_tile_bias(b, cfg.cols) for b in qm.biases]
-    if cfg.mode == "op":
+    if cfg.mode == "op" and cfg.exit_head == "learned":      # LLS heads are generated on chip
         wl += [_tile_words(h, cfg.cols) for h in qm.heads]
         bl += [_tile_bias(hb, cfg.cols) for hb in qm.head_biases]
     w, b = np.concatenate(wl), np.concatenate(bl)

@@ -25,6 +25,8 @@ class Issue(wiring.Component):
     columns, each row's operand (the activation lane, or the generated label / neutral
     pixel of layer 1), row enables with operand isolation (a gated row sees 0). MP label
     sharing: the label-weight words of a tile are captured in ``wlab`` for the drain.
+    Passes whose weights are generated (LLS heads) read no weight memory: their lanes come
+    from ``gen_w``.
     ``macs`` counts the PE operations (enabled rows x cols per streamed input) since ``clear``.
     """
 
@@ -48,6 +50,8 @@ class Issue(wiring.Component):
         }
         if sched.share:
             members["wlab"] = Out(signed(cfg.wbits)).array(cfg.classes, C)
+        if cfg.exit_head != "learned":
+            members["gen_w"] = In(signed(cfg.wbits)).array(C)      # LLS head weights, made on chip
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -57,7 +61,8 @@ class Issue(wiring.Component):
         # ---- cycle t: reads
         wbase = pass_field(s, "wbase", unsigned(mm.waddr_bits), cmd.tag.layer, cmd.tag.head)
         n_in = pass_field(s, "n_in", range(s.max_stream + 1), cmd.tag.layer, cmd.tag.head)
-        with m.If(cmd.valid | cmd.lab):
+        generated = pass_field(s, "generated", 1, cmd.tag.layer, cmd.tag.head)
+        with m.If((cmd.valid | cmd.lab) & ~generated):
             m.d.comb += [self.wmem.en.eq(1), self.wmem.addr.eq(wbase + cmd.tag.tile * n_in + cmd.k)]
         new_word = Signal()
         m.d.comb += [new_word.eq(cmd.valid & ((cmd.k % C == 0) | cmd.first)), self.raddr.eq(cmd.k // C)]
@@ -70,7 +75,10 @@ class Issue(wiring.Component):
                      p1.k.eq(cmd.k), p1.tag.eq(cmd.tag)]
         # ---- cycle t+1: the array
         for c in range(C):
-            m.d.comb += self.w[c].eq(self.wmem.data[c * cfg.wbits:(c + 1) * cfg.wbits].as_signed())
+            lane = self.wmem.data[c * cfg.wbits:(c + 1) * cfg.wbits].as_signed()
+            if cfg.exit_head != "learned":       # every OP head pass is generated
+                lane = Mux(p1.tag.head, self.gen_w[c], lane)
+            m.d.comb += self.w[c].eq(lane)
         m.d.comb += [self.valid.eq(p1.valid), self.first.eq(p1.first), self.last.eq(p1.last)]
         for r in range(cfg.rows):
             x, en = self._operand(m, r)

@@ -60,6 +60,18 @@ class FFNet(torch.nn.Module):
             with torch.no_grad():
                 h.weight.zero_()
                 h.bias.zero_()
+        if cfg.exit_head != "learned":
+            self.set_lls_heads()
+
+    def set_lls_heads(self) -> None:
+        """LLS heads: the fixed integer basis at its format, no bias, never trained."""
+        from .lls import lls_basis
+        for h, n in zip(self.heads, self.cfg.layers):
+            with torch.no_grad():
+                h.weight.copy_(torch.as_tensor(lls_basis(self.cfg, n) / 2.0 ** self.cfg.lls_hfrac))
+                h.bias.zero_()
+            h.weight.requires_grad_(False)
+            h.bias.requires_grad_(False)
 
     def layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.layers[i](_normalise(x)))

@@ -59,6 +59,11 @@ class QuantModel:
                     raise ConfigError(f"head {i + 1} has shape {tuple(h.shape)}; the config needs "
                                       f"({cfg.classes}, {n})")
                 _check_range(f"head {i + 1} weights", h, cfg.wmin, cfg.wmax)
+                if cfg.exit_head != "learned":
+                    from .lls import lls_basis
+                    if not np.array_equal(h, lls_basis(cfg, n)) or np.any(hb != 0):
+                        raise ConfigError(f"head {i + 1} is not the {cfg.exit_head} basis with zero bias "
+                                          "(the engine generates those heads itself)")
                 # the engine adds head biases from a bias-memory lane of bias_lane_bits
                 hmax = (1 << (cfg.bias_lane_bits - 1)) - 1
                 _check_range(f"head {i + 1} bias", hb, -hmax - 1, hmax,
@@ -72,7 +77,11 @@ class QuantModel:
         for n_in, n_out in zip(cfg.fan_in, cfg.layers):
             ws.append(rng.integers(cfg.wmin, cfg.wmax + 1, size=(n_out, n_in), dtype=np.int64))
             bs.append(rng.integers(-bmax // 4, bmax // 2 + 1, size=n_out, dtype=np.int64))
-            if cfg.mode == "op":
+            if cfg.mode == "op" and cfg.exit_head != "learned":
+                from .lls import lls_basis
+                hs.append(lls_basis(cfg, n_out))
+                hbs.append(np.zeros(cfg.classes, dtype=np.int64))
+            elif cfg.mode == "op":
                 hs.append(rng.integers(cfg.wmin, cfg.wmax + 1, size=(cfg.classes, n_out), dtype=np.int64))
                 # about +-1.0 at logit scale, within what the engine's bias lane holds
                 hb = min(1 << cfg.lfrac, (1 << (cfg.bias_lane_bits - 1)) - 1)

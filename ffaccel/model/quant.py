@@ -49,7 +49,10 @@ def choose_formats(net: FFNet, calib_codes: np.ndarray, calib_y: np.ndarray,
     afrac = _pow2_frac(p, cfg.amax, 0, cfg.abits + 16)
     afrac = min(afrac, cfg.rsqrt_frac)  # keeps rsqrt_frac + wfrac - afrac >= 0 for any wfrac
     wfrac = tuple(_pow2_frac(float(l.weight.abs().max()), cfg.wmax) for l in net.layers)
-    hfrac = tuple(_pow2_frac(float(h.weight.abs().max()), cfg.wmax) for h in net.heads) or ()
+    if cfg.exit_head != "learned":
+        hfrac = ()                      # LLS heads: the config fixes their format
+    else:
+        hfrac = tuple(_pow2_frac(float(h.weight.abs().max()), cfg.wmax) for h in net.heads) or ()
     return cfg.replace(afrac=afrac, wfrac=wfrac, hfrac=hfrac, thresholds=())
 
 

@@ -36,7 +36,7 @@ def fit(ds, cfg, hyper: dict, progress: bool = True):
                    theta=hyper["theta"], batch=hyper["batch"], hard_negatives=hyper["hard_negatives"],
                    progress=progress)
     head_s = 0.0
-    if cfg.mode == "op":
+    if cfg.mode == "op" and cfg.exit_head == "learned":
         head_s = train_heads(net, xtr, ytr, epochs=hyper["head_epochs"], seed=hyper["seed"],
                              batch=hyper["batch"], progress=progress)
 

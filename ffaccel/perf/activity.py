@@ -2,7 +2,8 @@
 component, computed from the golden model's activations with numpy, without simulating
 the RTL. It follows the RTL's streaming order exactly (docs/architecture.md §4):
 
-- ``weight_bus``: the weight-port data register (``cols*wbits``), one word per read.
+- ``weight_bus``: the array's weight operand (``cols*wbits``): the weight-port data
+  register, one word per read, or (LLS heads) the basis generator's register.
 - ``act_read``: the activation-bank read registers (``cols*abits``), one word per ``cols`` inputs.
 - ``array_x``: the row operand buses (``abits`` each); 0 when the row is idle or gated.
 - ``pe_acc``: the PE accumulators (``accbits``), one update per streamed input.
@@ -51,6 +52,7 @@ class Counters:
     macs: int = 0                  # useful MACs (the model's, with layer-1 sharing)
     pe_ops: int = 0                # PE operations issued (enabled rows x cols x streamed inputs)
     weight_reads: int = 0
+    basis_words: int = 0           # weight words generated on chip (LLS heads) instead of read
     bias_reads: int = 0
     act_reads: int = 0
     act_writes: int = 0
@@ -60,8 +62,8 @@ class Counters:
     layer_counts: list = field(default_factory=list)      # per visited layer: counter -> count
 
     def add(self, other: "Counters") -> None:
-        for k in ("cycles", "macs", "pe_ops", "weight_reads", "bias_reads", "act_reads", "act_writes",
-                  "drained_rows"):
+        for k in ("cycles", "macs", "pe_ops", "weight_reads", "basis_words", "bias_reads", "act_reads",
+                  "act_writes", "drained_rows"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         for k, v in other.toggles.items():
             self.toggles[k] += v
@@ -71,7 +73,7 @@ class Counters:
             for k, v in lt.items():
                 self.layer_toggles[i][k] += v
 
-    COUNTS = ("pe_ops", "weight_reads", "bias_reads", "act_reads", "act_writes", "drained_rows")
+    COUNTS = ("pe_ops", "weight_reads", "basis_words", "bias_reads", "act_reads", "act_writes", "drained_rows")
 
     def snapshot(self) -> dict:
         return {k: getattr(self, k) for k in self.COUNTS}
@@ -82,7 +84,7 @@ class Counters:
 
     def as_dict(self) -> dict:
         return {"cycles": self.cycles, "macs": self.macs, "pe_ops": self.pe_ops,
-                "weight_reads": self.weight_reads, "bias_reads": self.bias_reads,
+                "weight_reads": self.weight_reads, "basis_words": self.basis_words, "bias_reads": self.bias_reads,
                 "act_reads": self.act_reads, "act_writes": self.act_writes,
                 "drained_rows": self.drained_rows, "toggles": dict(self.toggles)}
 
@@ -91,7 +93,8 @@ class _State:
     """Register values that carry over from pass to pass (and sample to sample)."""
 
     def __init__(self, cfg: AccelConfig):
-        self.w = np.zeros(cfg.cols, dtype=np.int64)
+        self.w = np.zeros(cfg.cols, dtype=np.int64)       # weight-memory data register
+        self.gw = np.zeros(cfg.cols, dtype=np.int64)      # LLS basis generator register
         self.acc = np.zeros((cfg.rows, cfg.cols), dtype=np.int64)
         self.shadow = np.zeros((cfg.rows, cfg.cols), dtype=np.int64)
         self.bank = np.zeros((2, schedule(cfg).banks, cfg.cols), dtype=np.int64)
@@ -114,7 +117,7 @@ class PerfModel:
     # ------------------------------------------------------------------ one pass
     def _pass(self, wt: np.ndarray, X: np.ndarray, rows: list[int], banks: list[tuple[int, np.ndarray]], *,
               k_lo: int, k_hi: int, label_words: int, set_: int, period: int, toggles: bool,
-              cnt: Counters) -> None:
+              cnt: Counters, generated: bool = False, biased: bool = True) -> None:
         """Stream ``wt`` (tiles, n_in, cols) over inputs k_lo..k_hi-1 for one copy group.
 
         ``X`` (rows, n_in): the operands of the enabled array ``rows``; ``banks``: (bank, the
@@ -125,8 +128,11 @@ class PerfModel:
         tiles = wt.shape[0]
         K = k_hi - k_lo
         nrows = len(rows)
-        cnt.weight_reads += tiles * (K + label_words)
-        cnt.bias_reads += tiles
+        if generated:
+            cnt.basis_words += tiles * K
+        else:
+            cnt.weight_reads += tiles * (K + label_words)
+        cnt.bias_reads += tiles if biased else 0
         cnt.pe_ops += tiles * K * C * nrows
         first_word, last_word = k_lo // C, (k_hi - 1) // C
         nwords = last_word - first_word + 1
@@ -141,8 +147,15 @@ class PerfModel:
             if label_words:
                 seq.append(wt[t, :label_words])
         seq = np.concatenate(seq)
-        tg["weight_bus"] += hamming(seq[0], st.w, W) + hamming(seq[1:], seq[:-1], W)
-        st.w = seq[-1].copy()
+        if generated:
+            # the array's weight operand switches from the memory register to the generator's
+            # at the start of the pass and back at its end; the memory register holds
+            tg["weight_bus"] += (hamming(st.w, st.gw, W) + hamming(seq[0], st.gw, W)
+                                 + hamming(seq[1:], seq[:-1], W) + hamming(seq[-1], st.w, W))
+            st.gw = seq[-1].copy()
+        else:
+            tg["weight_bus"] += hamming(seq[0], st.w, W) + hamming(seq[1:], seq[:-1], W)
+            st.w = seq[-1].copy()
         # activation-bank read registers: one word per `cols` inputs
         for b, X_r in banks:
             lanes = np.zeros(nwords * C, dtype=np.int64)
@@ -253,7 +266,8 @@ class PerfModel:
             self._pass(self._wt[layer], X[live], live, [(r, held[r]) for r in live], k_lo=0,
                        k_hi=p.n_in, label_words=0, set_=p.src, period=p.period(b), toggles=toggles, cnt=cnt)
             self._pass(self._ht[layer], hacts[live], live, [(r, hacts[r]) for r in live], k_lo=0,
-                       k_hi=h.n_in, label_words=0, set_=h.src, period=h.period(b), toggles=toggles, cnt=cnt)
+                       k_hi=h.n_in, label_words=0, set_=h.src, period=h.period(b), toggles=toggles, cnt=cnt,
+                       generated=h.generated, biased=h.biased)
             drained = b * (self.mm.tiles[layer] + self.mm.head_tiles)
             cnt.drained_rows += drained
             cnt.act_writes += len(live) * self.mm.tiles[layer]

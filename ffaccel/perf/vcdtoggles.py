@@ -3,7 +3,8 @@ model's predictions), with a small streaming reader of its own (see :func:`count
 
 Components are matched by scope and variable name as the engine names them: PE scopes
 ``pe_<r>_<c>`` (``acc`` accumulator, ``result`` shadow), the array's row operands
-``x__<r>``, the engine's weight-memory data ``wmem__data`` and the activation-bank
+``x__<r>`` and weight operands ``w__<c>`` (the weight-memory data, or the LLS basis
+generator's output while an LLS head streams), and the activation-bank
 memories ``act<s>_<b>`` (their read-port data, then write-port data).
 """
 
@@ -24,7 +25,7 @@ def _match(scopes: tuple[str, ...], name: str, order: int) -> str | None:
             return "pe_shadow"
     if leaf == "array" and re.fullmatch(r"x__\d+", name):
         return "array_x"
-    if leaf == "engine" and name == "wmem__data":
+    if leaf == "array" and re.fullmatch(r"w__\d+", name):
         return "weight_bus"
     if re.fullmatch(r"act\d_\d+", leaf) and "data" in name:
         return "act_read" if order == 0 else "act_write"

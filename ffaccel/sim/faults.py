@@ -7,6 +7,7 @@ from __future__ import annotations
 from amaranth.hdl import Const, unsigned
 
 from ..hw.accum import Accumulators
+from ..hw.basis import LLSBasis
 from ..hw.controller import Controller
 from ..hw.drain import Drain
 from ..hw.exitcmp import ExitCmp
@@ -55,6 +56,12 @@ class HeadIncrementDropsLastLane(Accumulators):
         return range(self.sched.cfg.cols - 1) if self.sched.cfg.cols > 1 else range(0)
 
 
+class PhaseNeverRestarts(LLSBasis):
+    """The LLS basis phase runs on across tiles instead of restarting at each tile's first input."""
+    def restart(self, first):
+        return 0
+
+
 FAULTS = {
     "requant_round": {"postproc": RoundAtWrongBit},
     "probe_tile": {"postproc": WrongProbeTile},
@@ -63,6 +70,7 @@ FAULTS = {
     "threshold_off_by_one": {"exitcmp": ThresholdOffByOne},
     "label_share_term": {"drain": LabelTermOffByOne},
     "op_head_increment": {"accum": HeadIncrementDropsLastLane},
+    "lls_phase_restart": {"basis": PhaseNeverRestarts},
 }
 
 

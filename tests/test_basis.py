@@ -1,0 +1,101 @@
+"""LLSBasis unit: the on-chip weights of an LLS head equal ``model.lls.lls_basis`` (the
+golden model's heads), lane by lane, tile by tile, restarted by ``first``; and the LLS
+config, model and memory-map rules around it."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from ffaccel.config import AccelConfig, ConfigError
+from ffaccel.fixedpoint import LLS_PHASE_BITS, lls_increments, lls_sin_table
+from ffaccel.hw.basis import LLSBasis
+from ffaccel.model.golden import QuantModel
+from ffaccel.model.lls import lls_basis
+from ffaccel.schedule import schedule
+
+
+def _drive(cfg, layer: int):
+    """Stream every tile of head ``layer`` with idle cycles between inputs; the lanes seen
+    one cycle after each issued input, as (classes padded to tiles*cols, n)."""
+    s = schedule(cfg)
+    dut = LLSBasis(s)
+    h = s.head_passes[layer]
+    got = np.zeros((h.tiles * cfg.cols, h.n_in), dtype=np.int64)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+
+    async def bench(ctx):
+        for t in range(h.tiles):
+            for k in range(h.n_in):
+                ctx.set(dut.cmd, {"valid": 1, "first": int(k == 0), "last": int(k == h.n_in - 1), "k": k,
+                                  "tag": {"tile": t, "layer": layer, "head": 1, "src": h.src}})
+                await ctx.tick()
+                ctx.set(dut.cmd, {"valid": 0, "tag": {"tile": t, "layer": layer, "head": 1}})
+                for c in range(cfg.cols):
+                    got[t * cfg.cols + c, k] = ctx.get(dut.w[c])
+                await ctx.tick()                 # a bubble must not advance the phase
+                for c in range(cfg.cols):
+                    assert ctx.get(dut.w[c]) == got[t * cfg.cols + c, k]
+
+    sim.add_testbench(bench)
+    sim.run()
+    return got
+
+
+@pytest.mark.parametrize("head", ["lls-square", "lls"])
+@pytest.mark.parametrize("classes,cols,n,wbits", [(10, 4, 9, 8), (3, 2, 5, 5), (7, 7, 12, 4), (2, 1, 3, 2)])
+def test_generated_lanes_equal_the_golden_basis(head, classes, cols, n, wbits):
+    cfg = AccelConfig(inputs=classes + 8, layers=(n, n + 1), classes=classes, rows=2, cols=cols, wbits=wbits,
+                      abits=4, afrac=1, mode="op", exit_head=head)
+    for layer in range(2):
+        got = _drive(cfg, layer)
+        want = lls_basis(cfg, cfg.layers[layer])
+        assert (got[:classes] == want).all(), (got[:classes], want)
+        assert (got[classes:] == 0).all()                     # padding lanes of the last tile
+
+
+def test_basis_definition():
+    """The integer basis: square = sign of the phase's half-period, sin = table of the
+    phase's top bits; phases accumulate the class increment input by input."""
+    cfg = AccelConfig(inputs=20, layers=(40,), classes=4, mode="op", exit_head="lls-square")
+    inc = lls_increments(4)
+    ph = [(j * inc[2]) % (1 << LLS_PHASE_BITS) for j in range(40)]
+    assert lls_basis(cfg, 40)[2].tolist() == [1 if p < 1 << (LLS_PHASE_BITS - 1) else -1 for p in ph]
+    sin = cfg.replace(exit_head="lls")
+    table = lls_sin_table(sin.lls_amplitude)
+    assert lls_basis(sin, 40)[2].tolist() == [table[p >> (LLS_PHASE_BITS - 6)] for p in ph]
+    assert max(table) == sin.lls_amplitude - 1 or max(table) == sin.lls_amplitude
+    # f = linspace(50, 512, classes) radians per index: class 0 advances 50/(2 pi) cycles
+    assert abs(inc[0] / 2 ** LLS_PHASE_BITS - (50 / (2 * np.pi)) % 1) < 2 ** -LLS_PHASE_BITS
+
+
+def test_lls_config_rules():
+    with pytest.raises(ConfigError, match="needs mode='op'"):
+        AccelConfig(mode="mp", exit_head="lls")
+    with pytest.raises(ConfigError, match="exit_head='sine'"):
+        AccelConfig(mode="op", exit_head="sine")
+    sq = AccelConfig(inputs=20, layers=(8, 8), classes=3, mode="op", exit_head="lls-square")
+    assert sq.hfrac == (0, 0) and sq.replace(exit_head="lls").hfrac == (7, 7)
+    with pytest.raises(ConfigError, match="fixed weights"):
+        AccelConfig(inputs=20, layers=(8, 8), classes=3, mode="op", exit_head="lls-square", hfrac=(3, 3))
+
+
+def test_lls_heads_store_nothing_and_models_must_be_the_basis():
+    cfg = AccelConfig(inputs=20, layers=(8, 6), classes=3, cols=4, mode="op", exit_head="lls")
+    s = schedule(cfg)
+    learned = schedule(cfg.replace(exit_head="learned", hfrac=()))
+    assert s.memory.weight_words == 2 * 20 + 2 * 8 < learned.memory.weight_words
+    assert s.memory.bias_words == 2 + 2 < learned.memory.bias_words
+    assert all(h.generated and not h.biased for h in s.head_passes)
+    qm = QuantModel.random(cfg, np.random.default_rng(0))
+    bad = [h.copy() for h in qm.heads]
+    bad[1][0, 0] += 1
+    with pytest.raises(ConfigError, match="not the lls basis"):
+        QuantModel(cfg, qm.weights, qm.biases, bad, qm.head_biases)
+    with pytest.raises(ConfigError, match="not the lls basis"):
+        QuantModel(cfg, qm.weights, qm.biases, qm.heads, [hb + 1 for hb in qm.head_biases])
+
+
+def test_basis_unit_refuses_learned_heads():
+    with pytest.raises(ValueError, match="learned"):
+        LLSBasis(schedule(AccelConfig(inputs=20, layers=(8,), classes=3, mode="op")))
