@@ -46,7 +46,7 @@ FLOAT64_EXACT_BITS = 53
 # What a trained network fixes (the float model's shape), the bit widths a quantised model
 # is built for, and the scales quantisation derives from data: a checkpoint carries all of
 # them, and commands that load one refuse to change them (each list is used everywhere).
-NETWORK_FIELDS = ("inputs", "layers", "classes", "mode")
+NETWORK_FIELDS = ("inputs", "layers", "classes", "mode", "exit_head")
 WIDTH_FIELDS = ("wbits", "abits")
 FORMAT_FIELDS = WIDTH_FIELDS + ("afrac", "wfrac", "hfrac", "lfrac")
 # Fields that never change the generated hardware (energy, latency and exit-calibration
@@ -387,6 +387,11 @@ class AccelConfig:
         return (1 << (self.wbits - 1)) - 1
 
     @property
+    def exits_enabled(self) -> bool:
+        """Whether early exits are on at reset: thresholds are known and a rule uses them."""
+        return bool(self.thresholds) and self.exit_policy != "none"
+
+    @property
     def share_layer1(self) -> bool:
         """MP with label sharing: layer 1 computes W1 @ x_img once per sample and adds each
         copy's label column (OP has one copy: nothing to share)."""
@@ -482,6 +487,8 @@ class AccelConfig:
         d = self.to_dict(resolved=True)
         for name in NON_HARDWARE_FIELDS + ("note",):
             d.pop(name, None)
+        if self.mode == "op":
+            d.pop("label_share")          # only MP's layer 1 can share: OP's RTL ignores it
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -166,11 +166,10 @@ def _register_map(cfg: AccelConfig) -> RegisterMap:
     for i in range(L):
         regs.append(Register(f"shift{i}", L + i, SHIFT_BASE_BITS, False,
                              cfg.rsqrt_frac + cfg.wfrac[i] - cfg.afrac))
-    for i in range(L):
+    for i in range(L if cfg.mode == "op" else 0):          # only OP has heads
         regs.append(Register(f"head_shift{i}", 2 * L + i, SHIFT_BASE_BITS, False,
                              max(0, cfg.rsqrt_frac + cfg.hfrac[i] - cfg.lfrac)))
-    regs.append(Register("exit_enable", 3 * L, 1, False,
-                         int(bool(cfg.thresholds) and cfg.exit_policy != "none")))
+    regs.append(Register("exit_enable", 3 * L, 1, False, int(cfg.exits_enabled)))
     for r in regs:
         hi = (1 << (r.bits - 1)) - 1 if r.signed else (1 << r.bits) - 1
         lo = -(1 << (r.bits - 1)) if r.signed else 0
@@ -211,16 +210,20 @@ class PassPlan:
         return self.label_words + max(self.k, drained_rows)
 
     def drained(self, batch: int | None) -> tuple[int, ...]:
-        return self.groups if self.groups is not None else (batch,)
+        if self.groups is not None:
+            return self.groups
+        if batch is None:
+            raise ValueError(f"{self.kind} pass of layer {self.layer + 1}: an OP pass needs the batch size")
+        return (batch,)
 
     def stream_cycles(self, batch: int | None = None) -> int:
         return self.tiles * sum(self.period(n) for n in self.drained(batch))
 
-    def flush_cycles(self, batch: int | None = None) -> int:
+    def flush_cycles(self, batch: int | None = None, post: int = LATENCY.post) -> int:
         """Cycles of FLUSH after the last tile: the last tile's streaming tail beyond its
-        period, its drain, and the post-processing latency."""
+        period, its drain, and the post-processing latency ``post``."""
         d = self.drained(batch)
-        return self.k + self.label_words + d[-1] + LATENCY.post - self.period(d[-1])
+        return self.k + self.label_words + d[-1] + post - self.period(d[-1])
 
     def pe_ops(self, cols: int, batch: int | None = None) -> int:
         en = self.enabled_rows if self.enabled_rows is not None else self.drained(batch)
@@ -233,14 +236,21 @@ class Schedule:
     cfg: AccelConfig
     banks: int                    # activation banks per set (MP: one per class; OP: one per row)
     bank_depth: int               # words of ``cols`` activations per bank
-    copy_groups: int              # MP: label copies are processed ``rows`` at a time
-    group_rows: tuple[int, ...]   # rows of each copy group
-    share: bool                   # MP layer-1 label sharing
+    group_rows: tuple[int, ...]   # rows of each copy group (MP: label copies ``rows`` at a time)
     memory: MemoryMap
     regs: RegisterMap
     layer_passes: tuple[PassPlan, ...]
     head_passes: tuple[PassPlan, ...]
     latency: Latencies = LATENCY
+
+    @property
+    def copy_groups(self) -> int:
+        return len(self.group_rows)
+
+    @property
+    def share(self) -> bool:
+        """MP layer-1 label sharing (``AccelConfig.share_layer1``)."""
+        return self.cfg.share_layer1
 
     # -------------------------------------------------------------- batching
     @property
@@ -267,13 +277,14 @@ class Schedule:
         """
         p = self.layer_passes[layer]
         if self.cfg.mode == "mp":
-            return [("norm", self.banks), ("stream", p.stream_cycles()), ("flush", p.flush_cycles()),
-                    ("exit", 1)]
+            return [("norm", self.banks), ("stream", p.stream_cycles()),
+                    ("flush", p.flush_cycles(post=self.latency.post)), ("exit", 1)]
         b = self.cfg.rows if batch is None else batch
         h = self.head_passes[layer]
         R = self.cfg.rows
-        return [("stream", p.stream_cycles(b)), ("flush", p.flush_cycles(b)), ("norm", R),
-                ("head_stream", h.stream_cycles(b)), ("head_flush", h.flush_cycles(b)),
+        post = self.latency.post
+        return [("stream", p.stream_cycles(b)), ("flush", p.flush_cycles(b, post)), ("norm", R),
+                ("head_stream", h.stream_cycles(b)), ("head_flush", h.flush_cycles(b, post)),
                 ("exit", R), ("exit2", 1)]
 
     def inference_cycles(self, exit_layer: int, batch: int | None = None) -> dict:
@@ -301,8 +312,15 @@ class Schedule:
 
     @property
     def max_period(self) -> int:
+        """Longest tile period of any pass (bounds the controller's tile-cycle counter)."""
         return max([p.period(max(self.cfg.rows, self.cfg.classes))
                     for p in self.layer_passes + self.head_passes])
+
+    @property
+    def copy_index(self) -> range:
+        """Range of a copy/row index carried through drain, post-processing and
+        accumulators (MP: a label copy of any group; OP: a batch row)."""
+        return range(max(self.banks, self.cfg.rows) + self.cfg.rows)
 
     def as_dict(self) -> dict:
         def pdict(p: PassPlan) -> dict:
@@ -339,7 +357,7 @@ def _build(cfg: AccelConfig) -> Schedule:
                                         0 if lls else mm.hbase[l], 0 if lls else mm.hbbase[l], (l + 1) % 2,
                                         False, generated=lls, biased=not lls))
     return Schedule(cfg=cfg, banks=NC if mp else R, bank_depth=ceil_div(max((cfg.inputs,) + cfg.layers), C),
-                    copy_groups=G, group_rows=group_rows, share=share, memory=mm,
+                    group_rows=group_rows, memory=mm,
                     regs=_register_map(cfg), layer_passes=tuple(layer_passes), head_passes=tuple(head_passes))
 
 

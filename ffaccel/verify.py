@@ -33,9 +33,9 @@ import numpy as np
 from .cli import FFAccelError, add_config_args, config_from_args, config_overrides, make_parser, run_main
 from .config import AccelConfig
 from .sim.faults import FAULTS
+from .sim.runner import SIMS
 
 PROG = "ffaccel.verify"
-SIMS = ("verilator", "icarus")
 
 
 def build_parser():

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import FFAccelError
-from .config import NETWORK_FIELDS, WIDTH_FIELDS, AccelConfig
+from .config import AccelConfig
 from .model.golden import GoldenModel, QuantModel
 
 
@@ -97,19 +97,17 @@ def dataset_workload(checkpoint: str, dataset: str, limit: int | None, overrides
     ``limit`` test samples. ``overrides``: the config to use (array shape etc.); its network
     must be the checkpoint's."""
     from .data import DataError, load_dataset
-    from .model.checkpoint import load_checkpoint
+    from .model.checkpoint import CKPT_FIXED, load_checkpoint
     from .model.embed import input_codes
     from .model.quant import calibrate_integer, quantize
 
     net, cfg, meta = load_checkpoint(checkpoint)
     if overrides is not None:
-        for key in NETWORK_FIELDS + WIDTH_FIELDS:      # the formats' scales are calibrated anew
+        for key in CKPT_FIXED:                  # the network and the formats it was quantised for
             if getattr(overrides, key) != getattr(cfg, key):
                 raise FFAccelError(f"checkpoint {checkpoint!r} has {key}={getattr(cfg, key)!r}; "
                                    f"the command asks for {getattr(overrides, key)!r}")
-        cfg = cfg.replace(rows=overrides.rows, cols=overrides.cols, exit_policy=overrides.exit_policy,
-                          label_share=overrides.label_share, weight_mem=overrides.weight_mem,
-                          sram_kib=overrides.sram_kib, clock_mhz=overrides.clock_mhz, tech=overrides.tech)
+        cfg = overrides
     try:
         ds = load_dataset(dataset)
     except DataError as e:

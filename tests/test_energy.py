@@ -29,7 +29,8 @@ ACC_BIT = (0.1 * 20 / 32) / (0.5 * 20) + REG_BIT   # 20-bit add per result-bit t
 WEIGHT_WORD = 1950.0 * 32 / 64              # DRAM, 4 lanes x 8 bits: 975 pJ
 SRAM_64B = 10.0 * (64 / 8192) ** 0.5        # smallest bank (64 B floor): 8 KB point, sqrt slope of 8K->32K
 ACT_WORD = SRAM_64B * 32 / 64               # 4 activations of 8 bits
-POST_ROW = 4 * (0.2 * 20 * 12 / 64 + 0.1 * 34 / 32 + 0.2 + 0.1 * 19 / 32)  # per drained row, 4 columns
+# the normalisation multiplier takes the 21-bit drained sum (accumulator + 1) and m
+POST_ROW = 4 * (0.2 * 21 * 12 / 64 + 0.1 * 34 / 32 + 0.2 + 0.1 * 19 / 32)  # per drained row, 4 columns
 # area model: 8 PEs x (3.80*8*8 + 13.2*20) + 4 columns x (7.43*20*13 + 74.3*20 + 9.9*8*8) + 9034 cells
 # (13 = rsqrt_frac + 1, the multiplier feature the fit was calibrated with),
 # plus 2 bank sets x 2 banks x 2 words x 32 bits of SRAM at one cell per bit; 2 nW per cell at 200 MHz

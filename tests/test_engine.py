@@ -76,9 +76,6 @@ def check(qm: QuantModel, x: np.ndarray):
     assert idx == len(probes)
 
 
-EXITS_SEEN: set = set()
-
-
 def random_case(seed: int):
     """(qm, x) of one random-matrix entry: a config whose activations depend on the input,
     thresholds spread so that samples exit at several layers (seeds from LLS_SEEDS on: OP

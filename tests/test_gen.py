@@ -119,6 +119,11 @@ def test_manifest_widths_are_the_elaborated_widths(kw):
         "reg_data_bits": w(eng.regs.data), "reg_addr_bits": w(eng.regs.addr),
     }
     assert got == derived_widths(cfg)
+    # and the widths the arithmetic itself produces fit them: the normalisation product of
+    # a drained sum and m, the shift amount (a 6-bit base plus the rsqrt exponent)
+    assert len(u["drain"].row.acc[0] * u["accum"].m) == cfg.product_bits
+    assert len(u["postproc"].shift_base + u["accum"].s) <= cfg.shift_bits + 1
+    assert (1 << cfg.shift_bits) > 63 + (1 << cfg.rsqrt_shift_bits) - 1
     # the register port holds every register's reset value (was: 5 bits for a shift of 19)
     regs = eng.sched.regs
     for r in regs.registers:

@@ -28,11 +28,13 @@ def test_memory_map_by_hand():
 def test_register_map_by_hand():
     cfg = AccelConfig(inputs=10, layers=(5, 3, 4), classes=3, thresholds=(7, -2))
     regs = schedule(cfg).regs
+    # MP: no heads, so no head shift bases (their slots 6..8 stay free)
     assert [(r.name, r.addr) for r in regs.registers] == [
-        ("threshold0", 0), ("threshold1", 1), ("shift0", 3), ("shift1", 4), ("shift2", 5),
-        ("head_shift0", 6), ("head_shift1", 7), ("head_shift2", 8), ("exit_enable", 9)]
+        ("threshold0", 0), ("threshold1", 1), ("shift0", 3), ("shift1", 4), ("shift2", 5), ("exit_enable", 9)]
+    op = schedule(cfg.replace(mode="op")).regs
+    assert [r.addr for r in op.group("head_shift")] == [6, 7, 8] and op.group("exit_enable")[0].addr == 9
     assert [r.reset for r in regs.group("threshold")] == [7, -2] and regs.group("exit_enable")[0].reset == 1
-    assert regs.group("shift")[0].reset == cfg.rsqrt_frac + cfg.wfrac[0] - cfg.afrac
+    assert regs.group("shift")[0].reset == 12 + 7 - 4        # rsqrt_frac + wfrac - afrac of the defaults
     assert regs.addr_bits == 4 and regs.data_bits == max(cfg.score_bits, 7)
     assert schedule(cfg.replace(thresholds=())).regs.group("exit_enable")[0].reset == 0
 

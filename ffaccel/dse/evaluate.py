@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..config import AccelConfig
+from ..config import NETWORK_FIELDS, WIDTH_FIELDS, AccelConfig
 from ..data import load_dataset
 from ..energy.coeffs import load_coeffs
 from ..energy.model import area_cells, profile
@@ -78,8 +78,9 @@ def evaluate(space: Space, point: dict) -> dict:
     w = space.workload
     ds = _dataset(w["dataset"])
     cfg = space.config(point).replace(inputs=ds.inputs, classes=ds.classes)
-    formats = AccelConfig(inputs=cfg.inputs, classes=cfg.classes, layers=cfg.layers, mode=cfg.mode,
-                          wbits=cfg.wbits, abits=cfg.abits, exit_policy=cfg.exit_policy)
+    # the trained network and the widths it is quantised to (NETWORK_FIELDS + WIDTH_FIELDS)
+    formats = AccelConfig(exit_policy=cfg.exit_policy,
+                          **{k: getattr(cfg, k) for k in NETWORK_FIELDS + WIDTH_FIELDS})
     qm0, sva, yva, x, ste, y = _quantised(space, formats)
     th = calibrate(sva, yva, cfg.exit_policy, cfg.exit_k, cfg.classes)
     qcfg = cfg.replace(afrac=qm0.cfg.afrac, wfrac=qm0.cfg.wfrac, hfrac=qm0.cfg.hfrac,
@@ -89,7 +90,7 @@ def evaluate(space: Space, point: dict) -> dict:
     n = len(x)
     wl = Workload(qm, x, y, {"dataset": ds.name, "limit": n})
     # the activity profile depends on the model, the array and the data, not on k or memory
-    pkey = (id(qm0), qcfg.rows, qcfg.cols, qcfg.label_share)
+    pkey = (id(qm0), qcfg.rows, qcfg.cols, qcfg.share_layer1)
     if pkey not in _PROFILES:
         _PROFILES[pkey] = profile(wl, w["toggle_samples"])
     rep = report(wl, load_coeffs(tech=qcfg.tech), w["toggle_samples"], exit_layers=exit_layer,

@@ -94,7 +94,7 @@ class EnergyModel:
         self.bank_bytes = sched.bank_depth * C * A / 8
         self.e_act = coeffs.sram_access_pj(self.bank_bytes, C * A)
         self.e_bias = coeffs.sram_access_pj(mm.bias_words * C * mm.bias_lane_bits / 8, C * mm.bias_lane_bits)
-        self.e_post_row = C * (coeffs.mult_pj(cfg.accbits, cfg.rsqrt_mant_bits) + coeffs.add_pj(cfg.product_bits)
+        self.e_post_row = C * (coeffs.mult_pj(cfg.drain_bits, cfg.rsqrt_mant_bits) + coeffs.add_pj(cfg.product_bits)
                                + coeffs.mult_pj(A, A) + coeffs.add_pj(cfg.goodness_bits))
         # LLS heads: per generated word, one phase add per lane (the phase register's
         # toggles are in the add's energy, as for the accumulators)

@@ -51,7 +51,7 @@ class Accumulators(wiring.Component):
         super().__init__({
             "load": In(load_layout(sched)), "start": In(1), "norm": In(norm_layout(sched)),
             "goodness": In(goodness_layout(sched)), "logit": In(logit_layout(sched)),
-            "sel": In(range(max(nb, cfg.rows) + cfg.rows)),
+            "sel": In(sched.copy_index),
             "m": Out(unsigned(cfg.rsqrt_mant_bits)), "s": Out(unsigned(cfg.rsqrt_shift_bits)),
             "score_row": In(_idx(cfg.rows)),
             "scores": Out(signed(cfg.score_bits)).array(cfg.classes),

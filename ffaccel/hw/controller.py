@@ -3,14 +3,14 @@ schedule lists them, decides exits and returns results."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..schedule import Schedule
 from .accum import load_layout, norm_layout
 from .actbanks import write_layout
-from .interfaces import _idx, issue_layout, pass_field, pixel_layout, result_layout
+from .interfaces import _idx, drained_rows, issue_layout, pass_field, pixel_layout, result_layout
 
 
 class ResultBuffer(wiring.Component):
@@ -126,18 +126,13 @@ class Controller(wiring.Component):
     def _issue(self, m: Module) -> None:
         """The current pass's geometry and the issue command of this cycle."""
         s, cfg, st, iss = self.sched, self.sched.cfg, self._state, self.issue
-        R = cfg.rows
         field = lambda name, shape: pass_field(s, name, shape, st.layer, st.head)   # noqa: E731
         st.K = field("k", range(s.max_stream + 1))
         st.ntiles = field("tiles", range(s.max_tiles + 1))
         st.label_words = field("label_words", range(cfg.classes + 1))
         st.shared = field("shared", 1)
-        drows = Signal(range(max(R, cfg.classes) + 1))
-        if cfg.mode == "mp":
-            rows_g = Array(Const(v, range(R + 1)) for v in s.group_rows)[st.grp]
-            m.d.comb += drows.eq(Mux(st.shared, s.layer_passes[0].groups[0], rows_g))
-        else:
-            m.d.comb += drows.eq(st.nrows)
+        drows = drained_rows(s, m, st.shared, st.grp, st.nrows)
+        # the tile period of PassPlan.period: label words + max(streamed inputs, drained rows)
         st.period = Signal.like(st.tcnt)
         m.d.comb += st.period.eq(st.label_words + Mux(st.K > drows, st.K, drows))
         m.d.comb += [iss.k.eq(st.k + Mux(st.labph, 0, field("k_first", range(cfg.classes + 1)))),
@@ -265,13 +260,13 @@ class _State:
 
     def __init__(self, s: Schedule):
         cfg = s.cfg
-        R, NC = cfg.rows, cfg.classes
+        R = cfg.rows
         self.layer = Signal(_idx(cfg.n_layers))
         self.head = Signal()                       # OP: streaming / draining a head
         self.grp = Signal(_idx(s.copy_groups))
         self.tile = Signal(_idx(s.max_tiles))
         self.k = Signal(range(s.max_stream + 1))
-        self.tcnt = Signal(range(2 * s.max_stream + 2 * NC + R + 8))
+        self.tcnt = Signal(range(s.max_period + 1))
         self.labph = Signal()                      # MP sharing: label-weight phase of a tile
         self.nrows = Signal(range(R + 1))          # OP: samples in the batch
         self.exited = Signal(R)

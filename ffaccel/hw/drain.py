@@ -3,12 +3,12 @@ forms each row's post-processing input (drain stage A)."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..schedule import Schedule
-from .interfaces import MemRead, pass_field, row_layout, tag_layout
+from .interfaces import MemRead, drained_rows, pass_field, row_layout, tag_layout
 from .issue import p1_layout
 
 
@@ -34,7 +34,7 @@ class Drain(wiring.Component):
             "sums": In(signed(cfg.accbits)).array(R, C),
             "bmem": Out(MemRead(mm.baddr_bits, mm.bias_word_bits)),
             "nrows": In(range(R + 1)), "exited": In(R),
-            "norm_sel": Out(range(max(sched.banks, R) + R)),
+            "norm_sel": Out(sched.copy_index),
             "norm_m": In(unsigned(cfg.rsqrt_mant_bits)), "norm_s": In(unsigned(cfg.rsqrt_shift_bits)),
             "row": Out(row_layout(sched)),
             "busy": Out(1),
@@ -62,12 +62,7 @@ class Drain(wiring.Component):
         m.d.sync += tag.eq(p1.tag)
         # the tile's bias word (0 for a pass without biases: LLS heads)
         bias_in = Mux(pass_field(s, "biased", 1, tag.layer, tag.head), self.bmem.data, 0)
-        n_go = Signal(range(max(R, NC) + 1))
-        if cfg.mode == "mp":
-            rows_g = Array(Const(n, range(R + 1)) for n in s.group_rows)[tag.grp]
-            m.d.comb += n_go.eq(Mux(tag.shared, s.layer_passes[0].groups[0] if s.share else R, rows_g))
-        else:
-            m.d.comb += n_go.eq(self.nrows)
+        n_go = drained_rows(s, m, tag.shared, tag.grp, self.nrows)
         # drain counter: row 0 in the ``go`` cycle, rows 1..n-1 after it
         act, j, n = Signal(), Signal(range(max(R, NC) + 1)), Signal(range(max(R, NC) + 1))
         info = Signal(tag_layout(s))

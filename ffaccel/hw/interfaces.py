@@ -1,7 +1,8 @@
-"""Interfaces of the engine and of its units: signatures and payload layouts.
+"""Interfaces of the engine and of its units: signatures and payload layouts, and the
+small pieces of RTL that several units share (per-pass constants, drained rows).
 
-Every layout takes its widths from the config and the schedule
-(:mod:`ffaccel.schedule`); no unit computes a width of its own.
+Data widths come from the config, index ranges from the schedule's counts
+(:mod:`ffaccel.schedule`); the layouts below state them once for every unit.
 
 - ``pixels``: ``stream.Signature(pixel_layout)``, one input code per beat (``last`` on the
   final pixel of an OP batch).
@@ -117,7 +118,7 @@ def row_layout(s: Schedule) -> data.StructLayout:
     """One drained row after drain stage A, the input of the post-processing."""
     cfg = s.cfg
     return data.StructLayout({
-        "valid": 1, "live": 1, "cp": range(max(s.banks, cfg.rows) + cfg.rows),
+        "valid": 1, "live": 1, "cp": s.copy_index,
         "tile": _idx(s.max_tiles), "layer": _idx(cfg.n_layers), "head": 1,
         "bias": unsigned(cfg.bias_word_bits), "m": unsigned(cfg.rsqrt_mant_bits),
         "s": unsigned(cfg.rsqrt_shift_bits),
@@ -147,3 +148,18 @@ def pass_field(sched: Schedule, field: str, shape, layer, head):
         return lt
     ht = Array(Const(int(getattr(p, field)), shape) for p in sched.head_passes)[layer]
     return Mux(head, ht, lt)
+
+
+def drained_rows(sched: Schedule, m, shared, grp, nrows):
+    """Rows drained per tile of the current pass (the schedule's ``PassPlan.drained``):
+    MP the copy group's rows (all label copies in the shared layer 1), OP the batch."""
+    from amaranth.hdl import Array, Const, Mux, Signal
+    cfg = sched.cfg
+    n = Signal(range(max(cfg.rows, cfg.classes) + 1))
+    if cfg.mode == "mp":
+        rows_g = Array(Const(v, range(cfg.rows + 1)) for v in sched.group_rows)[grp]
+        all_copies = sched.layer_passes[0].groups[0] if sched.share else cfg.rows
+        m.d.comb += n.eq(Mux(shared, all_copies, rows_g))
+    else:
+        m.d.comb += n.eq(nrows)
+    return n

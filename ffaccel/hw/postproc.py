@@ -14,23 +14,21 @@ from .interfaces import Monitor, _idx, probe_layout, row_layout
 
 def logit_layout(sched: Schedule) -> data.StructLayout:
     cfg = sched.cfg
-    return data.StructLayout({"valid": 1, "cp": range(max(sched.banks, cfg.rows) + cfg.rows),
-                              "tile": _idx(sched.max_tiles),
+    return data.StructLayout({"valid": 1, "cp": sched.copy_index, "tile": _idx(sched.max_tiles),
                               "inc": data.ArrayLayout(signed(cfg.score_bits), cfg.cols)})
 
 
 def post_tag_layout(sched: Schedule) -> data.StructLayout:
     """What stages B and C carry along with a row's lanes."""
     cfg = sched.cfg
-    return data.StructLayout({"valid": 1, "live": 1, "cp": range(max(sched.banks, cfg.rows) + cfg.rows),
+    return data.StructLayout({"valid": 1, "live": 1, "cp": sched.copy_index,
                               "tile": _idx(sched.max_tiles), "layer": _idx(cfg.n_layers), "head": 1,
                               "bias": unsigned(cfg.bias_word_bits)})
 
 
 def goodness_layout(sched: Schedule) -> data.StructLayout:
     cfg = sched.cfg
-    return data.StructLayout({"valid": 1, "cp": range(max(sched.banks, cfg.rows) + cfg.rows),
-                              "sum": unsigned(cfg.goodness_reg_bits)})
+    return data.StructLayout({"valid": 1, "cp": sched.copy_index, "sum": unsigned(cfg.goodness_reg_bits)})
 
 
 class PostProc(wiring.Component):

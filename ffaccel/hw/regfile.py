@@ -45,10 +45,10 @@ class RegFile(wiring.Component):
             sigs = [Signal(shape, name=r.name, init=r.reset) for r in regs]
             return regs, sigs
 
-        thr_regs, thr = bank("threshold", signed(self._bits("threshold")) if rmap.group("threshold")
-                             else signed(2))
+        cfg = self.sched.cfg
+        thr_regs, thr = bank("threshold", signed(cfg.score_bits))
         sh_regs, shb = bank("shift", unsigned(self._bits("shift")))
-        hs_regs, hshb = bank("head_shift", unsigned(self._bits("head_shift")))
+        hs_regs, hshb = bank("head_shift", unsigned(self._bits("shift")))       # OP only
         (en_reg,), (en,) = bank("exit_enable", 1)
         with m.If(self.port.we):
             for regs, sigs in ((thr_regs, thr), (sh_regs, shb), (hs_regs, hshb), ((en_reg,), (en,))):
@@ -57,8 +57,8 @@ class RegFile(wiring.Component):
                         m.d.sync += sig.eq(self.port.data)
         # a one-layer net has no threshold register: its only layer always decides
         m.d.comb += self.threshold.eq(Array(thr)[self.thr_layer] if thr else 0)
-        m.d.comb += [
-            self.shift_base.eq(Mux(self.sel_head, Array(hshb)[self.sel_layer], Array(shb)[self.sel_layer])),
-            self.exit_enable.eq(en),
-        ]
+        base = Array(shb)[self.sel_layer]
+        if hshb:
+            base = Mux(self.sel_head, Array(hshb)[self.sel_layer], base)
+        m.d.comb += [self.shift_base.eq(base), self.exit_enable.eq(en)]
         return m

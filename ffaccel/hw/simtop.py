@@ -16,7 +16,7 @@ from ..model.golden import QuantModel
 from .engine import Engine
 from .images import build_images
 
-MEMORY_PORTS = ("wmem", "bmem")
+from .generate import MEMORY_PORTS
 
 
 class EngineWithRoms(wiring.Component):

@@ -155,7 +155,7 @@ class GoldenModel:
         identical integers (tested); only the work differs.
         """
         cfg = self.cfg
-        if cfg.label_share:
+        if cfg.share_layer1:
             img = np.array(x, dtype=np.int64, copy=True)
             img[:, : cfg.classes] = 0
             base = self._matmul(img, self._w64[0])                       # (B, n1)

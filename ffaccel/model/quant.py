@@ -68,8 +68,9 @@ def quantize(net: FFNet, cfg: AccelConfig) -> QuantModel:
     if cfg.mode == "op":
         for h, hf in zip(net.heads, cfg.hfrac):
             hs.append(np.clip(_round_half_up(h.weight.detach().double().numpy() * 2.0 ** hf), cfg.wmin, cfg.wmax))
-            hbs.append(np.clip(_round_half_up(h.bias.detach().double().numpy() * 2.0 ** cfg.lfrac),
-                               -(1 << 31), (1 << 31) - 1))
+            # not clipped: a head bias the engine's bias lane cannot hold is refused by
+            # QuantModel (one line), like any model that does not fit the hardware
+            hbs.append(_round_half_up(h.bias.detach().double().numpy() * 2.0 ** cfg.lfrac).astype(np.int64))
     return QuantModel(cfg, ws, bs, hs, hbs)
 
 

@@ -1,6 +1,6 @@
 """Activity of the engine from the real data: MACs, memory accesses and bit toggles per
 component, computed from the golden model's activations with numpy, without simulating
-the RTL. It follows the RTL's streaming order exactly (docs/architecture.md §4):
+the RTL. It follows the RTL's streaming order exactly (docs/architecture.md, sections 4 and 6):
 
 - ``weight_bus``: the array's weight operand (``cols*wbits``): the weight-port data
   register, one word per read, or (LLS heads) the basis generator's register.

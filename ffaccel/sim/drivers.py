@@ -44,7 +44,7 @@ def _read(handle, signed: bool = False) -> int:
     try:
         return v.to_signed() if signed else v.to_unsigned()
     except ValueError:
-        raise ValueError(f"{handle._path} = {v} is not a 0/1 value") from None
+        raise ValueError(f"{handle} = {v} is not a 0/1 value") from None
 
 
 class PackedLayout:

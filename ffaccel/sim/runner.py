@@ -382,12 +382,12 @@ def make_batches(cfg, x) -> list:
 
 def threshold_writes(cfg, thresholds: Sequence[int] | None = None, exit_enable: bool | None = None) -> list:
     """cfg-port writes that set the exit thresholds and the exit enable register."""
-    regs = schedule(cfg).regs
-    th = list(cfg.thresholds if thresholds is None else thresholds)
+    th = tuple(cfg.thresholds if thresholds is None else thresholds)
     if exit_enable is None:
-        exit_enable = bool(th) and cfg.exit_policy != "none"
-    writes = [[regs.threshold + i, int(t)] for i, t in enumerate(th)]
-    writes.append([regs.exit_enable, int(bool(exit_enable))])
+        exit_enable = cfg.replace(thresholds=th).exits_enabled
+    regs = schedule(cfg).regs
+    writes = [[r.addr, int(t)] for r, t in zip(regs.group("threshold"), th)]
+    writes.append([regs.group("exit_enable")[0].addr, int(bool(exit_enable))])
     return writes
 
 

@@ -128,7 +128,7 @@ def compare(qm, x, out: dict) -> Report:
             i = s0 + j
             for lay in range(int(gold.exit_layer[i])):
                 n_out = cfg.layers[lay]
-                tiles = -(-n_out // C)
+                tiles = sched.memory.tiles[lay]
                 copies = range(cfg.classes) if cfg.mode == "mp" else [j]
                 for cp in copies:
                     copy = cp if cfg.mode == "mp" else 0
