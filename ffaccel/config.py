@@ -344,8 +344,9 @@ class AccelConfig:
 
     @property
     def product_bits(self) -> int:
-        """Signed width of the normalisation product drain * m (m unsigned: +1 sign bit)."""
-        return self.drain_bits + self.rsqrt_mant_bits + 1
+        """Signed width of the normalisation product drain * m (signed x unsigned: the sum of
+        the widths holds every product)."""
+        return self.drain_bits + self.rsqrt_mant_bits
 
     @property
     def shift_bits(self) -> int:
