@@ -99,3 +99,22 @@ def test_lls_heads_store_nothing_and_models_must_be_the_basis():
 def test_basis_unit_refuses_learned_heads():
     with pytest.raises(ValueError, match="learned"):
         LLSBasis(schedule(AccelConfig(inputs=20, layers=(8,), classes=3, mode="op")))
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (("--mode", "mp", "--exit-head", "lls"), "needs mode='op'"),
+    (("--mode", "op", "--exit-head", "cosine"), "exit_head='cosine'"),
+])
+def test_cli_refuses_bad_exit_heads_in_one_line(cli, tmp_path, args, fragment):
+    r = cli("gen", "--layers", "2x8", "--inputs", "20", "--classes", "3", *args, "-o", str(tmp_path / "rtl"))
+    assert r.returncode == 2 and fragment in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "rtl").exists()
+
+
+def test_gen_writes_no_head_images_for_lls(cli, tmp_path):
+    cfg = AccelConfig(inputs=20, layers=(8, 6), classes=3, cols=4, mode="op", exit_head="lls-square")
+    from ffaccel.hw.generate import generate
+    files, man = generate(cfg, QuantModel.random(cfg, np.random.default_rng(1)))
+    assert not any(n.startswith("head") for n in files)
+    assert len(files["weights.hex"].split()) == man["memory_map"]["weight_words"] == 2 * 20 + 2 * 8
+    assert all(p["generated"] for p in man["schedule"]["passes"] if p["kind"] == "head")
