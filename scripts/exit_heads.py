@@ -8,9 +8,11 @@ stored parameters, energy per inference and area, per data set.
                                  [--energy-samples 500] [--json] [--out runs/exit_heads]
 
 One OP network per data set is trained (FF layers, then the learned heads; cached like
-every training of ffaccel), and every scheme uses its FF layers unchanged: MP embeds the
-label in the input and scores the goodness; the LLS schemes replace the learned heads by
-the fixed basis. Thresholds: LightFF's rule (k) on the validation split, per scheme.
+every training of ffaccel), and the first four schemes use its FF layers unchanged: MP
+embeds the label in the input and scores the goodness; the LLS schemes replace the learned
+heads by the fixed basis. The last two train their layers with LLS's local loss for their
+basis (what zero-parameter heads need: a fixed basis reads nothing useful from layers that
+never learned to project onto it). Thresholds: LightFF's rule (k) on the validation split.
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ from ffaccel.model.quant import CALIBRATION_SAMPLES, calibrate_integer, choose_f
 from ffaccel.workload import Workload
 
 PROG = "exit_heads.py"
-SCHEMES = ("mp", "op-learned", "op-lls", "op-lls-square")
+# (scheme, layers): "ff" = the FF-trained layers of the OP network; "lls" = layers trained
+# with LLS's local loss for that basis
+SCHEMES = (("mp", "ff"), ("op-learned", "ff"), ("op-lls", "ff"), ("op-lls-square", "ff"),
+           ("op-lls", "lls"), ("op-lls-square", "lls"))
 
 
 def scheme_net(base: FFNet, scheme: str) -> FFNet:
@@ -121,16 +126,23 @@ def main(argv=None) -> int:
         hyper = {"epochs": args.epochs, "head_epochs": args.epochs, "seed": args.seed, "lr": 0.003, "theta": 16.0,
                  "batch": 100, "hard_negatives": 1.0, "limit": None, "threads": 1}
         base, _, meta, path = cached_fit(ds, cfg, hyper, progress=not args.json)
-        rows = {}
-        for scheme in SCHEMES:
-            rows[scheme] = evaluate_scheme(scheme_net(base, scheme), ds, args)
+        rows, trained = {}, {"ff": (path, meta["train"]["seconds"])}
+        for scheme, layers_from in SCHEMES:
+            if layers_from == "ff":
+                net = scheme_net(base, scheme)
+            else:
+                net, _, lmeta, lpath = cached_fit(ds, cfg.replace(exit_head=scheme[3:]), hyper,
+                                                  progress=not args.json)
+                trained[f"lls:{scheme[3:]}"] = (lpath, lmeta["train"]["seconds"])
+            key = f"{scheme}/{layers_from}-layers"
+            rows[key] = evaluate_scheme(net, ds, args)
             if not args.json:
-                r = rows[scheme]
-                print(f"{ds.name:14s} {scheme:14s} int full {r['integer']['accuracy_full']:.4f} "
+                r = rows[key]
+                print(f"{ds.name:14s} {key:24s} int full {r['integer']['accuracy_full']:.4f} "
                       f"exit {r['integer']['accuracy_exit']:.4f} mean exit {r['integer']['mean_exit_layer']:.2f} "
                       f"MACs {r['integer']['macs_per_sample']:,.0f} head params {r['params']['heads']:,} "
                       f"energy {r['energy_pj'] / 1e3:,.1f} nJ", file=sys.stderr)
-        doc["results"][ds.name] = {"checkpoint": path, "train_seconds": meta["train"]["seconds"],
+        doc["results"][ds.name] = {"trainings": {k: {"checkpoint": p, "seconds": t} for k, (p, t) in trained.items()},
                                    "seconds": round(time.perf_counter() - t0, 1), "schemes": rows}
     atomic_write_text(out / "exit_heads.json", json.dumps(doc, indent=2) + "\n")
     if args.json:

@@ -118,3 +118,27 @@ def test_gen_writes_no_head_images_for_lls(cli, tmp_path):
     assert not any(n.startswith("head") for n in files)
     assert len(files["weights.hex"].split()) == man["memory_map"]["weight_words"] == 2 * 20 + 2 * 8
     assert all(p["generated"] for p in man["schedule"]["passes"] if p["kind"] == "head")
+
+
+def test_lls_training_learns_for_the_fixed_basis(digits):
+    """``fit`` trains LLS layers with LLS's local loss; the heads stay the basis (nothing
+    stored, nothing trained) and the integer model exits on their logits."""
+    from ffaccel.model.golden import GoldenModel
+    from ffaccel.model.training import fit
+    cfg = AccelConfig(inputs=digits.inputs, classes=digits.classes, layers=(32, 32), mode="op",
+                      exit_head="lls-square")
+    hyper = {"epochs": 4, "head_epochs": 4, "seed": 0, "lr": 0.003, "theta": 16.0, "batch": 32,
+             "hard_negatives": 0.0, "limit": None, "threads": 1}
+    net, qcfg, meta = fit(digits, cfg, hyper, progress=False)
+    assert qcfg.exit_head == "lls-square" and qcfg.hfrac == (0, 0)
+    for h, n in zip(net.heads, cfg.layers):
+        assert torch_equal(h.weight, lls_basis(cfg, n)) and not h.weight.requires_grad
+    assert meta["integer"]["accuracy_full"] > 0.5            # chance is 0.1
+    from ffaccel.model.embed import input_codes
+    from ffaccel.model.quant import quantize
+    qm = quantize(net, qcfg)
+    assert GoldenModel(qm).run(input_codes(digits.x_test[:20], qcfg)).scores.shape == (20, 10)
+
+
+def torch_equal(w, basis) -> bool:
+    return bool((w.detach().numpy() * 2.0 ** 0 == basis).all())

@@ -256,3 +256,56 @@ def train_heads(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, 
             bar.update(1)
     bar.close()
     return time.perf_counter() - t0
+
+
+LLS_TEMPERATURE = 0.5      # LLS's softmax temperature (Apolinario et al.)
+
+
+def train_lls(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, seed: int,
+              lr: float = 0.003, batch: int = 100, temperature: float = LLS_TEMPERATURE,
+              progress: bool = True, decay: bool = True) -> TrainLog:
+    """Layer-local LLS training (the objective the fixed basis heads are made for): each
+    layer, on its detached input, minimises the cross-entropy of its own logits
+    ``B_l (h_l / ||h_l||) / temperature`` against the label, ``B_l`` the fixed basis of its
+    head; the input is the neutral-label embedding, as in One-Pass inference. One Adam per
+    layer with the fan-in-scaled weight step of ``layer_optimizers``; learning rate decay
+    as ``train_ff``."""
+    from tqdm import tqdm
+
+    cfg = net.cfg
+    if cfg.exit_head == "learned":
+        raise ValueError("train_lls needs a config with LLS heads")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    opts = layer_optimizers(net, lr)
+    n = len(x_codes)
+    yt_all = torch.as_tensor(y, dtype=torch.long)
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    bar = tqdm(total=epochs * ((n + batch - 1) // batch), disable=not progress,
+               desc="LLS train", unit="batch", mininterval=2.0)
+    for epoch in range(epochs):
+        if decay:
+            for opt in opts:
+                for grp in opt.param_groups:
+                    grp["lr"] = grp["base_lr"] * min(1.0, 2.0 * (1.0 - epoch / epochs))
+        order = rng.permutation(n)
+        tot, cnt = 0.0, 0
+        for s in range(0, n, batch):
+            idx = order[s:s + batch]
+            x = torch.as_tensor(embed_neutral(x_codes[idx], cfg), dtype=torch.float32)
+            for i, opt in enumerate(opts):
+                h = net.layer(i, x)
+                loss = F.cross_entropy(net.heads[i](_normalise(h)) / temperature, yt_all[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                x = h.detach()
+                tot += float(loss.detach())
+            cnt += 1
+            bar.update(1)
+        losses.append(tot / max(cnt, 1) / len(opts))
+        bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}")
+    bar.close()
+    dt = time.perf_counter() - t0
+    return TrainLog(epochs=epochs, seconds=dt, loss=losses, train_seconds_per_epoch=dt / max(epochs, 1))

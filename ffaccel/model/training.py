@@ -10,7 +10,7 @@ import torch
 from .checkpoint import check_compatible, load_checkpoint
 from .embed import input_codes
 from .exits import apply_exit, calibrate, exit_report
-from .ff import TRAIN_RECIPE, FFNet, train_ff, train_heads
+from .ff import TRAIN_RECIPE, FFNet, train_ff, train_heads, train_lls
 from .golden import GoldenModel
 from .quant import CALIBRATION_SAMPLES, calibrate_integer, choose_formats, quantize
 
@@ -32,9 +32,14 @@ def fit(ds, cfg, hyper: dict, progress: bool = True):
         init_net, init_cfg, _ = load_checkpoint(hyper["init"])
         check_compatible(init_cfg, cfg, hyper["init"])
         net.load_state_dict(init_net.state_dict())
-    log = train_ff(net, xtr, ytr, epochs=hyper["epochs"], seed=hyper["seed"], lr=hyper["lr"],
-                   theta=hyper["theta"], batch=hyper["batch"], hard_negatives=hyper["hard_negatives"],
-                   progress=progress)
+    if cfg.exit_head != "learned":
+        # zero-parameter LLS heads: the layers learn for the fixed basis (LLS's local loss)
+        log = train_lls(net, xtr, ytr, epochs=hyper["epochs"], seed=hyper["seed"], lr=hyper["lr"],
+                        batch=hyper["batch"], progress=progress)
+    else:
+        log = train_ff(net, xtr, ytr, epochs=hyper["epochs"], seed=hyper["seed"], lr=hyper["lr"],
+                       theta=hyper["theta"], batch=hyper["batch"], hard_negatives=hyper["hard_negatives"],
+                       progress=progress)
     head_s = 0.0
     if cfg.mode == "op" and cfg.exit_head == "learned":
         head_s = train_heads(net, xtr, ytr, epochs=hyper["head_epochs"], seed=hyper["seed"],
