@@ -154,6 +154,37 @@ def layer_optimizers(net: FFNet, lr: float, fan_in_lr: bool = True) -> list[torc
     return opts
 
 
+def _epochs(net: FFNet, opts: list, n: int, *, epochs: int, batch: int, rng: np.random.Generator,
+            decay: bool, desc: str, progress: bool, step, on_epoch=None) -> TrainLog:
+    """The layer-local training loop shared by FF and LLS training: per epoch the learning
+    rate (falling linearly to 0 over the second half with ``decay``), a seeded shuffle,
+    and ``step(idx)`` per mini-batch, which trains every layer and returns the summed loss."""
+    from tqdm import tqdm
+
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    bar = tqdm(total=epochs * ((n + batch - 1) // batch), disable=not progress,
+               desc=desc, unit="batch", mininterval=2.0)
+    for epoch in range(epochs):
+        if decay:
+            for opt in opts:
+                for grp in opt.param_groups:
+                    grp["lr"] = grp["base_lr"] * min(1.0, 2.0 * (1.0 - epoch / epochs))
+        order = rng.permutation(n)
+        tot, cnt = 0.0, 0
+        for s in range(0, n, batch):
+            tot += step(order[s:s + batch])
+            cnt += 1
+            bar.update(1)
+        losses.append(tot / max(cnt, 1) / len(opts))
+        bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, net)
+    bar.close()
+    dt = time.perf_counter() - t0
+    return TrainLog(epochs=epochs, seconds=dt, loss=losses, train_seconds_per_epoch=dt / max(epochs, 1))
+
+
 def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, seed: int,
              lr: float = 0.01, theta: float = 2.0, batch: int = 500, hard_negatives: float = 0.0,
              progress: bool = True, threads: int | None = None, decay: bool = True,
@@ -171,57 +202,39 @@ def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, see
     finds most plausible (Hinton's hard negatives, scored by one shared layer-1 pass).
     Each layer only sees its detached input.
     """
-    from tqdm import tqdm
-
     cfg = net.cfg
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     opts = layer_optimizers(net, lr, fan_in_lr)
-    n = len(x_codes)
-    losses: list[float] = []
-    t0 = time.perf_counter()
-    bar = tqdm(total=epochs * ((n + batch - 1) // batch), disable=not progress,
-               desc="FF train", unit="batch", mininterval=2.0)
-    for epoch in range(epochs):
-        if decay:
-            for opt in opts:
-                for grp in opt.param_groups:
-                    grp["lr"] = grp["base_lr"] * min(1.0, 2.0 * (1.0 - epoch / epochs))
-        order = rng.permutation(n)
-        tot, cnt = 0.0, 0
-        for s in range(0, n, batch):
-            idx = order[s:s + batch]
-            xb, yb = x_codes[idx], y[idx]
-            wrong = (yb + rng.integers(1, cfg.classes, size=len(yb))) % cfg.classes
-            if hard_negatives > 0:
-                pick = rng.random(len(yb)) < hard_negatives
-                if pick.any():
-                    # the most plausible wrong label by layer-1 goodness (one shared matmul)
-                    sc = net.mp_scores(xb[pick], layers=1)[:, -1].copy()
-                    sc[np.arange(pick.sum()), yb[pick]] = -np.inf
-                    wrong[pick] = sc.argmax(1)
-            pos = torch.as_tensor(embed_labels(xb, yb, cfg), dtype=torch.float32)
-            neg = torch.as_tensor(embed_labels(xb, wrong, cfg), dtype=torch.float32)
-            for i, opt in enumerate(opts):
-                hp, hn = net.layer(i, pos), net.layer(i, neg)
-                gp, gn = hp.pow(2).mean(1), hn.pow(2).mean(1)
-                loss = F.softplus(torch.cat([theta - gp, gn - theta])).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                pos, neg = hp.detach(), hn.detach()
-                tot += float(loss.detach())
-            cnt += 1
-            bar.update(1)
-        losses.append(tot / max(cnt, 1) / len(opts))
-        bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}")
-        if on_epoch is not None:
-            on_epoch(epoch + 1, net)
-    bar.close()
-    dt = time.perf_counter() - t0
-    return TrainLog(epochs=epochs, seconds=dt, loss=losses, train_seconds_per_epoch=dt / max(epochs, 1))
+
+    def step(idx) -> float:
+        xb, yb = x_codes[idx], y[idx]
+        wrong = (yb + rng.integers(1, cfg.classes, size=len(yb))) % cfg.classes
+        if hard_negatives > 0:
+            pick = rng.random(len(yb)) < hard_negatives
+            if pick.any():
+                # the most plausible wrong label by layer-1 goodness (one shared matmul)
+                sc = net.mp_scores(xb[pick], layers=1)[:, -1].copy()
+                sc[np.arange(pick.sum()), yb[pick]] = -np.inf
+                wrong[pick] = sc.argmax(1)
+        pos = torch.as_tensor(embed_labels(xb, yb, cfg), dtype=torch.float32)
+        neg = torch.as_tensor(embed_labels(xb, wrong, cfg), dtype=torch.float32)
+        tot = 0.0
+        for i, opt in enumerate(opts):
+            hp, hn = net.layer(i, pos), net.layer(i, neg)
+            gp, gn = hp.pow(2).mean(1), hn.pow(2).mean(1)
+            loss = F.softplus(torch.cat([theta - gp, gn - theta])).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            pos, neg = hp.detach(), hn.detach()
+            tot += float(loss.detach())
+        return tot
+
+    return _epochs(net, opts, len(x_codes), epochs=epochs, batch=batch, rng=rng, decay=decay,
+                   desc="FF train", progress=progress, step=step, on_epoch=on_epoch)
 
 
 def train_heads(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, seed: int,
@@ -270,42 +283,26 @@ def train_lls(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, se
     head; the input is the neutral-label embedding, as in One-Pass inference. One Adam per
     layer with the fan-in-scaled weight step of ``layer_optimizers``; learning rate decay
     as ``train_ff``."""
-    from tqdm import tqdm
-
     cfg = net.cfg
     if cfg.exit_head == "learned":
         raise ValueError("train_lls needs a config with LLS heads")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     opts = layer_optimizers(net, lr)
-    n = len(x_codes)
     yt_all = torch.as_tensor(y, dtype=torch.long)
-    losses: list[float] = []
-    t0 = time.perf_counter()
-    bar = tqdm(total=epochs * ((n + batch - 1) // batch), disable=not progress,
-               desc="LLS train", unit="batch", mininterval=2.0)
-    for epoch in range(epochs):
-        if decay:
-            for opt in opts:
-                for grp in opt.param_groups:
-                    grp["lr"] = grp["base_lr"] * min(1.0, 2.0 * (1.0 - epoch / epochs))
-        order = rng.permutation(n)
-        tot, cnt = 0.0, 0
-        for s in range(0, n, batch):
-            idx = order[s:s + batch]
-            x = torch.as_tensor(embed_neutral(x_codes[idx], cfg), dtype=torch.float32)
-            for i, opt in enumerate(opts):
-                h = net.layer(i, x)
-                loss = F.cross_entropy(net.heads[i](_normalise(h)) / temperature, yt_all[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                x = h.detach()
-                tot += float(loss.detach())
-            cnt += 1
-            bar.update(1)
-        losses.append(tot / max(cnt, 1) / len(opts))
-        bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}")
-    bar.close()
-    dt = time.perf_counter() - t0
-    return TrainLog(epochs=epochs, seconds=dt, loss=losses, train_seconds_per_epoch=dt / max(epochs, 1))
+
+    def step(idx) -> float:
+        x = torch.as_tensor(embed_neutral(x_codes[idx], cfg), dtype=torch.float32)
+        tot = 0.0
+        for i, opt in enumerate(opts):
+            h = net.layer(i, x)
+            loss = F.cross_entropy(net.heads[i](_normalise(h)) / temperature, yt_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            x = h.detach()
+            tot += float(loss.detach())
+        return tot
+
+    return _epochs(net, opts, len(x_codes), epochs=epochs, batch=batch, rng=rng, decay=decay,
+                   desc="LLS train", progress=progress, step=step)
