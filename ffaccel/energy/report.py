@@ -25,15 +25,10 @@ def report(wl, coeffs, toggle_samples: int, exit_layers: np.ndarray | None = Non
     depth = em.by_depth(prof)
     if exit_layers is None:
         exit_layers = GoldenModel(wl.qm).run(wl.x, early_exit=True).exit_layer
-    n = len(exit_layers)
     sch = schedule(cfg)
     per = sch.batch_size        # samples sharing an inference's energy (MP 1, OP rows)
-    # an OP batch runs to its deepest exit; its energy is shared by its samples
-    units = [(int(exit_layers[lo:lo + size].max()), size) for lo, size in sch.batches(n)]
-    comp = dict.fromkeys(ENERGY_COMPONENTS, 0.0)
-    for e, _ in units:
-        for k in ENERGY_COMPONENTS:
-            comp[k] += depth[e - 1][k] / n
+    units = inference_depths(cfg, exit_layers)
+    comp = energy_per_sample(depth, units, len(exit_layers))
     total = sum(comp.values())
     full = sum(depth[-1].values()) / per
     hist = np.bincount(exit_layers, minlength=cfg.n_layers + 1)[1:]
@@ -61,6 +56,20 @@ def report(wl, coeffs, toggle_samples: int, exit_layers: np.ndarray | None = Non
     }
 
 
+def inference_depths(cfg, exit_layers: np.ndarray) -> list[tuple[int, int]]:
+    """(depth, samples) of every inference: an OP batch runs to its deepest exit."""
+    return [(int(exit_layers[lo:lo + size].max()), size) for lo, size in schedule(cfg).batches(len(exit_layers))]
+
+
+def energy_per_sample(depth: list[dict], units: list[tuple[int, int]], n: int) -> dict:
+    """Component energies per sample of ``n`` samples run as ``units`` (depth, samples)."""
+    comp = dict.fromkeys(ENERGY_COMPONENTS, 0.0)
+    for e, _ in units:
+        for k in ENERGY_COMPONENTS:
+            comp[k] += depth[e - 1][k] / n
+    return comp
+
+
 def k_sweep(checkpoint: str, dataset: str, limit, cfg, rep: dict, ks) -> list:
     """Energy and accuracy across the exit knob k (needs labels): the integer model's
     validation and test scores are computed once; each k only re-derives its thresholds."""
@@ -71,12 +80,12 @@ def k_sweep(checkpoint: str, dataset: str, limit, cfg, rep: dict, ks) -> list:
     ds = load_dataset(dataset)
     sva, ste, _ = score_splits(net, cfg, ds, integer=True, limit=limit)
     depth = rep["_depth"]
-    per = schedule(cfg).batch_size
     out = []
     for k in ks:
-        r = report_for_k(sva, ste, cfg, ds, k=k, policy=cfg.exit_policy, integer=True)
-        hist = {int(e): n for e, n in r["exit_histogram"].items()}
-        e = sum(n * sum(depth[d - 1].values()) / per for d, n in hist.items()) / max(1, sum(hist.values()))
+        r = report_for_k(sva, ste, cfg, ds, k=k, policy=cfg.exit_policy, integer=True, exits=True)
+        el = r.pop("exit_layers")
+        # the same accounting as report(): an OP batch's energy is its deepest exit's
+        e = sum(energy_per_sample(depth, inference_depths(cfg, el), len(el)).values())
         out.append({"k": k, "accuracy": r["accuracy"], "total_pj": e, "mean_exit_layer": r["mean_exit_layer"],
                     "exit_histogram": r["exit_histogram"]})
     return out

@@ -35,8 +35,9 @@ def score_splits(net, cfg, ds, *, integer: bool, limit: int | None = None):
     return sva, ste, time.perf_counter() - t1
 
 
-def report_for_k(sva, ste, cfg, ds, *, k: float, policy: str, integer: bool) -> dict:
-    """Calibrate T_l on the validation scores for this k, apply the exit rule on the test scores."""
+def report_for_k(sva, ste, cfg, ds, *, k: float, policy: str, integer: bool, exits: bool = False) -> dict:
+    """Calibrate T_l on the validation scores for this k, apply the exit rule on the test
+    scores. ``exits``: also return every test sample's exit layer (``exit_layers``)."""
     yva, yte = ds.y_val, ds.y_test[: len(ste)]
     th = calibrate(sva, yva, policy, k, cfg.classes)
     if integer:
@@ -45,6 +46,8 @@ def report_for_k(sva, ste, cfg, ds, *, k: float, policy: str, integer: bool) -> 
     rep = exit_report(el, lab, ste[:, -1].argmax(1), yte, cfg)
     rep.update({"model": "integer" if integer else "float", "mode": cfg.mode, "policy": policy,
                 "k": k, "thresholds": [t if integer else round(t, 6) for t in th], "dataset": ds.name})
+    if exits:
+        rep["exit_layers"] = el
     return rep
 
 
