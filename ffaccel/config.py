@@ -274,6 +274,10 @@ class AccelConfig:
                     f"(got {self.rsqrt_frac}+{wf}-{self.afrac})")
         if self.mode == "op":
             for i, hf in enumerate(self.hfrac):
+                if self.rsqrt_frac + hf - self.lfrac < 0 and self.exit_head != "learned":
+                    raise ConfigError(
+                        f"lfrac={self.lfrac}: {self.exit_head} heads fix hfrac at {hf}, so lfrac must be "
+                        f"<= rsqrt_frac + {hf} = {self.rsqrt_frac + hf}")
                 if self.rsqrt_frac + hf - self.lfrac < 0:
                     raise ConfigError(
                         f"hfrac[{i}]={hf}: rsqrt_frac + hfrac - lfrac must be >= 0 "
@@ -362,7 +366,8 @@ class AccelConfig:
     def bias_lane_bits(self) -> int:
         """Signed width of one bias-memory lane: layer biases (``bias_bits``) and, in OP,
         the head biases, which are added at logit scale (``score_bits``)."""
-        return self.bias_bits if self.mode == "mp" else max(self.bias_bits, self.score_bits)
+        stored_heads = self.mode == "op" and self.exit_head == "learned"      # LLS heads have no bias
+        return max(self.bias_bits, self.score_bits) if stored_heads else self.bias_bits
 
     @property
     def score_bits(self) -> int:

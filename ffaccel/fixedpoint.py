@@ -47,7 +47,7 @@ def rsqrt_widths(gbits: int, frac: int, index_bits: int) -> tuple[int, int]:
 # with f = linspace(50, 512, classes) radians per input index j. In hardware the phase
 # f_c * j / (2 pi) is a LLS_PHASE_BITS-bit fraction accumulated by adding a per-class
 # increment each input, so golden model and RTL share these integers exactly.
-LLS_PHASE_BITS = 16
+LLS_PHASE_BITS = 24
 LLS_SIN_TABLE_BITS = 6
 LLS_F_LO, LLS_F_HI = 50.0, 512.0
 

@@ -60,8 +60,10 @@ def informative_config(rng: np.random.Generator, **shape) -> AccelConfig:
         return max(lo, center + int(rng.integers(-1, 2)))
     hfrac = tuple(frac(wbits - 3 + lfrac, max(0, lfrac - rfrac)) for _ in range(n))
     if shape.get("exit_head", "learned") != "learned":
-        hfrac = ()                      # an LLS basis has its own fixed format
-        lfrac = min(lfrac, rfrac)       # rsqrt_frac + hfrac - lfrac >= 0 with hfrac 0
+        # an LLS basis has its own fixed format (|B h| / ||h|| is about 1): the logit scale
+        # alone spreads the increments, within rsqrt_frac + hfrac - lfrac >= 0 (hfrac 0)
+        hfrac = ()
+        lfrac = min(int(rng.integers(4, 9)), rfrac)
     return AccelConfig(
         afrac=afrac, rsqrt_frac=rfrac, rsqrt_index=int(rng.integers(2, 7)), lfrac=lfrac,
         wfrac=tuple(frac(wbits - abits + afrac - 1, max(0, afrac - rfrac)) for _ in range(n)),

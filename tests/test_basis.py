@@ -64,9 +64,24 @@ def test_basis_definition():
     sin = cfg.replace(exit_head="lls")
     table = lls_sin_table(sin.lls_amplitude)
     assert lls_basis(sin, 40)[2].tolist() == [table[p >> (LLS_PHASE_BITS - 6)] for p in ph]
-    assert max(table) == sin.lls_amplitude - 1 or max(table) == sin.lls_amplitude
-    # f = linspace(50, 512, classes) radians per index: class 0 advances 50/(2 pi) cycles
-    assert abs(inc[0] / 2 ** LLS_PHASE_BITS - (50 / (2 * np.pi)) % 1) < 2 ** -LLS_PHASE_BITS
+    # f = linspace(50, 512, classes) radians per index, every class
+    f = np.linspace(50, 512, 4)
+    assert np.allclose(np.asarray(inc) / 2 ** LLS_PHASE_BITS, (f / (2 * np.pi)) % 1, atol=2 ** -LLS_PHASE_BITS)
+
+
+@pytest.mark.parametrize("n", [500, 2000])
+def test_integer_basis_follows_lls_sin_and_its_sign(n):
+    """Against LLS's own definition on 10 classes: the square basis is sign(sin(f_c j)) on
+    all but a few entries next to zero crossings, the sin basis correlates with sin(f_c j)."""
+    classes = 10
+    f = np.linspace(50, 512, classes)
+    true = np.sin(f[:, None] * np.arange(n)[None, :])
+    sq = lls_basis(AccelConfig(inputs=20, layers=(n,), classes=classes, mode="op", exit_head="lls-square"), n)
+    agree = (sq == np.where(true >= 0, 1, -1)).mean()
+    assert agree > 0.99, agree
+    sn = lls_basis(AccelConfig(inputs=20, layers=(n,), classes=classes, mode="op", exit_head="lls"), n)
+    corr = min(np.corrcoef(sn[c], true[c])[0, 1] for c in range(classes))
+    assert corr > 0.99, corr
 
 
 def test_lls_config_rules():

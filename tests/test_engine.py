@@ -29,7 +29,7 @@ def random_lls_config(rng) -> AccelConfig:
     inputs = int(rng.integers(8, 24))
     return informative_config(
         rng, inputs=inputs, classes=int(rng.integers(2, min(8, inputs - 1) + 1)),
-        layers=tuple(int(v) for v in rng.integers(1, 11, size=int(rng.integers(1, 4)))),
+        layers=tuple(int(v) for v in rng.integers(1, 11, size=int(rng.integers(2, 4)))),   # heads past layer 1
         rows=int(rng.integers(1, 5)), cols=int(rng.integers(1, 6)), abits=int(rng.integers(2, 7)),
         wbits=int(rng.integers(2, 7)), mode="op", exit_policy=str(rng.choice(["max", "margin", "none"])),
         exit_head=str(rng.choice(["lls", "lls-square"])))
@@ -87,8 +87,13 @@ def random_case(seed: int):
         x = rng.integers(0, cfg.amax + 1, size=(5 if cfg.mode == "mp" else cfg.rows + 2, cfg.inputs))
         x[0, cfg.classes:] = 0            # zero image goodness
         x[-1] = cfg.amax                  # saturation
-        if sensitivity(qm, x) >= 0.2:
-            return spread_thresholds(qm, x), x
+        if sensitivity(qm, x) < 0.2:
+            continue
+        qm = spread_thresholds(qm, x)
+        exits = set(GoldenModel(qm).run(x).exit_layer.tolist())
+        # samples must exit at more than one layer where the config can exit early
+        if len(exits) > 1 or cfg.n_layers == 1 or cfg.exit_policy == "none":
+            return qm, x
     raise AssertionError("no input-dependent config found")
 
 

@@ -39,11 +39,11 @@ def _dataset(name: str):
 
 
 @lru_cache(maxsize=8)
-def _network(space: Space, layers: tuple, mode: str):
+def _network(space: Space, layers: tuple, mode: str, exit_head: str = "learned"):
     """(net, dataset) for a network shape: the workload's checkpoint, or trained once and cached."""
     w = space.workload
     ds = _dataset(w["dataset"])
-    cfg = AccelConfig(inputs=ds.inputs, classes=ds.classes, layers=layers, mode=mode)
+    cfg = AccelConfig(inputs=ds.inputs, classes=ds.classes, layers=layers, mode=mode, exit_head=exit_head)
     if w.get("checkpoint"):
         net, ck_cfg, _ = load_checkpoint(w["checkpoint"])
         check_compatible(ck_cfg, cfg, w["checkpoint"])
@@ -60,7 +60,7 @@ def _quantised(space: Space, cfg_formats: AccelConfig):
     """Integer model and its full-depth validation / test scores for one network and set of
     number formats: every exit knob k and array shape of the same formats reuses them."""
     w = space.workload
-    net, ds = _network(space, cfg_formats.layers, cfg_formats.mode)
+    net, ds = _network(space, cfg_formats.layers, cfg_formats.mode, cfg_formats.exit_head)
     xtr = input_codes(ds.x_train[:CALIBRATION_SAMPLES], cfg_formats)
     qcfg = choose_formats(net, xtr, ds.y_train[:CALIBRATION_SAMPLES], cfg=cfg_formats)
     qm = quantize(net, qcfg)

@@ -87,8 +87,8 @@ class Space:
 def _fingerprint(workload: dict) -> str:
     """sha256 of the training recipe and of the checkpoint file's bytes (when one is given
     and exists; a missing one fails later, in the evaluation, with its own message)."""
-    from ..model.ff import TRAIN_RECIPE
-    h = hashlib.sha256(TRAIN_RECIPE.encode())
+    from ..model.ff import LLS_RECIPE, TRAIN_RECIPE
+    h = hashlib.sha256((TRAIN_RECIPE + LLS_RECIPE).encode())
     ckpt = workload.get("checkpoint")
     if ckpt:
         path = Path(ckpt)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..config import NETWORK_FIELDS, AccelConfig
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
-from .ff import TRAIN_RECIPE
+from .ff import recipe_of
 from .training import fit
 
 
@@ -24,7 +24,7 @@ def cache_dir() -> Path:
 def cache_key(ds, cfg: AccelConfig, hyper: dict) -> str:
     net = {k: getattr(cfg, k) for k in NETWORK_FIELDS}
     blob = json.dumps({"net": net, "hyper": hyper, "data": ds.provenance.get("sha256"), "name": ds.name,
-                       "recipe": TRAIN_RECIPE},
+                       "recipe": recipe_of(cfg)},
                       sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

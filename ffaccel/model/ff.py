@@ -24,6 +24,13 @@ EPS = 1e-12
 # Bumped whenever training changes what a given seed and hyper-parameters produce, so
 # cached checkpoints (model/cache.py) and checkpoint metadata name the recipe they used.
 TRAIN_RECIPE = "ff-2: weights and biases init U(-1,1), Adam weight step sqrt(fan_in)*lr"
+# The layers of a network with LLS heads learn with LLS's local loss instead (train_lls).
+LLS_RECIPE = "lls-1: LLS local cross-entropy of the fixed-basis logits, temperature 0.5, neutral-label input"
+
+
+def recipe_of(cfg: AccelConfig) -> str:
+    """The training recipe a config's network is trained with (checkpoints and the cache name it)."""
+    return TRAIN_RECIPE if cfg.exit_head == "learned" else LLS_RECIPE
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ fixed periodic basis, one row per class: ``sin(f_c j)`` or its sign (a square wa
 ``f = linspace(50, 512, classes)``.
 
 The basis is defined in integers (``ffaccel.fixedpoint``): the phase of input ``j`` for
-class ``c`` is ``(j * F_c) mod 2**16`` with ``F_c`` the class's phase increment, so the
+class ``c`` is ``(j * F_c) mod 2**24`` with ``F_c`` the class's phase increment, so the
 RTL generates it with one adder per lane (the phase accumulates input by input) and the
 golden model computes the same values. Square: +1 in the first half-period, -1 in the
 second (LLS's ``sign(sin)`` except that an exact zero phase counts as +1). Sin: a

@@ -65,7 +65,12 @@ def quantize(net: FFNet, cfg: AccelConfig) -> QuantModel:
         ws.append(np.clip(_round_half_up(w * 2.0 ** wf), cfg.wmin, cfg.wmax))
         b = l.bias.detach().double().numpy()
         bs.append(np.clip(_round_half_up(b * 2.0 ** cfg.afrac), -bmax - 1, bmax))
-    if cfg.mode == "op":
+    if cfg.mode == "op" and cfg.exit_head != "learned":
+        # LLS heads are the basis of the target formats (not the float net's rounded copy,
+        # which is tied to the width it was built at); nothing was trained
+        from .lls import lls_heads
+        hs, hbs = lls_heads(cfg)
+    elif cfg.mode == "op":
         for h, hf in zip(net.heads, cfg.hfrac):
             hs.append(np.clip(_round_half_up(h.weight.detach().double().numpy() * 2.0 ** hf), cfg.wmin, cfg.wmax))
             # not clipped: a head bias the engine's bias lane cannot hold is refused by

@@ -10,7 +10,7 @@ import torch
 from .checkpoint import check_compatible, load_checkpoint
 from .embed import input_codes
 from .exits import apply_exit, calibrate, exit_report
-from .ff import TRAIN_RECIPE, FFNet, train_ff, train_heads, train_lls
+from .ff import FFNet, recipe_of, train_ff, train_heads, train_lls
 from .golden import GoldenModel
 from .quant import CALIBRATION_SAMPLES, calibrate_integer, choose_formats, quantize
 
@@ -32,6 +32,8 @@ def fit(ds, cfg, hyper: dict, progress: bool = True):
         init_net, init_cfg, _ = load_checkpoint(hyper["init"])
         check_compatible(init_cfg, cfg, hyper["init"])
         net.load_state_dict(init_net.state_dict())
+        if cfg.exit_head != "learned":
+            net.set_lls_heads()          # the basis of this config, whatever the checkpoint held
     if cfg.exit_head != "learned":
         # zero-parameter LLS heads: the layers learn for the fixed basis (LLS's local loss)
         log = train_lls(net, xtr, ytr, epochs=hyper["epochs"], seed=hyper["seed"], lr=hyper["lr"],
@@ -62,7 +64,7 @@ def fit(ds, cfg, hyper: dict, progress: bool = True):
         "train": {**hyper, "train_samples": int(len(xtr)), "seconds": round(log.seconds + head_s, 1),
                   "seconds_per_epoch": round(log.train_seconds_per_epoch, 2),
                   "loss": [round(v, 6) for v in log.loss], "torch": torch.__version__,
-                  "recipe": TRAIN_RECIPE},
+                  "recipe": recipe_of(cfg)},
         "float": float_rep,
         "integer": int_rep,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

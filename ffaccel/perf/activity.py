@@ -94,7 +94,6 @@ class _State:
 
     def __init__(self, cfg: AccelConfig):
         self.w = np.zeros(cfg.cols, dtype=np.int64)       # weight-memory data register
-        self.gw = np.zeros(cfg.cols, dtype=np.int64)      # LLS basis generator register
         self.acc = np.zeros((cfg.rows, cfg.cols), dtype=np.int64)
         self.shadow = np.zeros((cfg.rows, cfg.cols), dtype=np.int64)
         self.bank = np.zeros((2, schedule(cfg).banks, cfg.cols), dtype=np.int64)
@@ -148,11 +147,11 @@ class PerfModel:
                 seq.append(wt[t, :label_words])
         seq = np.concatenate(seq)
         if generated:
-            # the array's weight operand switches from the memory register to the generator's
-            # at the start of the pass and back at its end; the memory register holds
-            tg["weight_bus"] += (hamming(st.w, st.gw, W) + hamming(seq[0], st.gw, W)
-                                 + hamming(seq[1:], seq[:-1], W) + hamming(seq[-1], st.w, W))
-            st.gw = seq[-1].copy()
+            # the array's weight operand switches from the held memory word to the
+            # generator's first word (both change on the same edge), and back to the held
+            # memory word after the pass
+            tg["weight_bus"] += (hamming(seq[0], st.w, W) + hamming(seq[1:], seq[:-1], W)
+                                 + hamming(seq[-1], st.w, W))
         else:
             tg["weight_bus"] += hamming(seq[0], st.w, W) + hamming(seq[1:], seq[:-1], W)
             st.w = seq[-1].copy()
