@@ -86,7 +86,7 @@ def evaluate_scheme(net: FFNet, ds, args) -> dict:
         "params": {"layers": layer_params, "heads": head_params},
         "energy_pj": erep["total_pj"],
         "energy_full_depth_pj": erep["full_depth_pj"],
-        "head_energy_pj_per_inference": sum(h["weight_mem_pj"] + h["basis_gen_pj"] + h["bias_mem_pj"]
+        "head_weight_energy_pj_full_depth": sum(h["weight_mem_pj"] + h["basis_gen_pj"] + h["bias_mem_pj"]
                                             for h in heads),
         "energy_components_pj": erep["components"],
         "area_cells_model": erep["area_cells_model"],
