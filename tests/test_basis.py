@@ -157,3 +157,60 @@ def test_lls_training_learns_for_the_fixed_basis(digits):
 
 def torch_equal(w, basis) -> bool:
     return bool((w.detach().numpy() * 2.0 ** 0 == basis).all())
+
+
+def _lls_sched():
+    return schedule(AccelConfig(inputs=12, layers=(6, 5), classes=5, rows=2, cols=3, abits=4, wbits=5,
+                                afrac=1, mode="op", exit_head="lls"))
+
+
+def test_issue_takes_generated_lanes_and_reads_no_weights_for_lls_heads():
+    from ffaccel.hw.issue import Issue
+    s = _lls_sched()
+    dut = Issue(s)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.nrows, 2)
+        ctx.set(dut.wmem.data, 0b10101_01010_00111)           # lanes 7, 10, -11 (5-bit)
+        for c, v in enumerate((3, -4, 9)):
+            ctx.set(dut.gen_w[c], v)
+        for head in (0, 1):
+            ctx.set(dut.cmd, {"valid": 1, "first": 1, "last": 0, "k": 0,
+                              "tag": {"layer": 1, "head": head, "tile": 0, "src": 1}})
+            seen.append(("en", head, ctx.get(dut.wmem.en)))
+            await ctx.tick()
+            ctx.set(dut.cmd, {"valid": 0})
+            seen.append(("w", head, [ctx.get(dut.w[c]) for c in range(3)]))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [("en", 0, 1), ("w", 0, [7, 10, -11]), ("en", 1, 0), ("w", 1, [3, -4, 9])]
+
+
+def test_drain_reads_no_bias_for_lls_heads():
+    from ffaccel.hw.drain import Drain
+    s = _lls_sched()
+    dut = Drain(s)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.nrows, 2)
+        ctx.set(dut.bmem.data, (1 << s.cfg.bias_word_bits) - 1)      # junk a read would return
+        for head in (0, 1):
+            ctx.set(dut.p1, {"valid": 1, "last": 1, "tag": {"layer": 0, "head": head, "tile": 0}})
+            seen.append(("en", head, ctx.get(dut.bmem.en)))
+            await ctx.tick()
+            ctx.set(dut.p1, {"valid": 0})
+            await ctx.tick()                                   # stage A registers row 0
+            seen.append(("bias", head, ctx.get(dut.row.bias)))
+            for _ in range(4):
+                await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [("en", 0, 1), ("bias", 0, (1 << s.cfg.bias_word_bits) - 1), ("en", 1, 0), ("bias", 1, 0)]
