@@ -76,7 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"(ratio {rep['ratio_to_lower_bound']:.2f})")
     for k, v in sorted(rep["components"].items(), key=lambda kv: -kv[1]):
         print(f"    {k:16s} {v / 1e6:10.4f} uJ  {v / rep['total_pj'] * 100:5.1f}%")
-    print(f"  exit histogram {rep['exit_histogram']}; EDP {rep['edp_pj_s']:.3g} pJ*s")
+    print(f"  exit histogram {rep['exit_histogram']}; EDP {rep['edp_pj_s']:.3g} pJ*s; "
+          f"area model {rep['area_cells_model']:,.0f} cells")
+    for h in rep["heads"]:           # OP exit heads, per layer (an inference that reaches it)
+        print(f"  head {h['layer']} ({h['scheme']}): {h['stored_weights']:,} stored weights, "
+              f"{h['macs_per_sample']:,} MACs/sample, weights {(h['weight_mem_pj'] + h['basis_gen_pj']) / 1e3:.2f} nJ, "
+              f"biases {h['bias_mem_pj'] / 1e3:.3f} nJ per inference")
     return 0
 
 
