@@ -31,8 +31,9 @@ class Latencies:
     ``mem_read``: weight/bias/activation memories answer one cycle after the address.
     ``drain_go``: the tile's last MAC -> the first drained row (sums in the shadow regs).
     ``select``: drain stage A (row select, label-share term, norm factors).
-    ``postproc``: post-processing stages B (multiply), C (round, bias, clamp), D (write,
-    square; stage E adds D's sum into the goodness registers at the end of that cycle).
+    ``postproc``: post-processing registers B (multiply), C (round, bias, clamp; D writes
+    and squares at C's output) and D's sum, which stage E adds into the goodness registers
+    at the end of the cycle it is valid in.
     ``flush_test``: FLUSH leaves the cycle after the pipeline has emptied.
     """
 
