@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Training benchmark: ``python -m ffaccel.train`` with its default flags over a matrix of
+data sets, shapes and modes; float and integer accuracy at full depth and with exit, the
+best single layer, MAC reduction, seconds.
+
+    python scripts/bench_training.py [--json] [--cells digits:2x128,mnist:4x500] [--modes mp,op]
+                                     [--out runs/bench_training]
+
+Each cell is what a new user gets from ``python -m ffaccel.train --dataset D --layers S
+--mode M --out CKPT`` (the tool's own defaults, read from its parser). "best layer" is the
+accuracy of the best layer scored alone (MP: its own goodness; OP: its own head); a
+cumulative score that falls below it means later layers hurt the decision.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ffaccel.cli import FFAccelError, make_parser, run_main
+from ffaccel.config import AccelConfig, parse_layers
+from ffaccel.data import load_dataset
+from ffaccel.fsutil import atomic_write_text
+from ffaccel.model.embed import input_codes
+from ffaccel.model.training import fit
+
+PROG = "bench_training.py"
+CELLS = "digits:2x128,digits:3x64,mnist:2x500,mnist:4x500,fashion-mnist:2x500,fashion-mnist:4x500"
+
+
+def default_hyper(dataset: str) -> dict:
+    """The hyper-parameters ``python -m ffaccel.train`` uses when only the data set is given."""
+    from ffaccel.train import build_parser
+    a = build_parser().parse_args(["--dataset", dataset, "--out", "unused.ckpt"])
+    return {"epochs": a.epochs, "head_epochs": a.head_epochs or a.epochs, "seed": a.seed, "lr": a.lr,
+            "theta": a.theta, "batch": a.batch, "hard_negatives": a.hard_negatives, "limit": a.limit,
+            "threads": a.threads}
+
+
+def best_single_layer(net, cfg, ds) -> tuple[float, list[float]]:
+    """Test accuracy of every layer's own score (the increment of the cumulative score)."""
+    sc = net.scores(input_codes(ds.x_test, cfg))                  # (B, L, classes), cumulative
+    own = np.diff(sc, axis=1, prepend=np.zeros_like(sc[:, :1]))
+    acc = [float((own[:, l].argmax(1) == ds.y_test).mean()) for l in range(sc.shape[1])]
+    return max(acc), acc
+
+
+def main(argv=None) -> int:
+    p = make_parser(PROG, __doc__.splitlines()[0])
+    p.add_argument("--cells", default=CELLS, help="comma-separated DATASET:LAYERS")
+    p.add_argument("--modes", default="mp,op")
+    p.add_argument("--out", default="runs/bench_training")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    cells = []
+    for c in [c.strip() for c in args.cells.split(",") if c.strip()]:
+        name, sep, layers = c.partition(":")
+        if not sep:
+            raise FFAccelError(f"--cells {c!r}: expected DATASET:LAYERS (e.g. mnist:4x500)")
+        cells.append((name, parse_layers(layers)))
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for m in modes:
+        if m not in ("mp", "op"):
+            raise FFAccelError(f"--modes {m!r} (allowed: mp, op)")
+    datasets = {name: load_dataset(name) for name in {n for n, _ in cells}}
+    rows, t_all = [], time.perf_counter()
+    for name, layers in cells:
+        ds = datasets[name]
+        hyper = default_hyper(name)
+        for mode in modes:
+            t0 = time.perf_counter()
+            cfg = AccelConfig(inputs=ds.inputs, classes=ds.classes, layers=layers, mode=mode)
+            net, qcfg, meta = fit(ds, cfg, dict(hyper), progress=False)
+            best, per_layer = best_single_layer(net, cfg, ds)
+            fl, it = meta["float"], meta["integer"]
+            row = {"dataset": name, "layers": list(layers), "mode": mode, "epochs": hyper["epochs"],
+                   "float_full": fl["accuracy_full"], "float_exit": fl["accuracy"],
+                   "integer_full": it["accuracy_full"], "integer_exit": it["accuracy"],
+                   "best_single_layer_float": best, "single_layers_float": per_layer,
+                   "full_minus_best_layer_points": round(100 * (fl["accuracy_full"] - best), 2),
+                   "mac_reduction": it["mac_reduction"], "mean_exit_layer": it["mean_exit_layer"],
+                   "train_seconds": meta["train"]["seconds"], "seconds": round(time.perf_counter() - t0, 1)}
+            rows.append(row)
+            if not args.json:
+                print(f"{name:14s} {'x'.join(map(str, layers)) if len(set(layers)) > 1 else f'{len(layers)}x{layers[0]}':>9s} "
+                      f"{mode}  float {row['float_full']:.4f}/{row['float_exit']:.4f}  int {row['integer_full']:.4f}/"
+                      f"{row['integer_exit']:.4f}  best layer {best:.4f}  MACs /{row['mac_reduction']:.2f}  "
+                      f"{row['seconds']:.0f} s", file=sys.stderr)
+    doc = {"defaults": default_hyper(cells[0][0]) if cells else {}, "cells": rows,
+           "seconds": round(time.perf_counter() - t_all, 1)}
+    atomic_write_text(Path(args.out) / "bench_training.json", json.dumps(doc, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, PROG))
