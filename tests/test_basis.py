@@ -14,6 +14,13 @@ from ffaccel.model.lls import lls_basis
 from ffaccel.schedule import schedule
 
 
+def _run(dut, bench) -> None:
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 def _drive(cfg, layer: int):
     """Stream every tile of head ``layer`` with idle cycles between inputs; the lanes seen
     one cycle after each issued input, as (classes padded to tiles*cols, n)."""
@@ -21,8 +28,6 @@ def _drive(cfg, layer: int):
     dut = LLSBasis(s)
     h = s.head_passes[layer]
     got = np.zeros((h.tiles * cfg.cols, h.n_in), dtype=np.int64)
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
 
     async def bench(ctx):
         for t in range(h.tiles):
@@ -37,8 +42,7 @@ def _drive(cfg, layer: int):
                 for c in range(cfg.cols):
                     assert ctx.get(dut.w[c]) == got[t * cfg.cols + c, k]
 
-    sim.add_testbench(bench)
-    sim.run()
+    _run(dut, bench)
     return got
 
 
@@ -183,10 +187,7 @@ def test_issue_takes_generated_lanes_and_reads_no_weights_for_lls_heads():
             ctx.set(dut.cmd, {"valid": 0})
             seen.append(("w", head, [ctx.get(dut.w[c]) for c in range(3)]))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    _run(dut, bench)
     assert seen == [("en", 0, 1), ("w", 0, [7, 10, -11]), ("en", 1, 0), ("w", 1, [3, -4, 9])]
 
 
@@ -209,8 +210,5 @@ def test_drain_reads_no_bias_for_lls_heads():
             for _ in range(4):
                 await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    _run(dut, bench)
     assert seen == [("en", 0, 1), ("bias", 0, (1 << s.cfg.bias_word_bits) - 1), ("en", 1, 0), ("bias", 1, 0)]
