@@ -23,7 +23,8 @@ from .errors import FFAccelError
 from .fsutil import atomic_write_bytes, atomic_write_text
 
 __all__ = ["FFAccelError", "atomic_write_bytes", "atomic_write_text", "make_parser", "add_config_args",
-           "config_overrides", "config_from_args", "workload_from_args", "run_main"]
+           "config_overrides", "config_from_args", "workload_from_args", "run_main", "add_recipe_args",
+           "recipe_from_args"]
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -52,6 +53,29 @@ _CONFIG_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "--clock-mhz": ("clock_mhz", float, "clock frequency in MHz"),
     "--tech": ("tech", str, "technology node, e.g. 45nm"),
 }
+
+
+def add_recipe_args(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``TrainRecipe`` field (``--min-steps`` for min_steps); absent flags take
+    the recipe's defaults, which live only in ``ffaccel.model.recipe``."""
+    from .model.recipe import SCORE_LAYERS, TrainRecipe
+    g = parser.add_argument_group("training recipe (defaults: ffaccel.model.recipe.TrainRecipe)")
+    for name, default, text, unit in TrainRecipe.describe():
+        flag = "--" + name.replace("_", "-")
+        help_ = f"{text}{' [' + unit + ']' if unit else ''} (default {default})"
+        if isinstance(default, bool):
+            g.add_argument(flag, dest=f"recipe_{name}", action=argparse.BooleanOptionalAction,
+                           default=argparse.SUPPRESS, help=help_)
+        else:
+            g.add_argument(flag, dest=f"recipe_{name}", type=type(default), default=argparse.SUPPRESS,
+                           choices=SCORE_LAYERS if name == "score_layers" else None, help=help_)
+
+
+def recipe_from_args(args: argparse.Namespace):
+    """The ``TrainRecipe`` of the flags given (a bad value: one line, exit 2)."""
+    from .model.recipe import TrainRecipe
+    given = {k[len("recipe_"):]: v for k, v in vars(args).items() if k.startswith("recipe_")}
+    return TrainRecipe.from_dict(given, where="training recipe")
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:

@@ -161,6 +161,11 @@ class AccelConfig:
     thresholds: tuple[int, ...] = ()
     """Per-layer exit thresholds (integer score units) for layers 1..L-1. Empty -> never
     exit early until calibrated; the last layer always decides."""
+    score_mask: tuple[int, ...] = ()
+    """Per layer, 1 if the cumulative score sums the layer's score (MP goodness, OP head
+    logits), 0 if it skips it; empty -> every layer. No exit fires after a skipped layer,
+    and the last scored layer decides: layers after it never run. Chosen on the validation
+    split at training (recipe ``score_layers``); the reset value of a run-time register."""
     exit_k: float = 1.0
     """LightFF's knob: T_l = mu_l - k * sigma_l on the validation split."""
     label_share: bool = True
@@ -177,7 +182,7 @@ class AccelConfig:
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
-        for name in ("layers", "wfrac", "hfrac", "thresholds"):
+        for name in ("layers", "wfrac", "hfrac", "thresholds", "score_mask"):
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
@@ -256,6 +261,17 @@ class AccelConfig:
         tmax = (1 << (self.score_bits - 1)) - 1
         for i, t in enumerate(self.thresholds):
             _check_int(f"thresholds[{i}]", t, -tmax - 1, tmax)
+        if not isinstance(self.score_mask, tuple):
+            raise ConfigError(f"score_mask={self.score_mask!r} must be a list of 0/1 per layer")
+        if self.score_mask:
+            if len(self.score_mask) != nl:
+                raise ConfigError(f"score_mask has {len(self.score_mask)} entries; expected {nl} (one per layer)")
+            for i, v in enumerate(self.score_mask):
+                _check_int(f"score_mask[{i}]", v, 0, 1)
+            if not any(self.score_mask):
+                raise ConfigError("score_mask skips every layer (at least one layer must be scored)")
+            if all(self.score_mask):
+                object.__setattr__(self, "score_mask", ())     # every layer: the canonical form
 
         need = self.accbits_required
         if self.accbits == 0:
@@ -391,6 +407,17 @@ class AccelConfig:
     def lls_amplitude(self) -> int:
         """Integer amplitude of the sin basis (the largest weight code)."""
         return (1 << (self.wbits - 1)) - 1
+
+    @property
+    def scored(self) -> tuple[bool, ...]:
+        """Per layer (0-based): does the cumulative score sum this layer's score?"""
+        return tuple(bool(v) for v in self.score_mask) if self.score_mask else (True,) * self.n_layers
+
+    @property
+    def decision_layer(self) -> int:
+        """The layer (1-based) that decides every sample still running: the last scored one.
+        Layers after it are never run."""
+        return max(i + 1 for i, v in enumerate(self.scored) if v)
 
     @property
     def exits_enabled(self) -> bool:

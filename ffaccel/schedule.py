@@ -125,7 +125,8 @@ class Register:
 @dataclass(frozen=True)
 class RegisterMap:
     """Run-time registers behind the register port: exit thresholds (layers 1..L-1),
-    shift bases of the layers and of the OP heads, exit enable. The port's data lane is
+    shift bases of the layers and of the OP heads, exit enable, and the score mask (bit l:
+    layer l+1's score is summed; ``AccelConfig.score_mask``). The port's data lane is
     wide enough for every register's full range (signed ``data_bits``)."""
 
     registers: tuple[Register, ...]
@@ -133,6 +134,7 @@ class RegisterMap:
     shift: int
     head_shift: int
     exit_enable: int
+    score_mask: int
 
     @property
     def count(self) -> int:
@@ -151,7 +153,7 @@ class RegisterMap:
 
     def as_dict(self) -> dict:
         return {"threshold": self.threshold, "shift": self.shift, "head_shift": self.head_shift,
-                "exit_enable": self.exit_enable, "count": self.count, "addr_bits": self.addr_bits,
+                "exit_enable": self.exit_enable, "score_mask": self.score_mask, "count": self.count, "addr_bits": self.addr_bits,
                 "data_bits": self.data_bits,
                 "registers": [{"name": r.name, "addr": r.addr, "bits": r.bits, "signed": r.signed,
                                "reset": r.reset} for r in self.registers]}
@@ -171,12 +173,13 @@ def _register_map(cfg: AccelConfig) -> RegisterMap:
         regs.append(Register(f"head_shift{i}", 2 * L + i, SHIFT_BASE_BITS, False,
                              max(0, cfg.rsqrt_frac + cfg.hfrac[i] - cfg.lfrac)))
     regs.append(Register("exit_enable", 3 * L, 1, False, int(cfg.exits_enabled)))
+    regs.append(Register("score_mask", 3 * L + 1, L, False, sum(1 << i for i, v in enumerate(cfg.scored) if v)))
     for r in regs:
         hi = (1 << (r.bits - 1)) - 1 if r.signed else (1 << r.bits) - 1
         lo = -(1 << (r.bits - 1)) if r.signed else 0
         if not lo <= r.reset <= hi:
             raise ValueError(f"register {r.name}: reset value {r.reset} does not fit {r.bits} bits")
-    return RegisterMap(tuple(regs), 0, L, 2 * L, 3 * L)
+    return RegisterMap(tuple(regs), 0, L, 2 * L, 3 * L, 3 * L + 1)
 
 
 # ---------------------------------------------------------------------------- passes

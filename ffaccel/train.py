@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .cli import FFAccelError, add_config_args, config_from_args, make_parser, run_main
+from .cli import (FFAccelError, add_config_args, add_recipe_args, config_from_args, make_parser,
+                  recipe_from_args, run_main)
 from .data import DataError, load_dataset
 from .model.checkpoint import save_checkpoint
 from .model.training import fit
@@ -25,43 +26,21 @@ PROG = "ffaccel.train"
 def build_parser():
     p = make_parser(PROG, __doc__.splitlines()[0])
     p.add_argument("--dataset", required=True, help="mnist, fashion-mnist, digits, or a path (.npz / IDX folder)")
-    p.add_argument("--epochs", type=int, default=10, help="FF epochs")
-    p.add_argument("--head-epochs", type=int, default=None, help="OP head epochs (default: epochs)")
-    p.add_argument("--seed", type=int, default=0)
-    # defaults: the recipe of the MNIST 4x2000 run in docs/results.md (98.32% after 30
-    # epochs). lr is the step of the RMS-input form (see ff.layer_optimizers); theta 16 keeps
-    # the deep layers discriminative (scripts/recipe_ab.py compares recipes in a minute).
-    p.add_argument("--lr", type=float, default=0.003, help="Adam learning rate (of the RMS-input form)")
-    p.add_argument("--theta", type=float, default=16.0, help="goodness threshold on mean(h^2)")
-    p.add_argument("--batch", type=int, default=100)
-    p.add_argument("--hard-negatives", type=float, default=1.0,
-                   help="probability of a hard (most plausible wrong) negative label")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on 2 cores)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N training samples")
     p.add_argument("--init", help="start from this checkpoint's weights (same network): continue training")
     p.add_argument("--out", required=True, help="checkpoint file to write")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_recipe_args(p)
     add_config_args(p)
     return p
 
 
-def _check_positive(name: str, v: float | int | None, lo: float = 1) -> None:
-    if v is not None and not v >= lo:
-        raise FFAccelError(f"{name}={v} out of range (allowed: >= {lo})")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _check_positive("--epochs", args.epochs)
-    _check_positive("--head-epochs", args.head_epochs, 0)
-    _check_positive("--batch", args.batch)
-    _check_positive("--threads", args.threads)
-    _check_positive("--limit", args.limit)
-    if not 0.0 < args.lr < 10.0:
-        raise FFAccelError(f"--lr={args.lr} out of range (allowed: 0 < lr < 10)")
-    if not 0.0 <= args.hard_negatives <= 1.0:
-        raise FFAccelError(f"--hard-negatives={args.hard_negatives} out of range (allowed: 0..1)")
+    recipe = recipe_from_args(args)
+    if not 1 <= args.threads <= 256:
+        raise FFAccelError(f"--threads={args.threads} out of range (allowed: 1..256)")
     out = Path(args.out)
     if out.is_dir():
         raise FFAccelError(f"--out {str(out)!r} is a directory; give a checkpoint file name")
@@ -75,19 +54,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise FFAccelError(f"--classes {args.classes} but dataset {ds.name!r} has {ds.classes} classes")
     cfg = config_from_args(args, inputs=ds.inputs, classes=ds.classes)
 
-    hyper = {"epochs": args.epochs, "head_epochs": args.head_epochs or args.epochs, "seed": args.seed,
-             "lr": args.lr, "theta": args.theta, "batch": args.batch,
-             "hard_negatives": args.hard_negatives, "limit": args.limit, "threads": args.threads,
-             "init": args.init}
-    net, qcfg, meta = fit(ds, cfg, hyper, progress=not args.no_progress)
+    net, qcfg, meta = fit(ds, cfg, recipe, threads=args.threads, init=args.init, progress=not args.no_progress)
     save_checkpoint(out, net, qcfg, meta)
     float_rep, int_rep = meta["float"], meta["integer"]
-    summary = {"checkpoint": str(out), "config": qcfg.to_dict(), "train_seconds": meta["train"]["seconds"],
+    summary = {"checkpoint": str(out), "config": qcfg.to_dict(), "recipe": meta["recipe"],
+               "train_seconds": meta["train"]["seconds"], "epochs": meta["train"]["epochs"],
+               "steps": meta["train"]["steps"], "scored_layers": meta["train"]["scored_layers"],
                "float": float_rep, "integer": int_rep}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"trained {qcfg.summary()} on {ds.name} in {summary['train_seconds']:.1f} s -> {out}")
+        print(f"trained {qcfg.summary()} on {ds.name} in {summary['train_seconds']:.1f} s "
+              f"({summary['epochs']} epochs, {summary['steps']} steps) -> {out}")
+        if qcfg.score_mask:
+            tr = meta["train"]
+            print(f"  scored layers {summary['scored_layers']} of {qcfg.n_layers} (validation accuracy "
+                  f"{tr['val_accuracy_scored'] * 100:.2f}% vs {tr['val_accuracy_all_layers'] * 100:.2f}% "
+                  f"with every layer)")
         for name, rep in (("float", float_rep), ("integer", int_rep)):
             print(f"  {name:7s} accuracy {rep['accuracy'] * 100:.2f}% with exit, "
                   f"{rep['accuracy_full'] * 100:.2f}% full depth, "

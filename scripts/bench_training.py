@@ -7,7 +7,7 @@ best single layer, MAC reduction, seconds.
                                      [--out runs/bench_training]
 
 Each cell is what a new user gets from ``python -m ffaccel.train --dataset D --layers S
---mode M --out CKPT`` (the tool's own defaults, read from its parser). "best layer" is the
+--mode M --out CKPT`` (the default ``TrainRecipe``, the only place defaults live). "best layer" is the
 accuracy of the best layer scored alone (MP: its own goodness; OP: its own head); a
 cumulative score that falls below it means later layers hurt the decision.
 """
@@ -26,26 +26,20 @@ from ffaccel.config import AccelConfig, parse_layers
 from ffaccel.data import load_dataset
 from ffaccel.fsutil import atomic_write_text
 from ffaccel.model.embed import input_codes
+from ffaccel.model.recipe import TrainRecipe
 from ffaccel.model.training import fit
+
+# what `python -m ffaccel.train` uses when no recipe flag is given
+RECIPE = TrainRecipe()
 
 PROG = "bench_training.py"
 CELLS = "digits:2x128,digits:3x64,mnist:2x500,mnist:4x500,fashion-mnist:2x500,fashion-mnist:4x500"
 
 
-def default_hyper(dataset: str) -> dict:
-    """The hyper-parameters ``python -m ffaccel.train`` uses when only the data set is given."""
-    from ffaccel.train import build_parser
-    a = build_parser().parse_args(["--dataset", dataset, "--out", "unused.ckpt"])
-    return {"epochs": a.epochs, "head_epochs": a.head_epochs or a.epochs, "seed": a.seed, "lr": a.lr,
-            "theta": a.theta, "batch": a.batch, "hard_negatives": a.hard_negatives, "limit": a.limit,
-            "threads": a.threads}
-
-
 def best_single_layer(net, cfg, ds) -> tuple[float, list[float]]:
-    """Test accuracy of every layer's own score (the increment of the cumulative score)."""
-    sc = net.scores(input_codes(ds.x_test, cfg))                  # (B, L, classes), cumulative
-    own = np.diff(sc, axis=1, prepend=np.zeros_like(sc[:, :1]))
-    acc = [float((own[:, l].argmax(1) == ds.y_test).mean()) for l in range(sc.shape[1])]
+    """Test accuracy of every layer's own score (MP goodness, OP head), scored or not."""
+    own = net.layer_scores(input_codes(ds.x_test, cfg))            # (B, L, classes)
+    acc = [float((own[:, l].argmax(1) == ds.y_test).mean()) for l in range(own.shape[1])]
     return max(acc), acc
 
 
@@ -70,14 +64,14 @@ def main(argv=None) -> int:
     rows, t_all = [], time.perf_counter()
     for name, layers in cells:
         ds = datasets[name]
-        hyper = default_hyper(name)
         for mode in modes:
             t0 = time.perf_counter()
             cfg = AccelConfig(inputs=ds.inputs, classes=ds.classes, layers=layers, mode=mode)
-            net, qcfg, meta = fit(ds, cfg, dict(hyper), progress=False)
+            net, qcfg, meta = fit(ds, cfg, RECIPE, progress=False)
             best, per_layer = best_single_layer(net, cfg, ds)
             fl, it = meta["float"], meta["integer"]
-            row = {"dataset": name, "layers": list(layers), "mode": mode, "epochs": hyper["epochs"],
+            row = {"dataset": name, "layers": list(layers), "mode": mode, "epochs": meta["train"]["epochs"],
+                   "steps": meta["train"]["steps"], "scored_layers": meta["train"]["scored_layers"],
                    "float_full": fl["accuracy_full"], "float_exit": fl["accuracy"],
                    "integer_full": it["accuracy_full"], "integer_exit": it["accuracy"],
                    "best_single_layer_float": best, "single_layers_float": per_layer,
@@ -90,7 +84,7 @@ def main(argv=None) -> int:
                       f"{mode}  float {row['float_full']:.4f}/{row['float_exit']:.4f}  int {row['integer_full']:.4f}/"
                       f"{row['integer_exit']:.4f}  best layer {best:.4f}  MACs /{row['mac_reduction']:.2f}  "
                       f"{row['seconds']:.0f} s", file=sys.stderr)
-    doc = {"defaults": default_hyper(cells[0][0]) if cells else {}, "cells": rows,
+    doc = {"recipe": RECIPE.to_dict(), "cells": rows,
            "seconds": round(time.perf_counter() - t_all, 1)}
     atomic_write_text(Path(args.out) / "bench_training.json", json.dumps(doc, indent=2) + "\n")
     if args.json:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 
-from ffaccel.cli import FFAccelError, make_parser, run_main
+from ffaccel.cli import FFAccelError, add_recipe_args, make_parser, recipe_from_args, run_main
 from ffaccel.config import AccelConfig, parse_layers
 from ffaccel.data import load_dataset
 from ffaccel.energy.coeffs import load_coeffs
@@ -48,12 +48,13 @@ SCHEMES = (("mp", "ff"), ("op-learned", "ff"), ("op-lls", "ff"), ("op-lls-square
 def scheme_net(base: FFNet, scheme: str) -> FFNet:
     """The OP network's FF layers under another exit scheme."""
     cfg = base.cfg
-    if scheme == "mp":
-        cfg = cfg.replace(mode="mp", exit_head="learned", hfrac=())
-    elif scheme == "op-learned":
+    if scheme == "op-learned":
         return base
+    # the scored layers were chosen for the learned heads: other schemes score every layer
+    if scheme == "mp":
+        cfg = cfg.replace(mode="mp", exit_head="learned", hfrac=(), score_mask=())
     else:
-        cfg = cfg.replace(exit_head=scheme[3:], hfrac=())
+        cfg = cfg.replace(exit_head=scheme[3:], hfrac=(), score_mask=())
     net = FFNet(cfg)
     net.layers.load_state_dict(base.layers.state_dict())
     return net
@@ -99,8 +100,6 @@ def main(argv=None) -> int:
     p = make_parser(PROG, __doc__.splitlines()[0])
     p.add_argument("--datasets", default="mnist,fashion-mnist")
     p.add_argument("--layers", default="4x500")
-    p.add_argument("--epochs", type=int, default=10, help="FF epochs (and OP head epochs)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--k", type=float, default=1.0)
     p.add_argument("--rows", type=int, default=10)
     p.add_argument("--cols", type=int, default=16)
@@ -109,29 +108,29 @@ def main(argv=None) -> int:
     p.add_argument("--toggle-samples", type=int, default=10)
     p.add_argument("--out", default="runs/exit_heads")
     p.add_argument("--json", action="store_true")
+    add_recipe_args(p)
     args = p.parse_args(argv)
+    recipe = recipe_from_args(args)
     layers = parse_layers(args.layers)
     names = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    for name, v in (("--epochs", args.epochs), ("--energy-samples", args.energy_samples),
+    for name, v in (("--energy-samples", args.energy_samples),
                     ("--toggle-samples", args.toggle_samples)):
         if v < 1:
             raise FFAccelError(f"{name}={v} out of range (allowed: >= 1)")
     dss = [load_dataset(n) for n in names]
     out = Path(args.out)
-    doc = {"layers": list(layers), "epochs": args.epochs, "k": args.k, "array": [args.rows, args.cols],
+    doc = {"layers": list(layers), "recipe": recipe.to_dict(), "k": args.k, "array": [args.rows, args.cols],
            "weight_mem": args.weight_mem, "results": {}}
     for ds in dss:
         t0 = time.perf_counter()
         cfg = AccelConfig(inputs=ds.inputs, classes=ds.classes, layers=layers, mode="op")
-        hyper = {"epochs": args.epochs, "head_epochs": args.epochs, "seed": args.seed, "lr": 0.003, "theta": 16.0,
-                 "batch": 100, "hard_negatives": 1.0, "limit": None, "threads": 1}
-        base, _, meta, path = cached_fit(ds, cfg, hyper, progress=not args.json)
+        base, _, meta, path = cached_fit(ds, cfg, recipe, progress=not args.json)
         rows, trained = {}, {"ff": (path, meta["train"]["seconds"])}
         for scheme, layers_from in SCHEMES:
             if layers_from == "ff":
                 net = scheme_net(base, scheme)
             else:
-                net, _, lmeta, lpath = cached_fit(ds, cfg.replace(exit_head=scheme[3:]), hyper,
+                net, _, lmeta, lpath = cached_fit(ds, cfg.replace(exit_head=scheme[3:]), recipe,
                                                   progress=not args.json)
                 trained[f"lls:{scheme[3:]}"] = (lpath, lmeta["train"]["seconds"])
             key = f"{scheme}/{layers_from}-layers"

@@ -7,7 +7,7 @@ reduction and saves the plot as PNG. Checkpoints are cached under
 ``~/.cache/ffaccel/ckpt-<key>.ckpt`` keyed by the hash of config, recipe and data, so
 benchmarks never retrain; ``--mp-checkpoint`` / ``--op-checkpoint`` use a given file.
 
-    python scripts/reproduce_lightff.py [--epochs 40] [--op-epochs 30] [--out runs/lightff]
+    python scripts/reproduce_lightff.py --epochs 30 [--op-epochs 30] [recipe flags] [--out runs/lightff]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ffaccel.cli import FFAccelError, atomic_write_text, run_main
+from ffaccel.cli import FFAccelError, add_recipe_args, atomic_write_text, recipe_from_args, run_main
 from ffaccel.config import AccelConfig, parse_layers
 from ffaccel.data import load_dataset
 from ffaccel.model.evaluation import report_for_k, score_splits
@@ -63,13 +63,7 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--mp-layers", default="4x2000")
     p.add_argument("--op-layers", default="3x2000")
-    p.add_argument("--epochs", type=int, default=30, help="MP FF epochs")
-    p.add_argument("--op-epochs", type=int, default=30, help="OP FF and head epochs")
-    p.add_argument("--lr", type=float, default=0.003)
-    p.add_argument("--theta", type=float, default=16.0)
-    p.add_argument("--batch", type=int, default=100)
-    p.add_argument("--hard-negatives", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--op-epochs", type=int, default=None, help="OP FF and head epochs (default: --epochs)")
     p.add_argument("--ks", default="-1,-0.5,0,0.5,1,1.5,2,3", help="comma-separated k values")
     p.add_argument("--mp-checkpoint")
     p.add_argument("--op-checkpoint")
@@ -77,7 +71,10 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="runs/lightff", help="folder for the PNG and JSON")
     p.add_argument("--no-progress", action="store_true")
+    add_recipe_args(p)
     args = p.parse_args(argv)
+    recipe = recipe_from_args(args)
+    op_recipe = recipe.replace(epochs=args.op_epochs) if args.op_epochs else recipe
     try:
         ks = [float(v) for v in args.ks.split(",")]
     except ValueError:
@@ -88,18 +85,16 @@ def main(argv=None) -> int:
     ds = load_dataset(args.dataset)
     out = Path(args.out)
     results: dict = {"dataset": ds.name, "runs": {}}
-    modes = [("mp", args.mp_layers, args.epochs, args.mp_checkpoint)]
+    modes = [("mp", args.mp_layers, recipe, args.mp_checkpoint)]
     if not args.skip_op:
-        modes.append(("op", args.op_layers, args.op_epochs, args.op_checkpoint))
-    for mode, layers, epochs, given in modes:
+        modes.append(("op", args.op_layers, op_recipe, args.op_checkpoint))
+    for mode, layers, mode_recipe, given in modes:
         if given:   # a given checkpoint decides its own network
             from ffaccel.model.checkpoint import load_checkpoint
             layers = ",".join(map(str, load_checkpoint(given)[1].layers))
         cfg = AccelConfig(inputs=ds.inputs, classes=ds.classes, layers=parse_layers(layers), mode=mode)
-        hyper = {"epochs": epochs, "head_epochs": epochs, "seed": args.seed, "lr": args.lr,
-                 "theta": args.theta, "batch": args.batch, "hard_negatives": args.hard_negatives,
-                 "limit": None, "threads": args.threads}
-        net, qcfg, meta, path = cached_fit(ds, cfg, hyper, given, progress=not args.no_progress)
+        net, qcfg, meta, path = cached_fit(ds, cfg, mode_recipe, given, progress=not args.no_progress,
+                                           threads=args.threads)
         run = {"checkpoint": path, "config": qcfg.summary(), "train": meta.get("train", {}), "sweep": {}}
         for integer in (False, True):
             t = time.perf_counter()

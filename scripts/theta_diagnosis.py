@@ -4,7 +4,9 @@ positives and negatives per layer at initialisation and after training, for seve
 thresholds, with the validation accuracy of the cumulative score (docs/results.md,
 "Training defaults across shapes and data").
 
-    python scripts/theta_diagnosis.py [--dataset digits] [--layers 2x128] [--thetas 16,1] [--epochs 10]
+    python scripts/theta_diagnosis.py [--dataset digits] [--layers 2x128] [--thetas 16,1] [recipe flags]
+
+(``--min-steps 0`` shows the collapse: 10 epochs of digits are 110 steps.)
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 import numpy as np
 import torch
 
-from ffaccel.cli import FFAccelError, make_parser, run_main
+from ffaccel.cli import FFAccelError, add_recipe_args, make_parser, recipe_from_args, run_main
 from ffaccel.config import AccelConfig, parse_layers
 from ffaccel.data import load_dataset
 from ffaccel.model.embed import embed_labels, input_codes
@@ -37,25 +39,22 @@ def main(argv=None) -> int:
     p = make_parser(PROG, __doc__.splitlines()[0])
     p.add_argument("--dataset", default="digits")
     p.add_argument("--layers", default="2x128")
-    p.add_argument("--thetas", default="16,1")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--thetas", default="16,1", help="thresholds to compare (replace the recipe's theta)")
+    add_recipe_args(p)
     args = p.parse_args(argv)
+    recipe = recipe_from_args(args)
     thetas = [float(t) for t in args.thetas.split(",") if t.strip()]
     if not thetas or any(not np.isfinite(t) or t <= 0 for t in thetas):
         raise FFAccelError(f"--thetas {args.thetas!r}: positive numbers, comma-separated")
-    if args.epochs < 1 or args.batch < 1:
-        raise FFAccelError("--epochs and --batch must be >= 1")
     torch.set_num_threads(1)
     ds = load_dataset(args.dataset)
     cfg = AccelConfig(inputs=ds.inputs, classes=ds.classes, layers=parse_layers(args.layers))
     x, y = input_codes(ds.x_train, cfg), ds.y_train
-    steps = args.epochs * ((len(x) + args.batch - 1) // args.batch)
+    steps = recipe.effective_epochs(len(x)) * recipe.steps_per_epoch(len(x))
     for theta in thetas:
-        net = FFNet(cfg, seed=0)
+        net = FFNet(cfg, seed=recipe.seed)
         g0 = goodness(net, cfg, x[:500], y[:500])
-        train_ff(net, x, y, epochs=args.epochs, seed=0, lr=0.003, theta=theta, batch=args.batch,
-                 hard_negatives=1.0, progress=False)
+        train_ff(net, x, y, recipe.replace(theta=theta), progress=False)
         sc = net.scores(input_codes(ds.x_val, cfg))
         acc = [round(float((sc[:, l].argmax(1) == ds.y_val).mean()), 3) for l in range(cfg.n_layers)]
         print(f"theta {theta:g} ({steps} steps): goodness (pos, neg) per layer at init {g0}, after "

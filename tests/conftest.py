@@ -16,8 +16,8 @@ import pytest
 
 # the network of digits_ckpt (tests that use it spell it "2x16")
 DIGITS_LAYERS = (16, 16)
-DIGITS_HYPER = {"epochs": 8, "head_epochs": 8, "seed": 0, "lr": 0.03, "theta": 2.0, "batch": 32,
-                "hard_negatives": 0.5, "limit": None, "threads": 1}
+# a fast recipe for tests (well under a second); every layer scored, so exits spread over layers
+DIGITS_RECIPE = dict(epochs=8, min_steps=0, lr=0.03, theta=2.0, batch=32, hard_negatives=0.5, score_layers="all")
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +33,10 @@ def digits_ckpt(tmp_path_factory, digits):
     it before changing it."""
     from ffaccel.config import AccelConfig
     from ffaccel.model.checkpoint import save_checkpoint
+    from ffaccel.model.recipe import TrainRecipe
     from ffaccel.model.training import fit
     cfg = AccelConfig(inputs=digits.inputs, classes=digits.classes, layers=DIGITS_LAYERS, mode="mp")
-    net, qcfg, meta = fit(digits, cfg, dict(DIGITS_HYPER), progress=False)
+    net, qcfg, meta = fit(digits, cfg, TrainRecipe(**DIGITS_RECIPE), progress=False)
     path = tmp_path_factory.mktemp("digits-ckpt") / "digits-2x16.ckpt"
     save_checkpoint(path, net, qcfg, meta)
     return path

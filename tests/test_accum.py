@@ -6,9 +6,10 @@
   ``classes * neutral_value**2`` (OP, row ``row`` only);
 - a norm step gives ``(m, s) == intops.rsqrt(g, rsqrt_frac, rsqrt_index)`` on ``sel`` and
   clears ``g``;
-- goodness adds accumulate into ``g[cp]`` (and MP ``scores[cp]``);
-- OP logit adds go to class ``tile*cols + c`` of row ``cp``; ``scores`` shows the row
-  ``score_row`` selects;
+- goodness adds accumulate into ``g[cp]`` (and MP ``scores[cp]`` when ``score_mask`` has
+  the add's layer);
+- OP logit adds go to class ``tile*cols + c`` of row ``cp`` (when ``score_mask`` has the
+  head's layer); ``scores`` shows the row ``score_row`` selects;
 - ``start`` clears the scores (and the input goodness)."""
 
 import random
@@ -34,6 +35,11 @@ CONFIGS = {
     # OP: more lanes than classes
     "op_wide": AccelConfig(inputs=6, classes=2, layers=(3,), rows=2, cols=4, abits=4, wbits=3, afrac=2,
                            mode="op", lfrac=2),
+    # layers left out of the score (the mask is the register file's reset value)
+    "mp_mask": AccelConfig(inputs=8, classes=3, layers=(5, 4, 3), rows=2, cols=3, abits=3, wbits=4, afrac=1,
+                           score_mask=(0, 1, 0)),
+    "op_mask": AccelConfig(inputs=7, classes=5, layers=(4, 6), rows=3, cols=2, abits=3, wbits=4, afrac=1,
+                           mode="op", lfrac=2, score_mask=(1, 0)),
 }
 
 
@@ -74,14 +80,14 @@ class Model:
         self.ms[idx] = rs(self.cfg, self.g[idx])
         self.g[idx] = 0
 
-    def good(self, cp, v):
+    def good(self, cp, v, layer):
         if self.g[cp] is not None:
             self.g[cp] += v
-        if self.cfg.mode == "mp":
+        if self.cfg.mode == "mp" and self.cfg.scored[layer]:
             self.scores[0][cp] += v
 
-    def logit(self, cp, tile, inc):
-        if self.cfg.mode == "op":
+    def logit(self, cp, tile, inc, layer):
+        if self.cfg.mode == "op" and self.cfg.scored[layer]:
             for c, v in enumerate(inc):
                 cls = tile * self.cfg.cols + c
                 if cls < self.cfg.classes:
@@ -93,8 +99,9 @@ def idle(ctx, dut, sched):
     ctx.set(dut.load, {"valid": 0, "pixel": 0, "label_px": 0, "last": 0, "row": 0})
     ctx.set(dut.start, 0)
     ctx.set(dut.norm, {"en": 0, "idx": 0})
-    ctx.set(dut.goodness, {"valid": 0, "cp": 0, "sum": 0})
-    ctx.set(dut.logit, {"valid": 0, "cp": 0, "tile": 0, "inc": [0] * cfg.cols})
+    ctx.set(dut.goodness, {"valid": 0, "cp": 0, "layer": 0, "sum": 0})
+    ctx.set(dut.logit, {"valid": 0, "cp": 0, "tile": 0, "layer": 0, "inc": [0] * cfg.cols})
+    ctx.set(dut.score_mask, sched.regs.group("score_mask")[0].reset)
 
 
 async def do(ctx, dut, sched, model, op):
@@ -116,14 +123,16 @@ async def do(ctx, dut, sched, model, op):
         ctx.set(dut.norm, {"en": 1, "idx": op[1]})
         await ctx.tick()
         model.norm(op[1])
-    elif kind == "good":
-        ctx.set(dut.goodness, {"valid": 1, "cp": op[1], "sum": op[2]})
+    elif kind == "good":                      # ("good", cp, sum[, layer])
+        layer = op[3] if len(op) > 3 else 0
+        ctx.set(dut.goodness, {"valid": 1, "cp": op[1], "layer": layer, "sum": op[2]})
         await ctx.tick()
-        model.good(op[1], op[2])
-    elif kind == "logit":
-        ctx.set(dut.logit, {"valid": 1, "cp": op[1], "tile": op[2], "inc": list(op[3])})
+        model.good(op[1], op[2], layer)
+    elif kind == "logit":                     # ("logit", cp, tile, inc[, layer])
+        layer = op[4] if len(op) > 4 else 0
+        ctx.set(dut.logit, {"valid": 1, "cp": op[1], "tile": op[2], "layer": layer, "inc": list(op[3])})
         await ctx.tick()
-        model.logit(op[1], op[2], op[3])
+        model.logit(op[1], op[2], op[3], layer)
     elif kind == "idle":
         await ctx.tick()
     idle(ctx, dut, sched)
@@ -179,6 +188,7 @@ def run_ops(sched, ops):
 
 def _snapshot(model):
     snap = Model.__new__(Model)
+    snap.cfg, snap.sched = model.cfg, model.sched
     snap.g, snap.ms = list(model.g), list(model.ms)
     snap.scores = [list(r) for r in model.scores]
     snap.scores_known = model.scores_known
@@ -302,10 +312,11 @@ def _ops(sched):
     rows = cfg.rows if cfg.mode == "op" else 1
     sample = st.tuples(st.just("sample"), pixels, st.integers(0, rows - 1))
     norm = st.tuples(st.just("norm"), st.integers(0, sched.banks - 1))
-    good = st.tuples(st.just("good"), st.integers(0, sched.banks - 1), st.integers(0, max(gmax, 1)))
+    layer = st.integers(0, cfg.n_layers - 1)
+    good = st.tuples(st.just("good"), st.integers(0, sched.banks - 1), st.integers(0, max(gmax, 1)), layer)
     inc = st.lists(st.integers(-lmax, lmax), min_size=cfg.cols, max_size=cfg.cols)
     tiles = max(sched.memory.head_tiles, 1)
-    logit = st.tuples(st.just("logit"), st.integers(0, cfg.rows - 1), st.integers(0, tiles - 1), inc)
+    logit = st.tuples(st.just("logit"), st.integers(0, cfg.rows - 1), st.integers(0, tiles - 1), inc, layer)
     other = st.sampled_from([("start",), ("idle",)])
     op = st.one_of(sample, norm, good, logit, other)
     return st.lists(op, min_size=1, max_size=nadd)
@@ -335,6 +346,25 @@ def test_random_operation_sequences(name):
         run_ops(sched, _legal(sched, ops))
 
     check()
+
+
+@pytest.mark.parametrize("name", ["mp_mask", "op_mask"])
+def test_skipped_layers_do_not_reach_the_scores(name):
+    """With layer 1 (MP: layers 1 and 3) out of the score, its goodness still feeds the
+    normalisation but not the scores; a scored layer's adds do."""
+    sched = schedule(CONFIGS[name])
+    cfg = sched.cfg
+    rows = cfg.rows if cfg.mode == "op" else 1
+    ops = [("sample", [1] * cfg.inputs, r) for r in range(rows)] + [("start",)]
+    ops += [("norm", b) for b in range(sched.banks)]
+    if cfg.mode == "mp":
+        ops += [("good", 0, 3, 0), ("good", 0, 5, 1), ("good", 1, 7, 2)]
+        got = run_ops(sched, ops)[-1][1]
+        assert got["g"][:2] == [8, 7] and got["scores"][0] == [5, 0, 0]
+    else:
+        ops += [("logit", 0, 0, [4, 4], 0), ("logit", 0, 0, [9, 9], 1)]
+        got = run_ops(sched, ops)[-1][1]
+        assert got["scores"][0][:2] == [4, 4]
 
 
 def test_refuses_non_schedule():

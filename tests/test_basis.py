@@ -146,9 +146,9 @@ def test_lls_training_learns_for_the_fixed_basis(digits):
     from ffaccel.model.training import fit
     cfg = AccelConfig(inputs=digits.inputs, classes=digits.classes, layers=(32, 32), mode="op",
                       exit_head="lls-square")
-    hyper = {"epochs": 4, "head_epochs": 4, "seed": 0, "lr": 0.003, "theta": 16.0, "batch": 32,
-             "hard_negatives": 0.0, "limit": None, "threads": 1}
-    net, qcfg, meta = fit(digits, cfg, hyper, progress=False)
+    from ffaccel.model.recipe import TrainRecipe
+    net, qcfg, meta = fit(digits, cfg, TrainRecipe(epochs=4, min_steps=0, batch=32, hard_negatives=0.0),
+                          progress=False)
     assert qcfg.exit_head == "lls-square" and qcfg.hfrac == (0, 0)
     for h, n in zip(net.heads, cfg.layers):
         assert torch_equal(h.weight, lls_basis(cfg, n)) and not h.weight.requires_grad

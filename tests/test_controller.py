@@ -1,7 +1,7 @@
 """Controller unit alone: its issue trace equals the schedule's pass list.
 
 The datapath is absent (the pipeline reports idle, the comparator never fires, so every
-inference runs to the last layer): per pass the controller must issue, for every copy
+inference runs to the decision layer: the last one, or the last scored one): per pass the controller must issue, for every copy
 group and tile, the inputs ``k_first .. k_first + k - 1`` (``first``/``last`` on the ends),
 then the pass's label words, and start tiles exactly one tile period apart."""
 
@@ -18,6 +18,9 @@ CONFIGS = [
     AccelConfig(inputs=9, layers=(4, 2, 3), classes=4, rows=5, cols=2, label_share=False),  # rows > classes
     AccelConfig(inputs=9, layers=(4, 6), classes=3, rows=3, cols=4, mode="op"),
     AccelConfig(inputs=20, layers=(3,), classes=2, rows=1, cols=1),
+    # trailing layers out of the score: the inference ends at the last scored layer
+    AccelConfig(inputs=9, layers=(4, 2, 3), classes=4, rows=5, cols=2, score_mask=(0, 1, 0)),
+    AccelConfig(inputs=9, layers=(4, 6), classes=3, rows=3, cols=4, mode="op", score_mask=(1, 0)),
 ]
 
 
@@ -30,6 +33,7 @@ def trace(cfg, batch: int):
 
     async def bench(ctx):
         ctx.set(dut.result.ready, 1)
+        ctx.set(dut.score_mask, schedule(cfg).regs.group("score_mask")[0].reset)
         for j in range(batch):
             for i in range(cfg.inputs):
                 ctx.set(dut.pixels.valid, 1)
@@ -64,7 +68,7 @@ def expected(cfg, batch: int):
     """(pass key, beats) from the schedule alone."""
     s = schedule(cfg)
     passes = []
-    for layer in range(cfg.n_layers):
+    for layer in range(cfg.decision_layer):
         passes.append(s.layer_passes[layer])
         if s.head_passes:
             passes.append(s.head_passes[layer])

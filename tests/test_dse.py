@@ -73,6 +73,10 @@ def test_space_validation(tmp_path):
         "[workload]\ndataset='digits'\n[axes]\nrows=[0]\n": "rows=0",
         "[workload]\ndataset='digits'\n[axes]\nrows=[2]\n[strategy]\nkind='random'\n": "strategy kind",
         "[workload]\ndataset='digits'\nepochz=3\n[axes]\nrows=[2]\n": "unknown workload key",
+        "[workload]\ndataset='digits'\nlr=0.1\n[axes]\nrows=[2]\n": "put it in the \\[recipe\\] section",
+        "[workload]\ndataset='digits'\n[recipe]\nthetta=3\n[axes]\nrows=[2]\n": "unknown key 'thetta'",
+        "[workload]\ndataset='digits'\n[recipe]\ntheta=-1\n[axes]\nrows=[2]\n": "theta=-1.0 out of range",
+        "[workload]\ndataset='digits'\n[recipe]\nepochs='x'\n[axes]\nrows=[2]\n": "epochs='x' must be int",
         "[workload]\ndataset='digits'\n[axes]\nrows=[2]\n[strategy]\nobjectives=['speed:max']\n": "objective",
         "[workload\n": "does not parse",
     }

@@ -89,10 +89,14 @@ def random_case(seed: int):
         x[-1] = cfg.amax                  # saturation
         if sensitivity(qm, x) < 0.2:
             continue
+        if cfg.n_layers > 1 and rng.random() < 0.4:       # some layers left out of the score
+            mask = tuple(int(v) for v in rng.integers(0, 2, size=cfg.n_layers))
+            if any(mask):
+                qm = QuantModel(cfg.replace(score_mask=mask), qm.weights, qm.biases, qm.heads, qm.head_biases)
         qm = spread_thresholds(qm, x)
         exits = set(GoldenModel(qm).run(x).exit_layer.tolist())
         # samples must exit at more than one layer where the config can exit early
-        if len(exits) > 1 or cfg.n_layers == 1 or cfg.exit_policy == "none":
+        if len(exits) > 1 or qm.cfg.decision_layer == 1 or cfg.exit_policy == "none":
             return qm, x
     raise AssertionError("no input-dependent config found")
 
@@ -116,6 +120,36 @@ def test_random_configs_exit_at_every_layer():
     early = {(mode, e) for mode, e, n in seen if e < n}
     assert {m for m, _ in early} == {"mp", "op"}
     assert {e for _, e in early} >= {1, 2}
+
+
+def test_random_configs_skip_layers_in_the_score():
+    """Some entries of the random matrix leave layers out of the score: inner ones (no exit
+    after them) and trailing ones (an earlier layer decides)."""
+    masks = [random_case(seed)[0].cfg for seed in SEEDS]
+    masks = [c for c in masks if c.score_mask]
+    assert any(c.decision_layer < c.n_layers for c in masks)
+    assert any(not all(c.scored[:c.decision_layer]) for c in masks)
+
+
+@pytest.mark.parametrize("mask", [(1, 0, 1), (1, 1, 0), (0, 1, 1)])
+def test_engine_score_mask(mask):
+    """Score masks through the register file, accumulators and controller: the engine
+    equals the golden model of the same mask, and the mask changes the outcome (the golden
+    model without it differs), so a unit that ignores it is caught."""
+    rng = np.random.default_rng(11)
+    for mode in ("mp", "op"):
+        cfg = informative_config(rng, inputs=16, classes=4, layers=(7, 6, 5), rows=3, cols=3, abits=5,
+                                 wbits=5, mode=mode, exit_policy="max", label_share=True)
+        qm = QuantModel.random(cfg, rng)
+        x = rng.integers(0, cfg.amax + 1, size=(5 if mode == "mp" else 5, cfg.inputs))
+        qm = spread_thresholds(QuantModel(cfg.replace(score_mask=mask), qm.weights, qm.biases, qm.heads,
+                                          qm.head_biases), x)
+        plain = GoldenModel(QuantModel(qm.cfg.replace(score_mask=()), qm.weights, qm.biases, qm.heads,
+                                       qm.head_biases)).run(x)
+        masked = GoldenModel(qm).run(x)
+        assert (plain.scores != masked.scores).any() or (plain.exit_layer != masked.exit_layer).any()
+        assert masked.exit_layer.max() <= qm.cfg.decision_layer
+        check(qm, x)
 
 
 def test_engine_default_shape_small_layers():

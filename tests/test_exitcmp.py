@@ -43,7 +43,7 @@ def test_exit_comparator_matches_golden_rule(policy, n, bits):
         assert (top1, top2) == (int(s[-1]), int(s[-2]))
         n_layers = 3
         layer = n_layers - 1 if last else 0
-        assert bool(fire) == bool(fires(sc[None, :], layer, n_layers, policy, [t, t])[0])
+        assert bool(fire) == bool(fires(sc[None, :], layer, (True,) * n_layers, policy, [t, t])[0])
 
 
 @pytest.mark.filterwarnings("ignore:.*created but never used")

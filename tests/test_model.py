@@ -16,6 +16,7 @@ from ffaccel.model.evaluation import evaluate
 from ffaccel.model.embed import embed_all, embed_labels, embed_neutral, input_codes
 from ffaccel.model.exits import apply_exit, calibrate, layer_macs
 from ffaccel.model.ff import FFNet, layer_optimizers, train_ff, train_heads
+from ffaccel.model.recipe import TrainRecipe
 from ffaccel.model.golden import GoldenModel
 from ffaccel.model.quant import calibrate_integer, choose_formats, quantize
 
@@ -25,9 +26,10 @@ def _train(ds, mode):
     cfg = AccelConfig(inputs=ds.inputs, classes=ds.classes, layers=(128, 128), mode=mode)
     x = input_codes(ds.x_train, cfg)
     net = FFNet(cfg, seed=0)
-    train_ff(net, x, ds.y_train, epochs=30, seed=0, lr=0.03, batch=32, hard_negatives=0.5, progress=False)
+    recipe = TrainRecipe(epochs=30, min_steps=0, lr=0.03, theta=2.0, batch=32, hard_negatives=0.5)
+    train_ff(net, x, ds.y_train, recipe, progress=False)
     if mode == "op":
-        train_heads(net, x, ds.y_train, epochs=30, seed=0, batch=32, progress=False)
+        train_heads(net, x, ds.y_train, recipe, progress=False)
     qcfg = choose_formats(net, x[:500], ds.y_train[:500])
     qm = calibrate_integer(quantize(net, qcfg), input_codes(ds.x_val, qcfg), ds.y_val)
     return net, qm
@@ -95,9 +97,10 @@ def test_float_exit_rule_matches_integer_rule():
     sc = np.cumsum(rng.integers(0, 100, size=(200, 3, 5)), axis=1)
     y = rng.integers(0, 5, size=200)
     th = calibrate(sc, y, "max", 0.5, 5)
-    el, lab = apply_exit(sc, "max", th)
+    el, lab = apply_exit(sc, "max", th, (True,) * 3)
     from ffaccel.model.quant import integer_thresholds
-    el2, lab2 = apply_exit(sc, "max", integer_thresholds(th, AccelConfig(inputs=20, classes=5, layers=(4, 4, 4))))
+    el2, lab2 = apply_exit(sc, "max", integer_thresholds(th, AccelConfig(inputs=20, classes=5, layers=(4, 4, 4))),
+                           (True,) * 3)
     assert (el == el2).all() and (lab == lab2).all()
 
 
@@ -143,24 +146,26 @@ def test_checkpoint_cache_trains_once_per_recipe(tmp_path, monkeypatch, digits, 
     net, qcfg, meta = load_checkpoint(digits_ckpt)
     calls = []
 
-    def fake_fit(ds, cfg, hyper, progress=False):        # stands for training: count the calls
-        calls.append(dict(hyper))
+    def fake_fit(ds, cfg, recipe, threads=1, progress=False):     # stands for training: count the calls
+        calls.append(recipe)
         return net, qcfg, meta
     monkeypatch.setattr(cache, "fit", fake_fit)
     monkeypatch.setenv("FFACCEL_CACHE", str(tmp_path / "cache"))
     cfg = AccelConfig(inputs=digits.inputs, classes=digits.classes, layers=qcfg.layers)
-    hyper = {"epochs": 2, "seed": 0}
+    hyper = TrainRecipe(epochs=2)
     _, cfg1, _, p1 = cache.cached_fit(digits, cfg, hyper)
     net2, cfg2, meta2, p2 = cache.cached_fit(digits, cfg, hyper)
     assert len(calls) == 1 and p1 == p2 and os.path.dirname(p1) == str(tmp_path / "cache")
     assert cfg1 == cfg2 == qcfg and meta2 == meta
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), net2.state_dict().values()))
-    _, _, _, p3 = cache.cached_fit(digits, cfg, {**hyper, "epochs": 3})
+    _, _, _, p3 = cache.cached_fit(digits, cfg, hyper.replace(epochs=3))
     assert len(calls) == 2 and p3 != p1
+    _, _, _, p4 = cache.cached_fit(digits, cfg, hyper.replace(score_layers="all"))   # any recipe field
+    assert len(calls) == 3 and p4 not in (p1, p3)
     assert cache.cached_fit(digits, cfg, hyper, given=str(digits_ckpt))[3] == str(digits_ckpt)
     with pytest.raises(FFAccelError, match="layers"):
         cache.cached_fit(digits, cfg.replace(layers=(16, 16, 16)), hyper, given=str(digits_ckpt))
-    assert len(calls) == 2
+    assert len(calls) == 3
 
 
 # ---------------------------------------------------------------- command lines
@@ -173,7 +178,7 @@ def test_train_cli(tmp_path, digits_ckpt):
     network for one short epoch, write a new checkpoint, print JSON."""
     ck = tmp_path / "d2.ckpt"
     r = _run("ffaccel.train", "--dataset", "digits", "--layers", "2x16", "--epochs", "1", "--limit", "200",
-             "--init", str(digits_ckpt), "--out", str(ck), "--no-progress", "--json")
+             "--min-steps", "0", "--init", str(digits_ckpt), "--out", str(ck), "--no-progress", "--json")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["config"]["layers"] == [16, 16] and summary["checkpoint"] == str(ck)
@@ -206,7 +211,7 @@ def test_train_refuses_to_continue_another_network(tmp_path, cli, digits_ckpt):
 
 @pytest.mark.parametrize("args,fragment", [
     (("train", "--dataset", "banana", "--out", "x.ckpt"), "unknown dataset 'banana'"),
-    (("train", "--dataset", "digits", "--epochs", "0", "--out", "x.ckpt"), "--epochs=0"),
+    (("train", "--dataset", "digits", "--epochs", "0", "--out", "x.ckpt"), "epochs=0 out of range"),
     (("train", "--dataset", "digits", "--layers", "4x0", "--out", "x.ckpt"), "--layers '4x0'"),
     (("train", "--dataset", "digits", "--inputs", "784", "--out", "x.ckpt"), "has 64 inputs"),
     (("eval", "--checkpoint", "missing.ckpt", "--dataset", "digits"), "does not exist"),

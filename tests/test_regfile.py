@@ -1,7 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """RegFile (Amaranth simulator): reset values of the register map, writes through the
 register port (effective the next cycle, only with ``we``), full register ranges, and
-the combinational read side (threshold / shift base / head shift base / exit enable).
+the combinational read side (threshold / shift base / head shift base / exit enable /
+score mask).
 
 The expected values come from ``schedule.regs`` (the register map) and a plain-Python
 dictionary model of the registers, never from the unit's code."""
@@ -18,7 +19,7 @@ from ffaccel.schedule import schedule
 CONFIGS = {
     # MP, three layers, calibrated thresholds (one negative), exits on
     "mp3": AccelConfig(inputs=12, classes=3, layers=(6, 5, 4), rows=2, cols=3, abits=3, wbits=4,
-                       afrac=1, thresholds=(5, -7)),
+                       afrac=1, thresholds=(5, -7), score_mask=(1, 0, 1)),
     # OP, two layers: head shift bases differ from the layer shift bases
     "op2": AccelConfig(inputs=8, classes=5, layers=(7, 4), rows=2, cols=3, abits=3, wbits=4, afrac=1,
                        mode="op", lfrac=2, thresholds=(3,), exit_policy="margin"),
@@ -51,6 +52,7 @@ def expected_view(sched, regs):
         "shift": [by_name[f"shift{i}"] for i in range(L)],
         "head_shift": [by_name[f"head_shift{i}"] for i in range(L)] if sched.cfg.mode == "op" else [],
         "exit_enable": by_name["exit_enable"],
+        "score_mask": by_name["score_mask"],
     }
 
 
@@ -67,6 +69,7 @@ def read_view(ctx, dut, sched):
             ctx.set(dut.sel_layer, i)
             view[key].append(ctx.get(dut.shift_base))
     view["exit_enable"] = ctx.get(dut.exit_enable)
+    view["score_mask"] = ctx.get(dut.score_mask)
     return view
 
 
@@ -93,6 +96,7 @@ def test_register_map_sanity():
         # head shift bases exist in OP only (MP has no heads); the addresses keep their slots
         assert [r.addr for r in rm.group("head_shift")] == (list(range(2 * L, 3 * L)) if cfg.mode == "op" else [])
         assert [r.addr for r in rm.group("exit_enable")] == [3 * L]
+        assert [r.addr for r in rm.group("score_mask")] == [3 * L + 1] and rm.group("score_mask")[0].bits == L
         for r in rm.registers:
             lo, hi = reg_range(r)
             # the port's signed data lane holds every register's full range
@@ -120,6 +124,7 @@ def test_reset_values(name):
     assert want["head_shift"] == ([max(0, cfg.rsqrt_frac + cfg.hfrac[i] - cfg.lfrac) for i in range(L)]
                                   if cfg.mode == "op" else [])
     assert want["exit_enable"] == int(bool(cfg.thresholds) and cfg.exit_policy != "none")
+    assert want["score_mask"] == sum(1 << i for i in range(L) if not cfg.score_mask or cfg.score_mask[i])
     assert seen["now"] == want
     assert seen["later"] == want
 

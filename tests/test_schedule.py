@@ -30,13 +30,17 @@ def test_register_map_by_hand():
     regs = schedule(cfg).regs
     # MP: no heads, so no head shift bases (their slots 6..8 stay free)
     assert [(r.name, r.addr) for r in regs.registers] == [
-        ("threshold0", 0), ("threshold1", 1), ("shift0", 3), ("shift1", 4), ("shift2", 5), ("exit_enable", 9)]
+        ("threshold0", 0), ("threshold1", 1), ("shift0", 3), ("shift1", 4), ("shift2", 5), ("exit_enable", 9),
+        ("score_mask", 10)]
     op = schedule(cfg.replace(mode="op")).regs
     assert [r.addr for r in op.group("head_shift")] == [6, 7, 8] and op.group("exit_enable")[0].addr == 9
     assert [r.reset for r in regs.group("threshold")] == [7, -2] and regs.group("exit_enable")[0].reset == 1
     assert regs.group("shift")[0].reset == 12 + 7 - 4        # rsqrt_frac + wfrac - afrac of the defaults
     assert regs.addr_bits == 4 and regs.data_bits == max(cfg.score_bits, 7)
     assert schedule(cfg.replace(thresholds=())).regs.group("exit_enable")[0].reset == 0
+    # every layer scored unless the config skips some: bit l for layer l+1
+    assert regs.group("score_mask")[0].reset == 0b111 and regs.score_mask == 10
+    assert schedule(cfg.replace(score_mask=(1, 0, 1))).regs.group("score_mask")[0].reset == 0b101
 
 
 def test_passes_by_hand():

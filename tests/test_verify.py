@@ -64,12 +64,17 @@ CASES = {
                           mode="op", exit_policy="max", exit_head="lls-square"),
     "op_lls_sin": dict(inputs=21, layers=(10, 8), classes=6, rows=2, cols=4, abits=6, wbits=5,
                        mode="op", exit_policy="margin", exit_head="lls"),
+    # layer 2 left out of the score (no exit after it), and OP deciding at layer 2 of 3
+    "mp_skip_middle": dict(inputs=15, layers=(8, 6, 7), classes=4, rows=2, cols=3, abits=5, wbits=4,
+                           mode="mp", exit_policy="max", label_share=True, score_mask=(1, 0, 1)),
+    "op_skip_last": dict(inputs=16, layers=(6, 7, 5), classes=3, rows=2, cols=3, abits=5, wbits=4,
+                         mode="op", exit_policy="margin", score_mask=(0, 1, 0)),
 }
 VERILATOR_CASES = ["mp_groups_share", "op_margin", "mp_noshare_margin", "op_lls_sin"]
 # (case, stall probability): stalls vary so timing independence is exercised too
 STALLS = {"mp_groups_share": 0.3, "op_margin": 0.4, "mp_noshare_margin": 0.2, "mp_one_layer_rows1": 0.0,
           "op_three_layers": 0.5, "mp_ten_classes": 0.3, "op_rows1_noexit": 0.3, "mp_margin_groups": 0.6,
-          "op_cols1": 0.3, "op_lls_square": 0.4, "op_lls_sin": 0.3}
+          "op_cols1": 0.3, "op_lls_square": 0.4, "op_lls_sin": 0.3, "mp_skip_middle": 0.3, "op_skip_last": 0.4}
 
 
 def case_samples(name: str, seed: int):
@@ -88,7 +93,8 @@ def case_samples(name: str, seed: int):
             x[-1] = base_cfg.amax             # saturated input
             qm = spread_thresholds(qm, x)
             exits = set(GoldenModel(qm).run(x).exit_layer.tolist())
-            can_exit = qm.cfg.n_layers > 1 and qm.cfg.exit_policy != "none"
+            # an early exit needs a scored layer before the decision layer
+            can_exit = qm.cfg.exit_policy != "none" and any(qm.cfg.scored[:qm.cfg.decision_layer - 1])
             if sensitivity(qm, x) >= 0.2 and (len(exits) > 1 or not can_exit):
                 return qm, x
     raise AssertionError(f"no informative samples for case {name} near seed {seed}")
@@ -185,7 +191,8 @@ def test_cfg_port_shift_registers():
 FAULT_CASES = {"requant_round": "mp_groups_share", "probe_tile": "mp_noshare_margin",
                "input_stall": "mp_groups_share", "exit_tie": "mp_ten_classes",
                "threshold_off_by_one": "mp_margin_groups", "label_share_term": "mp_groups_share",
-               "op_head_increment": "op_margin", "lls_phase_restart": "op_lls_square"}
+               "op_head_increment": "op_margin", "lls_phase_restart": "op_lls_square",
+               "score_mask_ignored": "mp_skip_middle"}
 
 
 def fault_samples(fault: str):

@@ -48,10 +48,7 @@ def _network(space: Space, layers: tuple, mode: str, exit_head: str = "learned")
         net, ck_cfg, _ = load_checkpoint(w["checkpoint"])
         check_compatible(ck_cfg, cfg, w["checkpoint"])
         return net, ds
-    hyper = {"epochs": w["epochs"], "head_epochs": w["epochs"], "seed": w["seed"], "lr": w["lr"],
-             "theta": w["theta"], "batch": w["batch"], "hard_negatives": w["hard_negatives"], "limit": None,
-             "threads": 1}
-    net, _, _, _ = cached_fit(ds, cfg, hyper)
+    net, _, _, _ = cached_fit(ds, cfg, space.recipe)
     return net, ds
 
 
@@ -61,6 +58,7 @@ def _quantised(space: Space, cfg_formats: AccelConfig):
     number formats: every exit knob k and array shape of the same formats reuses them."""
     w = space.workload
     net, ds = _network(space, cfg_formats.layers, cfg_formats.mode, cfg_formats.exit_head)
+    cfg_formats = cfg_formats.replace(score_mask=net.cfg.score_mask)      # the layers training chose
     xtr = input_codes(ds.x_train[:CALIBRATION_SAMPLES], cfg_formats)
     qcfg = choose_formats(net, xtr, ds.y_train[:CALIBRATION_SAMPLES], cfg=cfg_formats)
     qm = quantize(net, qcfg)
@@ -84,9 +82,9 @@ def evaluate(space: Space, point: dict) -> dict:
     qm0, sva, yva, x, ste, y = _quantised(space, formats)
     th = calibrate(sva, yva, cfg.exit_policy, cfg.exit_k, cfg.classes)
     qcfg = cfg.replace(afrac=qm0.cfg.afrac, wfrac=qm0.cfg.wfrac, hfrac=qm0.cfg.hfrac,
-                       thresholds=integer_thresholds(th, qm0.cfg) if th else ())
+                       score_mask=qm0.cfg.score_mask, thresholds=integer_thresholds(th, qm0.cfg) if th else ())
     qm = QuantModel(qcfg, qm0.weights, qm0.biases, qm0.heads, qm0.head_biases)
-    exit_layer, label = apply_exit(ste, cfg.exit_policy, qcfg.thresholds)
+    exit_layer, label = apply_exit(ste, cfg.exit_policy, qcfg.thresholds, qcfg.scored)
     n = len(x)
     wl = Workload(qm, x, y, {"dataset": ds.name, "limit": n})
     # the activity profile depends on the model, the array and the data, not on k or memory

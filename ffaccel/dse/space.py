@@ -3,16 +3,14 @@
     [workload]                      # what every design is measured on
     dataset = "digits"              # mnist | fashion-mnist | digits | PATH
     layers = "2x64"                 # default network (an axis may vary it)
-    epochs = 20                     # FF training recipe (one training per network shape)
-    batch = 32
-    lr = 0.03
-    theta = 2.0
-    hard_negatives = 0.5
-    seed = 0
     limit = 300                     # test samples for accuracy, latency and energy
     val_limit = 10000               # validation samples for the exit thresholds
     # checkpoint = "runs/x.ckpt"    # use a trained checkpoint instead of training (one shape)
     toggle_samples = 4              # inferences whose toggles drive the energy model
+
+    [recipe]                        # training recipe (ffaccel.model.recipe.TrainRecipe keys;
+    epochs = 10                     # absent keys take the recipe's defaults); one training
+                                    # per network shape, cached
 
     [base]                          # AccelConfig fields shared by every design
     mode = "mp"
@@ -41,14 +39,13 @@ from pathlib import Path
 
 from ..errors import FFAccelError
 from ..config import AccelConfig, ConfigError, parse_layers
+from ..model.recipe import FF_ALGORITHM, LLS_ALGORITHM, TrainRecipe
 
 METRICS = ("accuracy", "energy_pj", "latency_cycles", "latency_us", "area_cells", "utilisation",
            "macs_per_sample", "mean_exit_layer")
-WORKLOAD_KEYS = {"dataset": str, "layers": str, "epochs": int, "batch": int, "lr": float, "theta": float,
-                 "hard_negatives": float, "seed": int, "limit": int, "val_limit": int, "toggle_samples": int,
+WORKLOAD_KEYS = {"dataset": str, "layers": str, "limit": int, "val_limit": int, "toggle_samples": int,
                  "checkpoint": str}
-WORKLOAD_DEFAULTS = {"layers": "2x64", "epochs": 20, "batch": 32, "lr": 0.03, "theta": 2.0,
-                     "hard_negatives": 0.5, "seed": 0, "limit": 300, "val_limit": 10000, "toggle_samples": 4}
+WORKLOAD_DEFAULTS = {"layers": "2x64", "limit": 300, "val_limit": 10000, "toggle_samples": 4}
 EXTRA_AXES = ("k", "layers")          # axes that are not AccelConfig fields
 
 
@@ -61,8 +58,9 @@ class Space:
     kind: str
     trials: int
     objectives: tuple
+    recipe: TrainRecipe = TrainRecipe()
     # what the evaluations depend on beyond the TOML text: the checkpoint's bytes and the
-    # training recipe; a replaced checkpoint or a new recipe gives new point keys
+    # training algorithm; a replaced checkpoint or a new algorithm gives new point keys
     fingerprint: str = ""
 
     def grid(self) -> list[dict]:
@@ -72,7 +70,7 @@ class Space:
     def point_key(self, point: dict) -> str:
         """Hash of everything an evaluation depends on (design and workload)."""
         blob = json.dumps({"point": point, "base": self.base, "workload": self.workload,
-                           "fingerprint": self.fingerprint}, sort_keys=True)
+                           "recipe": self.recipe.to_dict(), "fingerprint": self.fingerprint}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
     def config(self, point: dict) -> AccelConfig:
@@ -85,10 +83,9 @@ class Space:
 
 
 def _fingerprint(workload: dict) -> str:
-    """sha256 of the training recipe and of the checkpoint file's bytes (when one is given
-    and exists; a missing one fails later, in the evaluation, with its own message)."""
-    from ..model.ff import LLS_RECIPE, TRAIN_RECIPE
-    h = hashlib.sha256((TRAIN_RECIPE + LLS_RECIPE).encode())
+    """sha256 of the training algorithms and of the checkpoint file's bytes (when one is
+    given and exists; a missing one fails later, in the evaluation, with its own message)."""
+    h = hashlib.sha256((FF_ALGORITHM + LLS_ALGORITHM).encode())
     ckpt = workload.get("checkpoint")
     if ckpt:
         path = Path(ckpt)
@@ -106,11 +103,16 @@ def load_space(path: str | Path) -> Space:
         data = tomllib.loads(p.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise FFAccelError(f"--space {str(p)!r} does not parse as TOML: {e}") from None
-    unknown = set(data) - {"workload", "base", "axes", "strategy"}
+    unknown = set(data) - {"workload", "recipe", "base", "axes", "strategy"}
     if unknown:
-        raise FFAccelError(f"--space: unknown section [{sorted(unknown)[0]}] (allowed: workload, base, axes, strategy)")
+        raise FFAccelError(f"--space: unknown section [{sorted(unknown)[0]}] "
+                           "(allowed: workload, recipe, base, axes, strategy)")
+    recipe = TrainRecipe.from_dict(data.get("recipe", {}), where="--space: [recipe]")
     wl = dict(WORKLOAD_DEFAULTS)
     for k, v in data.get("workload", {}).items():
+        if k in recipe.to_dict() and k not in WORKLOAD_KEYS:
+            raise FFAccelError(f"--space: workload key {k!r} is a training-recipe key: "
+                               "put it in the [recipe] section")
         if k not in WORKLOAD_KEYS:
             raise FFAccelError(f"--space: unknown workload key {k!r} (allowed: {', '.join(WORKLOAD_KEYS)})")
         typ = WORKLOAD_KEYS[k]
@@ -140,7 +142,7 @@ def load_space(path: str | Path) -> Space:
     trials = st.get("trials", 40)
     if not isinstance(trials, int) or trials < 1:
         raise FFAccelError(f"--space: strategy trials={trials!r} must be a positive integer")
-    space = Space(p.stem, wl, dict(data.get("base", {})), axes, kind, trials, objectives,
+    space = Space(p.stem, wl, dict(data.get("base", {})), axes, kind, trials, objectives, recipe,
                   _fingerprint(wl))
     # every design of the space must be a valid config: fail now, not after an hour
     try:

@@ -27,7 +27,7 @@ def _study(space: Space, url: str, create: bool):
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     dirs = ["maximize" if o.endswith(":max") else "minimize" for o in space.objectives]
-    sampler = optuna.samplers.NSGAIISampler(seed=space.workload["seed"]) if space.kind == "nsga2" else None
+    sampler = optuna.samplers.NSGAIISampler(seed=space.recipe.seed) if space.kind == "nsga2" else None
     name = f"ffaccel-{space.name}"
     if create:
         return optuna.create_study(study_name=name, storage=_storage(url), directions=dirs, sampler=sampler,

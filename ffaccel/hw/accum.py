@@ -32,14 +32,15 @@ class Accumulators(wiring.Component):
       the label pixel (MP) or the neutral pixels (OP)) goes to every copy (MP) or to row
       ``row`` (OP).
     - ``norm`` (``en``, ``idx``): ``(m, s)[idx] <= rsqrt(g[idx])``; ``g[idx] <= 0``.
-    - ``goodness`` (from the post-processing): ``g[cp] += sum``; MP also ``score[cp] += sum``.
+    - ``goodness`` (from the post-processing): ``g[cp] += sum``; MP also ``score[cp] += sum``
+      when ``score_mask`` has the row's layer.
     - ``logit`` (OP heads): the increments of lanes ``c`` go to classes ``tile*cols + c``
-      of row ``cp``.
+      of row ``cp``, when ``score_mask`` has the head's layer.
     - ``start``: clears the scores and the input goodness.
     - ``sel`` -> ``m``, ``s``: the normalisation factors of a copy (for the drain).
     - ``score_row`` -> ``scores``: MP the label scores, OP the logits of that row.
 
-    Subclasses may override :meth:`logit_lanes` (mutation tests only).
+    Subclasses may override :meth:`logit_lanes` and :meth:`score_enable` (mutation tests only).
     """
 
     def __init__(self, sched: Schedule):
@@ -51,7 +52,7 @@ class Accumulators(wiring.Component):
         super().__init__({
             "load": In(load_layout(sched)), "start": In(1), "norm": In(norm_layout(sched)),
             "goodness": In(goodness_layout(sched)), "logit": In(logit_layout(sched)),
-            "sel": In(sched.copy_index),
+            "sel": In(sched.copy_index), "score_mask": In(cfg.n_layers),
             "m": Out(unsigned(cfg.rsqrt_mant_bits)), "s": Out(unsigned(cfg.rsqrt_shift_bits)),
             "score_row": In(_idx(cfg.rows)),
             "scores": Out(signed(cfg.score_bits)).array(cfg.classes),
@@ -77,7 +78,8 @@ class Accumulators(wiring.Component):
         with m.If(gd.valid):
             m.d.sync += g[gd.cp].eq(g[gd.cp] + gd.sum)
             if mp:
-                m.d.sync += Array(score)[gd.cp].eq(Array(score)[gd.cp] + gd.sum)
+                with m.If(self.score_enable(gd.layer)):
+                    m.d.sync += Array(score)[gd.cp].eq(Array(score)[gd.cp] + gd.sum)
         if not mp:
             self._logit_add(m, logits)
         self._load(m, g)
@@ -92,13 +94,17 @@ class Accumulators(wiring.Component):
             m.d.comb += self.scores[c].eq(score[c] if mp else Array(logits[r][c] for r in range(R))[self.score_row])
         return m
 
+    def score_enable(self, layer):
+        """Whether the scores take ``layer``'s increment (overridden by mutation tests only)."""
+        return self.score_mask.bit_select(layer, 1)
+
     def logit_lanes(self):
         """The lanes whose increments are added (all; overridden by mutation tests only)."""
         return range(self.sched.cfg.cols)
 
     def _logit_add(self, m: Module, logits):
         cfg, lg = self.sched.cfg, self.logit
-        with m.If(lg.valid):
+        with m.If(lg.valid & self.score_enable(lg.layer)):
             for c in self.logit_lanes():
                 for cls in range(c, cfg.classes, cfg.cols):
                     with m.If(lg.tile == cls // cfg.cols):

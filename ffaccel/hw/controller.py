@@ -70,6 +70,7 @@ class Controller(wiring.Component):
             "layer": Out(_idx(cfg.n_layers)), "last_layer": Out(1),
             "score_row": Out(_idx(cfg.rows)), "scores": In(signed(cfg.score_bits)).array(cfg.classes),
             "cmp_fire": In(1), "cmp_label": In(range(cfg.classes)), "exit_enable": In(1),
+            "score_mask": In(cfg.n_layers),
             "pipe_busy": In(1), "macs": In(48), "busy": Out(1),
         })
 
@@ -83,7 +84,9 @@ class Controller(wiring.Component):
         st = self._state = _State(s)
         m.submodules.results = self._rb = ResultBuffer(s)
         m.d.comb += [self.busy.eq(st.counting), self.nrows.eq(st.nrows), self.exited.eq(st.exited),
-                     self.layer.eq(st.layer), self.last_layer.eq(st.layer == cfg.n_layers - 1),
+                     self.layer.eq(st.layer),
+                     # the decision layer: the last one, or the last scored one
+                     self.last_layer.eq((st.layer == cfg.n_layers - 1) | ((self.score_mask >> (st.layer + 1)) == 0)),
                      self.score_row.eq(st.cmp_row), self.norm.idx.eq(st.nb_i)]
         with m.If(st.counting):
             m.d.sync += st.cycles.eq(st.cycles + 1)
@@ -199,8 +202,9 @@ class Controller(wiring.Component):
                         m.next = "START"
 
     def _fire(self):
-        """With exits disabled only the last layer decides."""
-        return Mux(self.exit_enable, self.cmp_fire, self.last_layer)
+        """With exits disabled, or after a layer the score skips, only the decision layer decides."""
+        scored = self.score_mask.bit_select(self._state.layer, 1)
+        return Mux(self.exit_enable & scored, self.cmp_fire, self.last_layer)
 
     def _record(self, m: Module, row) -> None:
         rb = self._rb

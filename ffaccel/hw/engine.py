@@ -104,7 +104,8 @@ class Engine(wiring.Component):
         # exit decision
         m.d.comb += [regs.thr_layer.eq(ctrl.layer), cmp_.threshold.eq(regs.threshold),
                      cmp_.last.eq(ctrl.last_layer), ctrl.cmp_fire.eq(cmp_.fire), ctrl.cmp_label.eq(cmp_.label),
-                     ctrl.exit_enable.eq(regs.exit_enable)]
+                     ctrl.exit_enable.eq(regs.exit_enable), ctrl.score_mask.eq(regs.score_mask),
+                     acc.score_mask.eq(regs.score_mask)]
         m.d.comb += [cmp_.scores[c].eq(acc.scores[c]) for c in range(cfg.classes)]
         m.d.comb += [ctrl.scores[c].eq(acc.scores[c]) for c in range(cfg.classes)]
         return m

@@ -15,7 +15,7 @@ from .interfaces import Monitor, _idx, probe_layout, row_layout
 def logit_layout(sched: Schedule) -> data.StructLayout:
     cfg = sched.cfg
     return data.StructLayout({"valid": 1, "cp": sched.copy_index, "tile": _idx(sched.max_tiles),
-                              "inc": data.ArrayLayout(signed(cfg.score_bits), cfg.cols)})
+                              "layer": _idx(cfg.n_layers), "inc": data.ArrayLayout(signed(cfg.score_bits), cfg.cols)})
 
 
 def post_tag_layout(sched: Schedule) -> data.StructLayout:
@@ -28,7 +28,8 @@ def post_tag_layout(sched: Schedule) -> data.StructLayout:
 
 def goodness_layout(sched: Schedule) -> data.StructLayout:
     cfg = sched.cfg
-    return data.StructLayout({"valid": 1, "cp": sched.copy_index, "sum": unsigned(cfg.goodness_reg_bits)})
+    return data.StructLayout({"valid": 1, "cp": sched.copy_index, "layer": _idx(cfg.n_layers),
+                              "sum": unsigned(cfg.goodness_reg_bits)})
 
 
 class PostProc(wiring.Component):
@@ -117,8 +118,8 @@ class PostProc(wiring.Component):
                          self.probe.payload.copy.eq(c_.cp), self.probe.payload.tile.eq(self.probe_tile(c_.tile)),
                          self.probe.payload.data.eq(word)]
         m.d.comb += [self.logit.valid.eq(c_.valid & c_.live & c_.head), self.logit.cp.eq(c_.cp),
-                     self.logit.tile.eq(c_.tile)]
+                     self.logit.tile.eq(c_.tile), self.logit.layer.eq(c_.layer)]
         m.d.comb += [self.logit.inc[c].eq(inc[c]) for c in range(cfg.cols)]
         g = self.goodness
-        m.d.sync += [g.valid.eq(layer_row), g.cp.eq(c_.cp), g.sum.eq(sum(v * v for v in h))]
+        m.d.sync += [g.valid.eq(layer_row), g.cp.eq(c_.cp), g.layer.eq(c_.layer), g.sum.eq(sum(v * v for v in h))]
 

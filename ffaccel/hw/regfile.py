@@ -1,4 +1,4 @@
-"""Run-time register file: exit thresholds, shift bases, exit enable."""
+"""Run-time register file: exit thresholds, shift bases, exit enable, score mask."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ class RegFile(wiring.Component):
     (the host writes values from the register map's ranges). Unused addresses are ignored.
 
     Read side (combinational): ``threshold`` of layer ``thr_layer``; ``shift_base`` of
-    layer ``sel_layer`` (the head's base when ``sel_head``); ``exit_enable``.
+    layer ``sel_layer`` (the head's base when ``sel_head``); ``exit_enable``;
+    ``score_mask`` (bit l: layer l's score is summed).
     """
 
     def __init__(self, sched: Schedule):
@@ -30,7 +31,7 @@ class RegFile(wiring.Component):
             "thr_layer": In(_idx(cfg.n_layers)), "threshold": Out(signed(cfg.score_bits)),
             "sel_layer": In(_idx(cfg.n_layers)), "sel_head": In(1),
             "shift_base": Out(unsigned(self._bits("shift"))),
-            "exit_enable": Out(1),
+            "exit_enable": Out(1), "score_mask": Out(cfg.n_layers),
         })
 
     def _bits(self, group: str) -> int:
@@ -50,8 +51,10 @@ class RegFile(wiring.Component):
         sh_regs, shb = bank("shift", unsigned(self._bits("shift")))
         hs_regs, hshb = bank("head_shift", unsigned(self._bits("shift")))       # OP only
         (en_reg,), (en,) = bank("exit_enable", 1)
+        (mask_reg,), (mask,) = bank("score_mask", cfg.n_layers)
         with m.If(self.port.we):
-            for regs, sigs in ((thr_regs, thr), (sh_regs, shb), (hs_regs, hshb), ((en_reg,), (en,))):
+            for regs, sigs in ((thr_regs, thr), (sh_regs, shb), (hs_regs, hshb), ((en_reg,), (en,)),
+                               ((mask_reg,), (mask,))):
                 for r, sig in zip(regs, sigs):
                     with m.If(self.port.addr == r.addr):
                         m.d.sync += sig.eq(self.port.data)
@@ -60,5 +63,5 @@ class RegFile(wiring.Component):
         base = Array(shb)[self.sel_layer]
         if hshb:
             base = Mux(self.sel_head, Array(hshb)[self.sel_layer], base)
-        m.d.comb += [self.shift_base.eq(base), self.exit_enable.eq(en)]
+        m.d.comb += [self.shift_base.eq(base), self.exit_enable.eq(en), self.score_mask.eq(mask)]
         return m

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..config import NETWORK_FIELDS, AccelConfig
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
-from .ff import recipe_of
+from .recipe import TrainRecipe
 from .training import fit
 
 
@@ -21,27 +21,29 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FFACCEL_CACHE", Path.home() / ".cache" / "ffaccel"))
 
 
-def cache_key(ds, cfg: AccelConfig, hyper: dict) -> str:
+def cache_key(ds, cfg: AccelConfig, recipe: TrainRecipe) -> str:
+    """The network, the whole recipe, the training algorithm and the data's hash."""
     net = {k: getattr(cfg, k) for k in NETWORK_FIELDS}
-    blob = json.dumps({"net": net, "hyper": hyper, "data": ds.provenance.get("sha256"), "name": ds.name,
-                       "recipe": recipe_of(cfg)},
+    blob = json.dumps({"net": net, "recipe": recipe.to_dict(), "data": ds.provenance.get("sha256"),
+                       "name": ds.name, "algorithm": TrainRecipe.algorithm(cfg.exit_head)},
                       sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def cached_fit(ds, cfg: AccelConfig, hyper: dict, given: str | None = None, progress: bool = False):
+def cached_fit(ds, cfg: AccelConfig, recipe: TrainRecipe, given: str | None = None, progress: bool = False,
+               threads: int = 1):
     """(net, quantised config, meta, path): ``given`` checkpoint, else the cached one for
     (network, recipe, data), else train now and cache."""
     if given:
         net, qcfg, meta = load_checkpoint(given)
         check_compatible(qcfg, cfg, given)
         return net, qcfg, meta, given
-    path = cache_dir() / f"ckpt-{cache_key(ds, cfg, hyper)}.ckpt"
+    path = cache_dir() / f"ckpt-{cache_key(ds, cfg, recipe)}.ckpt"
     if path.is_file():
         net, qcfg, meta = load_checkpoint(path)
         return net, qcfg, meta, str(path)
     if progress:
-        print(f"[ffaccel] training {cfg.summary()} ({hyper['epochs']} epochs) -> {path}", file=sys.stderr)
-    net, qcfg, meta = fit(ds, cfg, hyper, progress=progress)
+        print(f"[ffaccel] training {cfg.summary()} ({recipe.epochs} epochs) -> {path}", file=sys.stderr)
+    net, qcfg, meta = fit(ds, cfg, recipe, threads=threads, progress=progress)
     save_checkpoint(path, net, qcfg, meta)
     return net, qcfg, meta, str(path)

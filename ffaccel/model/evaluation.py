@@ -2,7 +2,7 @@
 ``python -m ffaccel.eval``, the energy k-sweep and the reproduction scripts).
 
 Thresholds T_l = mu_l - k * sigma_l come from the validation split (per class, then
-averaged); the last layer always decides. ``integer=True`` runs the bit-exact golden
+averaged); the decision layer (the last scored one) always decides. ``integer=True`` runs the bit-exact golden
 model instead of the float network.
 """
 
@@ -42,7 +42,7 @@ def report_for_k(sva, ste, cfg, ds, *, k: float, policy: str, integer: bool, exi
     th = calibrate(sva, yva, policy, k, cfg.classes)
     if integer:
         th = list(integer_thresholds(th, cfg)) if th else []
-    el, lab = apply_exit(ste, policy, th)
+    el, lab = apply_exit(ste, policy, th, cfg.scored)
     rep = exit_report(el, lab, ste[:, -1].argmax(1), yte, cfg)
     rep.update({"model": "integer" if integer else "float", "mode": cfg.mode, "policy": policy,
                 "k": k, "thresholds": [t if integer else round(t, 6) for t in th], "dataset": ds.name})

@@ -1,8 +1,10 @@
 """Early-exit rules (LightFF), shared by the float model and the integer golden model.
 
-Scores are cumulative per layer: MP goodness G_c(l) = sum_{i<=l} g_{c,i}, OP logits.
-After layer l < L the comparator fires when max_c score >= T_l ("max") or
-top1 - top2 >= T_l ("margin"); the last layer always decides; ties go to the lowest label.
+Scores are cumulative per layer: MP goodness G_c(l) = sum_{i<=l, i scored} g_{c,i}, OP
+logits likewise. After a scored layer l before the decision layer the comparator fires
+when max_c score >= T_l ("max") or top1 - top2 >= T_l ("margin"); after a skipped layer
+it never fires; the decision layer (the last scored one, ``AccelConfig.decision_layer``)
+always decides; ties go to the lowest label.
 """
 
 from __future__ import annotations
@@ -12,12 +14,18 @@ import numpy as np
 from .intops import top2_margin
 
 
-def fires(scores: np.ndarray, layer: int, n_layers: int, policy: str,
+def decision_layer(scored) -> int:
+    """0-based index of the layer that decides: the last scored one."""
+    return max(i for i, v in enumerate(scored) if v)
+
+
+def fires(scores: np.ndarray, layer: int, scored, policy: str,
           thresholds: tuple | list | np.ndarray) -> np.ndarray:
-    """Boolean (B,): does the exit comparator fire after ``layer`` (0-based)?"""
-    if layer == n_layers - 1:
+    """Boolean (B,): does the exit comparator fire after ``layer`` (0-based)? ``scored``:
+    per layer, whether the cumulative score sums it (``AccelConfig.scored``)."""
+    if layer >= decision_layer(scored):
         return np.ones(len(scores), dtype=bool)
-    if policy == "none" or len(thresholds) == 0:
+    if policy == "none" or len(thresholds) == 0 or not scored[layer]:
         return np.zeros(len(scores), dtype=bool)
     t = thresholds[layer]
     if policy == "max":
@@ -27,13 +35,15 @@ def fires(scores: np.ndarray, layer: int, n_layers: int, policy: str,
     raise ValueError(f"unknown exit policy {policy!r}")
 
 
-def apply_exit(layer_scores: np.ndarray, policy: str, thresholds) -> tuple[np.ndarray, np.ndarray]:
+def apply_exit(layer_scores: np.ndarray, policy: str, thresholds, scored) -> tuple[np.ndarray, np.ndarray]:
     """(exit_layer 1-based, predicted label) for full-depth cumulative scores (B, L, C)."""
     bsz, nl, _ = layer_scores.shape
+    if len(scored) != nl:
+        raise ValueError(f"scored has {len(scored)} entries for {nl} layers")
     exit_layer = np.full(bsz, nl, dtype=np.int64)
     done = np.zeros(bsz, dtype=bool)
     for layer in range(nl):
-        f = fires(layer_scores[:, layer], layer, nl, policy, thresholds) & ~done
+        f = fires(layer_scores[:, layer], layer, scored, policy, thresholds) & ~done
         exit_layer[f] = layer + 1
         done |= f
     final = layer_scores[np.arange(bsz), exit_layer - 1]
@@ -69,6 +79,40 @@ def calibrate(layer_scores: np.ndarray, y: np.ndarray, policy: str, k: float,
     return out
 
 
+def cumulative(own: np.ndarray, scored) -> np.ndarray:
+    """Cumulative scores (B, L, C) from per-layer scores ``own`` (B, L, C): the running sum
+    of the scored layers (a skipped layer adds nothing)."""
+    w = np.asarray([1 if v else 0 for v in scored], dtype=own.dtype)
+    return np.cumsum(own * w[None, :, None], axis=1)
+
+
+def select_scored(own: np.ndarray, y: np.ndarray) -> tuple[int, ...]:
+    """Which layers the cumulative score should sum, from per-layer scores ``own`` (B, L, C)
+    on the validation split: the subset of layers whose summed score classifies ``y`` best
+    (every subset up to 10 layers, else backward elimination from all layers), taken only
+    when it beats all layers by at least max(2 samples, 0.1% of them), so noise does not drop
+    a layer. Returns a mask of 0/1 per layer (all ones: every layer)."""
+    own = np.asarray(own, dtype=np.float64)
+    n, nl, _ = own.shape
+
+    def acc(mask) -> int:
+        return int((np.einsum("blc,l->bc", own, np.asarray(mask, dtype=np.float64)).argmax(1) == y).sum())
+
+    full = (1,) * nl
+    if nl <= 10:
+        cands = [tuple((m >> i) & 1 for i in range(nl)) for m in range(1, 1 << nl)]
+    else:
+        cands, cur = [full], list(full)
+        while sum(cur) > 1:
+            nxt = max((tuple(cur[:i] + [0] + cur[i + 1:]) for i in range(nl) if cur[i]), key=acc)
+            cands.append(nxt)
+            cur = list(nxt)
+    # best accuracy; among equals the most layers, then the earliest layers
+    best = max(cands, key=lambda m: (acc(m), sum(m), tuple(-i for i, v in enumerate(m) if v)))
+    margin = max(2, int(0.001 * n))
+    return best if acc(best) >= acc(full) + margin else full
+
+
 def layer_macs(fan_in, layers, classes: int, mode: str, share: bool) -> list[int]:
     """MACs spent in each layer for one sample (heads included in OP).
 
@@ -91,7 +135,7 @@ def layer_macs(fan_in, layers, classes: int, mode: str, share: bool) -> list[int
 def exit_report(exit_layer: np.ndarray, label: np.ndarray, label_full: np.ndarray, y: np.ndarray,
                 cfg) -> dict:
     """Accuracy and MAC figures of an exit decision (keys of ``ffaccel.eval --json``)."""
-    nl = cfg.n_layers
+    nl, d = cfg.n_layers, cfg.decision_layer - 1         # full depth ends at the decision layer
     per = np.cumsum(layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, cfg.share_layer1))
     per_ns = np.cumsum(layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, False))
     hist = np.bincount(exit_layer, minlength=nl + 1)[1:]
@@ -102,10 +146,11 @@ def exit_report(exit_layer: np.ndarray, label: np.ndarray, label_full: np.ndarra
         "accuracy": float((label == y).mean()),
         "accuracy_full": float((label_full == y).mean()),
         "macs_per_sample": macs,
-        "macs_full": int(per[-1]),
-        "mac_reduction": float(per[-1] / macs),
+        "macs_full": int(per[d]),
+        "mac_reduction": float(per[d] / macs),
         "macs_per_sample_noshare": macs_ns,
-        "macs_full_noshare": int(per_ns[-1]),
+        "macs_full_noshare": int(per_ns[d]),
+        "scored_layers": [i + 1 for i, v in enumerate(cfg.scored) if v],
         "mean_exit_layer": float(exit_layer.mean()),
         "exit_histogram": {str(i + 1): int(h) for i, h in enumerate(hist)},
     }

@@ -19,18 +19,10 @@ import torch.nn.functional as F
 
 from ..config import AccelConfig
 from .embed import embed_labels, embed_neutral
+from .exits import cumulative
+from .recipe import TrainRecipe
 
 EPS = 1e-12
-# Bumped whenever training changes what a given seed and hyper-parameters produce, so
-# cached checkpoints (model/cache.py) and checkpoint metadata name the recipe they used.
-TRAIN_RECIPE = "ff-2: weights and biases init U(-1,1), Adam weight step sqrt(fan_in)*lr"
-# The layers of a network with LLS heads learn with LLS's local loss instead (train_lls).
-LLS_RECIPE = "lls-1: LLS local cross-entropy of the fixed-basis logits, temperature 0.5, neutral-label input"
-
-
-def recipe_of(cfg: AccelConfig) -> str:
-    """The training recipe a config's network is trained with (checkpoints and the cache name it)."""
-    return TRAIN_RECIPE if cfg.exit_head == "learned" else LLS_RECIPE
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
@@ -92,8 +84,8 @@ class FFNet(torch.nn.Module):
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def mp_scores(self, x_codes: np.ndarray, batch: int = 1000, layers: int | None = None) -> np.ndarray:
-        """Cumulative goodness (B, L, classes) of all label copies, layer 1 shared
+    def mp_goodness(self, x_codes: np.ndarray, batch: int = 1000, layers: int | None = None) -> np.ndarray:
+        """Per-layer goodness sum(h^2) (B, L, classes) of all label copies, layer 1 shared
         (only the first ``layers`` layers when given)."""
         cfg = self.cfg
         out = []
@@ -111,29 +103,26 @@ class FFNet(torch.nn.Module):
             for i in range(1, layers or len(self.layers)):
                 h = self.layer(i, h)
                 gs.append((h * h).sum(-1))
-            out.append(torch.cumsum(torch.stack(gs, 1), 1))
+            out.append(torch.stack(gs, 1))
         return torch.cat(out).double().numpy()
 
     @torch.no_grad()
-    def op_scores(self, x_codes: np.ndarray, batch: int = 1000) -> np.ndarray:
-        """Cumulative head logits (B, L, classes) on the neutral-label input."""
+    def op_logits(self, x_codes: np.ndarray, batch: int = 1000) -> np.ndarray:
+        """Per-layer head logits (B, L, classes) on the neutral-label input."""
         out = []
         for s in range(0, len(x_codes), batch):
             xb = torch.as_tensor(embed_neutral(x_codes[s:s + batch], self.cfg), dtype=torch.float32)
-            out.append(self._op_logits(xb))
+            hs = self.forward_all(xb)
+            out.append(torch.stack([head(_normalise(h)) for h, head in zip(hs, self.heads)], 1))
         return torch.cat(out).double().numpy()
 
-    def _op_logits(self, xb: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            hs = self.forward_all(xb)
-        logits, acc = [], 0
-        for h, head in zip(hs, self.heads):
-            acc = acc + head(_normalise(h))
-            logits.append(acc)
-        return torch.stack(logits, 1)
+    def layer_scores(self, x_codes: np.ndarray) -> np.ndarray:
+        """Each layer's own score (B, L, classes): MP goodness, OP head logits."""
+        return self.mp_goodness(x_codes) if self.cfg.mode == "mp" else self.op_logits(x_codes)
 
     def scores(self, x_codes: np.ndarray) -> np.ndarray:
-        return self.mp_scores(x_codes) if self.cfg.mode == "mp" else self.op_scores(x_codes)
+        """Cumulative scores (B, L, classes) of the scored layers (``cfg.scored``)."""
+        return cumulative(self.layer_scores(x_codes), self.cfg.scored)
 
 
 # ---------------------------------------------------------------------- training
@@ -145,7 +134,7 @@ class TrainLog:
     train_seconds_per_epoch: float
 
 
-def layer_optimizers(net: FFNet, lr: float, fan_in_lr: bool = True) -> list[torch.optim.Adam]:
+def layer_optimizers(net: FFNet, lr: float, fan_in_lr: bool) -> list[torch.optim.Adam]:
     """One Adam per layer; group 0 holds the weight, group 1 the bias.
 
     Adam's step is ``lr`` in parameter units whatever the gradient's scale, so a weight
@@ -192,29 +181,24 @@ def _epochs(net: FFNet, opts: list, n: int, *, epochs: int, batch: int, rng: np.
     return TrainLog(epochs=epochs, seconds=dt, loss=losses, train_seconds_per_epoch=dt / max(epochs, 1))
 
 
-def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, seed: int,
-             lr: float = 0.01, theta: float = 2.0, batch: int = 500, hard_negatives: float = 0.0,
-             progress: bool = True, threads: int | None = None, decay: bool = True,
-             fan_in_lr: bool = True, on_epoch=None) -> TrainLog:
-    """Layer-local FF training of all layers at once, one Adam per layer, seeded.
+def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecipe, *,
+             progress: bool = True, fan_in_lr: bool = True, on_epoch=None) -> TrainLog:
+    """Layer-local FF training of all layers at once, one Adam per layer, as ``recipe`` says
+    (``recipe.effective_epochs`` passes; lr, theta, batch, hard negatives, decay, seed).
 
-    With ``fan_in_lr`` (the default) training follows the RMS-input form of Hinton and
-    LightFF (see ``layer_optimizers``); without it, plain Adam on the unit-length form,
-    whose weights must grow ``sqrt(fan_in)``-fold and learn that much slower.
-
-    With ``decay`` the learning rate falls linearly to 0 over the second half of training
-    (Hinton's schedule). ``on_epoch(epoch, net)`` is called after every epoch.
+    ``fan_in_lr=False`` is the ablation of docs/results.md (plain Adam on the unit-length
+    form, whose weights must grow ``sqrt(fan_in)``-fold and learn that much slower); it is
+    not a recipe choice. ``on_epoch(epoch, net)`` is called after every epoch.
     Positive = true label embedded; negative = a wrong label, drawn uniformly, or with
     probability ``hard_negatives`` the wrong label that layer 1 of the current network
     finds most plausible (Hinton's hard negatives, scored by one shared layer-1 pass).
     Each layer only sees its detached input.
     """
     cfg = net.cfg
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    opts = layer_optimizers(net, lr, fan_in_lr)
+    theta, hard_negatives = recipe.theta, recipe.hard_negatives
+    torch.manual_seed(recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    opts = layer_optimizers(net, recipe.lr, fan_in_lr)
 
     def step(idx) -> float:
         xb, yb = x_codes[idx], y[idx]
@@ -223,7 +207,7 @@ def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, see
             pick = rng.random(len(yb)) < hard_negatives
             if pick.any():
                 # the most plausible wrong label by layer-1 goodness (one shared matmul)
-                sc = net.mp_scores(xb[pick], layers=1)[:, -1].copy()
+                sc = net.mp_goodness(xb[pick], layers=1)[:, 0].copy()
                 sc[np.arange(pick.sum()), yb[pick]] = -np.inf
                 wrong[pick] = sc.argmax(1)
         pos = torch.as_tensor(embed_labels(xb, yb, cfg), dtype=torch.float32)
@@ -240,21 +224,23 @@ def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, see
             tot += float(loss.detach())
         return tot
 
-    return _epochs(net, opts, len(x_codes), epochs=epochs, batch=batch, rng=rng, decay=decay,
-                   desc="FF train", progress=progress, step=step, on_epoch=on_epoch)
+    return _epochs(net, opts, len(x_codes), epochs=recipe.effective_epochs(len(x_codes)), batch=recipe.batch,
+                   rng=rng, decay=recipe.decay, desc="FF train", progress=progress, step=step, on_epoch=on_epoch)
 
 
-def train_heads(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, seed: int,
-                lr: float = 0.01, batch: int = 500, progress: bool = True) -> float:
+def train_heads(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecipe, *,
+                progress: bool = True) -> float:
     """OP heads: cumulative logits L_l = L_{l-1} + H_l (h_l/||h_l||), cross-entropy at every
-    layer, on the neutral-label input; the FF layers stay frozen. Returns seconds."""
+    layer, on the neutral-label input; the FF layers stay frozen (``recipe``: head_lr,
+    effective head epochs, batch, seed). Returns seconds."""
     from tqdm import tqdm
 
     cfg = net.cfg
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed + 1)
-    opt = torch.optim.Adam(net.heads.parameters(), lr=lr)
+    torch.manual_seed(recipe.seed)
+    rng = np.random.default_rng(recipe.seed + 1)
+    opt = torch.optim.Adam(net.heads.parameters(), lr=recipe.head_lr)
     n = len(x_codes)
+    batch, epochs = recipe.batch, recipe.effective_head_epochs(n)
     t0 = time.perf_counter()
     yt_all = torch.as_tensor(y, dtype=torch.long)
     bar = tqdm(total=epochs * ((n + batch - 1) // batch), disable=not progress,
@@ -278,24 +264,21 @@ def train_heads(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, 
     return time.perf_counter() - t0
 
 
-LLS_TEMPERATURE = 0.5      # LLS's softmax temperature (Apolinario et al.)
-
-
-def train_lls(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, seed: int,
-              lr: float = 0.003, batch: int = 100, temperature: float = LLS_TEMPERATURE,
-              progress: bool = True, decay: bool = True) -> TrainLog:
+def train_lls(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecipe, *,
+              progress: bool = True) -> TrainLog:
     """Layer-local LLS training (the objective the fixed basis heads are made for): each
     layer, on its detached input, minimises the cross-entropy of its own logits
     ``B_l (h_l / ||h_l||) / temperature`` against the label, ``B_l`` the fixed basis of its
     head; the input is the neutral-label embedding, as in One-Pass inference. One Adam per
-    layer with the fan-in-scaled weight step of ``layer_optimizers``; learning rate decay
-    as ``train_ff``."""
+    layer with the fan-in-scaled weight step of ``layer_optimizers``; epochs, lr, batch,
+    decay, seed and the temperature from ``recipe``."""
     cfg = net.cfg
     if cfg.exit_head == "learned":
         raise ValueError("train_lls needs a config with LLS heads")
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    opts = layer_optimizers(net, lr)
+    temperature = recipe.lls_temperature
+    torch.manual_seed(recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    opts = layer_optimizers(net, recipe.lr, True)
     yt_all = torch.as_tensor(y, dtype=torch.long)
 
     def step(idx) -> float:
@@ -311,5 +294,5 @@ def train_lls(net: FFNet, x_codes: np.ndarray, y: np.ndarray, *, epochs: int, se
             tot += float(loss.detach())
         return tot
 
-    return _epochs(net, opts, len(x_codes), epochs=epochs, batch=batch, rng=rng, decay=decay,
-                   desc="LLS train", progress=progress, step=step)
+    return _epochs(net, opts, len(x_codes), epochs=recipe.effective_epochs(len(x_codes)), batch=recipe.batch,
+                   rng=rng, decay=recipe.decay, desc="LLS train", progress=progress, step=step)

@@ -98,9 +98,9 @@ def _check_range(name: str, a: np.ndarray, lo: int, hi: int, why: str = "") -> N
 class GoldenResult:
     """Outputs of one batch. Layers are numbered from 1; scores are cumulative.
 
-    ``layer_scores`` (B, L, classes): cumulative goodness (MP) or logits (OP) after each
-    layer; with ``early_exit=True`` the layers after a sample's exit are not computed and
-    hold 0. ``goodness`` (B, L, copies): per-layer sum(h^2) of each copy (MP: copy = label).
+    ``layer_scores`` (B, L, classes): cumulative goodness (MP) or logits (OP) of the
+    scored layers (``AccelConfig.scored``) after each layer; with ``early_exit=True`` the
+    layers after a sample's exit are not computed and hold 0. ``goodness`` (B, L, copies): per-layer sum(h^2) of each copy (MP: copy = label).
     ``activations[l]`` (B, copies, n_l), only with ``probe=True``.
     """
 
@@ -172,7 +172,7 @@ class GoldenModel:
     def fires(self, scores: np.ndarray, layer: int) -> np.ndarray:
         """Does the exit comparator fire after ``layer`` (0-based) for these cumulative scores?"""
         cfg = self.cfg
-        return fires(scores, layer, cfg.n_layers, cfg.exit_policy, cfg.thresholds)
+        return fires(scores, layer, cfg.scored, cfg.exit_policy, cfg.thresholds)
 
     # ------------------------------------------------------------------ inference
     def run(self, x: np.ndarray, *, early_exit: bool = False, probe: bool = False) -> GoldenResult:
@@ -215,7 +215,9 @@ class GoldenModel:
             h = self.postprocess(acc, g_in, layer)          # (b, copies, n_l)
             g = (h * h).sum(axis=2)                           # (b, copies)
             goodness[active, layer] = g
-            if cfg.mode == "mp":
+            if not cfg.scored[layer]:
+                pass                                          # a skipped layer adds nothing
+            elif cfg.mode == "mp":
                 score[active] += g
             else:
                 score[active] += self.head(h[:, 0], g[:, 0], layer)

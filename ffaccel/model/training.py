@@ -9,48 +9,56 @@ import torch
 
 from .checkpoint import check_compatible, load_checkpoint
 from .embed import input_codes
-from .exits import apply_exit, calibrate, exit_report
-from .ff import FFNet, recipe_of, train_ff, train_heads, train_lls
+from .exits import apply_exit, calibrate, cumulative, exit_report, select_scored
+from .ff import FFNet, train_ff, train_heads, train_lls
 from .golden import GoldenModel
 from .quant import CALIBRATION_SAMPLES, calibrate_integer, choose_formats, quantize
+from .recipe import TrainRecipe
 
 
-def fit(ds, cfg, hyper: dict, progress: bool = True):
-    """Train, quantise and calibrate; returns (net, quantised config, provenance meta).
+def fit(ds, cfg, recipe: TrainRecipe, *, threads: int = 1, init: str | None = None, progress: bool = True):
+    """Train as ``recipe`` says, choose the scored layers, quantise and calibrate; returns
+    (net, quantised config, provenance meta).
 
-    ``hyper``: epochs, head_epochs, seed, lr, theta, batch, hard_negatives, limit, threads,
-    and optionally init (a checkpoint of the same network to start from).
+    ``threads``: torch threads (a run option: results do not depend on it); ``init``: a
+    checkpoint of the same network to start from (continue training).
     """
-    torch.set_num_threads(hyper["threads"])
+    if not isinstance(recipe, TrainRecipe):
+        raise TypeError(f"fit: recipe must be a TrainRecipe, not {type(recipe).__name__}")
+    torch.set_num_threads(threads)
     xtr, ytr = input_codes(ds.x_train, cfg), ds.y_train
-    if hyper.get("limit"):
-        xtr, ytr = xtr[: hyper["limit"]], ytr[: hyper["limit"]]
+    if recipe.limit:
+        xtr, ytr = xtr[: recipe.limit], ytr[: recipe.limit]
     xva, xte = input_codes(ds.x_val, cfg), input_codes(ds.x_test, cfg)
 
-    net = FFNet(cfg, seed=hyper["seed"])
-    if hyper.get("init"):
-        init_net, init_cfg, _ = load_checkpoint(hyper["init"])
-        check_compatible(init_cfg, cfg, hyper["init"])
+    net = FFNet(cfg, seed=recipe.seed)
+    if init:
+        init_net, init_cfg, _ = load_checkpoint(init)
+        check_compatible(init_cfg, cfg, init)
         net.load_state_dict(init_net.state_dict())
         if cfg.exit_head != "learned":
             net.set_lls_heads()          # the basis of this config, whatever the checkpoint held
     if cfg.exit_head != "learned":
         # zero-parameter LLS heads: the layers learn for the fixed basis (LLS's local loss)
-        log = train_lls(net, xtr, ytr, epochs=hyper["epochs"], seed=hyper["seed"], lr=hyper["lr"],
-                        batch=hyper["batch"], progress=progress)
+        log = train_lls(net, xtr, ytr, recipe, progress=progress)
     else:
-        log = train_ff(net, xtr, ytr, epochs=hyper["epochs"], seed=hyper["seed"], lr=hyper["lr"],
-                       theta=hyper["theta"], batch=hyper["batch"], hard_negatives=hyper["hard_negatives"],
-                       progress=progress)
+        log = train_ff(net, xtr, ytr, recipe, progress=progress)
     head_s = 0.0
     if cfg.mode == "op" and cfg.exit_head == "learned":
-        head_s = train_heads(net, xtr, ytr, epochs=hyper["head_epochs"], seed=hyper["seed"],
-                             batch=hyper["batch"], progress=progress)
+        head_s = train_heads(net, xtr, ytr, recipe, progress=progress)
+
+    # which layers the cumulative score sums, chosen on the validation split
+    own_val = net.layer_scores(xva)
+    mask = select_scored(own_val, ds.y_val) if recipe.score_layers == "auto" else ()
+    cfg = cfg.replace(score_mask=mask)
+    net.cfg = cfg
+    val_acc = {"all": _acc(cumulative(own_val, (True,) * cfg.n_layers)[:, -1], ds.y_val),
+               "scored": _acc(cumulative(own_val, cfg.scored)[:, -1], ds.y_val)}
 
     # float accuracy with the float thresholds
-    fs_val, fs_te = net.scores(xva), net.scores(xte)
+    fs_val, fs_te = cumulative(own_val, cfg.scored), net.scores(xte)
     fth = calibrate(fs_val, ds.y_val, cfg.exit_policy, cfg.exit_k, cfg.classes)
-    el, lab = apply_exit(fs_te, cfg.exit_policy, fth)
+    el, lab = apply_exit(fs_te, cfg.exit_policy, fth, cfg.scored)
     float_rep = exit_report(el, lab, fs_te[:, -1].argmax(1), ds.y_test, cfg)
 
     # integer formats + thresholds
@@ -59,14 +67,23 @@ def fit(ds, cfg, hyper: dict, progress: bool = True):
     qm = calibrate_integer(quantize(net, qcfg), xva, ds.y_val)
     res = GoldenModel(qm).run(xte)
     int_rep = exit_report(res.exit_layer, res.label, res.label_full, ds.y_test, qm.cfg)
+    steps = recipe.steps_per_epoch(len(xtr))
     meta = {
         "dataset": ds.provenance,
-        "train": {**hyper, "train_samples": int(len(xtr)), "seconds": round(log.seconds + head_s, 1),
+        "recipe": recipe.to_dict(),
+        "train": {"algorithm": TrainRecipe.algorithm(cfg.exit_head), "threads": threads, "init": init,
+                  "train_samples": int(len(xtr)), "epochs": log.epochs, "steps": log.epochs * steps,
+                  "seconds": round(log.seconds + head_s, 1),
                   "seconds_per_epoch": round(log.train_seconds_per_epoch, 2),
                   "loss": [round(v, 6) for v in log.loss], "torch": torch.__version__,
-                  "recipe": recipe_of(cfg)},
+                  "scored_layers": [i + 1 for i, v in enumerate(cfg.scored) if v],
+                  "val_accuracy_all_layers": val_acc["all"], "val_accuracy_scored": val_acc["scored"]},
         "float": float_rep,
         "integer": int_rep,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     return net, qm.cfg, meta
+
+
+def _acc(scores, y) -> float:
+    return float((scores.argmax(1) == y).mean())

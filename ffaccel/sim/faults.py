@@ -56,6 +56,12 @@ class HeadIncrementDropsLastLane(Accumulators):
         return range(self.sched.cfg.cols - 1) if self.sched.cfg.cols > 1 else range(0)
 
 
+class ScoresEveryLayer(Accumulators):
+    """The scores take every layer's increment, ignoring the score mask."""
+    def score_enable(self, layer):
+        return 1
+
+
 class PhaseNeverRestarts(LLSBasis):
     """The LLS basis phase runs on across tiles instead of restarting at each tile's first input."""
     def restart(self, first):
@@ -71,6 +77,7 @@ FAULTS = {
     "label_share_term": {"drain": LabelTermOffByOne},
     "op_head_increment": {"accum": HeadIncrementDropsLastLane},
     "lls_phase_restart": {"basis": PhaseNeverRestarts},
+    "score_mask_ignored": {"accum": ScoresEveryLayer},
 }
 
 

@@ -289,11 +289,11 @@ def build(cfg, qm=None, sim: str = "verilator", build_dir: str | Path | None = N
 
 def build_config(cfg):
     """The config a simulator build is generated from: the hardware fields of ``cfg``, with
-    no exit thresholds baked in (jobs write them through the register port) and the
-    non-hardware fields at their defaults."""
+    no exit thresholds or score mask baked in (jobs write them through the register port)
+    and the non-hardware fields at their defaults."""
     from ..config import NON_HARDWARE_FIELDS, AccelConfig
     default = AccelConfig()
-    return cfg.replace(thresholds=(), **{f: getattr(default, f) for f in NON_HARDWARE_FIELDS})
+    return cfg.replace(thresholds=(), score_mask=(), **{f: getattr(default, f) for f in NON_HARDWARE_FIELDS})
 
 
 def _parse_xml(path: Path) -> tuple[int, int]:
@@ -381,12 +381,13 @@ def make_batches(cfg, x) -> list:
 
 
 def threshold_writes(cfg, thresholds: Sequence[int] | None = None, exit_enable: bool | None = None) -> list:
-    """cfg-port writes that set the exit thresholds and the exit enable register."""
+    """cfg-port writes that set the exit thresholds, the score mask and the exit enable register."""
     th = tuple(cfg.thresholds if thresholds is None else thresholds)
     if exit_enable is None:
         exit_enable = cfg.replace(thresholds=th).exits_enabled
     regs = schedule(cfg).regs
     writes = [[r.addr, int(t)] for r, t in zip(regs.group("threshold"), th)]
+    writes.append([regs.score_mask, regs.group("score_mask")[0].reset])
     writes.append([regs.group("exit_enable")[0].addr, int(bool(exit_enable))])
     return writes
 
