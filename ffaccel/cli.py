@@ -68,6 +68,7 @@ def add_recipe_args(parser: argparse.ArgumentParser) -> None:
                            default=argparse.SUPPRESS, help=help_)
         else:
             g.add_argument(flag, dest=f"recipe_{name}", type=type(default), default=argparse.SUPPRESS,
+                           metavar="{" + ",".join(SCORE_LAYERS) + "}" if name == "score_layers" else name.upper(),
                            choices=SCORE_LAYERS if name == "score_layers" else None, help=help_)
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import queue
+import signal
 import sys
 import time
 from pathlib import Path
@@ -24,7 +26,8 @@ from typing import Sequence
 from ..cli import FFAccelError, make_parser, run_main
 from .pareto import pareto, write_outputs
 from .space import load_space
-from .study import _study, collect, enqueue_grid, fail_dead_local_trials, fail_stale_trials, worker
+from .storage import check_workers, normalise_url
+from .study import _study, collect, enqueue_grid, fail_dead_local_trials, fail_stale_trials, todo_waiting, worker
 
 # collect, pareto: re-exported from the library (ffaccel.dse.study, ffaccel.dse.pareto)
 __all__ = ["main", "collect", "pareto"]
@@ -32,23 +35,59 @@ __all__ = ["main", "collect", "pareto"]
 PROG = "ffaccel.dse"
 
 
+def _run_workers(space_path: str, url: str, trials, n: int, bar) -> None:
+    """``n`` spawned worker processes; they die with this process (each watches its parent)
+    and are terminated when it stops early (an exception, SIGINT, SIGTERM)."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=worker, args=(space_path, url, trials, i, q, True)) for i in range(n)]
+    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        for pr in procs:
+            pr.start()
+        while any(pr.is_alive() for pr in procs):
+            try:
+                q.get(timeout=0.5)
+                bar.update(1)
+            except queue.Empty:
+                pass
+        for pr in procs:
+            pr.join()
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        for pr in procs:
+            if pr.is_alive():
+                pr.terminate()
+        for pr in procs:
+            pr.join(timeout=10)
+            if pr.is_alive():
+                pr.kill()
+    bad = [pr.exitcode for pr in procs if pr.exitcode]
+    if bad:
+        raise FFAccelError(f"{len(bad)} worker(s) failed (exit codes {bad}); finished evaluations are kept")
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = make_parser(PROG, __doc__.splitlines()[0])
     p.add_argument("--space", required=True, help="space file (TOML)")
     p.add_argument("--store", help="SQLite file of the study (default runs/dse/<space>.db)")
     p.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db (distributed)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes on this machine (at most twice its cores)")
     p.add_argument("--trials", type=int, default=None, help="nsga2: trials per worker (default: the space's)")
     p.add_argument("--out", default=None, help="folder for CSV and PNG (default runs/dse/<space>)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     space = load_space(args.space)
-    if args.workers < 1:
-        raise FFAccelError(f"--workers={args.workers} out of range (allowed: >= 1)")
+    check_workers(args.workers)
     if args.store and args.storage:
         raise FFAccelError("give --store or --storage, not both")
-    url = args.storage or f"sqlite:///{Path(args.store or f'runs/dse/{space.name}.db').resolve()}"
+    url = normalise_url(args.storage or f"sqlite:///{Path(args.store or f'runs/dse/{space.name}.db').resolve()}")
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -61,33 +100,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     fail_dead_local_trials(study, local_store=url.startswith("sqlite"))
     fail_stale_trials(study)
     before = len(collect(space, study))
-    todo = enqueue_grid(space, study) if space.kind == "grid" else None
+    todo = enqueue_grid(space, study, url) if space.kind == "grid" else None
     trials = args.trials or space.trials if space.kind == "nsga2" else None
     from tqdm import tqdm
     total = todo if space.kind == "grid" else (trials * args.workers)
     bar = tqdm(total=total, disable=args.no_progress or not total, desc="DSE", unit="design")
-    if args.workers == 1:
+    # no more workers than designs waiting (grid; a re-run with nothing to do starts none)
+    workers = min(args.workers, max(todo_waiting(study), 1)) if space.kind == "grid" else args.workers
+    if workers == 1:
         class _Q:
             def put(self, _):
                 bar.update(1)
         worker(args.space, url, trials, 0, _Q())
     else:
-        ctx = mp.get_context("spawn")
-        q = ctx.Queue()
-        procs = [ctx.Process(target=worker, args=(args.space, url, trials, i, q)) for i in range(args.workers)]
-        for pr in procs:
-            pr.start()
-        while any(pr.is_alive() for pr in procs):
-            try:
-                q.get(timeout=0.5)
-                bar.update(1)
-            except Exception:
-                pass
-        for pr in procs:
-            pr.join()
-        bad = [pr.exitcode for pr in procs if pr.exitcode]
-        if bad:
-            raise FFAccelError(f"{len(bad)} worker(s) failed (exit codes {bad}); finished evaluations are kept")
+        _run_workers(args.space, url, trials, workers, bar)
     bar.close()
     rows = collect(space, study)
     front = pareto(rows, space.objectives)

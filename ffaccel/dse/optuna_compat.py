@@ -41,7 +41,7 @@ def fail_trial(study, trial) -> None:
     the frozen trial's storage id."""
     _checked()
     import optuna
-    study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+    study_storage(study).set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
 
 
 def fail_stale_trials(study) -> None:
@@ -50,3 +50,20 @@ def fail_stale_trials(study) -> None:
     _checked()
     from optuna.storages import fail_stale_trials as _fail_stale
     _fail_stale(study)
+
+
+def rdb_engine(storage):
+    """The SQLAlchemy engine of an RDBStorage, or of the RDBStorage a study wraps in its
+    cache (attributes, not a documented API)."""
+    _checked()
+    storage = getattr(storage, "_backend", storage)
+    engine = getattr(storage, "engine", None)
+    if engine is None:
+        raise FFAccelError("this optuna's RDBStorage has no engine attribute: update ffaccel.dse.optuna_compat")
+    return engine
+
+
+def study_storage(study):
+    """The storage object behind a study (a private attribute)."""
+    _checked()
+    return study._storage

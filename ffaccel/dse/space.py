@@ -58,7 +58,7 @@ class Space:
     kind: str
     trials: int
     objectives: tuple
-    recipe: TrainRecipe = TrainRecipe()
+    recipe: TrainRecipe
     # what the evaluations depend on beyond the TOML text: the checkpoint's bytes and the
     # training algorithm; a replaced checkpoint or a new algorithm gives new point keys
     fingerprint: str = ""

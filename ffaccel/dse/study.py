@@ -5,18 +5,11 @@ from __future__ import annotations
 
 import os
 
-from .optuna_compat import check_version, fail_stale_trials, fail_trial
+from .optuna_compat import check_version, fail_stale_trials, fail_trial, study_storage
 from .space import METRICS, Space, load_space
+from .storage import open_storage
 
-__all__ = ["collect", "enqueue_grid", "fail_dead_local_trials", "fail_stale_trials", "worker"]
-
-HEARTBEAT_S = 10
-
-
-def _storage(url: str):
-    from optuna.storages import RDBStorage
-    kw = {"pool_pre_ping": True} if url.startswith("postgresql") else {"connect_args": {"timeout": 60}}
-    return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S, engine_kwargs=kw)
+__all__ = ["collect", "enqueue_grid", "fail_dead_local_trials", "fail_stale_trials", "todo_waiting", "worker"]
 
 
 def _study(space: Space, url: str, create: bool):
@@ -30,9 +23,9 @@ def _study(space: Space, url: str, create: bool):
     sampler = optuna.samplers.NSGAIISampler(seed=space.recipe.seed) if space.kind == "nsga2" else None
     name = f"ffaccel-{space.name}"
     if create:
-        return optuna.create_study(study_name=name, storage=_storage(url), directions=dirs, sampler=sampler,
+        return optuna.create_study(study_name=name, storage=open_storage(url), directions=dirs, sampler=sampler,
                                    load_if_exists=True)
-    return optuna.load_study(study_name=name, storage=_storage(url), sampler=sampler)
+    return optuna.load_study(study_name=name, storage=open_storage(url), sampler=sampler)
 
 
 def _completed(study) -> dict:
@@ -54,12 +47,15 @@ def _suggest(space: Space, trial) -> dict:
     return {k: trial.suggest_categorical(k, v) for k, v in sorted(space.axes.items())}
 
 
-def worker(space_path: str, url: str, trials: int | None, wid: int, q=None) -> int:
+def worker(space_path: str, url: str, trials: int | None, wid: int, q=None, watch_parent: bool = False) -> int:
     """One worker process: evaluate designs of the shared study until none are left (grid)
     or ``trials`` are done (NSGA-II). Runs inside ``study.optimize`` so that Optuna's
-    heartbeat marks the trial of a dead worker as failed."""
+    heartbeat marks the trial of a dead worker as failed. ``watch_parent`` (a spawned
+    worker process): exit as soon as the parent process is gone."""
     import optuna
     from .evaluate import evaluate
+    if watch_parent:
+        _die_with_parent()
     space = load_space(space_path)
     study = _study(space, url, create=False)
     counts = {"new": 0}
@@ -99,6 +95,21 @@ def worker(space_path: str, url: str, trials: int | None, wid: int, q=None) -> i
     return counts["new"]
 
 
+def _die_with_parent() -> None:
+    """A worker process exits as soon as its parent is gone (killed or interrupted), instead
+    of finishing the sweep re-parented to init."""
+    import threading
+    import time
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(3)
+    threading.Thread(target=watch, daemon=True, name="ffaccel-parent-watch").start()
+
+
 def fail_dead_local_trials(study, local_store: bool) -> int:
     """Fail the RUNNING trials whose worker is known to be dead, now, instead of waiting for
     the heartbeat's grace period: a process of this machine that no longer exists (killed)
@@ -126,8 +137,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def enqueue_grid(space: Space, study) -> int:
-    """Enqueue every grid design that has neither a completed nor a waiting trial."""
+def enqueue_grid(space: Space, study, url: str) -> int:
+    """Enqueue every grid design that has neither a completed nor a waiting/running trial,
+    under the store's sweep lock (two sweeps started at once enqueue each design once)."""
+    from .storage import sweep_lock
+    with sweep_lock(study_storage(study), url, study.study_name):
+        return _enqueue_grid(space, study)
+
+
+def _enqueue_grid(space: Space, study) -> int:
     import optuna
     have = set(_completed(study))
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,
@@ -141,6 +159,12 @@ def enqueue_grid(space: Space, study) -> int:
             have.add(key)
             n += 1
     return n
+
+
+def todo_waiting(study) -> int:
+    """Trials queued and not yet claimed."""
+    import optuna
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
 
 
 def collect(space: Space, study) -> list[dict]:

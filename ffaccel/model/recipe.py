@@ -50,7 +50,7 @@ class TrainRecipe:
                           "unit-length datapath by sqrt(fan_in) * lr", "parameter units per step")
     theta: float = _f(16.0, "goodness threshold of the FF loss, on mean(h^2) over a layer's units",
                       "activation^2")
-    batch: int = _f(100, "samples per optimiser step", "samples")
+    batch: int = _f(50, "samples per optimiser step", "samples")
     hard_negatives: float = _f(1.0, "probability that a negative label is the wrong label layer 1 "
                                     "finds most plausible (else a uniform wrong label)", "probability")
     decay: bool = _f(True, "learning rate falls linearly to 0 over the second half of training")
