@@ -15,6 +15,7 @@ re-exported here for the command-line tools.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Callable, Sequence
 
@@ -127,7 +128,14 @@ def workload_from_args(args: argparse.Namespace):
 
 def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
              argv: Sequence[str] | None = None) -> int:
-    """Run ``main`` and map user errors to one line on stderr and exit status 2."""
+    """Run ``main`` and map user errors to one line on stderr and exit status 2. SIGTERM is
+    handled like SIGINT (an interrupt: outputs being written are cleaned up, exit 130); a
+    reader that closes the pipe (``| head -1``) ends the run quietly (exit 141)."""
+    import signal
+    import threading
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        old_term = signal.signal(signal.SIGTERM, _term_as_interrupt)
     try:
         return int(main(argv) or 0)
     except (FFAccelError, ConfigError) as e:
@@ -136,3 +144,17 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        try:                                  # no second error when Python flushes stdout at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _term_as_interrupt(signum, frame):
+    raise KeyboardInterrupt

@@ -7,8 +7,11 @@ Outputs (in ``-o DIR``, default ``rtl/``):
   manifest.json      config, top module, ports, widths, memory and register maps, sha256 of every file
   weights.hex, biases.hex, layer<i>_weights.npy, layer<i>_bias.npy (+ head<i>_* in OP)   with --checkpoint
 
-Everything is built in memory first and each file is written atomically, so an error
-leaves the output folder as it was. The same inputs give byte-identical files.
+Everything is built in memory first and the folder is replaced as a whole
+(``fsutil.atomic_write_dir``): a reader sees the earlier set of files or the new one, never
+a mix, and an error, a signal or a full disk leaves the folder as it was. A folder holding
+files gen did not write (not in its manifest) is refused. The same inputs give
+byte-identical files.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from pathlib import Path
 from typing import Sequence
 
 
-from .cli import FFAccelError, add_config_args, atomic_write_bytes, config_from_args, config_overrides, make_parser, run_main
+from .cli import FFAccelError, add_config_args, config_from_args, config_overrides, make_parser, run_main
+from .fsutil import atomic_write_dir
 from .hw.generate import generate
 
 PROG = "ffaccel.gen"
@@ -35,6 +39,27 @@ def build_parser():
     return p
 
 
+def _owned(out: Path) -> set[str]:
+    """The files an earlier gen run wrote into ``out`` (its manifest's list), checked before
+    any work: a file, a link, or a folder of someone else's files is refused."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise FFAccelError(f"-o {str(out)!r} exists and is not a folder")
+    if not out.exists():
+        return set()
+    names = {p.name for p in out.iterdir()}
+    if not names:
+        return set()
+    try:
+        listed = set(json.loads((out / "manifest.json").read_text())["files"]) | {"manifest.json"}
+    except (OSError, ValueError, KeyError, TypeError):
+        listed = set()
+    foreign = sorted(names - listed)
+    if foreign:
+        raise FFAccelError(f"-o {str(out)!r} holds files gen did not write ({', '.join(foreign[:3])}"
+                           f"{', ...' if len(foreign) > 3 else ''}); give an empty or new folder")
+    return listed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     t0 = time.perf_counter()
@@ -47,11 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         cfg = config_from_args(args)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise FFAccelError(f"-o {str(out)!r} exists and is not a folder")
+    owned = _owned(out)
     files, manifest = generate(cfg, qm)
-    for name, data in files.items():
-        atomic_write_bytes(out / name, data)
+    try:
+        atomic_write_dir(out, files, owned)
+    except FileExistsError as e:
+        raise FFAccelError(f"-o: {e}") from None
+    except OSError as e:
+        raise FFAccelError(f"-o {str(out)!r} cannot be written ({e.strerror or e}); it was left as it was") from None
     dt = time.perf_counter() - t0
     if args.json:
         print(json.dumps(manifest, indent=2, sort_keys=True))

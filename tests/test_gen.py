@@ -72,6 +72,67 @@ def test_gen_with_checkpoint_writes_images(tmp_path, digits_ckpt, cli):
     assert r.returncode == 2 and "layers" in r.stderr and not (tmp_path / "x").exists()
 
 
+def _consistent(out):
+    """Every file of ``out`` is in its manifest with the right sha256, and nothing else is there."""
+    man = json.loads((out / "manifest.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == sorted([*man["files"], "manifest.json"])
+    for name, digest in man["files"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest, name
+    return man
+
+
+def test_gen_replaces_the_whole_output_set(tmp_path, digits_ckpt, cli):
+    """A run without a checkpoint into a folder of a run with one leaves no stale weight
+    images; a folder holding someone else's file is refused and left alone; a stale
+    temporary folder of a killed run is removed; outputs are readable by others."""
+    out = tmp_path / "rtl"
+    assert cli("gen", "--checkpoint", str(digits_ckpt), "--rows", "5", "-o", str(out)).returncode == 0
+    assert "weights.hex" in _consistent(out)["files"]
+    dead = tmp_path / f".rtl.tmp-{2 ** 22 + 17}-abc"          # a pid that does not run
+    dead.mkdir()
+    r = cli("gen", "--layers", "2x8", "--inputs", "16", "--rows", "2", "--cols", "2", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    man = _consistent(out)
+    assert "weights.hex" not in man["files"] and man["config"]["layers"] == [8, 8]
+    assert not dead.exists() and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".rtl")) == []
+    assert (out / "manifest.json").stat().st_mode & 0o044              # not 0600
+    (out / "notes.txt").write_text("mine")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    r = cli("gen", "--layers", "2x8", "--inputs", "16", "-o", str(out))
+    assert r.returncode == 2 and "did not write (notes.txt)" in r.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("fault", ["enospc", "interrupt"])
+def test_gen_fault_mid_write_leaves_the_folder_as_it_was(tmp_path, cli, monkeypatch, fault):
+    """Out of space (ENOSPC on the second file) or an interrupt half-way: the earlier output
+    set is intact and consistent, no temporary folder is left, one line and exit 2 (130 for
+    the interrupt)."""
+    import errno
+    import os
+    out = tmp_path / "rtl"
+    assert cli("gen", "--layers", "2x8", "--inputs", "16", "-o", str(out)).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_fsync, calls = os.fsync, []
+
+    def failing_fsync(fd):
+        calls.append(fd)
+        if len(calls) == 2:
+            if fault == "enospc":
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise KeyboardInterrupt
+        return real_fsync(fd)
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    r = cli("gen", "--layers", "3x8", "--inputs", "16", "-o", str(out))
+    assert r.returncode == (2 if fault == "enospc" else 130)
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    if fault == "enospc":
+        assert "No space left on device" in r.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    _consistent(out)
+    assert [p.name for p in tmp_path.iterdir()] == ["rtl"]
+
+
 def test_hex_images_pack_lanes_low_first():
     lanes = np.array([[1, -1, 0], [-8, 7, 3]])
     text = to_hex_lines(lanes, 4).decode().split()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import queue
-import signal
 import sys
 import time
 from pathlib import Path
@@ -41,7 +40,6 @@ def _run_workers(space_path: str, url: str, trials, n: int, bar) -> None:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     procs = [ctx.Process(target=worker, args=(space_path, url, trials, i, q, True)) for i in range(n)]
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         for pr in procs:
             pr.start()
@@ -53,8 +51,7 @@ def _run_workers(space_path: str, url: str, trials, n: int, bar) -> None:
                 pass
         for pr in procs:
             pr.join()
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
+    finally:                                  # (run_main turns SIGTERM into an interrupt)
         for pr in procs:
             if pr.is_alive():
                 pr.terminate()
@@ -65,10 +62,6 @@ def _run_workers(space_path: str, url: str, trials, n: int, bar) -> None:
     bad = [pr.exitcode for pr in procs if pr.exitcode]
     if bad:
         raise FFAccelError(f"{len(bad)} worker(s) failed (exit codes {bad}); finished evaluations are kept")
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
