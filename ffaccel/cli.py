@@ -38,20 +38,41 @@ def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
 
+def strict_int(text: str) -> int:
+    """An integer flag value in ASCII digits only (``int`` would take '١٢' or '1_0', which
+    ``--layers`` refuses): one rule for every integer flag."""
+    import re
+    if not re.fullmatch(r"[+-]?[0-9]+", text.strip()):
+        raise argparse.ArgumentTypeError(f"invalid integer value: {text!r}")
+    return int(text)
+
+
+def strict_float(text: str) -> float:
+    """A finite float flag value in ASCII (no nan, inf, '1_0')."""
+    import math
+    import re
+    if not re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", text.strip()):
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}")
+    v = float(text)
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}")
+    return v
+
+
 # flag -> (config key, type, help)
 _CONFIG_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
-    "--inputs": ("inputs", int, "network inputs (default 784)"),
-    "--classes": ("classes", int, "classes (default 10)"),
-    "--rows": ("rows", int, "systolic array rows: the reuse dimension (default 10)"),
-    "--cols": ("cols", int, "systolic array columns: output neurons per tile (default 16)"),
-    "--wbits": ("wbits", int, "weight bits, signed (default 8)"),
-    "--abits": ("abits", int, "activation bits, unsigned (default 8)"),
+    "--inputs": ("inputs", strict_int, "network inputs (default 784)"),
+    "--classes": ("classes", strict_int, "classes (default 10)"),
+    "--rows": ("rows", strict_int, "systolic array rows: the reuse dimension (default 10)"),
+    "--cols": ("cols", strict_int, "systolic array columns: output neurons per tile (default 16)"),
+    "--wbits": ("wbits", strict_int, "weight bits, signed (default 8)"),
+    "--abits": ("abits", strict_int, "activation bits, unsigned (default 8)"),
     "--mode": ("mode", str, "inference mode: mp (multi-pass) or op (one-pass)"),
     "--exit-policy": ("exit_policy", str, "early exit rule: max, margin or none"),
     "--exit-head": ("exit_head", str, "OP exit heads: learned, lls (sin basis) or lls-square (generated on chip)"),
-    "--k": ("exit_k", float, "LightFF threshold knob: T = mu - k*sigma"),
+    "--k": ("exit_k", strict_float, "LightFF threshold knob: T = mu - k*sigma"),
     "--weight-mem": ("weight_mem", str, "weight memory level: sram or dram"),
-    "--clock-mhz": ("clock_mhz", float, "clock frequency in MHz"),
+    "--clock-mhz": ("clock_mhz", strict_float, "clock frequency in MHz"),
     "--tech": ("tech", str, "technology node, e.g. 45nm"),
 }
 
@@ -68,7 +89,8 @@ def add_recipe_args(parser: argparse.ArgumentParser) -> None:
             g.add_argument(flag, dest=f"recipe_{name}", action=argparse.BooleanOptionalAction,
                            default=argparse.SUPPRESS, help=help_)
         else:
-            g.add_argument(flag, dest=f"recipe_{name}", type=type(default), default=argparse.SUPPRESS,
+            typ = {int: strict_int, float: strict_float}.get(type(default), type(default))
+            g.add_argument(flag, dest=f"recipe_{name}", type=typ, default=argparse.SUPPRESS,
                            metavar="{" + ",".join(SCORE_LAYERS) + "}" if name == "score_layers" else name.upper(),
                            choices=SCORE_LAYERS if name == "score_layers" else None, help=help_)
 

@@ -488,7 +488,7 @@ class AccelConfig:
         schema = data.pop("schema", SCHEMA_VERSION)
         if schema != SCHEMA_VERSION:
             raise ConfigError(f"config schema {schema!r} is not supported (allowed: {SCHEMA_VERSION})")
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ConfigError(f"unknown config key {unknown[0]!r} (allowed: {', '.join(sorted(names))})")

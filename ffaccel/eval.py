@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from .cli import FFAccelError, make_parser, run_main
+from .cli import FFAccelError, make_parser, run_main, strict_float, strict_int
 from .config import EXIT_POLICIES, MODES
 from .data import DataError, load_dataset
 from .model.checkpoint import load_checkpoint
@@ -30,11 +30,11 @@ def build_parser():
     p.add_argument("--checkpoint", required=True, help="checkpoint written by ffaccel.train")
     p.add_argument("--dataset", required=True, help="mnist, fashion-mnist, digits, or a path")
     p.add_argument("--mode", choices=MODES, default=None, help="must match the checkpoint's mode")
-    p.add_argument("--k", type=float, default=None, help="exit knob (default: the checkpoint's)")
+    p.add_argument("--k", type=strict_float, default=None, help="exit knob (default: the checkpoint's)")
     p.add_argument("--policy", choices=EXIT_POLICIES, default=None, help="exit rule (default: the checkpoint's)")
     p.add_argument("--integer", action="store_true", help="evaluate the integer golden model")
-    p.add_argument("--limit", type=int, default=None, help="first N test samples only")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--limit", type=strict_int, default=None, help="first N test samples only")
+    p.add_argument("--threads", type=strict_int, default=1)
     p.add_argument("--json", action="store_true")
     return p
 

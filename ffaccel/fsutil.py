@@ -143,3 +143,25 @@ def atomic_write_dir(out: str | Path, files: dict[str, bytes], owned: set[str] |
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def check_writable(path: str | Path, *, folder: bool) -> str | None:
+    """Why ``path`` (a file, or with ``folder`` a folder) cannot be written, or None: checked
+    before any work, so a long run does not end in a traceback. The nearest existing ancestor
+    must be a writable folder; an existing target must be of the right kind."""
+    p = Path(path)
+    if p.exists() or p.is_symlink():
+        if folder and not p.is_dir():
+            return "exists and is not a folder"
+        if not folder and p.is_dir():
+            return "is a folder; give a file name"
+    anc = p.parent if not p.exists() else (p if folder else p.parent)
+    while not anc.exists():
+        if anc.is_symlink():
+            return f"{anc} is a broken link"
+        anc = anc.parent
+    if not anc.is_dir():
+        return f"{anc} is not a folder"
+    if not os.access(anc, os.W_OK | os.X_OK):
+        return f"{anc} is not writable"
+    return None

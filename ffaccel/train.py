@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Sequence
 
 from .cli import (FFAccelError, add_config_args, add_recipe_args, config_from_args, make_parser,
-                  recipe_from_args, run_main)
+                  recipe_from_args, run_main, strict_int)
 from .data import DataError, load_dataset
+from .fsutil import check_writable
 from .model.checkpoint import save_checkpoint
 from .model.training import fit
 
@@ -26,7 +27,7 @@ PROG = "ffaccel.train"
 def build_parser():
     p = make_parser(PROG, __doc__.splitlines()[0])
     p.add_argument("--dataset", required=True, help="mnist, fashion-mnist, digits, or a path (.npz / IDX folder)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on 2 cores)")
+    p.add_argument("--threads", type=strict_int, default=1, help="torch threads (1 is fastest on 2 cores)")
     p.add_argument("--init", help="start from this checkpoint's weights (same network): continue training")
     p.add_argument("--out", required=True, help="checkpoint file to write")
     p.add_argument("--no-progress", action="store_true")
@@ -42,8 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 1 <= args.threads <= 256:
         raise FFAccelError(f"--threads={args.threads} out of range (allowed: 1..256)")
     out = Path(args.out)
-    if out.is_dir():
-        raise FFAccelError(f"--out {str(out)!r} is a directory; give a checkpoint file name")
+    why = check_writable(out, folder=False)
+    if why:
+        raise FFAccelError(f"--out {str(out)!r} cannot be written: {why}")
     try:
         ds = load_dataset(args.dataset)
     except DataError as e:

@@ -30,7 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .cli import FFAccelError, add_config_args, config_from_args, config_overrides, make_parser, run_main
+from .fsutil import check_writable
+from .cli import FFAccelError, add_config_args, config_from_args, config_overrides, make_parser, run_main, strict_float, strict_int
 from .config import AccelConfig
 from .sim.faults import FAULTS
 from .sim.runner import SIMS
@@ -44,11 +45,11 @@ def build_parser():
     g = p.add_argument_group("verification")
     g.add_argument("--sim", choices=SIMS, default="verilator",
                    help="simulator (Verilator: ~20 s build, fast; Icarus: 1 s build, slower)")
-    g.add_argument("--samples", type=int, default=8, help="samples to verify")
-    g.add_argument("--seed", type=int, default=0, help="random weights, inputs and stalls")
+    g.add_argument("--samples", type=strict_int, default=8, help="samples to verify")
+    g.add_argument("--seed", type=strict_int, default=0, help="random weights, inputs and stalls")
     g.add_argument("--checkpoint", help="trained checkpoint (then --dataset is needed)")
     g.add_argument("--dataset", help="with --checkpoint: mnist, fashion-mnist, digits or a path")
-    g.add_argument("--stall", type=float, default=0.25,
+    g.add_argument("--stall", type=strict_float, default=0.25,
                    help="probability of an idle input cycle and of result back-pressure per cycle")
     g.add_argument("--vcd", metavar="FILE",
                    help="write a VCD of the simulation to FILE (Verilator: a separate --trace build)")
@@ -97,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     if args.samples < 1:
         raise FFAccelError(f"--samples={args.samples} out of range (allowed: >= 1)")
+    if args.vcd:
+        why = check_writable(Path(args.vcd), folder=False)
+        if why:
+            raise FFAccelError(f"--vcd {args.vcd!r} cannot be written: {why}")
     if not 0.0 <= args.stall < 1.0:
         raise FFAccelError(f"--stall={args.stall} out of range (allowed: 0 <= P < 1)")
     if args.dataset and not args.checkpoint:

@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from ffaccel.cli import FFAccelError, make_parser, run_main
 from ffaccel.config import AccelConfig, parse_layers

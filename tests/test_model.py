@@ -271,3 +271,27 @@ def test_fan_in_adam_step_is_the_rms_input_layer(fan_in):
     # plain Adam on the unit-length form is a different (slower) trajectory
     dw_plain, _ = _adam_gap(fan_in, False)
     assert dw_plain > 1e-3, dw_plain
+
+
+@pytest.mark.parametrize("bad,fragment", [
+    (float("nan"), "NaN or infinite"), (float("inf"), "NaN or infinite"), ("complex", "real floating point"),
+    ("int", "real floating point"), ("list", "not a tensor")])
+def test_checkpoint_refuses_non_finite_or_odd_weights(tmp_path, digits_ckpt, bad, fragment):
+    """A checkpoint whose weights are NaN, infinite, complex, integer or not tensors is
+    refused with one line (it used to give weight images of -128 and an accuracy)."""
+    blob = torch.load(digits_ckpt, weights_only=True)
+    w = blob["state"]["layers.0.weight"]
+    if bad == "complex":
+        w = w.to(torch.complex64)
+    elif bad == "int":
+        w = w.to(torch.int32)
+    elif bad == "list":
+        w = w.tolist()
+    else:
+        w = w.clone()
+        w[0, 0] = bad
+    blob["state"]["layers.0.weight"] = w
+    torch.save(blob, tmp_path / "bad.ckpt")
+    with pytest.raises(FFAccelError, match=fragment) as e:
+        load_checkpoint(tmp_path / "bad.ckpt")
+    assert "\n" not in str(e.value)

@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ..cli import FFAccelError, make_parser, run_main
+from ..cli import FFAccelError, make_parser, run_main, strict_int
 from .pareto import pareto, write_outputs
 from .space import load_space
+from ..fsutil import check_writable
 from .storage import check_workers, normalise_url
 from .study import _study, collect, enqueue_grid, fail_dead_local_trials, fail_stale_trials, todo_waiting, worker
 
@@ -69,17 +70,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--space", required=True, help="space file (TOML)")
     p.add_argument("--store", help="SQLite file of the study (default runs/dse/<space>.db)")
     p.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db (distributed)")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=strict_int, default=1,
                    help="worker processes on this machine (at most twice its cores)")
-    p.add_argument("--trials", type=int, default=None, help="nsga2: trials per worker (default: the space's)")
+    p.add_argument("--trials", type=strict_int, default=None, help="nsga2: trials per worker (default: the space's)")
     p.add_argument("--out", default=None, help="folder for CSV and PNG (default runs/dse/<space>)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     space = load_space(args.space)
     check_workers(args.workers)
+    if args.trials is not None and args.trials < 1:
+        raise FFAccelError(f"--trials={args.trials} out of range (allowed: >= 1)")
     if args.store and args.storage:
         raise FFAccelError("give --store or --storage, not both")
+    out = Path(args.out or f"runs/dse/{space.name}")
+    for flag, path, folder in (("--out", out, True),
+                               ("--store", Path(args.store or f"runs/dse/{space.name}.db"), False)):
+        why = None if (flag == "--store" and args.storage) else check_writable(path, folder=folder)
+        if why:
+            raise FFAccelError(f"{flag} {str(path)!r} cannot be written: {why}")
     url = normalise_url(args.storage or f"sqlite:///{Path(args.store or f'runs/dse/{space.name}.db').resolve()}")
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +119,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     bar.close()
     rows = collect(space, study)
     front = pareto(rows, space.objectives)
-    out = Path(args.out or f"runs/dse/{space.name}")
     files = write_outputs(space, rows, front, out) if rows else []
     dt = time.perf_counter() - t0
     new = len(rows) - before

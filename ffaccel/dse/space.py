@@ -121,6 +121,9 @@ def load_space(path: str | Path) -> Space:
         if not isinstance(v, typ) or isinstance(v, bool):
             raise FFAccelError(f"--space: workload {k}={v!r} must be {typ.__name__}")
         wl[k] = v
+    for k in ("limit", "val_limit", "toggle_samples"):
+        if wl[k] < 1:
+            raise FFAccelError(f"--space: workload {k}={wl[k]} out of range (allowed: >= 1)")
     if "dataset" not in wl:
         raise FFAccelError("--space: [workload] needs a dataset")
     axes = data.get("axes", {})

@@ -6,13 +6,17 @@
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
-from ..cli import FFAccelError, add_config_args, config_from_args, make_parser, run_main, workload_from_args
+from ..cli import (FFAccelError, add_config_args, config_from_args, make_parser, run_main, strict_float, strict_int,
+                   workload_from_args)
+from ..fsutil import check_writable
 from .coeffs import load_coeffs
 from .report import k_sweep, report, write_plots
 
@@ -25,14 +29,14 @@ PROG = "ffaccel.energy"
 def build_parser():
     p = make_parser(PROG, __doc__.splitlines()[0])
     add_config_args(p)
-    p.add_argument("--samples", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=strict_int, default=8)
+    p.add_argument("--seed", type=strict_int, default=0)
     p.add_argument("--checkpoint")
     p.add_argument("--dataset")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=strict_int, default=None)
     p.add_argument("--coeffs", help="TOML/JSON file overriding coefficients (see --show-coeffs)")
     p.add_argument("--show-coeffs", action="store_true", help="print the coefficient table and exit")
-    p.add_argument("--toggle-samples", type=int, default=16, help="inferences whose toggles are computed")
+    p.add_argument("--toggle-samples", type=strict_int, default=16, help="inferences whose toggles are computed")
     p.add_argument("--ks", default=None, help="with a checkpoint: k values for the energy-accuracy plot")
     p.add_argument("--plots", help="folder for PNG plots")
     p.add_argument("--json", action="store_true")
@@ -49,17 +53,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.toggle_samples < 1:
         raise FFAccelError(f"--toggle-samples={args.toggle_samples} out of range (allowed: >= 1)")
+    if args.plots:
+        why = check_writable(Path(args.plots), folder=True)
+        if why:
+            raise FFAccelError(f"--plots {args.plots!r} cannot be written: {why}")
+    ks = None
+    if args.ks:                                # checked before any work
+        if not args.checkpoint:
+            raise FFAccelError("--ks needs --checkpoint and --dataset (accuracy needs labels)")
+        try:
+            ks = [strict_float(v) for v in args.ks.split(",")]
+        except argparse.ArgumentTypeError:
+            raise FFAccelError(f"--ks {args.ks!r} is not a comma-separated list of finite numbers") from None
     t0 = time.perf_counter()
     wl = workload_from_args(args)
     rep = report(wl, coeffs, args.toggle_samples)
     sweep = None
-    if args.ks:
-        if not args.checkpoint:
-            raise FFAccelError("--ks needs --checkpoint and --dataset (accuracy needs labels)")
-        try:
-            ks = [float(v) for v in args.ks.split(",")]
-        except ValueError:
-            raise FFAccelError(f"--ks {args.ks!r} is not a comma-separated list of numbers") from None
+    if ks:
         sweep = k_sweep(args.checkpoint, args.dataset, args.limit, wl.cfg, rep, ks)
         rep["k_sweep"] = sweep
     if args.plots:

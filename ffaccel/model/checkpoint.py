@@ -65,9 +65,16 @@ def load_checkpoint(path: str | Path) -> tuple[FFNet, AccelConfig, dict[str, Any
         raise FFAccelError(f"checkpoint {str(p)!r} does not match its config "
                            f"({'missing ' + missing[0] if missing else 'unexpected ' + extra[0]})")
     for k, v in want.items():
-        if tuple(state[k].shape) != tuple(v.shape):
-            raise FFAccelError(f"checkpoint {str(p)!r}: {k} has shape {tuple(state[k].shape)}, "
+        t = state[k]
+        if not isinstance(t, torch.Tensor):
+            raise FFAccelError(f"checkpoint {str(p)!r}: {k} is a {type(t).__name__}, not a tensor")
+        if tuple(t.shape) != tuple(v.shape):
+            raise FFAccelError(f"checkpoint {str(p)!r}: {k} has shape {tuple(t.shape)}, "
                                f"its config needs {tuple(v.shape)}")
+        if not t.dtype.is_floating_point or t.is_complex():
+            raise FFAccelError(f"checkpoint {str(p)!r}: {k} holds {t.dtype} values (real floating point needed)")
+        if not bool(torch.isfinite(t).all()):
+            raise FFAccelError(f"checkpoint {str(p)!r}: {k} holds NaN or infinite values")
     net.load_state_dict(state)
     return net, cfg, meta
 

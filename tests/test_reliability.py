@@ -1,0 +1,80 @@
+"""Bad input on every tool: one line on stderr, exit status 2, before any work, nothing
+written (issue #13's classes 4-6). Each case runs the tool in process (the ``cli``
+fixture) inside an empty working folder that must stay empty but for the files the case
+made itself."""
+
+import pytest
+
+SPACE = """
+[workload]
+dataset = "digits"
+layers = "2x8"
+{workload}
+[recipe]
+{recipe}
+[axes]
+rows = [2]
+"""
+
+
+def _files(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+CASES = [
+    # train: values the recipe refuses, outputs that cannot be written (before training)
+    ("train", ["--dataset", "digits", "--theta", "inf", "--out", "c.ckpt"], "invalid number: 'inf'"),
+    ("train", ["--dataset", "digits", "--theta", "nan", "--out", "c.ckpt"], "invalid number: 'nan'"),
+    ("train", ["--dataset", "digits", "--lr", "-1", "--out", "c.ckpt"], "lr=-1.0 out of range"),
+    ("train", ["--dataset", "digits", "--epochs", "1_0", "--out", "c.ckpt"], "invalid integer value: '1_0'"),
+    ("train", ["--dataset", "digits", "--out", "afile/c.ckpt"], "afile is not a folder"),
+    ("train", ["--dataset", "digits", "--out", "adir"], "is a folder; give a file name"),
+    # gen: flags in other scripts' digits, outputs under a file
+    ("gen", ["--layers", "2x8", "--inputs", "16", "--rows", "\u0663", "-o", "r"], "invalid integer value"),
+    ("gen", ["--layers", "2x8", "--inputs", "16", "--cols", "1_0", "-o", "r"], "invalid integer value: '1_0'"),
+    ("gen", ["--layers", "2x8", "--inputs", "16", "--k", "nan", "-o", "r"], "invalid number: 'nan'"),
+    ("gen", ["--layers", "2x8", "--inputs", "16", "-o", "afile"], "exists and is not a folder"),
+    ("gen", ["--layers", "2x8", "--inputs", "16", "-o", "adir"], "holds files gen did not write (mine.txt)"),
+    # eval / energy / verify
+    ("eval", ["--checkpoint", "CKPT", "--dataset", "digits", "--k", "inf"], "invalid number: 'inf'"),
+    ("energy", ["--checkpoint", "CKPT", "--dataset", "digits", "--ks", "nan,inf"], "finite numbers"),
+    ("energy", ["--layers", "2x8", "--inputs", "16", "--plots", "afile/p"], "afile is not a folder"),
+    ("verify", ["--layers", "2x8", "--inputs", "16", "--vcd", "afile/w.vcd"], "afile is not a folder"),
+    # dse: flags and spaces checked before a store is made
+    ("dse", ["--space", "SPACE", "--trials", "0"], "--trials=0 out of range"),
+    ("dse", ["--space", "SPACE", "--workers", "0"], "--workers=0 out of range"),
+    ("dse", ["--space", "SPACE", "--workers", "9999"], "--workers=9999 out of range"),
+    ("dse", ["--space", "SPACE", "--out", "afile"], "--out 'afile' cannot be written: exists and is not a folder"),
+    ("dse", ["--space", "SPACE:toggle_samples = 0"], "toggle_samples=0 out of range"),
+    ("dse", ["--space", "SPACE:limit = 0"], "limit=0 out of range"),
+    ("dse", ["--space", "SPACE::epochs = 0"], "epochs=0 out of range"),
+    ("dse", ["--space", "SPACE::lr = -1"], "lr=-1.0 out of range"),
+    ("dse", ["--space", "SPACE::theta = nan"], "theta=nan out of range"),
+    ("dse", ["--space", "SPACE:lr = 0.1"], "put it in the [recipe] section"),
+]
+
+
+@pytest.mark.parametrize("tool,argv,fragment", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, cli, digits_ckpt, tool, argv,
+                                                         fragment):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FFACCEL_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "adir" / "mine.txt").write_text("mine")
+    args = []
+    for a in argv:
+        if a == "CKPT":
+            a = str(digits_ckpt)
+        elif a.startswith("SPACE"):
+            _, _, rest = a.partition(":")
+            workload, _, recipe = rest.partition(":")
+            (tmp_path / "s.toml").write_text(SPACE.format(workload=workload, recipe=recipe))
+            a = "s.toml"
+        args.append(a)
+    before = _files(tmp_path)
+    r = cli(tool, *args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert _files(tmp_path) == before                     # nothing written, nothing removed
