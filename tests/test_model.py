@@ -295,3 +295,19 @@ def test_checkpoint_refuses_non_finite_or_odd_weights(tmp_path, digits_ckpt, bad
     with pytest.raises(FFAccelError, match=fragment) as e:
         load_checkpoint(tmp_path / "bad.ckpt")
     assert "\n" not in str(e.value)
+
+
+def test_checkpoint_claiming_a_huge_network_is_refused_before_allocation(tmp_path, digits_ckpt):
+    """A small file whose config claims 64 layers of 65536 (16 GiB of float32 weights) is
+    refused from the shapes alone: the network is never built."""
+    import resource
+    blob = torch.load(digits_ckpt, weights_only=True)
+    cfg = json.loads(blob["config"])
+    cfg.update(layers=[65536] * 64, wfrac=[], hfrac=[], thresholds=[])
+    blob["config"] = json.dumps(cfg)
+    torch.save(blob, tmp_path / "huge.ckpt")
+    assert (tmp_path / "huge.ckpt").stat().st_size < 100_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(FFAccelError, match="does not match its config|has shape"):
+        load_checkpoint(tmp_path / "huge.ckpt")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000      # KiB: no 16 GiB

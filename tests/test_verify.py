@@ -318,6 +318,32 @@ def test_cli_checkpoint_with_array_override(digits_ckpt, cli):
     assert r.returncode == 2 and "layers" in r.stderr
 
 
+@needs_icarus
+def test_build_folder_links_are_never_written_through(tmp_path, cli):
+    """Links planted in a (shared) build folder at the job file and the lock: a run must
+    neither overwrite nor truncate their targets."""
+    build = tmp_path / "b"
+    args = ["verify", "--layers", "2x5", "--inputs", "12", "--classes", "3", "--rows", "2", "--cols", "3",
+            "--sim", "icarus", "--samples", "2", "--build-dir", str(build)]
+    assert cli(*args).returncode == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    planted = list(build.rglob("job-*.json")) + list(build.rglob(".lock"))
+    assert planted
+    for p in planted:
+        p.unlink()
+        p.symlink_to(victim)
+    r = cli(*args)
+    assert victim.read_text() == "precious"
+    locks = [p for p in planted if p.name == ".lock"]
+    # a link at the lock is refused with one line; with the locks restored the run replaces the job links
+    assert r.returncode == 2 and "a link at .lock" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    for p in locks:
+        p.unlink()
+    assert cli(*args).returncode == 0 and victim.read_text() == "precious"
+    assert not any(p.is_symlink() for p in planted if p.name != ".lock")
+
+
 @pytest.mark.parametrize("args", [["--bogus"], ["--layers", "2x16", "--inputs", "32", "--rows", "0"],
                                   ["--stall", "1.5"], ["--samples", "0"], ["--sim", "modelsim"],
                                   ["--dataset", "digits"]])

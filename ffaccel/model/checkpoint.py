@@ -19,7 +19,7 @@ import torch
 from ..config import FORMAT_FIELDS, NETWORK_FIELDS, AccelConfig, ConfigError
 from ..errors import FFAccelError
 from ..fsutil import atomic_write_bytes
-from .ff import FFNet
+from .ff import FFNet, state_shapes
 
 FORMAT = "ffaccel-checkpoint-1"
 
@@ -52,29 +52,33 @@ def load_checkpoint(path: str | Path) -> tuple[FFNet, AccelConfig, dict[str, Any
     try:
         cfg = AccelConfig.from_json(blob["config"])
         meta = json.loads(blob["meta"])
-    except (ConfigError, KeyError, json.JSONDecodeError) as e:
+    except (ConfigError, KeyError, TypeError, json.JSONDecodeError) as e:
         raise FFAccelError(f"checkpoint {str(p)!r} has a bad config: {e}") from None
-    net = FFNet(cfg)
+    if not isinstance(meta, dict):
+        raise FFAccelError(f"checkpoint {str(p)!r} has bad metadata (a {type(meta).__name__}, not a mapping)")
     state = blob.get("state")
     if not isinstance(state, dict):
         raise FFAccelError(f"checkpoint {str(p)!r} holds no weights")
-    want = net.state_dict()
+    # shapes and values are checked against the config before the network is allocated,
+    # so a small file that claims a huge network is refused without building it
+    want = state_shapes(cfg)
     missing = sorted(set(want) - set(state))
     extra = sorted(set(state) - set(want))
     if missing or extra:
         raise FFAccelError(f"checkpoint {str(p)!r} does not match its config "
                            f"({'missing ' + missing[0] if missing else 'unexpected ' + extra[0]})")
-    for k, v in want.items():
+    for k, shape in want.items():
         t = state[k]
         if not isinstance(t, torch.Tensor):
             raise FFAccelError(f"checkpoint {str(p)!r}: {k} is a {type(t).__name__}, not a tensor")
-        if tuple(t.shape) != tuple(v.shape):
+        if tuple(t.shape) != shape:
             raise FFAccelError(f"checkpoint {str(p)!r}: {k} has shape {tuple(t.shape)}, "
-                               f"its config needs {tuple(v.shape)}")
+                               f"its config needs {shape}")
         if not t.dtype.is_floating_point or t.is_complex():
             raise FFAccelError(f"checkpoint {str(p)!r}: {k} holds {t.dtype} values (real floating point needed)")
         if not bool(torch.isfinite(t).all()):
             raise FFAccelError(f"checkpoint {str(p)!r}: {k} holds NaN or infinite values")
+    net = FFNet(cfg)
     net.load_state_dict(state)
     return net, cfg, meta
 

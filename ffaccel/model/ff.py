@@ -29,6 +29,20 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(EPS)
 
 
+def state_shapes(cfg: AccelConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor of ``FFNet(cfg)``'s state, without allocating it (a
+    checkpoint is checked against these before its network is built)."""
+    out: dict[str, tuple[int, ...]] = {}
+    for i, (n_in, n_out) in enumerate(zip(cfg.fan_in, cfg.layers)):
+        out[f"layers.{i}.weight"] = (n_out, n_in)
+        out[f"layers.{i}.bias"] = (n_out,)
+    if cfg.mode == "op":
+        for i, n in enumerate(cfg.layers):
+            out[f"heads.{i}.weight"] = (cfg.classes, n)
+            out[f"heads.{i}.bias"] = (cfg.classes,)
+    return out
+
+
 class FFNet(torch.nn.Module):
     """FF layers on the unit-length input (the hardware's form).
 

