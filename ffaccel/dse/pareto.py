@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from ..fsutil import atomic_write_text
+from ..fsutil import atomic_write_bytes
 from .space import METRICS, Space
 
 
@@ -31,7 +31,6 @@ def pareto(rows: list[dict], objectives: tuple) -> list[dict]:
 def write_outputs(space: Space, rows: list[dict], front: list[dict], out: Path) -> list[str]:
     """``<space>_points.csv`` (every design, marked if on ``front``) and two Pareto plots in
     ``out``; returns the paths written."""
-    out.mkdir(parents=True, exist_ok=True)
     keys = ["trial", *sorted(space.axes), *METRICS, "pareto", "point_key", "worker"]
     keys_front = {r["point_key"] for r in front}
     buf = io.StringIO()
@@ -39,8 +38,8 @@ def write_outputs(space: Space, rows: list[dict], front: list[dict], out: Path) 
     w.writeheader()
     for r in rows:
         w.writerow({**r, "pareto": r["point_key"] in keys_front})
-    files = [str(out / f"{space.name}_points.csv")]
-    atomic_write_text(files[0], buf.getvalue())
+    # rendered in memory first, then written file by file atomically: a failure writes nothing
+    data = {f"{space.name}_points.csv": buf.getvalue().encode()}
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -60,8 +59,10 @@ def write_outputs(space: Space, rows: list[dict], front: list[dict], out: Path) 
         ax.legend(fontsize=7)
         ax.set_title(f"{space.name}: {yk} vs {xk}")
         fig.tight_layout()
-        path = out / f"{space.name}_{fname}"
-        fig.savefig(path, dpi=110, metadata={"Software": None})
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=110, metadata={"Software": None})
         plt.close(fig)
-        files.append(str(path))
-    return files
+        data[f"{space.name}_{fname}"] = png.getvalue()
+    for name, blob in data.items():
+        atomic_write_bytes(out / name, blob)
+    return [str(out / name) for name in data]

@@ -3,10 +3,14 @@ saves, across the exit knob k, and its plots (the library behind ``python -m ffa
 
 from __future__ import annotations
 
+import io
+
 import dataclasses
 from pathlib import Path
 
 import numpy as np
+
+from ..fsutil import atomic_write_bytes
 
 from ..model.golden import GoldenModel
 from ..schedule import schedule
@@ -96,8 +100,15 @@ def write_plots(rep: dict, folder: Path, sweep: list | None) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    folder.mkdir(parents=True, exist_ok=True)
-    files = []
+    # every plot is rendered in memory first, then written atomically: a failure writes nothing
+    out: dict[str, bytes] = {}
+
+    def save(fig, name):
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+        plt.close(fig)
+        out[name] = buf.getvalue()
+
     depth = rep["_depth"]
     fig, ax = plt.subplots(figsize=(7, 4))
     bottom = np.zeros(len(depth))
@@ -110,9 +121,7 @@ def write_plots(rep: dict, folder: Path, sweep: list | None) -> list[str]:
     ax.set_title("Energy by component vs exit depth")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    files.append(str(folder / "energy_by_exit_depth.png"))
-    fig.savefig(files[-1], dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    save(fig, "energy_by_exit_depth.png")
     fig, ax = plt.subplots(figsize=(5, 3.5))
     h = rep["exit_histogram"]
     ax.bar([int(k) for k in h], list(h.values()))
@@ -120,9 +129,7 @@ def write_plots(rep: dict, folder: Path, sweep: list | None) -> list[str]:
     ax.set_ylabel("samples")
     ax.set_title("Exit-depth histogram")
     fig.tight_layout()
-    files.append(str(folder / "exit_histogram.png"))
-    fig.savefig(files[-1], dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    save(fig, "exit_histogram.png")
     if sweep:
         fig, ax = plt.subplots(figsize=(5.5, 4))
         ax.plot([s["total_pj"] / 1e6 for s in sweep], [s["accuracy"] * 100 for s in sweep], "o-")
@@ -133,7 +140,7 @@ def write_plots(rep: dict, folder: Path, sweep: list | None) -> list[str]:
         ax.set_title("Energy vs accuracy across the exit knob k")
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        files.append(str(folder / "energy_vs_accuracy.png"))
-        fig.savefig(files[-1], dpi=110, metadata={"Software": None})
-        plt.close(fig)
-    return files
+        save(fig, "energy_vs_accuracy.png")
+    for name, data in out.items():
+        atomic_write_bytes(folder / name, data)
+    return [str(folder / name) for name in out]
