@@ -80,11 +80,36 @@ def sensitivity(qm: QuantModel, x: np.ndarray, seed: int = 99) -> float:
     return float(np.mean(np.concatenate([(p != q).ravel() for p, q in zip(a, b)])))
 
 
+def physical_memory() -> int:
+    """Bytes of physical memory of this machine."""
+    import os
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 34
+
+
+def check_memory(cfg: AccelConfig, samples: int, budget: float = 0.5) -> None:
+    """Refuse, before allocating anything, a model and batch whose integer golden model would
+    need more than ``budget`` of this machine's memory: int64 weights and their float64
+    copies (16 bytes per weight), the inputs, and a layer's activations of every copy."""
+    weights = sum(a * b for a, b in zip(cfg.fan_in, cfg.layers))
+    if cfg.mode == "op":
+        weights += cfg.classes * sum(cfg.layers)
+    acts = samples * cfg.copies * max(cfg.layers) * 8 * 4          # acc, h, products, one spare
+    need = 16 * weights + 8 * samples * cfg.inputs + acts
+    have = physical_memory()
+    if need > budget * have:
+        raise FFAccelError(f"this model and {samples} samples need about {need / 2 ** 30:.1f} GiB "
+                           f"(weights {weights:,}); this machine has {have / 2 ** 30:.1f} GiB")
+
+
 def random_workload(cfg: AccelConfig, seed: int, n: int) -> Workload:
     """Random integer weights, biases and inputs from ``seed``; exits spread over the layers
     unless the config already holds thresholds."""
     if n < 1:
         raise FFAccelError(f"--samples={n} out of range (allowed: >= 1)")
+    check_memory(cfg, n)
     rng = np.random.default_rng(seed)
     qm = QuantModel.random(cfg, rng)
     x = rng.integers(0, cfg.amax + 1, size=(n, cfg.inputs))

@@ -40,6 +40,10 @@ CASES = [
     ("energy", ["--checkpoint", "CKPT", "--dataset", "digits", "--ks", "nan,inf"], "finite numbers"),
     ("energy", ["--layers", "2x8", "--inputs", "16", "--plots", "afile/p"], "afile is not a folder"),
     ("verify", ["--layers", "2x8", "--inputs", "16", "--vcd", "afile/w.vcd"], "afile is not a folder"),
+    # sizes the config accepts but memory cannot hold: refused before allocation
+    ("perf", ["--inputs", "1048576", "--layers", "64x65536"], "GiB (weights 339,302,416,384)"),
+    ("energy", ["--inputs", "1048576", "--layers", "64x65536"], "GiB (weights 339,302,416,384)"),
+    ("perf", ["--layers", "2x16", "--inputs", "32", "--samples", "1000000000"], "1000000000 samples need"),
     # dse: flags and spaces checked before a store is made
     ("dse", ["--space", "SPACE", "--trials", "0"], "--trials=0 out of range"),
     ("dse", ["--space", "SPACE", "--workers", "0"], "--workers=0 out of range"),
