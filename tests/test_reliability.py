@@ -14,7 +14,16 @@ layers = "2x8"
 {recipe}
 [axes]
 rows = [2]
+[strategy]
+{strategy}
 """
+
+
+class Evil:
+    """A pickled object whose loading would run code (a forbidden global for weights_only)."""
+    def __reduce__(self):
+        import os
+        return (os.system, ("touch pwned",))
 
 
 def _files(root):
@@ -40,6 +49,12 @@ CASES = [
     ("energy", ["--checkpoint", "CKPT", "--dataset", "digits", "--ks", "nan,inf"], "finite numbers"),
     ("energy", ["--layers", "2x8", "--inputs", "16", "--plots", "afile/p"], "afile is not a folder"),
     ("verify", ["--layers", "2x8", "--inputs", "16", "--vcd", "afile/w.vcd"], "afile is not a folder"),
+    # messages in the user's terms
+    ("eval", ["--checkpoint", "adir", "--dataset", "digits"], "is a folder, not a checkpoint file"),
+    ("gen", ["--checkpoint", "CKPT", "--layers", "3x16", "-o", "r"], "has layers=(16, 16); the command asks for (16, 16, 16)"),
+    ("perf", ["--checkpoint", "CKPT", "--dataset", "digits", "--mode", "op"], "has mode='mp'; the command asks for 'op'"),
+    ("eval", ["--checkpoint", "EVIL", "--dataset", "digits"], "refused (loading them could run code)"),
+    ("dse", ["--space", "SPACE:::objectives = []"], "objectives is empty"),
     # sizes the config accepts but memory cannot hold: refused before allocation
     ("perf", ["--inputs", "1048576", "--layers", "64x65536"], "GiB (weights 339,302,416,384)"),
     ("energy", ["--inputs", "1048576", "--layers", "64x65536"], "GiB (weights 339,302,416,384)"),
@@ -70,10 +85,14 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, 
     for a in argv:
         if a == "CKPT":
             a = str(digits_ckpt)
+        elif a == "EVIL":
+            import torch
+            torch.save({"format": "ffaccel-checkpoint-1", "config": "{}", "meta": "{}", "state": Evil()},
+                       tmp_path / "evil.ckpt")
+            a = "evil.ckpt"
         elif a.startswith("SPACE"):
-            _, _, rest = a.partition(":")
-            workload, _, recipe = rest.partition(":")
-            (tmp_path / "s.toml").write_text(SPACE.format(workload=workload, recipe=recipe))
+            parts = (a.split(":", 3)[1:] + ["", "", ""])[:3]
+            (tmp_path / "s.toml").write_text(SPACE.format(workload=parts[0], recipe=parts[1], strategy=parts[2]))
             a = "s.toml"
         args.append(a)
     before = _files(tmp_path)

@@ -138,7 +138,11 @@ def load_space(path: str | Path) -> Space:
         raise FFAccelError(f"--space: strategy kind {kind!r} (allowed: grid, nsga2)")
     objectives = tuple(st.get("objectives", ["accuracy:max", "energy_pj:min", "latency_cycles:min",
                                              "area_cells:min"]))
+    if not objectives:
+        raise FFAccelError("--space: strategy objectives is empty (give at least one METRIC:min|max)")
     for o in objectives:
+        if not isinstance(o, str):
+            raise FFAccelError(f"--space: objective {o!r} must be a string METRIC:min|max")
         name, _, d = o.partition(":")
         if name not in METRICS or d not in ("min", "max"):
             raise FFAccelError(f"--space: objective {o!r} must be METRIC:min|max with METRIC in {', '.join(METRICS)}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -39,13 +40,20 @@ def save_checkpoint(path: str | Path, net: FFNet, cfg: AccelConfig, meta: dict[s
 def load_checkpoint(path: str | Path) -> tuple[FFNet, AccelConfig, dict[str, Any]]:
     """Load (net, config, meta); any problem is one clear :class:`FFAccelError`."""
     p = Path(path)
+    if p.is_dir():
+        raise FFAccelError(f"checkpoint {str(p)!r} is a folder, not a checkpoint file")
     if not p.is_file():
         raise FFAccelError(f"checkpoint {str(p)!r} does not exist")
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, pickle.UnpicklingError,
-            ValueError, KeyError) as e:
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" in str(e).lower() or "unsupported global" in str(e).lower():
+            raise FFAccelError(f"checkpoint {str(p)!r} holds objects other than tensors and plain data; "
+                               "refused (loading them could run code)") from None
+        raise FFAccelError(f"checkpoint {str(p)!r} is truncated or corrupt ({type(e).__name__})") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = re.sub(r"\x1b\[[0-9;]*m", "", first)[:200]        # no terminal escapes, one short line
         raise FFAccelError(f"checkpoint {str(p)!r} is truncated or corrupt: {first}") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise FFAccelError(f"checkpoint {str(p)!r} is not an ffaccel checkpoint ({FORMAT})")
@@ -94,6 +102,18 @@ def checkpoint_config(path: str, overrides: Mapping[str, Any]) -> tuple[FFNet, A
     if not isinstance(overrides, Mapping):
         raise TypeError(f"checkpoint_config: overrides must be a mapping of config keys, not {type(overrides).__name__}")
     net, ck_cfg, _ = load_checkpoint(path)
+    # the network and formats first, in the user's terms (not a derived field's complaint)
+    for key in CKPT_FIXED:
+        if key in overrides:
+            try:
+                asked = getattr(AccelConfig.from_dict({**ck_cfg.to_dict(), key: overrides[key],
+                                                       "wfrac": [], "hfrac": [], "thresholds": [],
+                                                       "score_mask": []}), key)
+            except ConfigError:
+                asked = overrides[key]
+            if asked != getattr(ck_cfg, key):
+                raise FFAccelError(f"checkpoint {path!r} has {key}={getattr(ck_cfg, key)!r}; "
+                                   f"the command asks for {asked!r}")
     data = ck_cfg.to_dict()
     data.pop("schema", None)
     data.update(overrides)
