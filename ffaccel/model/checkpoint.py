@@ -47,7 +47,7 @@ def load_checkpoint(path: str | Path) -> tuple[FFNet, AccelConfig, dict[str, Any
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights only load failed" in str(e).lower() or "unsupported global" in str(e).lower():
+        if "unsupported global" in str(e).lower():
             raise FFAccelError(f"checkpoint {str(p)!r} holds objects other than tensors and plain data; "
                                "refused (loading them could run code)") from None
         raise FFAccelError(f"checkpoint {str(p)!r} is truncated or corrupt ({type(e).__name__})") from None
