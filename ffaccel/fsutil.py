@@ -98,12 +98,12 @@ def atomic_write_dir(out: str | Path, files: dict[str, bytes], owned: set[str] |
     written to a temporary folder beside it, synced, and swapped in with one atomic
     exchange, so a reader sees the old set or the new one, never a mix, and a run killed or
     out of space at any point leaves ``out`` as it was (the temporary folder is removed on
-    every exit path Python sees, and by the next run after a SIGKILL).
+    every exit path Python sees, and by the next run after a SIGKILL). SIGINT and SIGTERM
+    are held while the set is written and swapped, and delivered right after.
 
     ``owned``: the names an earlier run wrote into ``out``; a file of ``out`` outside it is
     not ours to replace, and the call refuses (``FileExistsError``) instead of deleting it.
     """
-    import shutil
     out = Path(out)
     parent = out.parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -114,6 +114,18 @@ def atomic_write_dir(out: str | Path, files: dict[str, bytes], owned: set[str] |
         if foreign:
             raise FileExistsError(f"{out} holds files this tool did not write ({', '.join(foreign[:3])}"
                                   f"{', ...' if len(foreign) > 3 else ''}); give an empty or new folder")
+    # SIGINT/SIGTERM wait until the set is swapped in or cleaned up (no window where a
+    # temporary folder exists outside the try); they are delivered right after
+    import signal
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        _write_dir_blocked(out, parent, files)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+def _write_dir_blocked(out: Path, parent: Path, files: dict[str, bytes]) -> None:
+    import shutil
     _clean_stale(parent, out.name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{_TMP_TAG}{os.getpid()}-", dir=parent))
     try:

@@ -101,3 +101,49 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, 
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in r.stderr, r.stderr
     assert _files(tmp_path) == before                     # nothing written, nothing removed
+
+
+def _consistent_set(out):
+    import hashlib
+    import json
+    man = json.loads((out / "manifest.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == sorted([*man["files"], "manifest.json"])
+    for name, digest in man["files"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest, name
+    return man["config"]["layers"]
+
+
+def test_gen_killed_at_random_points_leaves_one_consistent_set(tmp_path):
+    """gen into a folder holding an earlier run's outputs, stopped by SIGINT, SIGTERM or
+    SIGKILL at random moments: the folder always holds one run's complete, consistent set
+    (the old or the new), and no temporary is left once the next run has passed."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "rtl"
+    base = [sys.executable, "-m", "ffaccel.gen", "--inputs", "64", "--rows", "4", "--cols", "8", "-o", str(out)]
+    assert subprocess.run(base + ["--layers", "2x64"], capture_output=True).returncode == 0
+    rng = random.Random(13)
+    seen = set()
+    for i, sig in enumerate([signal.SIGINT, signal.SIGTERM, signal.SIGKILL] * 3):
+        layers = "3x48" if i % 2 == 0 else "2x64"
+        p = subprocess.Popen(base + ["--layers", layers], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.3, 3.0))
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=60)
+        # 130: interrupted in run_main; -SIGINT/-SIGTERM: stopped while Python was still
+        # importing (before any work); -SIGKILL: no clean-up at all
+        assert p.returncode in (0, 130, -signal.SIGINT, -signal.SIGTERM, -signal.SIGKILL), err
+        if p.returncode == 130:
+            assert err.decode().strip().splitlines() == ["ffaccel.gen: interrupted"]
+        seen.add(p.returncode)
+        got = _consistent_set(out)
+        assert got in ([64, 64], [48, 48, 48])
+        # this run's temporaries (named after its pid) are gone unless it was SIGKILLed
+        mine = [q.name for q in tmp_path.iterdir() if f"-{p.pid}-" in q.name]
+        assert sig == signal.SIGKILL or not mine, mine
+    assert subprocess.run(base + ["--layers", "2x64"], capture_output=True).returncode == 0
+    assert [q.name for q in tmp_path.iterdir()] == ["rtl"]          # SIGKILL leftovers cleaned
+    assert len(seen) >= 2                                           # some runs were really cut short
