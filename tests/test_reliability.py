@@ -70,6 +70,8 @@ CASES = [
     ("dse", ["--space", "SPACE::lr = -1"], "lr=-1.0 out of range"),
     ("dse", ["--space", "SPACE::theta = nan"], "theta=nan out of range"),
     ("dse", ["--space", "SPACE:lr = 0.1"], "put it in the [recipe] section"),
+    ("dse", ["--space", "SPACE:checkpoint = 'missing.ckpt'"], "does not exist"),
+    ("dse", ["--space", "SPACE:checkpoint = 'CKPTPATH'"], "has layers=(16, 16), but the command asks for (8, 8)"),
 ]
 
 
@@ -91,6 +93,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, 
                        tmp_path / "evil.ckpt")
             a = "evil.ckpt"
         elif a.startswith("SPACE"):
+            a = a.replace("CKPTPATH", str(digits_ckpt))
             parts = (a.split(":", 3)[1:] + ["", "", ""])[:3]
             (tmp_path / "s.toml").write_text(SPACE.format(workload=parts[0], recipe=parts[1], strategy=parts[2]))
             a = "s.toml"

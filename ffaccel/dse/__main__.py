@@ -89,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         why = None if (flag == "--store" and args.storage) else check_writable(path, folder=folder)
         if why:
             raise FFAccelError(f"{flag} {str(path)!r} cannot be written: {why}")
+    from .evaluate import check_workload
+    check_workload(space)
     url = normalise_url(args.storage or f"sqlite:///{Path(args.store or f'runs/dse/{space.name}.db').resolve()}")
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

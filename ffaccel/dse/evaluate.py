@@ -15,6 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..config import NETWORK_FIELDS, WIDTH_FIELDS, AccelConfig
+from ..errors import FFAccelError
 from ..data import load_dataset
 from ..energy.coeffs import load_coeffs
 from ..energy.model import area_cells, profile
@@ -50,6 +51,23 @@ def _network(space: Space, layers: tuple, mode: str, exit_head: str = "learned")
         return net, ds
     net, _, _, _ = cached_fit(ds, cfg, space.recipe)
     return net, ds
+
+
+def check_workload(space: Space) -> None:
+    """Before a store is made or a design runs: the data set loads, and a given checkpoint
+    loads and fits the network of every design (one line, :class:`FFAccelError`)."""
+    from ..data import DataError
+    w = space.workload
+    try:
+        ds = _dataset(w["dataset"])
+    except DataError as e:
+        raise FFAccelError(f"--space: {e}") from None
+    if not w.get("checkpoint"):
+        return
+    _, ck_cfg, _ = load_checkpoint(w["checkpoint"])
+    for point in space.grid():
+        cfg = space.config(point).replace(inputs=ds.inputs, classes=ds.classes)
+        check_compatible(ck_cfg, cfg, w["checkpoint"])
 
 
 @lru_cache(maxsize=16)
