@@ -334,7 +334,7 @@ def test_workers_are_bounded_and_postgres_urls_use_the_installed_driver():
     assert normalise_url("sqlite:////x.db") == "sqlite:////x.db"
 
 
-def test_unresponsive_postgres_times_out(tmp_path):
+def test_unresponsive_postgres_times_out(tmp_path, digits_ckpt):
     """A server that accepts TCP and never answers: one line, exit 2, within the connect
     timeout (not a hang)."""
     import socket
@@ -343,7 +343,7 @@ def test_unresponsive_postgres_times_out(tmp_path):
     srv.bind(("127.0.0.1", 0))
     srv.listen(8)
     port = srv.getsockname()[1]
-    sp = _space(tmp_path, "none.ckpt")
+    sp = _space(tmp_path, digits_ckpt)
     t0 = time.time()
     try:
         r = _dse("--space", str(sp), "--storage", f"postgresql://u@127.0.0.1:{port}/db",
