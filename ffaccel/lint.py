@@ -66,7 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         mf = Path(args.folder) / "manifest.json"
         if not mf.is_file():
             raise FFAccelError(f"{str(mf)!r} not found: give --top or a folder written by ffaccel.gen")
-        top = json.loads(mf.read_text())["top"]
+        try:
+            top = json.loads(mf.read_text())["top"]
+            if not isinstance(top, str) or not top.isidentifier():
+                raise TypeError(top)
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            raise FFAccelError(f"{str(mf)!r} is not a manifest written by ffaccel.gen "
+                               f"({type(e).__name__}: no valid 'top')") from None
     rep = lint(args.folder, top)
     if args.json:
         print(json.dumps(rep, indent=2))

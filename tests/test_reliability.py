@@ -55,6 +55,9 @@ CASES = [
     ("perf", ["--checkpoint", "CKPT", "--dataset", "digits", "--mode", "op"], "has mode='mp'; the command asks for 'op'"),
     ("eval", ["--checkpoint", "EVIL", "--dataset", "digits"], "refused (loading them could run code)"),
     ("dse", ["--space", "SPACE:::objectives = []"], "objectives is empty"),
+    ("dse", ["--space", "SPACE:::objectives = 'accuracy:max'"], "must be a list of METRIC:min|max"),
+    ("dse", ["--space", "SPACE:::kind = 'nsga2'\ntrials = 'x'"], "trials='x' must be a positive integer"),
+    ("lint", ["badmanifest"], "is not a manifest written by ffaccel.gen"),
     # sizes the config accepts but memory cannot hold: refused before allocation
     ("perf", ["--inputs", "1048576", "--layers", "64x65536"], "GiB (weights 339,302,416,384)"),
     ("energy", ["--inputs", "1048576", "--layers", "64x65536"], "GiB (weights 339,302,416,384)"),
@@ -83,6 +86,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, 
     (tmp_path / "afile").write_text("x")
     (tmp_path / "adir").mkdir()
     (tmp_path / "adir" / "mine.txt").write_text("mine")
+    (tmp_path / "badmanifest").mkdir()
+    (tmp_path / "badmanifest" / "manifest.json").write_text('{"files": 5}')
     args = []
     for a in argv:
         if a == "CKPT":

@@ -78,7 +78,10 @@ class Space:
         data.update({k: v for k, v in point.items() if k not in EXTRA_AXES})
         data["layers"] = parse_layers(str(point.get("layers", self.workload["layers"])))
         if "k" in point:
-            data["exit_k"] = float(point["k"])
+            k = point["k"]
+            if isinstance(k, bool) or not isinstance(k, (int, float)):
+                raise ConfigError(f"k={k!r} must be a number")
+            data["exit_k"] = float(k)
         return AccelConfig.from_dict(data)
 
 
@@ -136,8 +139,10 @@ def load_space(path: str | Path) -> Space:
     kind = st.get("kind", "grid")
     if kind not in ("grid", "nsga2"):
         raise FFAccelError(f"--space: strategy kind {kind!r} (allowed: grid, nsga2)")
-    objectives = tuple(st.get("objectives", ["accuracy:max", "energy_pj:min", "latency_cycles:min",
-                                             "area_cells:min"]))
+    objectives = st.get("objectives", ["accuracy:max", "energy_pj:min", "latency_cycles:min", "area_cells:min"])
+    if not isinstance(objectives, list):
+        raise FFAccelError(f"--space: strategy objectives={objectives!r} must be a list of METRIC:min|max")
+    objectives = tuple(objectives)
     if not objectives:
         raise FFAccelError("--space: strategy objectives is empty (give at least one METRIC:min|max)")
     for o in objectives:
@@ -147,7 +152,7 @@ def load_space(path: str | Path) -> Space:
         if name not in METRICS or d not in ("min", "max"):
             raise FFAccelError(f"--space: objective {o!r} must be METRIC:min|max with METRIC in {', '.join(METRICS)}")
     trials = st.get("trials", 40)
-    if not isinstance(trials, int) or trials < 1:
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise FFAccelError(f"--space: strategy trials={trials!r} must be a positive integer")
     space = Space(p.stem, wl, dict(data.get("base", {})), axes, kind, trials, objectives, recipe,
                   _fingerprint(wl))
