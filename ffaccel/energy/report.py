@@ -34,7 +34,7 @@ def report(wl, coeffs, toggle_samples: int, exit_layers: np.ndarray | None = Non
     units = inference_depths(cfg, exit_layers)
     comp = energy_per_sample(depth, units, len(exit_layers))
     total = sum(comp.values())
-    full = sum(depth[-1].values()) / per
+    full = sum(depth[cfg.decision_layer - 1].values()) / per     # full depth ends at the decision layer
     hist = np.bincount(exit_layers, minlength=cfg.n_layers + 1)[1:]
     per_layer = em.per_layer(prof)
     ran = [(exit_layers > l).mean() for l in range(cfg.n_layers)]

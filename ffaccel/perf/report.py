@@ -120,7 +120,7 @@ def summarise(cfg, res, inferences, n: int) -> dict:
         if len(tots) > 1 and tots.mean() > 0:
             rse["total"] = float(tots.std(ddof=1) / np.sqrt(len(tots)) / tots.mean())
     sch = schedule(cfg)
-    full = sch.inference_cycles(cfg.n_layers, sch.batch_size)
+    full = sch.inference_cycles(cfg.decision_layer, sch.batch_size)   # full depth: to the decision layer
     compute = sum(l["phases"].get("stream", 0) + l["phases"].get("head_stream", 0) for l in full["layers"])
     return {
         "inferences": len(inferences), "samples": n,
