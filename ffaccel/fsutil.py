@@ -7,12 +7,38 @@ the mode a plain ``open`` would give (0666 under the umask): they are meant to b
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 
 
 _TMP_TAG, _OLD_TAG = ".tmp-", ".old-"
+# temporaries are named ".<target>.tmp-<pid>-<host>-..." so that only the host that made
+# one judges whether its writer is alive (a pid means nothing on a shared file system)
+_HOST = hashlib.sha256(os.uname().nodename.encode()).hexdigest()[:8]
+
+
+def _owner() -> str:
+    return f"{os.getpid()}-{_HOST}-"
+
+
+def _read_umask() -> int:
+    """The process umask, read once at import (changing it to read it is not thread-safe)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -20,7 +46,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(path.parent, path.name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP_TAG}{os.getpid()}-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP_TAG}{_owner()}", dir=path.parent)
     try:
         os.fchmod(fd, _shared_mode(0o666))      # mkstemp's 0600 would hide shared outputs
         with os.fdopen(fd, "wb") as f:
@@ -35,9 +61,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def _shared_mode(mode: int) -> int:
     """``mode`` under the process umask (what a plain open() would give)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return mode & ~umask
+    return mode & ~_UMASK
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -57,20 +81,27 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _clean_stale(parent: Path, name: str) -> None:
-    """Remove the temporary files and folders of writes to ``parent/name`` whose process is
-    gone (a run killed between writing and renaming, SIGKILL included)."""
+    """Remove the temporaries of writes to ``parent/name`` whose writer (a process of this
+    host) is gone: a run killed between writing and renaming, SIGKILL included. A folder
+    whose swap was cut between its two renames (``name`` absent, the old set parked) is
+    put back, not removed."""
     import shutil
-    for p in parent.glob(f".{name}.*"):
+    target = parent / name
+    for p in sorted(parent.glob(f".{name}.*")):
         tag = p.name[len(name) + 1:]
         for t in (_TMP_TAG, _OLD_TAG):
-            if tag.startswith(t):
-                pid = tag[len(t):].split("-", 1)[0]
-                if not pid.isdigit() or _pid_alive(int(pid)) or p.is_symlink():
-                    continue
-                if p.is_dir():
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    p.unlink(missing_ok=True)
+            if not tag.startswith(t):
+                continue
+            pid, _, rest = tag[len(t):].partition("-")
+            host = rest.split("-", 1)[0]
+            if not pid.isdigit() or host != _HOST or _pid_alive(int(pid)) or p.is_symlink():
+                continue
+            if t == _OLD_TAG and p.is_dir() and not target.exists():
+                os.rename(p, target)              # the earlier set, back in place
+            elif p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -115,19 +146,36 @@ def atomic_write_dir(out: str | Path, files: dict[str, bytes], owned: set[str] |
             raise FileExistsError(f"{out} holds files this tool did not write ({', '.join(foreign[:3])}"
                                   f"{', ...' if len(foreign) > 3 else ''}); give an empty or new folder")
     # SIGINT/SIGTERM wait until the set is swapped in or cleaned up (no window where a
-    # temporary folder exists outside the try); they are delivered right after
-    import signal
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
+    # temporary folder exists outside the try, or the target is parked); delivered after
+    with _signals_deferred():
         _write_dir_blocked(out, parent, files)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM (Python handlers run in the main thread whichever thread the
+    kernel picked, so recording them there covers every thread), then re-deliver the first."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in sigs}
+    try:
+        yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        for s, h in old.items():
+            signal.signal(s, h)
+        if got:
+            signal.raise_signal(got[0])
 
 
 def _write_dir_blocked(out: Path, parent: Path, files: dict[str, bytes]) -> None:
     import shutil
     _clean_stale(parent, out.name)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{_TMP_TAG}{os.getpid()}-", dir=parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{_TMP_TAG}{_owner()}", dir=parent))
     try:
         os.chmod(tmp, _shared_mode(0o777))
         for name, data in files.items():
@@ -146,8 +194,9 @@ def _write_dir_blocked(out: Path, parent: Path, files: dict[str, bytes]) -> None
         if not out.exists():
             os.rename(tmp, out)
         elif not _exchange(tmp, out):
-            old = parent / f".{out.name}{_OLD_TAG}{os.getpid()}-{os.urandom(4).hex()}"
-            os.rename(out, old)               # (not atomic here: out is briefly absent)
+            old = parent / f".{out.name}{_OLD_TAG}{_owner()}{os.urandom(4).hex()}"
+            os.rename(out, old)               # (not atomic: out is briefly absent; after a
+                                              # SIGKILL here the next run puts old back)
             os.rename(tmp, out)
             shutil.rmtree(old, ignore_errors=True)
             return

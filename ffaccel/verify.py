@@ -116,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg.check_float64_exact()
         qm, x = verify_samples(cfg, args.seed, args.samples)
     cfg = qm.cfg
+    if args.fault == "score_mask_ignored" and not cfg.score_mask:
+        raise FFAccelError("--fault score_mask_ignored changes nothing when every layer is scored: give a "
+                           "config that leaves a layer out (score_mask in --config, or a checkpoint that does)")
 
     from .sim.runner import SimError, verify
     try:

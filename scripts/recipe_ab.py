@@ -1,6 +1,6 @@
 """A/B of the FF training recipe on a reduced MNIST problem (minutes, not hours).
 
-    python scripts/recipe_ab.py --variant rms --layers 4x500 --limit 20000 --epochs 6 --min-steps 0 --lr 0.003 --theta 16
+    python scripts/recipe_ab.py --variant rms --layers 4x500 --limit 20000 --epochs 6 --min-steps 0 --batch 100 --lr 0.003 --theta 16
 
 Prints validation accuracy of the cumulative goodness after each layer and of each
 layer's goodness alone. ``--variant plain`` is the session-1 recipe: weights

@@ -88,13 +88,17 @@ def test_gen_replaces_the_whole_output_set(tmp_path, digits_ckpt, cli):
     out = tmp_path / "rtl"
     assert cli("gen", "--checkpoint", str(digits_ckpt), "--rows", "5", "-o", str(out)).returncode == 0
     assert "weights.hex" in _consistent(out)["files"]
-    dead = tmp_path / f".rtl.tmp-{2 ** 22 + 17}-abc"          # a pid that does not run
+    from ffaccel.fsutil import _HOST
+    dead = tmp_path / f".rtl.tmp-{2 ** 22 + 17}-{_HOST}-abc"   # a pid of this host that does not run
+    other = tmp_path / f".rtl.tmp-{2 ** 22 + 17}-0other00-abc"  # another host's: not ours to judge
+    other.mkdir()
     dead.mkdir()
     r = cli("gen", "--layers", "2x8", "--inputs", "16", "--rows", "2", "--cols", "2", "-o", str(out))
     assert r.returncode == 0, r.stderr
     man = _consistent(out)
     assert "weights.hex" not in man["files"] and man["config"]["layers"] == [8, 8]
-    assert not dead.exists() and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".rtl")) == []
+    assert not dead.exists() and other.exists()
+    other.rmdir()
     assert (out / "manifest.json").stat().st_mode & 0o044              # not 0600
     (out / "notes.txt").write_text("mine")
     before = {p.name: p.read_bytes() for p in out.iterdir()}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import queue
 import sys
 import time
@@ -40,7 +41,7 @@ def _run_workers(space_path: str, url: str, trials, n: int, bar) -> None:
     and are terminated when it stops early (an exception, SIGINT, SIGTERM)."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=worker, args=(space_path, url, trials, i, q, True)) for i in range(n)]
+    procs = [ctx.Process(target=worker, args=(space_path, url, trials, i, q, os.getpid())) for i in range(n)]
     try:
         for pr in procs:
             pr.start()

@@ -34,6 +34,7 @@ HEARTBEAT_S = 10
 CONNECT_TIMEOUT_S = 10
 STATEMENT_TIMEOUT_S = 120
 SQLITE_BUSY_TIMEOUT_S = 120
+LOCK_WAIT_S = 600
 
 
 def normalise_url(url: str) -> str:
@@ -51,7 +52,7 @@ def sqlite_path(url: str) -> Path | None:
 
 @contextlib.contextmanager
 def _file_lock(path: Path):
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)      # the umask applies: shared
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -121,11 +122,19 @@ def sweep_lock(storage, url: str, study_name: str):
         return
     key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big", signed=True)
     with rdb_engine(storage).connect() as conn:
-        conn.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
+        # wait as long as the other sweep enqueues (the statement timeout would cut it),
+        # polling so that the wait is visible and bounded
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while not conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar():
+            if time.monotonic() > deadline:
+                raise FFAccelError(f"another sweep of study {study_name!r} has held its enqueue lock "
+                                   f"for {LOCK_WAIT_S} s; try again later")
+            time.sleep(0.5)
         try:
             yield
         finally:
             conn.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+            conn.commit()
 
 
 def check_workers(n: int, cpus: int | None = None) -> None:

@@ -47,15 +47,15 @@ def _suggest(space: Space, trial) -> dict:
     return {k: trial.suggest_categorical(k, v) for k, v in sorted(space.axes.items())}
 
 
-def worker(space_path: str, url: str, trials: int | None, wid: int, q=None, watch_parent: bool = False) -> int:
+def worker(space_path: str, url: str, trials: int | None, wid: int, q=None, parent_pid: int | None = None) -> int:
     """One worker process: evaluate designs of the shared study until none are left (grid)
     or ``trials`` are done (NSGA-II). Runs inside ``study.optimize`` so that Optuna's
-    heartbeat marks the trial of a dead worker as failed. ``watch_parent`` (a spawned
-    worker process): exit as soon as the parent process is gone."""
+    heartbeat marks the trial of a dead worker as failed. ``parent_pid`` (a spawned worker
+    process): exit as soon as that process is gone."""
     import optuna
     from .evaluate import evaluate
-    if watch_parent:
-        _die_with_parent()
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     space = load_space(space_path)
     study = _study(space, url, create=False)
     counts = {"new": 0}
@@ -95,12 +95,14 @@ def worker(space_path: str, url: str, trials: int | None, wid: int, q=None, watc
     return counts["new"]
 
 
-def _die_with_parent() -> None:
-    """A worker process exits as soon as its parent is gone (killed or interrupted), instead
-    of finishing the sweep re-parented to init."""
+def _die_with_parent(parent: int) -> None:
+    """A worker process exits as soon as its parent ``parent`` is gone (killed or
+    interrupted), instead of finishing the sweep re-parented to init. The parent's pid comes
+    from the parent itself: one read here could already be init's if it died during spawn."""
     import threading
     import time
-    parent = os.getppid()
+    if os.getppid() != parent:
+        os._exit(3)
 
     def watch():
         while True:

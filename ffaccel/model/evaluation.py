@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from .embed import input_codes
-from .exits import apply_exit, calibrate, exit_report
+from .exits import apply_exit, calibrate, cumulative, exit_report
 from .golden import GoldenModel
 from .quant import integer_thresholds, quantize
 
@@ -28,10 +28,10 @@ def score_splits(net, cfg, ds, *, integer: bool, limit: int | None = None):
         sva = gm.run(xva).layer_scores
         t1 = time.perf_counter()
         ste = gm.run(xte).layer_scores
-    else:
-        sva = net.scores(xva)
+    else:                                # the mask of ``cfg``, whatever the net was built with
+        sva = cumulative(net.layer_scores(xva), cfg.scored)
         t1 = time.perf_counter()
-        ste = net.scores(xte)
+        ste = cumulative(net.layer_scores(xte), cfg.scored)
     return sva, ste, time.perf_counter() - t1
 
 

@@ -209,6 +209,7 @@ def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecipe
     Each layer only sees its detached input.
     """
     cfg = net.cfg
+    x_codes, y = recipe.subset(x_codes, y)
     theta, hard_negatives = recipe.theta, recipe.hard_negatives
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
@@ -250,6 +251,7 @@ def train_heads(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRec
     from tqdm import tqdm
 
     cfg = net.cfg
+    x_codes, y = recipe.subset(x_codes, y)
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed + 1)
     opt = torch.optim.Adam(net.heads.parameters(), lr=recipe.head_lr)
@@ -289,6 +291,7 @@ def train_lls(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecip
     cfg = net.cfg
     if cfg.exit_head == "learned":
         raise ValueError("train_lls needs a config with LLS heads")
+    x_codes, y = recipe.subset(x_codes, y)
     temperature = recipe.lls_temperature
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)

@@ -8,8 +8,9 @@ and the trained-network cache keys on it (docs/architecture.md, "Training recipe
 Training length is ``epochs`` passes over the training split, but at least ``min_steps``
 optimiser steps: a threshold of 16 on mean(h^2) is reached by a climb of the goodness
 from about 0.3, which takes a few hundred steps during which positives and negatives rise
-together; a small data set (digits: 11 steps per epoch) never gets past it in 10 epochs,
-while MNIST (550 steps per epoch) spends a small part of its first epoch there
+together; a small data set (digits, 1,079 training images: 11 steps per epoch at batch
+100) never got past it in 10 epochs, while MNIST (50,000 images: 500 steps per epoch at
+batch 100, 1,000 at the default 50) spends a small part of its first epoch there
 (docs/results.md, "Training defaults across shapes and data").
 """
 
@@ -77,7 +78,7 @@ class TrainRecipe:
         _range("head_epochs", self.head_epochs, 0, 100_000)
         _range("min_steps", self.min_steps, 0, 10_000_000)
         _range("batch", self.batch, 1, 1_000_000)
-        _range("seed", self.seed, 0, 2 ** 63 - 1)
+        _range("seed", self.seed, 0, 2 ** 32 - 1)        # numpy's legacy seeding (Optuna's samplers)
         _range("limit", self.limit, 0, 2 ** 31)
         for name in ("lr", "head_lr"):
             if not (math.isfinite(getattr(self, name)) and 0.0 < getattr(self, name) < 10.0):
@@ -92,6 +93,10 @@ class TrainRecipe:
             raise RecipeError(f"recipe score_layers={self.score_layers!r} (allowed: {', '.join(SCORE_LAYERS)})")
 
     # ------------------------------------------------------------------ derived
+    def subset(self, x, y):
+        """The training samples the recipe uses (the first ``limit``, or all)."""
+        return (x[: self.limit], y[: self.limit]) if self.limit else (x, y)
+
     def steps_per_epoch(self, samples: int) -> int:
         return max(1, math.ceil(samples / self.batch))
 

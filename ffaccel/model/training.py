@@ -26,9 +26,7 @@ def fit(ds, cfg, recipe: TrainRecipe, *, threads: int = 1, init: str | None = No
     if not isinstance(recipe, TrainRecipe):
         raise TypeError(f"fit: recipe must be a TrainRecipe, not {type(recipe).__name__}")
     torch.set_num_threads(threads)
-    xtr, ytr = input_codes(ds.x_train, cfg), ds.y_train
-    if recipe.limit:
-        xtr, ytr = xtr[: recipe.limit], ytr[: recipe.limit]
+    xtr, ytr = recipe.subset(input_codes(ds.x_train, cfg), ds.y_train)
     xva, xte = input_codes(ds.x_val, cfg), input_codes(ds.x_test, cfg)
 
     net = FFNet(cfg, seed=recipe.seed)

@@ -1,0 +1,78 @@
+"""fsutil: atomic files and output sets, stale temporaries, signals held during a swap,
+writability checks."""
+
+import os
+import signal
+
+import pytest
+
+from ffaccel import fsutil
+
+
+def _read(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_output_set_replaces_the_whole_folder(tmp_path):
+    out = tmp_path / "o"
+    fsutil.atomic_write_dir(out, {"a": b"1", "b": b"2"})
+    fsutil.atomic_write_dir(out, {"a": b"3"}, owned={"a", "b"})
+    assert _read(out) == {"a": b"3"}
+    assert [p.name for p in tmp_path.iterdir()] == ["o"]
+    (out / "x").write_bytes(b"mine")
+    with pytest.raises(FileExistsError, match="did not write"):
+        fsutil.atomic_write_dir(out, {"a": b"4"}, owned={"a"})
+    assert _read(out) == {"a": b"3", "x": b"mine"}
+
+
+def test_a_signal_during_the_swap_is_delivered_after_it(tmp_path, monkeypatch):
+    """SIGINT arriving while the set is written: the new set is complete, then the
+    interrupt is raised (not in the middle, which could orphan a temporary)."""
+    out = tmp_path / "o"
+    fsutil.atomic_write_dir(out, {"a": b"old"})
+    real = os.fsync
+    sent = []
+
+    def fsync_and_interrupt(fd):
+        if not sent:
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(fd)
+    monkeypatch.setattr(os, "fsync", fsync_and_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fsutil.atomic_write_dir(out, {"a": b"new", "b": b"2"}, owned={"a"})
+    assert sent and _read(out) == {"a": b"new", "b": b"2"}
+    assert [p.name for p in tmp_path.iterdir()] == ["o"]
+
+
+def test_stale_temporaries_of_dead_writers_of_this_host_only(tmp_path):
+    """The next write removes temporaries of dead processes of this host, leaves other
+    hosts' alone, and puts a set parked by a swap cut between its two renames back."""
+    dead = 2 ** 22 + 5
+    mine = tmp_path / f".f.tmp-{dead}-{fsutil._HOST}-x"
+    theirs = tmp_path / f".f.tmp-{dead}-deadbeef-x"
+    live = tmp_path / f".f.tmp-{os.getpid()}-{fsutil._HOST}-x"
+    for p in (mine, theirs, live):
+        p.write_bytes(b"t")
+    fsutil.atomic_write_bytes(tmp_path / "f", b"data")
+    assert not mine.exists() and theirs.exists() and live.exists()
+    parked = tmp_path / f".o.old-{dead}-{fsutil._HOST}-y"
+    parked.mkdir()
+    (parked / "a").write_bytes(b"earlier")
+    fsutil._clean_stale(tmp_path, "o")
+    assert _read(tmp_path / "o") == {"a": b"earlier"} and not parked.exists()
+
+
+def test_outputs_get_the_umask_mode(tmp_path):
+    fsutil.atomic_write_bytes(tmp_path / "f", b"x")
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o666 & ~fsutil._UMASK
+
+
+def test_check_writable(tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dir").mkdir()
+    assert fsutil.check_writable(tmp_path / "new" / "deeper" / "f", folder=False) is None
+    assert "is not a folder" in fsutil.check_writable(tmp_path / "file" / "f", folder=False)
+    assert "is a folder" in fsutil.check_writable(tmp_path / "dir", folder=False)
+    assert "not a folder" in fsutil.check_writable(tmp_path / "file", folder=True)
+    assert fsutil.check_writable(tmp_path / "dir", folder=True) is None
