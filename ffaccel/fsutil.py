@@ -70,7 +70,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 # ---------------------------------------------------------------------------- output sets
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -94,7 +95,7 @@ def _clean_stale(parent: Path, name: str) -> None:
                 continue
             pid, _, rest = tag[len(t):].partition("-")
             host = rest.split("-", 1)[0]
-            if not pid.isdigit() or host != _HOST or _pid_alive(int(pid)) or p.is_symlink():
+            if not pid.isdigit() or host != _HOST or pid_alive(int(pid)) or p.is_symlink():
                 continue
             if t == _OLD_TAG and p.is_dir() and not target.exists():
                 os.rename(p, target)              # the earlier set, back in place

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from ..fsutil import pid_alive
 from .optuna_compat import check_version, fail_stale_trials, fail_trial, study_storage
 from .space import METRICS, Space, load_space
 from .storage import open_storage
@@ -122,21 +123,11 @@ def fail_dead_local_trials(study, local_store: bool) -> int:
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         who = t.user_attrs.get("worker", "")
         h, _, pid = who.partition(":")
-        dead = (h == host and pid.isdigit() and not _alive(int(pid))) or (local_store and not who)
+        dead = (h == host and pid.isdigit() and not pid_alive(int(pid))) or (local_store and not who)
         if dead:
             fail_trial(study, t)
             n += 1
     return n
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def enqueue_grid(space: Space, study, url: str) -> int:
