@@ -125,6 +125,17 @@ def _exchange(a: Path, b: Path) -> bool:
     return True
 
 
+def foreign_files(out: Path, owned: set[str] | None) -> str | None:
+    """Why folder ``out`` is not ours to replace (it holds files outside ``owned``), or None."""
+    if not out.is_dir():
+        return None
+    foreign = sorted(p.name for p in out.iterdir() if owned is None or p.name not in owned)
+    if not foreign:
+        return None
+    return (f"holds files this tool did not write ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); give an empty or new folder")
+
+
 def atomic_write_dir(out: str | Path, files: dict[str, bytes], owned: set[str] | None = None) -> None:
     """Replace folder ``out`` by exactly ``files`` (name -> bytes) as a whole: they are
     written to a temporary folder beside it, synced, and swapped in with one atomic
@@ -141,11 +152,9 @@ def atomic_write_dir(out: str | Path, files: dict[str, bytes], owned: set[str] |
     parent.mkdir(parents=True, exist_ok=True)
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise FileExistsError(f"{out} exists and is not a folder")
-    if out.exists():
-        foreign = sorted(p.name for p in out.iterdir() if owned is None or p.name not in owned)
-        if foreign:
-            raise FileExistsError(f"{out} holds files this tool did not write ({', '.join(foreign[:3])}"
-                                  f"{', ...' if len(foreign) > 3 else ''}); give an empty or new folder")
+    why = foreign_files(out, owned)
+    if why:
+        raise FileExistsError(f"{out} {why}")
     # SIGINT/SIGTERM wait until the set is swapped in or cleaned up (no window where a
     # temporary folder exists outside the try, or the target is parked); delivered after
     with _signals_deferred():

@@ -24,7 +24,7 @@ from typing import Sequence
 
 
 from .cli import FFAccelError, add_config_args, config_from_args, config_overrides, make_parser, run_main
-from .fsutil import atomic_write_dir
+from .fsutil import atomic_write_dir, foreign_files
 from .hw.generate import generate
 
 PROG = "ffaccel.gen"
@@ -46,17 +46,13 @@ def _owned(out: Path) -> set[str]:
         raise FFAccelError(f"-o {str(out)!r} exists and is not a folder")
     if not out.exists():
         return set()
-    names = {p.name for p in out.iterdir()}
-    if not names:
-        return set()
     try:
         listed = set(json.loads((out / "manifest.json").read_text())["files"]) | {"manifest.json"}
     except (OSError, ValueError, KeyError, TypeError):
         listed = set()
-    foreign = sorted(names - listed)
-    if foreign:
-        raise FFAccelError(f"-o {str(out)!r} holds files gen did not write ({', '.join(foreign[:3])}"
-                           f"{', ...' if len(foreign) > 3 else ''}); give an empty or new folder")
+    why = foreign_files(out, listed)
+    if why:
+        raise FFAccelError(f"-o {str(out)!r} {why.replace('this tool', 'gen')}")
     return listed
 
 
