@@ -180,3 +180,45 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
 
 def _term_as_interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+class PhaseStatus:
+    """``status(phase)`` names the phase a long command is in; on a terminal, one status
+    line on stderr shows it with the seconds spent so far (refreshed every second, erased
+    at the end), so a run of minutes is visibly alive. Not on a terminal (logs, pipes,
+    tests) it prints nothing: stderr stays for the one error line."""
+
+    def __init__(self, prog: str, enabled: bool = True, stream=None) -> None:
+        import threading
+        import time
+        self._stream = stream if stream is not None else sys.stderr
+        self._on = enabled and hasattr(self._stream, "isatty") and self._stream.isatty()
+        self._prog, self._phase, self._t0 = prog, "", time.monotonic()
+        self._clock = time.monotonic
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, daemon=True) if self._on else None
+
+    def __enter__(self) -> "PhaseStatus":
+        if self._thread is not None:
+            self._thread.start()
+        return self
+
+    def __call__(self, phase: str) -> None:
+        self._phase = phase
+        self._draw()
+
+    def _draw(self) -> None:
+        if self._on and self._phase:
+            self._stream.write(f"\r\x1b[K{self._prog}: {self._phase} ({self._clock() - self._t0:.0f} s)")
+            self._stream.flush()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            self._draw()
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._stream.write("\r\x1b[K")
+            self._stream.flush()

@@ -13,6 +13,17 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import FFAccelError
+
+
+class OutputError(FFAccelError):
+    """An output could not be written (no space, read-only file system, permissions): one
+    line naming the output and what was left there, exit status 2 like any user error."""
+
+
+def _output_error(path: Path, e: OSError, left: str) -> OutputError:
+    return OutputError(f"{str(path)!r} cannot be written ({e.strerror or e}); {left}")
+
 
 _TMP_TAG, _OLD_TAG = ".tmp-", ".old-"
 # temporaries are named ".<target>.tmp-<pid>-<host>-..." so that only the host that made
@@ -42,8 +53,19 @@ _UMASK = _read_umask()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename. A
+    failure (``OSError``: out of space, read-only, ...) raises :class:`OutputError` and
+    leaves ``path`` as it was, with no temporary file."""
     path = Path(path)
+    existed = path.exists()
+    try:
+        _write_file(path, data)
+    except OSError as e:
+        raise _output_error(path, e, "the earlier file was left as it was" if existed
+                            else "nothing was written") from None
+
+
+def _write_file(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(path.parent, path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP_TAG}{_owner()}", dir=path.parent)
@@ -146,19 +168,24 @@ def atomic_write_dir(out: str | Path, files: dict[str, bytes], owned: set[str] |
 
     ``owned``: the names an earlier run wrote into ``out``; a file of ``out`` outside it is
     not ours to replace, and the call refuses (``FileExistsError``) instead of deleting it.
+    A failure to write (``OSError``) raises :class:`OutputError`, ``out`` left as it was.
     """
     out = Path(out)
     parent = out.parent
-    parent.mkdir(parents=True, exist_ok=True)
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise FileExistsError(f"{out} exists and is not a folder")
     why = foreign_files(out, owned)
     if why:
         raise FileExistsError(f"{out} {why}")
-    # SIGINT/SIGTERM wait until the set is swapped in or cleaned up (no window where a
-    # temporary folder exists outside the try, or the target is parked); delivered after
-    with _signals_deferred():
-        _write_dir_blocked(out, parent, files)
+    existed = out.exists()
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        # SIGINT/SIGTERM wait until the set is swapped in or cleaned up (no window where a
+        # temporary folder exists outside the try, or the target is parked); delivered after
+        with _signals_deferred():
+            _write_dir_blocked(out, parent, files)
+    except OSError as e:
+        raise _output_error(out, e, "it was left as it was" if existed else "nothing was written") from None
 
 
 @contextlib.contextmanager
@@ -216,10 +243,12 @@ def _write_dir_blocked(out: Path, parent: Path, files: dict[str, bytes]) -> None
         raise
 
 
-def check_writable(path: str | Path, *, folder: bool) -> str | None:
+def check_writable(path: str | Path, *, folder: bool, need: int = 0) -> str | None:
     """Why ``path`` (a file, or with ``folder`` a folder) cannot be written, or None: checked
     before any work, so a long run does not end in a traceback. The nearest existing ancestor
-    must be a writable folder; an existing target must be of the right kind."""
+    must be a writable folder; an existing target must be of the right kind; where the size
+    of the output is known (``need`` bytes), the file system must have that much free (the
+    write itself still fails cleanly if another writer takes the space meanwhile)."""
     p = Path(path)
     if p.exists() or p.is_symlink():
         if folder and not p.is_dir():
@@ -235,4 +264,19 @@ def check_writable(path: str | Path, *, folder: bool) -> str | None:
         return f"{anc} is not a folder"
     if not os.access(anc, os.W_OK | os.X_OK):
         return f"{anc} is not writable"
+    if need > 0:
+        try:
+            st = os.statvfs(anc)
+        except OSError:
+            return None
+        free = st.f_bavail * st.f_frsize
+        if free < need:
+            return f"it needs {_size(need)} and {anc} has {_size(free)} free"
     return None
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Sequence
 
 
-from .cli import FFAccelError, add_config_args, config_from_args, config_overrides, make_parser, run_main
-from .fsutil import atomic_write_dir, foreign_files
+from .cli import (FFAccelError, PhaseStatus, add_config_args, config_from_args, config_overrides, make_parser,
+                  run_main)
+from .fsutil import OutputError, atomic_write_dir, check_writable, foreign_files
 from .hw.generate import generate
 
 PROG = "ffaccel.gen"
@@ -36,6 +37,8 @@ def build_parser():
     p.add_argument("--checkpoint", help="trained checkpoint: its config, and its weight images")
     p.add_argument("-o", "--out", default="rtl", help="output folder")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no status line on a terminal (the phase and its seconds, for large engines)")
     return p
 
 
@@ -69,13 +72,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = config_from_args(args)
     out = Path(args.out)
     owned = _owned(out)
-    files, manifest = generate(cfg, qm)
-    try:
-        atomic_write_dir(out, files, owned)
-    except FileExistsError as e:
-        raise FFAccelError(f"-o: {e}") from None
-    except OSError as e:
-        raise FFAccelError(f"-o {str(out)!r} cannot be written ({e.strerror or e}); it was left as it was") from None
+    why = check_writable(out, folder=True)
+    if why:
+        raise FFAccelError(f"-o {str(out)!r} cannot be written: {why}")
+    with PhaseStatus(PROG, not args.no_progress) as status:
+        files, manifest = generate(cfg, qm, progress=status)
+        status(f"writing {sum(len(d) for d in files.values()):,d} bytes to {out}/")
+        try:
+            atomic_write_dir(out, files, owned)
+        except FileExistsError as e:
+            raise FFAccelError(f"-o: {e}") from None
+        except OutputError as e:
+            raise FFAccelError(f"-o {e}") from None
     dt = time.perf_counter() - t0
     if args.json:
         print(json.dumps(manifest, indent=2, sort_keys=True))

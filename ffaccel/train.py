@@ -15,8 +15,8 @@ from typing import Sequence
 from .cli import (FFAccelError, add_config_args, add_recipe_args, config_from_args, make_parser,
                   recipe_from_args, run_main, strict_int)
 from .data import DataError, load_dataset
-from .fsutil import check_writable
-from .model.checkpoint import save_checkpoint
+from .fsutil import OutputError, check_writable
+from .model.checkpoint import checkpoint_bytes, save_checkpoint
 from .model.training import fit
 
 __all__ = ["build_parser", "main", "fit"]    # fit: re-exported from ffaccel.model.training
@@ -55,9 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "classes", None) is not None and args.classes != ds.classes:
         raise FFAccelError(f"--classes {args.classes} but dataset {ds.name!r} has {ds.classes} classes")
     cfg = config_from_args(args, inputs=ds.inputs, classes=ds.classes)
+    why = check_writable(out, folder=False, need=checkpoint_bytes(cfg))
+    if why:
+        raise FFAccelError(f"--out {str(out)!r} cannot be written: {why}")
 
     net, qcfg, meta = fit(ds, cfg, recipe, threads=args.threads, init=args.init, progress=not args.no_progress)
-    save_checkpoint(out, net, qcfg, meta)
+    try:
+        save_checkpoint(out, net, qcfg, meta)
+    except OutputError as e:
+        raise FFAccelError(f"--out {e}") from None
     float_rep, int_rep = meta["float"], meta["integer"]
     summary = {"checkpoint": str(out), "config": qcfg.to_dict(), "recipe": meta["recipe"],
                "train_seconds": meta["train"]["seconds"], "epochs": meta["train"]["epochs"],

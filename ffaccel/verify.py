@@ -30,11 +30,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .fsutil import check_writable
+from .fsutil import OutputError, check_writable
 from .cli import FFAccelError, add_config_args, config_from_args, config_overrides, make_parser, run_main, strict_float, strict_int
 from .config import AccelConfig
 from .sim.faults import FAULTS
-from .sim.runner import SIMS
+from .sim.runner import DEFAULT_BUILD_DIR, SIMS
 
 PROG = "ffaccel.verify"
 
@@ -102,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         why = check_writable(Path(args.vcd), folder=False)
         if why:
             raise FFAccelError(f"--vcd {args.vcd!r} cannot be written: {why}")
+    build_dir = Path(args.build_dir) if args.build_dir else DEFAULT_BUILD_DIR
+    why = check_writable(build_dir, folder=True)
+    if why:
+        raise FFAccelError(f"build folder {str(build_dir)!r} cannot be written: {why}")
     if not 0.0 <= args.stall < 1.0:
         raise FFAccelError(f"--stall={args.stall} out of range (allowed: 0 <= P < 1)")
     if args.dataset and not args.checkpoint:
@@ -127,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SimError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
+    except OutputError as e:           # the build folder is a cache: a build is used only
+        raise FFAccelError(f"build folder: {e}") from None   # once its stamp is written last
     rep, run, info = out["report"], out["run"], out["build"]
     dt = time.perf_counter() - t0
     cps = rep.sim_cycles / rep.sim_seconds if rep.sim_seconds > 0 else None

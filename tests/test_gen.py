@@ -241,3 +241,27 @@ def test_lint_fails_on_an_unwaived_warning(tmp_path, capsys):
     assert "UNDRIVEN" in rep["unwaived"] and rep["verilator_errors"] == 0
     (tmp_path / "t.v").write_text("module t(input wire a, output wire y);\nassign y = a;\nendmodule\n")
     assert main([str(tmp_path)]) == 0
+
+
+def test_gen_names_its_phases_on_a_terminal_and_prints_nothing_elsewhere(tmp_path):
+    """A large engine takes minutes to elaborate: on a terminal gen shows the phase and its
+    seconds on one status line (erased at the end); a log or pipe gets nothing."""
+    import io
+    import time
+
+    from ffaccel.cli import PhaseStatus
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    tty, log = Tty(), io.StringIO()
+    for stream in (tty, log):
+        with PhaseStatus("ffaccel.gen", stream=stream) as status:
+            files, _ = generate(AccelConfig(inputs=16, layers=(8,), classes=3, cols=2), progress=status)
+            time.sleep(1.2)                   # one refresh of the seconds
+    text = tty.getvalue()
+    assert "ffaccel.gen: elaborating the engine and converting it to Verilog (" in text
+    assert text.count("elaborating") >= 2 and text.endswith("\r\x1b[K")
+    assert log.getvalue() == ""
+    with PhaseStatus("ffaccel.gen", enabled=False, stream=Tty()) as status:
+        status("x")

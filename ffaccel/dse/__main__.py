@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Sequence
 
 from ..cli import FFAccelError, make_parser, run_main, strict_int
-from .pareto import pareto, write_outputs
+from .pareto import OUTPUT_BYTES, output_names, pareto, write_outputs
 from .space import load_space
-from ..fsutil import check_writable
-from .storage import check_workers, normalise_url
-from .study import _study, collect, enqueue_grid, fail_dead_local_trials, fail_stale_trials, todo_waiting, worker
+from ..fsutil import OutputError, check_writable, foreign_files
+from .storage import NEW_STORE_BYTES, check_workers, normalise_url
+from .study import _study, collect, enqueue_grid, fail_dead_local_trials, fail_stale_trials, todo_waiting, spawned_worker, worker
 
 # collect, pareto: re-exported from the library (ffaccel.dse.study, ffaccel.dse.pareto)
 __all__ = ["main", "collect", "pareto"]
@@ -41,16 +41,27 @@ def _run_workers(space_path: str, url: str, trials, n: int, bar) -> None:
     and are terminated when it stops early (an exception, SIGINT, SIGTERM)."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=worker, args=(space_path, url, trials, i, q, os.getpid())) for i in range(n)]
+    procs = [ctx.Process(target=spawned_worker, args=(space_path, url, trials, i, q, os.getpid()))
+             for i in range(n)]
+    errors: list[str] = []
+
+    def drain(timeout):
+        try:
+            item = q.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        if isinstance(item, tuple):
+            errors.append(item[1])
+        else:
+            bar.update(1)
+        return True
     try:
         for pr in procs:
             pr.start()
         while any(pr.is_alive() for pr in procs):
-            try:
-                q.get(timeout=0.5)
-                bar.update(1)
-            except queue.Empty:
-                pass
+            drain(0.5)
+        while drain(0.1):                     # what the last workers put before they ended
+            pass
         for pr in procs:
             pr.join()
     finally:                                  # (run_main turns SIGTERM into an interrupt)
@@ -62,6 +73,8 @@ def _run_workers(space_path: str, url: str, trials, n: int, bar) -> None:
             if pr.is_alive():
                 pr.kill()
     bad = [pr.exitcode for pr in procs if pr.exitcode]
+    if errors:
+        raise FFAccelError(errors[0] + (f" ({len(bad)} workers stopped)" if len(bad) > 1 else ""))
     if bad:
         raise FFAccelError(f"{len(bad)} worker(s) failed (exit codes {bad}); finished evaluations are kept")
 
@@ -87,7 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out or f"runs/dse/{space.name}")
     for flag, path, folder in (("--out", out, True),
                                ("--store", Path(args.store or f"runs/dse/{space.name}.db"), False)):
-        why = None if (flag == "--store" and args.storage) else check_writable(path, folder=folder)
+        need = OUTPUT_BYTES if folder else (0 if path.exists() else NEW_STORE_BYTES)
+        why = None if (flag == "--store" and args.storage) else check_writable(path, folder=folder, need=need)
+        if folder and not why:
+            why = foreign_files(path, output_names(space))
         if why:
             raise FFAccelError(f"{flag} {str(path)!r} cannot be written: {why}")
     from .evaluate import check_workload
@@ -122,7 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     bar.close()
     rows = collect(space, study)
     front = pareto(rows, space.objectives)
-    files = write_outputs(space, rows, front, out) if rows else []
+    try:
+        files = write_outputs(space, rows, front, out) if rows else []
+    except OutputError as e:           # the store holds every design: a re-run writes them
+        raise FFAccelError(f"--out {e} (the store {url.split('@')[-1]} holds the results; "
+                           "run the same command again to write them)") from None
     dt = time.perf_counter() - t0
     new = len(rows) - before
     summary = {"points": len(rows), "new": new, "seconds": round(dt, 2),

@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from ..fsutil import atomic_write_bytes
+from ..fsutil import atomic_write_dir
 from .space import METRICS, Space
 
 
@@ -38,7 +38,7 @@ def write_outputs(space: Space, rows: list[dict], front: list[dict], out: Path) 
     w.writeheader()
     for r in rows:
         w.writerow({**r, "pareto": r["point_key"] in keys_front})
-    # rendered in memory first, then written file by file atomically: a failure writes nothing
+    # rendered in memory first, then swapped in as one set: a failure leaves the folder as it was
     data = {f"{space.name}_points.csv": buf.getvalue().encode()}
     import matplotlib
     matplotlib.use("Agg")
@@ -63,6 +63,18 @@ def write_outputs(space: Space, rows: list[dict], front: list[dict], out: Path) 
         fig.savefig(png, format="png", dpi=110, metadata={"Software": None})
         plt.close(fig)
         data[f"{space.name}_{fname}"] = png.getvalue()
-    for name, blob in data.items():
-        atomic_write_bytes(out / name, blob)
+    assert set(data) == output_names(space)
+    atomic_write_dir(out, data, output_names(space))
     return [str(out / name) for name in data]
+
+
+#: Bytes the CSV and plots of a sweep take (about 150 kB for a few hundred designs), checked
+#: before the sweep starts.
+OUTPUT_BYTES = 1 << 19
+
+
+def output_names(space: Space) -> set[str]:
+    """The files of ``--out``: the folder is the sweep's output set (replaced as a whole), so
+    it may hold these names only."""
+    return {f"{space.name}_points.csv", f"{space.name}_pareto_energy_accuracy.png",
+            f"{space.name}_pareto_latency_area.png"}

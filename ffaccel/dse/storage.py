@@ -46,6 +46,11 @@ def normalise_url(url: str) -> str:
     return url
 
 
+#: Bytes a new SQLite store takes with Optuna's schema and a few designs (the empty schema
+#: is 176 kB), checked before a sweep creates one.
+NEW_STORE_BYTES = 200 << 10
+
+
 def sqlite_path(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
@@ -89,8 +94,15 @@ def open_storage(url: str):
     if db is not None:
         kw = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
         with _file_lock(_lock_path(db)):
-            storage = RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S,
-                                 engine_kwargs=kw)
+            fresh = not db.exists()
+            try:
+                storage = RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S,
+                                     engine_kwargs=kw)
+            except BaseException:
+                if fresh:               # no empty or half-made store left behind (the lock
+                    for f in (db, db.with_name(db.name + "-journal")):   # file stays: others
+                        f.unlink(missing_ok=True)                        # may hold it)
+                raise
         _immediate_transactions(rdb_engine(storage))
         return storage
     kw = {"pool_pre_ping": True}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from ..errors import FFAccelError
 from ..fsutil import pid_alive
 from .optuna_compat import check_version, fail_stale_trials, fail_trial, study_storage
 from .space import METRICS, Space, load_space
@@ -91,9 +92,42 @@ def worker(space_path: str, url: str, trials: int | None, wid: int, q=None, pare
 
     if space.kind == "grid" and not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
         return 0
-    study.optimize(objective, n_trials=trials if space.kind == "nsga2" else None, callbacks=[after],
-                   catch=())
+    try:
+        study.optimize(objective, n_trials=trials if space.kind == "nsga2" else None, callbacks=[after],
+                       catch=())
+    except Exception as e:
+        why = storage_failure(e)
+        if why is None:
+            raise
+        raise FFAccelError(f"storage {url.split('@')[-1]!r} failed during the sweep ({why}); the designs "
+                           "finished are kept: run the same command again to go on") from None
     return counts["new"]
+
+
+def storage_failure(e: BaseException) -> str | None:
+    """The database's own message when ``e`` (or an exception it was raised from or while
+    handling) is a storage failure (disk full, connection lost, timeout), else None."""
+    from sqlalchemy.exc import DBAPIError
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, DBAPIError):
+            return str(e.orig).strip().splitlines()[0] if e.orig is not None else type(e).__name__
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def spawned_worker(space_path: str, url: str, trials: int | None, wid: int, q, parent_pid: int) -> None:
+    """The target of a worker process: a user-facing failure goes to the parent as one
+    message on the queue (the parent prints it as its one error line), exit status 2."""
+    import sys
+    try:
+        worker(space_path, url, trials, wid, q, parent_pid)
+    except FFAccelError as e:
+        q.put(("error", str(e)))
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def _die_with_parent(parent: int) -> None:

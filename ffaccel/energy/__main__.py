@@ -16,9 +16,9 @@ from typing import Sequence
 
 from ..cli import (FFAccelError, add_config_args, config_from_args, make_parser, run_main, strict_float, strict_int,
                    workload_from_args)
-from ..fsutil import check_writable
+from ..fsutil import check_writable, foreign_files
 from .coeffs import load_coeffs
-from .report import k_sweep, report, write_plots
+from .report import PLOT_NAMES, PLOTS_BYTES, k_sweep, report, write_plots
 
 # k_sweep, report: re-exported from the library, ffaccel.energy.report
 __all__ = ["build_parser", "main", "k_sweep", "report"]
@@ -54,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.toggle_samples < 1:
         raise FFAccelError(f"--toggle-samples={args.toggle_samples} out of range (allowed: >= 1)")
     if args.plots:
-        why = check_writable(Path(args.plots), folder=True)
+        why = check_writable(Path(args.plots), folder=True, need=PLOTS_BYTES) or \
+            foreign_files(Path(args.plots), set(PLOT_NAMES))
         if why:
             raise FFAccelError(f"--plots {args.plots!r} cannot be written: {why}")
     ks = None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fsutil import atomic_write_bytes
+from ..fsutil import atomic_write_dir
 
 from ..model.golden import GoldenModel
 from ..schedule import schedule
@@ -95,12 +95,20 @@ def k_sweep(checkpoint: str, dataset: str, limit, cfg, rep: dict, ks) -> list:
     return out
 
 
+#: The files of ``--plots DIR``: the folder is energy's output set (replaced as a whole,
+#: like gen's), so it may hold these names only.
+PLOT_NAMES = frozenset({"energy_by_exit_depth.png", "exit_histogram.png", "energy_vs_accuracy.png"})
+#: Bytes the plots take at most (three PNGs at 110 dpi are about 100 kB): checked up front.
+PLOTS_BYTES = 1 << 20
+
+
 def write_plots(rep: dict, folder: Path, sweep: list | None) -> list[str]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # every plot is rendered in memory first, then written atomically: a failure writes nothing
+    # every plot is rendered in memory first, then the set is swapped in as a whole: a
+    # failure or an interrupt leaves the folder as it was
     out: dict[str, bytes] = {}
 
     def save(fig, name):
@@ -141,6 +149,6 @@ def write_plots(rep: dict, folder: Path, sweep: list | None) -> list[str]:
         ax.grid(alpha=0.3)
         fig.tight_layout()
         save(fig, "energy_vs_accuracy.png")
-    for name, data in out.items():
-        atomic_write_bytes(folder / name, data)
+    assert set(out) <= PLOT_NAMES
+    atomic_write_dir(folder, out, set(PLOT_NAMES))
     return [str(folder / name) for name in out]

@@ -10,6 +10,8 @@ import io
 import json
 import re
 
+from typing import Callable
+
 import numpy as np
 
 from ..config import AccelConfig
@@ -148,9 +150,12 @@ def _npy(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def generate(cfg: AccelConfig, qm=None, units: dict | None = None) -> tuple[dict[str, bytes], dict]:
+def generate(cfg: AccelConfig, qm=None, units: dict | None = None,
+             progress: Callable[[str], None] | None = None) -> tuple[dict[str, bytes], dict]:
     """All output files (name -> bytes) and the manifest (also among the files).
-    ``units`` (verification only) substitutes engine units, see ``Engine``."""
+    ``units`` (verification only) substitutes engine units, see ``Engine``. ``progress``
+    is told each phase as it starts (a large engine takes minutes in the first)."""
+    progress = progress or (lambda phase: None)
     from .images import image_lanes, to_hex_lines
 
     cfg.check_float64_exact()
@@ -159,10 +164,12 @@ def generate(cfg: AccelConfig, qm=None, units: dict | None = None) -> tuple[dict
     sched = schedule(cfg)
     mm = sched.memory
     files: dict[str, bytes] = {}
+    progress(f"elaborating the engine and converting it to Verilog ({cfg.summary()})")
     eng_v, ports = engine_verilog(cfg, units)
     files[f"{ENGINE}.v"] = eng_v.encode()
     files[f"{TOP}.v"] = top_verilog(cfg, ports).encode()
     if qm is not None:
+        progress("weight and bias images")
         w, b = image_lanes(qm)
         files["weights.hex"] = to_hex_lines(w, cfg.wbits)
         files["biases.hex"] = to_hex_lines(b, mm.bias_lane_bits)

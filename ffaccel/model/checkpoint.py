@@ -25,6 +25,13 @@ from .ff import FFNet, state_shapes
 FORMAT = "ffaccel-checkpoint-1"
 
 
+def checkpoint_bytes(cfg: AccelConfig) -> int:
+    """An upper bound of the size of a checkpoint of ``cfg`` (float32 state and 64 kB of
+    config, meta and container), for the free-space check before a training."""
+    import math
+    return sum(4 * math.prod(s) for s in state_shapes(cfg).values()) + (64 << 10)
+
+
 def save_checkpoint(path: str | Path, net: FFNet, cfg: AccelConfig, meta: dict[str, Any]) -> None:
     blob = {
         "format": FORMAT,

@@ -33,6 +33,7 @@ one build between weight sets and is off by default.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -45,7 +46,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import FFAccelError
-from ..fsutil import atomic_write_bytes
+from ..fsutil import OutputError, atomic_write_bytes
 from ..schedule import schedule
 from . import cocotb_compat
 
@@ -129,10 +130,15 @@ def _write_if_changed(path: Path, data: bytes) -> None:
 def _locked(folder: Path):
     """An exclusive lock on ``folder/.lock``, opened without following a link and without
     truncating (a link planted there is refused, its target untouched)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{str(folder)!r} cannot be created ({e.strerror or e})") from None
     try:
         fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES):
+            raise OutputError(f"{str(folder / '.lock')!r} cannot be written ({e.strerror})") from None
         raise FFAccelError(f"cannot lock the build folder {folder}: {e.strerror} (a link at .lock?)") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
