@@ -66,6 +66,7 @@ def _evaluated(db):
     return rows
 
 
+@pytest.mark.fault
 def test_space_validation(tmp_path):
     bad = {
         "[workload]\nlayers='2x8'\n[axes]\nrows=[2]\n": "needs a dataset",
@@ -136,6 +137,7 @@ def test_grid_run_and_rerun_evaluates_nothing_twice(tmp_path, env, cli, digits_c
     assert len(keys) == len(set(keys)) == 16
 
 
+@pytest.mark.fault
 def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path, env, cli, digits_ckpt):
     sp, db = _space(tmp_path, digits_ckpt, limit=359, ks="[0.5, 1.0, 2.0]"), tmp_path / "k.db"
     proc = subprocess.Popen([sys.executable, "-m", "ffaccel.dse", "--no-progress", "--space", str(sp), "--store",
@@ -205,6 +207,7 @@ def postgres(tmp_path_factory):
         shutil.rmtree(data, ignore_errors=True)
 
 
+@pytest.mark.fault
 def test_two_workers_on_postgresql_evaluate_each_design_once(tmp_path, env, cli, postgres, digits_ckpt,
                                                              monkeypatch):
     sp = _space(tmp_path, digits_ckpt, limit=120, name="pg")
@@ -234,6 +237,7 @@ def test_optuna_adapter_refuses_another_major_version():
             optuna_compat.check_version(v)
 
 
+@pytest.mark.fault
 def test_dead_local_trials_are_failed_at_once():
     """fail_dead_local_trials, through the adapter's private-API call: a RUNNING trial whose
     worker process is gone, or (local store) that never recorded a worker, fails now; a
@@ -288,6 +292,7 @@ if __name__ == "__main__":
 '''
 
 
+@pytest.mark.fault
 def test_sqlite_queue_claims_each_trial_once(tmp_path):
     """Three processes popping one SQLite queue: with Optuna's plain RDBStorage two of them
     claimed the same trial and died with "Cannot tell a COMPLETE trial" (2 of 3 workers in
@@ -301,6 +306,7 @@ def test_sqlite_queue_claims_each_trial_once(tmp_path):
     assert r.stdout.strip().splitlines()[-1] == "[0, 0, 0] True True", r.stdout + r.stderr
 
 
+@pytest.mark.fault
 def test_concurrent_schema_creation_and_enqueue(tmp_path):
     """Two sweeps opening a new SQLite store at once: no "table already exists"; enqueueing
     the same grid twice at once adds each design once."""
@@ -321,6 +327,7 @@ def test_concurrent_schema_creation_and_enqueue(tmp_path):
     assert not errors and sorted(counts) == [0, 16]
 
 
+@pytest.mark.fault
 def test_workers_are_bounded_and_postgres_urls_use_the_installed_driver():
     from ffaccel.dse.storage import check_workers, normalise_url
     check_workers(4, cpus=2)
@@ -334,6 +341,7 @@ def test_workers_are_bounded_and_postgres_urls_use_the_installed_driver():
     assert normalise_url("sqlite:////x.db") == "sqlite:////x.db"
 
 
+@pytest.mark.fault
 def test_unresponsive_postgres_times_out(tmp_path, digits_ckpt):
     """A server that accepts TCP and never answers: one line, exit 2, within the connect
     timeout (not a hang)."""
@@ -363,6 +371,7 @@ def _worker_pids(db) -> set[int]:
     return {int(json.loads(v).rpartition(":")[2]) for (v,) in rows}
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_workers_die_with_their_parent(tmp_path, env, sig, digits_ckpt):
     """SIGKILL or SIGINT of the command stops its worker processes too (they used to run on,

@@ -16,6 +16,8 @@ import uuid
 
 import pytest
 
+pytestmark = pytest.mark.fault
+
 HAVE_ICARUS = shutil.which("iverilog") is not None
 
 SPACE = """

@@ -6,6 +6,8 @@ import signal
 
 import pytest
 
+pytestmark = pytest.mark.fault
+
 from ffaccel import fsutil
 
 

@@ -48,6 +48,7 @@ def test_gen_writes_manifest_and_is_deterministic(tmp_path):
     (("--wbits", "99"), "wbits=99"),
     (("--checkpoint", "missing.ckpt"), "does not exist"),
 ])
+@pytest.mark.fault
 def test_gen_bad_input_writes_nothing(tmp_path, args, fragment, cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "rtl"
@@ -81,6 +82,7 @@ def _consistent(out):
     return man
 
 
+@pytest.mark.fault
 def test_gen_replaces_the_whole_output_set(tmp_path, digits_ckpt, cli):
     """A run without a checkpoint into a folder of a run with one leaves no stale weight
     images; a folder holding someone else's file is refused and left alone; a stale
@@ -107,6 +109,7 @@ def test_gen_replaces_the_whole_output_set(tmp_path, digits_ckpt, cli):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("fault", ["enospc", "interrupt"])
 def test_gen_fault_mid_write_leaves_the_folder_as_it_was(tmp_path, cli, monkeypatch, fault):
     """Out of space (ENOSPC on the second file) or an interrupt half-way: the earlier output

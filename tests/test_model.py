@@ -116,6 +116,7 @@ def test_checkpoint_round_trip(tmp_path, mp_model):
     assert sorted(os.listdir(tmp_path)) == ["m.ckpt"]      # no temporary left behind
 
 
+@pytest.mark.fault
 def test_bad_checkpoints_are_refused(tmp_path, mp_model):
     net, qm = mp_model
     good = tmp_path / "good.ckpt"
@@ -203,6 +204,7 @@ def test_eval_cli(digits_ckpt):
     assert rep["macs_full"] == 64 * 16 + 10 * 16 * 16 and rep["macs_full_noshare"] == 10 * (64 * 16 + 16 * 16)
 
 
+@pytest.mark.fault
 def test_train_refuses_to_continue_another_network(tmp_path, cli, digits_ckpt):
     r = cli("train", "--dataset", "digits", "--layers", "3x16", "--epochs", "1", "--init", str(digits_ckpt),
             "--out", str(tmp_path / "d3.ckpt"), "--no-progress")
@@ -218,6 +220,7 @@ def test_train_refuses_to_continue_another_network(tmp_path, cli, digits_ckpt):
     (("eval", "--checkpoint", "junk.ckpt", "--dataset", "digits"), "truncated or corrupt"),
     (("eval", "--checkpoint", "missing.ckpt", "--dataset", "digits", "--mode", "zz"), "invalid choice"),
 ])
+@pytest.mark.fault
 def test_cli_bad_input_is_one_line_and_nonzero(tmp_path, monkeypatch, cli, args, fragment):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "junk.ckpt").write_bytes(b"PK\x03\x04broken")
@@ -229,6 +232,7 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path, monkeypatch, cli, args,
     assert not (tmp_path / "x.ckpt").exists()
 
 
+@pytest.mark.fault
 def test_eval_refuses_mismatched_mode(cli, digits_ckpt):
     r = cli("eval", "--checkpoint", str(digits_ckpt), "--dataset", "digits", "--mode", "op")
     assert r.returncode == 2 and "trained for mp" in r.stderr
@@ -276,6 +280,7 @@ def test_fan_in_adam_step_is_the_rms_input_layer(fan_in):
 @pytest.mark.parametrize("bad,fragment", [
     (float("nan"), "NaN or infinite"), (float("inf"), "NaN or infinite"), ("complex", "real floating point"),
     ("int", "real floating point"), ("list", "not a tensor")])
+@pytest.mark.fault
 def test_checkpoint_refuses_non_finite_or_odd_weights(tmp_path, digits_ckpt, bad, fragment):
     """A checkpoint whose weights are NaN, infinite, complex, integer or not tensors is
     refused with one line (it used to give weight images of -128 and an accuracy)."""
@@ -297,6 +302,7 @@ def test_checkpoint_refuses_non_finite_or_odd_weights(tmp_path, digits_ckpt, bad
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.fault
 def test_checkpoint_claiming_a_huge_network_is_refused_before_allocation(tmp_path, digits_ckpt):
     """A small file whose config claims 64 layers of 65536 (16 GiB of float32 weights) is
     refused from the shapes alone: the network is never built."""

@@ -5,6 +5,8 @@ made itself."""
 
 import pytest
 
+pytestmark = pytest.mark.fault
+
 SPACE = """
 [workload]
 dataset = "digits"

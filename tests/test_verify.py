@@ -318,6 +318,7 @@ def test_cli_checkpoint_with_array_override(digits_ckpt, cli):
     assert r.returncode == 2 and "layers" in r.stderr
 
 
+@pytest.mark.fault
 @needs_icarus
 def test_build_folder_links_are_never_written_through(tmp_path, cli):
     """Links planted in a (shared) build folder at the job file and the lock: a run must
@@ -347,6 +348,7 @@ def test_build_folder_links_are_never_written_through(tmp_path, cli):
 @pytest.mark.parametrize("args", [["--bogus"], ["--layers", "2x16", "--inputs", "32", "--rows", "0"],
                                   ["--stall", "1.5"], ["--samples", "0"], ["--sim", "modelsim"],
                                   ["--dataset", "digits"]])
+@pytest.mark.fault
 def test_cli_bad_input_is_one_line_exit_2(args, cli):
     r = cli("verify", *args)
     assert r.returncode == 2, r.stdout + r.stderr
