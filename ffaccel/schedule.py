@@ -48,6 +48,15 @@ class Latencies:
         """Last drained row -> FLUSH may leave: the cycles the cycle model adds after a pass."""
         return self.drain_go + self.select + self.postproc + self.flush_test
 
+    @staticmethod
+    def exit_cmp(classes: int) -> int:
+        """The exit comparator's pipeline depth: a registered tree of pairwise comparisons
+        over the classes (ceil(log2(classes)) levels), then the registered threshold test.
+        A score vector entering in cycle t has its label, top scores and decision in t + this.
+        (The comparator was one combinational scan of ``classes`` comparisons: 14.8 MHz on
+        an ECP5, docs/results.md, "FPGA".)"""
+        return clog2(classes) + 1
+
 
 LATENCY = Latencies()
 
@@ -256,6 +265,12 @@ class Schedule:
         """MP layer-1 label sharing (``AccelConfig.share_layer1``)."""
         return self.cfg.share_layer1
 
+    @property
+    def exit_latency(self) -> int:
+        """Cycles from a score vector into the exit comparator to its decision
+        (:meth:`Latencies.exit_cmp`)."""
+        return self.latency.exit_cmp(self.cfg.classes)
+
     # -------------------------------------------------------------- batching
     @property
     def batch_size(self) -> int:
@@ -275,21 +290,23 @@ class Schedule:
     def layer_phases(self, layer: int, batch: int | None = None) -> list[tuple[str, int]]:
         """(phase, cycles) of one layer (0-based) as the controller runs it.
 
-        MP: NORM (one cycle per bank), STREAM, FLUSH, EXIT. OP (``batch`` samples):
-        STREAM, FLUSH, NORM, head STREAM, head FLUSH, EXIT (one cycle per row), EXIT2; the
-        first layer's NORM is part of the set-up.
+        MP: NORM (one cycle per bank), STREAM, FLUSH, EXIT (the score vector enters the
+        exit comparator, its decision comes out ``exit_latency`` cycles later). OP (``batch``
+        samples): STREAM, FLUSH, NORM, head STREAM, head FLUSH, EXIT (one row enters the
+        comparator per cycle, the last row's decision ``exit_latency`` cycles after it), EXIT2;
+        the first layer's NORM is part of the set-up.
         """
         p = self.layer_passes[layer]
         if self.cfg.mode == "mp":
             return [("norm", self.banks), ("stream", p.stream_cycles()),
-                    ("flush", p.flush_cycles(post=self.latency.post)), ("exit", 1)]
+                    ("flush", p.flush_cycles(post=self.latency.post)), ("exit", 1 + self.exit_latency)]
         b = self.cfg.rows if batch is None else batch
         h = self.head_passes[layer]
         R = self.cfg.rows
         post = self.latency.post
         return [("stream", p.stream_cycles(b)), ("flush", p.flush_cycles(b, post)), ("norm", R),
                 ("head_stream", h.stream_cycles(b)), ("head_flush", h.flush_cycles(b, post)),
-                ("exit", R), ("exit2", 1)]
+                ("exit", R + self.exit_latency), ("exit2", 1)]
 
     def inference_cycles(self, exit_layer: int, batch: int | None = None) -> dict:
         """Cycles of one inference (MP sample, or OP batch whose deepest exit is
@@ -334,6 +351,7 @@ class Schedule:
         return {"banks": self.banks, "bank_depth": self.bank_depth, "copy_groups": self.copy_groups,
                 "group_rows": list(self.group_rows), "label_share": self.share,
                 "batch_size": self.batch_size, "post_latency": self.latency.post,
+                "exit_latency": self.exit_latency,
                 "setup_cycles": self.setup_cycles(),
                 "passes": [pdict(p) for p in self.layer_passes + self.head_passes]}
 

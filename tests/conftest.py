@@ -44,7 +44,7 @@ def digits_ckpt(tmp_path_factory, digits):
 
 _MAINS = {"train": "ffaccel.train", "eval": "ffaccel.eval", "perf": "ffaccel.perf.__main__",
           "energy": "ffaccel.energy.__main__", "dse": "ffaccel.dse.__main__", "gen": "ffaccel.gen",
-          "verify": "ffaccel.verify", "lint": "ffaccel.lint"}
+          "verify": "ffaccel.verify", "lint": "ffaccel.lint", "fpga": "ffaccel.fpga.__main__"}
 
 
 @pytest.fixture

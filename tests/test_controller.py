@@ -1,6 +1,7 @@
 """Controller unit alone: its issue trace equals the schedule's pass list.
 
-The datapath is absent (the pipeline reports idle, the comparator never fires, so every
+The datapath is absent (the pipeline reports idle; the exit comparator is a delay line of
+its latency that never fires, so every
 inference runs to the decision layer: the last one, or the last scored one): per pass the controller must issue, for every copy
 group and tile, the inputs ``k_first .. k_first + k - 1`` (``first``/``last`` on the ends),
 then the pass's label words, and start tiles exactly one tile period apart."""
@@ -44,6 +45,15 @@ def trace(cfg, batch: int):
                 await ctx.tick()
         ctx.set(dut.pixels.valid, 0)
         cyc = 0
+        lat = schedule(cfg).exit_latency
+        line = [(0, 0)] * (lat - 1)                # the comparator's valid and tag, lat cycles late
+
+        async def tick():
+            line.append((ctx.get(dut.cmp_valid), ctx.get(dut.cmp_tag)))
+            await ctx.tick()
+            v, t = line.pop(0)
+            ctx.set(dut.cmp_o_valid, v)
+            ctx.set(dut.cmp_o_tag, t)
         while not ctx.get(dut.result.valid):
             c = ctx.get(dut.issue)
             if c.valid or c.lab:
@@ -51,7 +61,7 @@ def trace(cfg, batch: int):
                                     "lab_last": c.lab_last, "k": c.k, "layer": c.tag.layer, "head": c.tag.head,
                                     "tile": c.tag.tile, "grp": c.tag.grp, "shared": c.tag.shared, "src": c.tag.src}))
             cyc += 1
-            await ctx.tick()
+            await tick()
             assert cyc < 100_000
         info["results"] = 0
         while ctx.get(dut.result.valid):

@@ -69,6 +69,8 @@ class Controller(wiring.Component):
             "start": Out(1), "norm": Out(norm_layout(sched)),
             "layer": Out(_idx(cfg.n_layers)), "last_layer": Out(1),
             "score_row": Out(_idx(cfg.rows)), "scores": In(signed(cfg.score_bits)).array(cfg.classes),
+            "cmp_valid": Out(1), "cmp_tag": Out(range(cfg.rows)),
+            "cmp_o_valid": In(1), "cmp_o_tag": In(range(cfg.rows)),
             "cmp_fire": In(1), "cmp_label": In(range(cfg.classes)), "exit_enable": In(1),
             "score_mask": In(cfg.n_layers),
             "pipe_busy": In(1), "macs": In(48), "busy": Out(1),
@@ -87,7 +89,7 @@ class Controller(wiring.Component):
                      self.layer.eq(st.layer),
                      # the decision layer: the last one, or the last scored one
                      self.last_layer.eq((st.layer == cfg.n_layers - 1) | ((self.score_mask >> (st.layer + 1)) == 0)),
-                     self.score_row.eq(st.cmp_row), self.norm.idx.eq(st.nb_i)]
+                     self.score_row.eq(st.ecnt), self.cmp_tag.eq(st.ecnt), self.norm.idx.eq(st.nb_i)]
         with m.If(st.counting):
             m.d.sync += st.cycles.eq(st.cycles + 1)
         self._issue(m)
@@ -109,7 +111,6 @@ class Controller(wiring.Component):
                         m.next = "EXIT"
                     else:
                         with m.If(st.head):
-                            m.d.sync += st.cmp_row.eq(0)
                             m.next = "EXIT"
                         with m.Else():
                             m.next = "NORM_OP"
@@ -213,25 +214,34 @@ class Controller(wiring.Component):
         m.d.comb += [rb.scores[c].eq(self.scores[c]) for c in range(self.sched.cfg.classes)]
 
     def _exit_mp(self, m: Module) -> None:
+        """The score vector enters the comparator on EXIT's first cycle; its decision comes
+        out ``exit_latency`` cycles later."""
         st = self._state
-        with m.If(self._fire()):
-            self._record(m, 0)
-            m.d.sync += [st.counting.eq(0), st.nb_i.eq(0)]
-            m.next = "RESULT"
-        with m.Else():
-            m.d.sync += [st.layer.eq(st.layer + 1), st.nb_i.eq(0)]
-            m.next = "NORM"
+        m.d.comb += self.cmp_valid.eq(st.ecnt == 0)
+        m.d.sync += st.ecnt.eq(st.ecnt + 1)
+        with m.If(self.cmp_o_valid):
+            m.d.sync += st.ecnt.eq(0)
+            with m.If(self._fire()):
+                self._record(m, 0)
+                m.d.sync += [st.counting.eq(0), st.nb_i.eq(0)]
+                m.next = "RESULT"
+            with m.Else():
+                m.d.sync += [st.layer.eq(st.layer + 1), st.nb_i.eq(0)]
+                m.next = "NORM"
 
     def _exit_op(self, m: Module) -> None:
-        """One row per cycle: a live row whose rule fires leaves the batch."""
-        st, R = self._state, self.sched.cfg.rows
-        live = (st.cmp_row < st.nrows) & ~Array(st.exited[r] for r in range(R))[st.cmp_row]
-        with m.If(live & self._fire()):
-            self._record(m, st.cmp_row)
-            m.d.sync += st.exited.bit_select(st.cmp_row, 1).eq(1)
-        m.d.sync += st.cmp_row.eq(st.cmp_row + 1)
-        with m.If(st.cmp_row == R - 1):
-            m.d.sync += [st.cmp_row.eq(0), st.head.eq(0), st.nb_i.eq(0)]
+        """One row enters the comparator per cycle; as each row's decision comes out, a live
+        row whose rule fires leaves the batch."""
+        st, R, L = self._state, self.sched.cfg.rows, self.sched.exit_latency
+        m.d.comb += self.cmp_valid.eq(st.ecnt < R)
+        row = self.cmp_o_tag
+        live = (row < st.nrows) & ~Array(st.exited[r] for r in range(R))[row]
+        with m.If(self.cmp_o_valid & live & self._fire()):
+            self._record(m, row)
+            m.d.sync += st.exited.bit_select(row, 1).eq(1)
+        m.d.sync += st.ecnt.eq(st.ecnt + 1)
+        with m.If(st.ecnt == R + L - 1):
+            m.d.sync += [st.ecnt.eq(0), st.head.eq(0), st.nb_i.eq(0)]
             m.next = "EXIT_OP2"
 
     def _exit_op2(self, m: Module) -> None:
@@ -275,7 +285,7 @@ class _State:
         self.nrows = Signal(range(R + 1))          # OP: samples in the batch
         self.exited = Signal(R)
         self.nb_i = Signal(range(max(s.banks, R) + 1))   # NORM / RESULT index
-        self.cmp_row = Signal(_idx(R))
+        self.ecnt = Signal(range(R + s.exit_latency + 1))   # EXIT: rows into the comparator
         self.pix = Signal(range(cfg.inputs + 1))
         self.lrow = Signal(range(R + 1))
         self.counting = Signal()

@@ -63,7 +63,7 @@ class Engine(wiring.Component):
         drain = m.submodules.drain = u["drain"](s)
         post = m.submodules.postproc = u["postproc"](s)
         acc = m.submodules.accum = u["accum"](s)
-        cmp_ = m.submodules.exitcmp = u["exitcmp"](cfg.classes, cfg.score_bits, cfg.exit_policy)
+        cmp_ = m.submodules.exitcmp = u["exitcmp"](cfg.classes, cfg.score_bits, cfg.exit_policy, cfg.rows)
         # the unit instances of this elaboration (tests read their signals' widths)
         self.elaborated = {"controller": ctrl, "regfile": regs, "actbanks": banks, "issue": iss, "array": arr,
                            "drain": drain, "postproc": post, "accum": acc, "exitcmp": cmp_}
@@ -104,8 +104,10 @@ class Engine(wiring.Component):
         # exit decision
         m.d.comb += [regs.thr_layer.eq(ctrl.layer), cmp_.threshold.eq(regs.threshold),
                      cmp_.last.eq(ctrl.last_layer), ctrl.cmp_fire.eq(cmp_.fire), ctrl.cmp_label.eq(cmp_.label),
+                     cmp_.valid.eq(ctrl.cmp_valid), cmp_.tag.eq(ctrl.cmp_tag),
+                     ctrl.cmp_o_valid.eq(cmp_.o_valid), ctrl.cmp_o_tag.eq(cmp_.o_tag),
                      ctrl.exit_enable.eq(regs.exit_enable), ctrl.score_mask.eq(regs.score_mask),
                      acc.score_mask.eq(regs.score_mask)]
         m.d.comb += [cmp_.scores[c].eq(acc.scores[c]) for c in range(cfg.classes)]
-        m.d.comb += [ctrl.scores[c].eq(acc.scores[c]) for c in range(cfg.classes)]
+        m.d.comb += [ctrl.scores[c].eq(cmp_.o_scores[c]) for c in range(cfg.classes)]
         return m

@@ -1,0 +1,1 @@
+"""FPGA implementation of the generated engine (``python -m ffaccel.fpga``)."""

