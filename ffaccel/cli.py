@@ -33,6 +33,15 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def path_arg(text: str) -> str:
+    """A file or folder argument: not empty (an empty value is not "absent")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    if "\0" in text:
+        raise argparse.ArgumentTypeError("a path cannot hold a NUL character")
+    return text
+
+
 def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return _OneLineParser(prog=prog, description=description,
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -105,7 +114,7 @@ def recipe_from_args(args: argparse.Namespace):
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("accelerator configuration (flags override --config)")
     # absent flags stay absent (SUPPRESS): the file or the config defaults decide
-    g.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="config file (.json or .toml)")
+    g.add_argument("--config", type=path_arg, metavar="FILE", default=argparse.SUPPRESS, help="config file (.json or .toml)")
     g.add_argument("--layers", metavar="SPEC", default=argparse.SUPPRESS,
                    help="hidden layers: 4x2000, or a list 2000,1000,500 (default 4x2000)")
     for flag, (key, typ, hlp) in _CONFIG_FLAGS.items():
@@ -139,12 +148,56 @@ def config_from_args(args: argparse.Namespace, base: AccelConfig | None = None,
     return AccelConfig.from_dict(data)
 
 
+#: Random workloads: samples and seed when the flags are not given.
+DEFAULT_SAMPLES, DEFAULT_SEED = 8, 0
+SEED_MAX = 2**63 - 1
+
+
+def add_workload_args(p: argparse.ArgumentParser) -> None:
+    """The workload flags of ``ffaccel.perf`` and ``ffaccel.energy``: a random model
+    (``--samples --seed``) or a checkpoint with its data set (``--checkpoint --dataset
+    --limit``); :func:`workload_from_args` refuses a mix."""
+    p.add_argument("--samples", type=strict_int, default=None,
+                   help=f"random samples (without --checkpoint; default {DEFAULT_SAMPLES})")
+    p.add_argument("--seed", type=strict_int, default=None,
+                   help=f"seed of the random model and samples (without --checkpoint; default {DEFAULT_SEED})")
+    p.add_argument("--checkpoint", type=path_arg, help="trained checkpoint (with --dataset)")
+    p.add_argument("--dataset", type=path_arg, help="data set of the test samples (with --checkpoint)")
+    p.add_argument("--limit", type=strict_int, default=None, help="first N test samples (with --checkpoint)")
+
+
+def check_seed(seed: int | None, flag: str = "--seed") -> None:
+    if seed is not None and not 0 <= seed <= SEED_MAX:
+        raise FFAccelError(f"{flag}={seed} out of range (allowed: 0..{SEED_MAX})")
+
+
+def check_threads(n: int) -> None:
+    """torch threads: 1..256 (more than the machine's cores only slows)."""
+    if not 1 <= n <= 256:
+        raise FFAccelError(f"--threads={n} out of range (allowed: 1..256)")
+
+
 def workload_from_args(args: argparse.Namespace):
     """The workload of the flags shared by ``ffaccel.perf`` and ``ffaccel.energy``
     (``--checkpoint --dataset --limit`` or ``--samples --seed``, and the config flags)."""
     from .perf.report import load_workload       # lazy: gen and lint need none of it
+    if args.checkpoint is not None:
+        given = [f for f, v in (("--samples", args.samples), ("--seed", args.seed)) if v is not None]
+        if given:
+            raise FFAccelError(f"{given[0]} draws a random workload; with --checkpoint the samples are the "
+                               "data set's (choose them with --limit)")
+        if args.limit is not None and args.limit < 1:
+            raise FFAccelError(f"--limit={args.limit} out of range (allowed: >= 1)")
+    else:
+        if args.limit is not None:
+            raise FFAccelError("--limit chooses test samples of --checkpoint --dataset (a random workload "
+                               "takes --samples)")
+        check_seed(args.seed)
+        if args.samples is not None and args.samples < 1:
+            raise FFAccelError(f"--samples={args.samples} out of range (allowed: >= 1)")
     return load_workload(config_overrides(args), checkpoint=args.checkpoint, dataset=args.dataset,
-                         limit=args.limit, seed=args.seed, samples=args.samples,
+                         limit=args.limit, seed=DEFAULT_SEED if args.seed is None else args.seed,
+                         samples=DEFAULT_SAMPLES if args.samples is None else args.samples,
                          k=getattr(args, "exit_k", None))
 
 
@@ -161,7 +214,9 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
     try:
         return int(main(argv) or 0)
     except (FFAccelError, ConfigError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        # one line whatever the message quotes (a path with a newline in it, a parser's text)
+        msg = str(e).replace("\r", "\\r").replace("\n", "\\n")
+        print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -37,6 +37,8 @@ TECH_NODES = ("45nm", "32nm", "28nm", "22nm", "16nm", "7nm")
 MAX_LAYER = 1 << 16
 MAX_INPUTS = 1 << 20
 MAX_ARRAY_DIM = 256
+#: The exit knob k (thresholds mu - k sigma): the range every tool and the DSE accept.
+K_RANGE = (-10.0, 10.0)
 WBITS_RANGE = (2, 16)
 ABITS_RANGE = (1, 16)
 RSQRT_FRAC_RANGE = (4, 24)
@@ -218,18 +220,20 @@ class AccelConfig:
         if isinstance(self.label_share, bool) is False:
             raise ConfigError(f"label_share={self.label_share!r} must be true or false")
         if not isinstance(self.clock_mhz, (int, float)) or isinstance(self.clock_mhz, bool) \
-                or not 0.001 <= float(self.clock_mhz) <= 10000.0:
+                or not 0.001 <= self.clock_mhz <= 10000.0:                  # (no float(): 10**400)
             raise ConfigError(f"clock_mhz={self.clock_mhz!r} out of range (allowed: 0.001..10000)")
         object.__setattr__(self, "clock_mhz", float(self.clock_mhz))
         if not isinstance(self.exit_k, (int, float)) or isinstance(self.exit_k, bool) \
-                or not math.isfinite(self.exit_k) or not -10.0 <= self.exit_k <= 10.0:
-            raise ConfigError(f"exit_k={self.exit_k!r} out of range (allowed: -10..10)")
+                or not K_RANGE[0] <= self.exit_k <= K_RANGE[1]:   # NaN fails the range, 10**400 too
+            raise ConfigError(f"exit_k={self.exit_k!r} out of range (allowed: {K_RANGE[0]:g}..{K_RANGE[1]:g})")
         object.__setattr__(self, "exit_k", float(self.exit_k))
         if not isinstance(self.note, str):
             raise ConfigError(f"note={self.note!r} must be a string")
 
         nl = len(self.layers)
-        auto = {name for name, sentinel in _AUTO.items() if getattr(self, name) == sentinel}
+        # the sentinel itself, of its own type (0.0 or False for accbits is a bad value, not "auto")
+        auto = {name for name, sentinel in _AUTO.items()
+                if type(getattr(self, name)) is type(sentinel) and getattr(self, name) == sentinel}
         object.__setattr__(self, "_auto", frozenset(auto))
         for name in ("wfrac", "hfrac"):
             value = getattr(self, name)
@@ -274,7 +278,7 @@ class AccelConfig:
                 object.__setattr__(self, "score_mask", ())     # every layer: the canonical form
 
         need = self.accbits_required
-        if self.accbits == 0:
+        if type(self.accbits) is int and self.accbits == 0:
             object.__setattr__(self, "accbits", need)
         else:
             _check_int("accbits", self.accbits, 2, 64)
@@ -486,7 +490,7 @@ class AccelConfig:
             raise ConfigError(f"config must be a mapping, got {type(data).__name__}")
         data = dict(data)
         schema = data.pop("schema", SCHEMA_VERSION)
-        if schema != SCHEMA_VERSION:
+        if type(schema) is not int or schema != SCHEMA_VERSION:
             raise ConfigError(f"config schema {schema!r} is not supported (allowed: {SCHEMA_VERSION})")
         names = {f.name for f in dataclasses.fields(cls) if f.init}
         unknown = sorted(set(data) - names)
@@ -500,8 +504,8 @@ class AccelConfig:
     def from_json(cls, text: str) -> "AccelConfig":
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"config JSON does not parse: {e}") from None
+        except (ValueError, RecursionError) as e:       # JSONDecodeError, 5000-digit integers, deep nesting
+            raise ConfigError(f"config JSON does not parse: {_why(e)}") from None
         return cls.from_dict(data)
 
     def hash(self) -> str:
@@ -549,15 +553,22 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if p.suffix == ".json":
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"config file {str(p)!r} does not parse as JSON: {e}") from None
+        except (ValueError, RecursionError) as e:
+            raise ConfigError(f"config file {str(p)!r} does not parse as JSON: {_why(e)}") from None
     elif p.suffix == ".toml":
         try:
             data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config file {str(p)!r} does not parse as TOML: {e}") from None
+        except (ValueError, RecursionError) as e:
+            raise ConfigError(f"config file {str(p)!r} does not parse as TOML: {_why(e)}") from None
     else:
         raise ConfigError(f"config file {str(p)!r}: unknown extension (allowed: .json, .toml)")
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(p)!r} must hold a mapping of config keys")
     return data
+
+
+def _why(e: BaseException) -> str:
+    """A parser's complaint in one short line (deep nesting: Python's RecursionError)."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return " ".join(str(e).split())[:200]

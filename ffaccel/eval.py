@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from .cli import FFAccelError, make_parser, run_main, strict_float, strict_int
+from .cli import path_arg, check_threads, FFAccelError, make_parser, run_main, strict_float, strict_int
 from .config import EXIT_POLICIES, MODES
 from .data import DataError, load_dataset
 from .model.checkpoint import load_checkpoint
@@ -27,8 +27,8 @@ PROG = "ffaccel.eval"
 
 def build_parser():
     p = make_parser(PROG, __doc__.splitlines()[0])
-    p.add_argument("--checkpoint", required=True, help="checkpoint written by ffaccel.train")
-    p.add_argument("--dataset", required=True, help="mnist, fashion-mnist, digits, or a path")
+    p.add_argument("--checkpoint", type=path_arg, required=True, help="checkpoint written by ffaccel.train")
+    p.add_argument("--dataset", type=path_arg, required=True, help="mnist, fashion-mnist, digits, or a path")
     p.add_argument("--mode", choices=MODES, default=None, help="must match the checkpoint's mode")
     p.add_argument("--k", type=strict_float, default=None, help="exit knob (default: the checkpoint's)")
     p.add_argument("--policy", choices=EXIT_POLICIES, default=None, help="exit rule (default: the checkpoint's)")
@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ds.inputs != cfg.inputs or ds.classes != cfg.classes:
         raise FFAccelError(f"dataset {ds.name!r} has {ds.inputs} inputs / {ds.classes} classes; "
                            f"checkpoint needs {cfg.inputs} / {cfg.classes}")
+    check_threads(args.threads)
     torch.set_num_threads(args.threads)
     k = cfg.exit_k if args.k is None else args.k
     policy = args.policy or cfg.exit_policy

@@ -8,6 +8,7 @@ the mode a plain ``open`` would give (0666 under the umask): they are meant to b
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -63,6 +64,42 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except OSError as e:
         raise _output_error(path, e, "the earlier file was left as it was" if existed
                             else "nothing was written") from None
+
+
+def atomic_move(src: str | Path, path: str | Path) -> None:
+    """Move the finished file ``src`` to ``path`` as one atomic replacement: a rename where
+    both are on one file system, else a copy to a temporary file beside ``path`` (synced)
+    and a rename. ``path`` itself is replaced, never a file a link there points to. A
+    failure raises :class:`OutputError` and leaves ``path`` as it was; ``src`` is removed
+    either way."""
+    import shutil
+    src, path = Path(src), Path(path)
+    existed = path.exists() or path.is_symlink()
+    try:
+        try:
+            os.replace(src, path)
+            return
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _clean_stale(path.parent, path.name)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP_TAG}{_owner()}", dir=path.parent)
+        try:
+            os.fchmod(fd, _shared_mode(0o666))
+            with os.fdopen(fd, "wb") as f, open(src, "rb") as g:
+                shutil.copyfileobj(g, f, 1 << 20)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as e:
+        raise _output_error(path, e, "the earlier file was left as it was" if existed
+                            else "nothing was written") from None
+    finally:
+        src.unlink(missing_ok=True)
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -151,7 +188,9 @@ def foreign_files(out: Path, owned: set[str] | None) -> str | None:
     """Why folder ``out`` is not ours to replace (it holds files outside ``owned``), or None."""
     if not out.is_dir():
         return None
-    foreign = sorted(p.name for p in out.iterdir() if owned is None or p.name not in owned)
+    # outputs are plain files: a folder inside is never ours, whatever a manifest lists
+    foreign = sorted(p.name for p in out.iterdir()
+                     if owned is None or p.name not in owned or p.is_dir() or p.is_symlink())
     if not foreign:
         return None
     return (f"holds files this tool did not write ({', '.join(foreign[:3])}"
@@ -250,20 +289,34 @@ def check_writable(path: str | Path, *, folder: bool, need: int = 0) -> str | No
     of the output is known (``need`` bytes), the file system must have that much free (the
     write itself still fails cleanly if another writer takes the space meanwhile)."""
     p = Path(path)
-    if p.exists() or p.is_symlink():
+    try:
+        return _check_writable(p, folder, need)
+    except OSError as e:                       # a name too long, a loop of links, ...
+        return f"is not a usable path ({e.strerror or e})"
+
+
+def _check_writable(p: Path, folder: bool, need: int) -> str | None:
+    if p.is_symlink():
+        if not p.exists():
+            return "is a broken link"
+        if folder:                            # an output folder is replaced as a whole
+            return "is a link; give the folder itself"
+    if p.exists():
         if folder and not p.is_dir():
             return "exists and is not a folder"
         if not folder and p.is_dir():
             return "is a folder; give a file name"
+    if folder and p.exists() and Path.cwd().resolve().is_relative_to(p.resolve()):
+        return "holds the working folder (an output folder is replaced as a whole: give one of its own)"
     anc = p.parent if not p.exists() else (p if folder else p.parent)
     while not anc.exists():
         if anc.is_symlink():
-            return f"{anc} is a broken link"
+            return f"{str(anc)!r} is a broken link"
         anc = anc.parent
     if not anc.is_dir():
-        return f"{anc} is not a folder"
+        return f"{str(anc)!r} is not a folder"
     if not os.access(anc, os.W_OK | os.X_OK):
-        return f"{anc} is not writable"
+        return f"{str(anc)!r} is not writable"
     if need > 0:
         try:
             st = os.statvfs(anc)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 
-from .cli import (FFAccelError, PhaseStatus, add_config_args, config_from_args, config_overrides, make_parser,
+from .cli import (path_arg, FFAccelError, PhaseStatus, add_config_args, config_from_args, config_overrides, make_parser,
                   run_main)
 from .fsutil import OutputError, atomic_write_dir, check_writable, foreign_files
 from .hw.generate import generate
@@ -34,8 +34,8 @@ PROG = "ffaccel.gen"
 def build_parser():
     p = make_parser(PROG, __doc__.splitlines()[0])
     add_config_args(p)
-    p.add_argument("--checkpoint", help="trained checkpoint: its config, and its weight images")
-    p.add_argument("-o", "--out", default="rtl", help="output folder")
+    p.add_argument("--checkpoint", type=path_arg, help="trained checkpoint: its config, and its weight images")
+    p.add_argument("-o", "--out", type=path_arg, default="rtl", help="output folder")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.add_argument("--no-progress", action="store_true",
                    help="no status line on a terminal (the phase and its seconds, for large engines)")

@@ -73,6 +73,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
             raise FFAccelError(f"{str(mf)!r} is not a manifest written by ffaccel.gen "
                                f"({type(e).__name__}: no valid 'top')") from None
+    if not top.isidentifier():
+        raise FFAccelError(f"--top {top!r} is not a Verilog module name")
+    modules = set()
+    for v in Path(args.folder).glob("*.v"):
+        try:
+            modules |= set(re.findall(r"^\s*module\s+([A-Za-z_][A-Za-z0-9_$]*)", v.read_text(errors="replace"),
+                                      re.M))
+        except OSError:
+            pass
+    if modules and top not in modules:
+        raise FFAccelError(f"--top {top!r}: no such module in {str(args.folder)!r} "
+                           f"(modules: {', '.join(sorted(modules)[:5])}{', ...' if len(modules) > 5 else ''})")
     rep = lint(args.folder, top)
     if args.json:
         print(json.dumps(rep, indent=2))

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .cli import (FFAccelError, add_config_args, add_recipe_args, config_from_args, make_parser,
+from .cli import (path_arg, check_threads, FFAccelError, add_config_args, add_recipe_args, config_from_args, make_parser,
                   recipe_from_args, run_main, strict_int)
 from .data import DataError, load_dataset
 from .fsutil import OutputError, check_writable
@@ -26,10 +26,10 @@ PROG = "ffaccel.train"
 
 def build_parser():
     p = make_parser(PROG, __doc__.splitlines()[0])
-    p.add_argument("--dataset", required=True, help="mnist, fashion-mnist, digits, or a path (.npz / IDX folder)")
+    p.add_argument("--dataset", type=path_arg, required=True, help="mnist, fashion-mnist, digits, or a path (.npz / IDX folder)")
     p.add_argument("--threads", type=strict_int, default=1, help="torch threads (1 is fastest on 2 cores)")
-    p.add_argument("--init", help="start from this checkpoint's weights (same network): continue training")
-    p.add_argument("--out", required=True, help="checkpoint file to write")
+    p.add_argument("--init", type=path_arg, help="start from this checkpoint's weights (same network): continue training")
+    p.add_argument("--out", type=path_arg, required=True, help="checkpoint file to write")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_recipe_args(p)
@@ -40,8 +40,7 @@ def build_parser():
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     recipe = recipe_from_args(args)
-    if not 1 <= args.threads <= 256:
-        raise FFAccelError(f"--threads={args.threads} out of range (allowed: 1..256)")
+    check_threads(args.threads)
     out = Path(args.out)
     why = check_writable(out, folder=False)
     if why:

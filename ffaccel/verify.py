@@ -30,8 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .fsutil import OutputError, check_writable
-from .cli import FFAccelError, add_config_args, config_from_args, config_overrides, make_parser, run_main, strict_float, strict_int
+from .fsutil import check_writable
+from .cli import path_arg, check_seed, FFAccelError, add_config_args, config_from_args, config_overrides, make_parser, run_main, strict_float, strict_int
 from .config import AccelConfig
 from .sim.faults import FAULTS
 from .sim.runner import DEFAULT_BUILD_DIR, SIMS
@@ -47,13 +47,13 @@ def build_parser():
                    help="simulator (Verilator: ~20 s build, fast; Icarus: 1 s build, slower)")
     g.add_argument("--samples", type=strict_int, default=8, help="samples to verify")
     g.add_argument("--seed", type=strict_int, default=0, help="random weights, inputs and stalls")
-    g.add_argument("--checkpoint", help="trained checkpoint (then --dataset is needed)")
-    g.add_argument("--dataset", help="with --checkpoint: mnist, fashion-mnist, digits or a path")
+    g.add_argument("--checkpoint", type=path_arg, help="trained checkpoint (then --dataset is needed)")
+    g.add_argument("--dataset", type=path_arg, help="with --checkpoint: mnist, fashion-mnist, digits or a path")
     g.add_argument("--stall", type=strict_float, default=0.25,
                    help="probability of an idle input cycle and of result back-pressure per cycle")
-    g.add_argument("--vcd", metavar="FILE",
+    g.add_argument("--vcd", type=path_arg, metavar="FILE",
                    help="write a VCD of the simulation to FILE (Verilator: a separate --trace build)")
-    g.add_argument("--build-dir", default="build/sim", help="simulator builds (cached)")
+    g.add_argument("--build-dir", type=path_arg, default="build/sim", help="simulator builds (cached)")
     g.add_argument("--fault", choices=tuple(FAULTS), default=None,
                    help="inject a deliberate RTL bug (checks that the bench catches it)")
     g.add_argument("--json", action="store_true", help="print a JSON report only")
@@ -98,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     if args.samples < 1:
         raise FFAccelError(f"--samples={args.samples} out of range (allowed: >= 1)")
+    check_seed(args.seed)
     if args.vcd:
         why = check_writable(Path(args.vcd), folder=False)
         if why:
@@ -131,8 +132,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SimError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
-    except OutputError as e:           # the build folder is a cache: a build is used only
-        raise FFAccelError(f"build folder: {e}") from None   # once its stamp is written last
     rep, run, info = out["report"], out["run"], out["build"]
     dt = time.perf_counter() - t0
     cps = rep.sim_cycles / rep.sim_seconds if rep.sim_seconds > 0 else None

@@ -47,7 +47,7 @@ def test_cell_names_lose_the_mapped_cell_suffixes():
     (["--device", "LFE5U-85F", "--freq", "0"], "--freq=0.0 out of range"),
     (["--device", "LFE5U-85F", "--freq", "nan"], "invalid number: 'nan'"),
     (["--device", "LFE5U-85F", "--package", "QFN48"], "comes in"),
-    (["--device", "LFE5U-85F", "--build-dir", "afile/x"], "afile is not a folder"),
+    (["--device", "LFE5U-85F", "--build-dir", "afile/x"], "afile' is not a folder"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, cli, args, fragment):
     monkeypatch.chdir(tmp_path)

@@ -38,7 +38,7 @@ CASES = [
     ("train", ["--dataset", "digits", "--theta", "nan", "--out", "c.ckpt"], "invalid number: 'nan'"),
     ("train", ["--dataset", "digits", "--lr", "-1", "--out", "c.ckpt"], "lr=-1.0 out of range"),
     ("train", ["--dataset", "digits", "--epochs", "1_0", "--out", "c.ckpt"], "invalid integer value: '1_0'"),
-    ("train", ["--dataset", "digits", "--out", "afile/c.ckpt"], "afile is not a folder"),
+    ("train", ["--dataset", "digits", "--out", "afile/c.ckpt"], "afile' is not a folder"),
     ("train", ["--dataset", "digits", "--out", "adir"], "is a folder; give a file name"),
     # gen: flags in other scripts' digits, outputs under a file
     ("gen", ["--layers", "2x8", "--inputs", "16", "--rows", "\u0663", "-o", "r"], "invalid integer value"),
@@ -49,8 +49,8 @@ CASES = [
     # eval / energy / verify
     ("eval", ["--checkpoint", "CKPT", "--dataset", "digits", "--k", "inf"], "invalid number: 'inf'"),
     ("energy", ["--checkpoint", "CKPT", "--dataset", "digits", "--ks", "nan,inf"], "finite numbers"),
-    ("energy", ["--layers", "2x8", "--inputs", "16", "--plots", "afile/p"], "afile is not a folder"),
-    ("verify", ["--layers", "2x8", "--inputs", "16", "--vcd", "afile/w.vcd"], "afile is not a folder"),
+    ("energy", ["--layers", "2x8", "--inputs", "16", "--plots", "afile/p"], "afile' is not a folder"),
+    ("verify", ["--layers", "2x8", "--inputs", "16", "--vcd", "afile/w.vcd"], "afile' is not a folder"),
     # messages in the user's terms
     ("eval", ["--checkpoint", "adir", "--dataset", "digits"], "is a folder, not a checkpoint file"),
     ("gen", ["--checkpoint", "CKPT", "--layers", "3x16", "-o", "r"], "has layers=(16, 16); the command asks for (16, 16, 16)"),

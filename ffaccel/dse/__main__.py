@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ..cli import FFAccelError, make_parser, run_main, strict_int
+from ..cli import path_arg, FFAccelError, make_parser, run_main, strict_int
 from .pareto import OUTPUT_BYTES, output_names, pareto, write_outputs
 from .space import load_space
 from ..fsutil import OutputError, check_writable, foreign_files
-from .storage import NEW_STORE_BYTES, check_workers, normalise_url
+from .storage import NEW_STORE_BYTES, check_workers, normalise_url, sqlite_path
 from .study import _study, collect, enqueue_grid, fail_dead_local_trials, fail_stale_trials, todo_waiting, spawned_worker, worker
 
 # collect, pareto: re-exported from the library (ffaccel.dse.study, ffaccel.dse.pareto)
@@ -81,13 +81,13 @@ def _run_workers(space_path: str, url: str, trials, n: int, bar) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = make_parser(PROG, __doc__.splitlines()[0])
-    p.add_argument("--space", required=True, help="space file (TOML)")
-    p.add_argument("--store", help="SQLite file of the study (default runs/dse/<space>.db)")
-    p.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db (distributed)")
+    p.add_argument("--space", type=path_arg, required=True, help="space file (TOML)")
+    p.add_argument("--store", type=path_arg, help="SQLite file of the study (default runs/dse/<space>.db)")
+    p.add_argument("--storage", type=path_arg, help="Optuna storage URL, e.g. postgresql://user@host/db (distributed)")
     p.add_argument("--workers", type=strict_int, default=1,
                    help="worker processes on this machine (at most twice its cores)")
     p.add_argument("--trials", type=strict_int, default=None, help="nsga2: trials per worker (default: the space's)")
-    p.add_argument("--out", default=None, help="folder for CSV and PNG (default runs/dse/<space>)")
+    p.add_argument("--out", type=path_arg, default=None, help="folder for CSV and PNG (default runs/dse/<space>)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -95,13 +95,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_workers(args.workers)
     if args.trials is not None and args.trials < 1:
         raise FFAccelError(f"--trials={args.trials} out of range (allowed: >= 1)")
-    if args.store and args.storage:
+    if args.trials is not None and space.kind == "grid":
+        raise FFAccelError("--trials applies to kind = \"nsga2\" spaces (a grid evaluates every design)")
+    if args.store is not None and args.storage is not None:
         raise FFAccelError("give --store or --storage, not both")
     out = Path(args.out or f"runs/dse/{space.name}")
-    for flag, path, folder in (("--out", out, True),
-                               ("--store", Path(args.store or f"runs/dse/{space.name}.db"), False)):
+    # a SQLite --storage URL names a file like --store: the same checks
+    store_file = sqlite_path(normalise_url(args.storage)) if args.storage is not None else \
+        Path(args.store or f"runs/dse/{space.name}.db")
+    store_flag = "--storage" if args.storage is not None else "--store"
+    for flag, path, folder in (("--out", out, True), (store_flag, store_file, False)):
+        if path is None:                      # a server's URL: checked when it is opened
+            continue
         need = OUTPUT_BYTES if folder else (0 if path.exists() else NEW_STORE_BYTES)
-        why = None if (flag == "--store" and args.storage) else check_writable(path, folder=folder, need=need)
+        why = check_writable(path, folder=folder, need=need)
         if folder and not why:
             why = foreign_files(path, output_names(space))
         if why:

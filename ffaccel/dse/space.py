@@ -47,6 +47,15 @@ WORKLOAD_KEYS = {"dataset": str, "layers": str, "limit": int, "val_limit": int, 
                  "checkpoint": str}
 WORKLOAD_DEFAULTS = {"layers": "2x64", "limit": 300, "val_limit": 10000, "toggle_samples": 4}
 EXTRA_AXES = ("k", "layers")          # axes that are not AccelConfig fields
+# config keys a space may not set in [base] or [axes]: the workload fixes them (layers in
+# [workload], inputs and classes from the data set), or they are internal
+FIXED_KEYS = {"layers": "set layers in [workload] (or as an axis)", "inputs": "the data set fixes inputs",
+              "classes": "the data set fixes classes", "schema": "an internal key",
+              "exit_k": "the exit knob is the axis k"}
+STRATEGY_KEYS = ("kind", "objectives", "trials")
+#: The most designs a grid may hold (each is evaluated: a bigger grid is a mistake, or a
+#: job for nsga2).
+MAX_GRID = 100_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,12 +113,17 @@ def load_space(path: str | Path) -> Space:
         raise FFAccelError(f"--space {str(p)!r} does not exist")
     try:
         data = tomllib.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise FFAccelError(f"--space {str(p)!r} does not parse as TOML: {e}") from None
+    except (ValueError, RecursionError, OSError) as e:     # TOMLDecodeError, 5000-digit integers, nesting
+        why = "nested too deeply" if isinstance(e, RecursionError) else " ".join(str(e).split())[:200]
+        raise FFAccelError(f"--space {str(p)!r} does not parse as TOML: {why}") from None
     unknown = set(data) - {"workload", "recipe", "base", "axes", "strategy"}
     if unknown:
         raise FFAccelError(f"--space: unknown section [{sorted(unknown)[0]}] "
                            "(allowed: workload, recipe, base, axes, strategy)")
+    for sec, v in data.items():
+        if not isinstance(v, dict):
+            raise FFAccelError(f"--space: {sec} must be a [{sec}] table of key = value lines, not a "
+                               f"{type(v).__name__}")
     recipe = TrainRecipe.from_dict(data.get("recipe", {}), where="--space: [recipe]")
     wl = dict(WORKLOAD_DEFAULTS)
     for k, v in data.get("workload", {}).items():
@@ -129,13 +143,29 @@ def load_space(path: str | Path) -> Space:
             raise FFAccelError(f"--space: workload {k}={wl[k]} out of range (allowed: >= 1)")
     if "dataset" not in wl:
         raise FFAccelError("--space: [workload] needs a dataset")
+    if "checkpoint" in wl and not wl["checkpoint"].strip():
+        raise FFAccelError("--space: workload checkpoint is empty (give a path, or leave the key out to train)")
     axes = data.get("axes", {})
     if not axes:
         raise FFAccelError("--space: [axes] is empty: nothing to explore")
     for k, v in axes.items():
         if not isinstance(v, list) or not v:
             raise FFAccelError(f"--space: axis {k!r} must be a non-empty list")
+    base = dict(data.get("base", {}))
+    for sec, keys in (("base", base), ("axes", axes)):
+        for k in keys:
+            if k in FIXED_KEYS and not (sec == "axes" and k == "layers"):
+                raise FFAccelError(f"--space: [{sec}] {k}: {FIXED_KEYS[k]}")
+    n_grid = 1
+    for v in axes.values():
+        n_grid *= len(v)
+    if n_grid > MAX_GRID:
+        raise FFAccelError(f"--space: the axes make a grid of {n_grid:,d} designs (at most {MAX_GRID:,d}; "
+                           "use fewer values, or kind = \"nsga2\" with a trial budget)")
     st = data.get("strategy", {})
+    unknown = sorted(set(st) - set(STRATEGY_KEYS))
+    if unknown:
+        raise FFAccelError(f"--space: unknown strategy key {unknown[0]!r} (allowed: {', '.join(STRATEGY_KEYS)})")
     kind = st.get("kind", "grid")
     if kind not in ("grid", "nsga2"):
         raise FFAccelError(f"--space: strategy kind {kind!r} (allowed: grid, nsga2)")
@@ -151,11 +181,16 @@ def load_space(path: str | Path) -> Space:
         name, _, d = o.partition(":")
         if name not in METRICS or d not in ("min", "max"):
             raise FFAccelError(f"--space: objective {o!r} must be METRIC:min|max with METRIC in {', '.join(METRICS)}")
+    names = [o.partition(":")[0] for o in objectives]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise FFAccelError(f"--space: objective {dup!r} is given twice")
+    if kind == "grid" and "trials" in st:
+        raise FFAccelError("--space: strategy trials applies to kind = \"nsga2\" (a grid evaluates every design)")
     trials = st.get("trials", 40)
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise FFAccelError(f"--space: strategy trials={trials!r} must be a positive integer")
-    space = Space(p.stem, wl, dict(data.get("base", {})), axes, kind, trials, objectives, recipe,
-                  _fingerprint(wl))
+    space = Space(p.stem, wl, base, axes, kind, trials, objectives, recipe, _fingerprint(wl))
     # every design of the space must be a valid config: fail now, not after an hour
     try:
         for point in space.grid():

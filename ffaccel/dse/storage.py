@@ -56,18 +56,22 @@ def sqlite_path(url: str) -> Path | None:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path):
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)      # the umask applies: shared
+def _folder_lock(db: Path):
+    """An exclusive lock on the folder that holds the SQLite store ``db`` (flock on the
+    folder itself: no lock file is created beside the user's file, and none is left when
+    a store is refused). Stores in one folder share it; it is held for schema creation and
+    for enqueueing a grid, both short."""
+    folder = db.resolve().parent
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise FFAccelError(f"store folder {str(folder)!r} cannot be opened ({e.strerror})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
-
-
-def _lock_path(db: Path) -> Path:
-    return db.with_name(db.name + ".lock")
 
 
 def _immediate_transactions(engine) -> None:
@@ -93,15 +97,15 @@ def open_storage(url: str):
     db = sqlite_path(url)
     if db is not None:
         kw = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
-        with _file_lock(_lock_path(db)):
+        with _folder_lock(db):
             fresh = not db.exists()
             try:
                 storage = RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S,
                                      engine_kwargs=kw)
             except BaseException:
-                if fresh:               # no empty or half-made store left behind (the lock
-                    for f in (db, db.with_name(db.name + "-journal")):   # file stays: others
-                        f.unlink(missing_ok=True)                        # may hold it)
+                if fresh:               # no empty or half-made store left behind
+                    for f in (db, db.with_name(db.name + "-journal")):
+                        f.unlink(missing_ok=True)
                 raise
         _immediate_transactions(rdb_engine(storage))
         return storage
@@ -126,7 +130,7 @@ def sweep_lock(storage, url: str, study_name: str):
     url = normalise_url(url)
     db = sqlite_path(url)
     if db is not None:
-        with _file_lock(_lock_path(db)):
+        with _folder_lock(db):
             yield
         return
     if not url.startswith("postgresql"):

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ..cli import (FFAccelError, add_config_args, config_from_args, make_parser, run_main, strict_float, strict_int,
+from ..cli import (path_arg, FFAccelError, add_config_args, add_workload_args, config_from_args, make_parser, run_main, strict_float, strict_int,
                    workload_from_args)
+from ..config import K_RANGE
 from ..fsutil import check_writable, foreign_files
 from .coeffs import load_coeffs
 from .report import PLOT_NAMES, PLOTS_BYTES, k_sweep, report, write_plots
@@ -29,16 +30,12 @@ PROG = "ffaccel.energy"
 def build_parser():
     p = make_parser(PROG, __doc__.splitlines()[0])
     add_config_args(p)
-    p.add_argument("--samples", type=strict_int, default=8)
-    p.add_argument("--seed", type=strict_int, default=0)
-    p.add_argument("--checkpoint")
-    p.add_argument("--dataset")
-    p.add_argument("--limit", type=strict_int, default=None)
-    p.add_argument("--coeffs", help="TOML/JSON file overriding coefficients (see --show-coeffs)")
+    add_workload_args(p)
+    p.add_argument("--coeffs", type=path_arg, help="TOML/JSON file overriding coefficients (see --show-coeffs)")
     p.add_argument("--show-coeffs", action="store_true", help="print the coefficient table and exit")
     p.add_argument("--toggle-samples", type=strict_int, default=16, help="inferences whose toggles are computed")
     p.add_argument("--ks", default=None, help="with a checkpoint: k values for the energy-accuracy plot")
-    p.add_argument("--plots", help="folder for PNG plots")
+    p.add_argument("--plots", type=path_arg, help="folder for PNG plots")
     p.add_argument("--json", action="store_true")
     return p
 
@@ -59,13 +56,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if why:
             raise FFAccelError(f"--plots {args.plots!r} cannot be written: {why}")
     ks = None
-    if args.ks:                                # checked before any work
+    if args.ks is not None:                    # checked before any work
         if not args.checkpoint:
             raise FFAccelError("--ks needs --checkpoint and --dataset (accuracy needs labels)")
         try:
             ks = [strict_float(v) for v in args.ks.split(",")]
         except argparse.ArgumentTypeError:
             raise FFAccelError(f"--ks {args.ks!r} is not a comma-separated list of finite numbers") from None
+        bad = [k for k in ks if not K_RANGE[0] <= k <= K_RANGE[1]]
+        if bad:
+            raise FFAccelError(f"--ks: k={bad[0]:g} out of range (allowed: {K_RANGE[0]:g}..{K_RANGE[1]:g}, as --k)")
     t0 = time.perf_counter()
     wl = workload_from_args(args)
     rep = report(wl, coeffs, args.toggle_samples)

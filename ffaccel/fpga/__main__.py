@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ..cli import (FFAccelError, PhaseStatus, add_config_args, config_from_args, make_parser, run_main, strict_float,
+from ..cli import (path_arg, FFAccelError, PhaseStatus, add_config_args, config_from_args, make_parser, run_main, strict_float,
                    strict_int)
 from ..fsutil import check_writable
 from .devices import DEVICES, lookup
@@ -37,7 +37,7 @@ def build_parser():
     p.add_argument("--freq", type=strict_float, default=100.0, help="target clock for placement and routing (MHz)")
     p.add_argument("--seed", type=strict_int, default=1, help="placer seed")
     p.add_argument("--timeout", type=strict_float, default=7200.0, help="seconds per tool run")
-    p.add_argument("--build-dir", default=None, help=f"tool runs, reused when unchanged (default {DEFAULT_BUILD_DIR})")
+    p.add_argument("--build-dir", type=path_arg, default=None, help=f"tool runs, reused when unchanged (default {DEFAULT_BUILD_DIR})")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
     return p

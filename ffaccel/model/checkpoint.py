@@ -10,6 +10,7 @@ import io
 import json
 import re
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,7 +53,9 @@ def load_checkpoint(path: str | Path) -> tuple[FFNet, AccelConfig, dict[str, Any
     if not p.is_file():
         raise FFAccelError(f"checkpoint {str(p)!r} does not exist")
     try:
-        blob = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():             # torch's pickle-protocol notes: stderr keeps one line
+            warnings.simplefilter("ignore")
+            blob = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "unsupported global" in str(e).lower():
             raise FFAccelError(f"checkpoint {str(p)!r} holds objects other than tensors and plain data; "
@@ -67,8 +70,9 @@ def load_checkpoint(path: str | Path) -> tuple[FFNet, AccelConfig, dict[str, Any
     try:
         cfg = AccelConfig.from_json(blob["config"])
         meta = json.loads(blob["meta"])
-    except (ConfigError, KeyError, TypeError, json.JSONDecodeError) as e:
-        raise FFAccelError(f"checkpoint {str(p)!r} has a bad config: {e}") from None
+    except (ConfigError, KeyError, TypeError, ValueError, RecursionError, OverflowError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else " ".join(str(e).split())[:200]
+        raise FFAccelError(f"checkpoint {str(p)!r} has a bad config: {why}") from None
     if not isinstance(meta, dict):
         raise FFAccelError(f"checkpoint {str(p)!r} has bad metadata (a {type(meta).__name__}, not a mapping)")
     state = blob.get("state")
@@ -89,6 +93,9 @@ def load_checkpoint(path: str | Path) -> tuple[FFNet, AccelConfig, dict[str, Any
         if tuple(t.shape) != shape:
             raise FFAccelError(f"checkpoint {str(p)!r}: {k} has shape {tuple(t.shape)}, "
                                f"its config needs {shape}")
+        if t.layout != torch.strided or t.device.type != "cpu":
+            raise FFAccelError(f"checkpoint {str(p)!r}: {k} is a {t.layout} tensor on {t.device.type} "
+                               "(dense CPU tensors needed)")
         if not t.dtype.is_floating_point or t.is_complex():
             raise FFAccelError(f"checkpoint {str(p)!r}: {k} holds {t.dtype} values (real floating point needed)")
         if not bool(torch.isfinite(t).all()):

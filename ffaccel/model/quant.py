@@ -21,7 +21,9 @@ from .golden import GoldenModel, QuantModel
 
 
 def _round_half_up(a: np.ndarray) -> np.ndarray:
-    return np.floor(a + 0.5).astype(np.int64)
+    # clipped before the cast: a finite 1e36 would wrap around int64 (and flip its sign);
+    # every caller clips to its own, much narrower, range afterwards
+    return np.clip(np.floor(a + 0.5), -(2.0 ** 62), 2.0 ** 62).astype(np.int64)
 
 
 def _pow2_frac(max_abs: float, limit: int, lo: int = 0, hi: int = 32) -> int:

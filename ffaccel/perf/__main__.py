@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Sequence
 
-from ..cli import FFAccelError, add_config_args, make_parser, run_main, strict_int, workload_from_args
+from ..cli import FFAccelError, add_config_args, add_workload_args, make_parser, run_main, strict_int, workload_from_args
 from .report import analyse, load_workload, summarise
 
 # analyse, load_workload, summarise: re-exported from the library, ffaccel.perf.report
@@ -28,11 +28,7 @@ PROG = "ffaccel.perf"
 def build_parser():
     p = make_parser(PROG, __doc__.splitlines()[0])
     add_config_args(p)
-    p.add_argument("--samples", type=strict_int, default=8, help="random samples (without --checkpoint)")
-    p.add_argument("--seed", type=strict_int, default=0)
-    p.add_argument("--checkpoint", help="trained checkpoint (with --dataset)")
-    p.add_argument("--dataset", help="data set of the test samples (with --checkpoint)")
-    p.add_argument("--limit", type=strict_int, default=None, help="first N test samples")
+    add_workload_args(p)
     p.add_argument("--toggle-samples", type=strict_int, default=64, help="inferences whose toggles are computed exactly")
     p.add_argument("--json", action="store_true")
     return p

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import FFAccelError
-from ..fsutil import OutputError, atomic_write_bytes
+from ..fsutil import OutputError, atomic_move, atomic_write_bytes
 from ..schedule import schedule
 from . import cocotb_compat
 
@@ -346,17 +346,19 @@ def run(info: BuildInfo, test_module: str = BENCH_MODULE, testcase: str | Sequen
         out_path.unlink(missing_ok=True)
     plusargs, test_args = [], []
     waves = False
-    vcd_path = Path(vcd).resolve() if vcd is not None else None
-    if vcd_path is not None:
-        vcd_path.parent.mkdir(parents=True, exist_ok=True)
-        vcd_path.unlink(missing_ok=True)
+    # the simulator writes the VCD into the run folder; it replaces the user's file only
+    # once complete (a failed or cut-short run leaves an earlier VCD there as it was)
+    vcd_path = Path(vcd).absolute() if vcd is not None else None
+    sim_vcd = test_dir / f".{tag}-{os.getpid()}.vcd" if vcd is not None else None
+    if sim_vcd is not None:
+        sim_vcd.unlink(missing_ok=True)
         if info.sim == "icarus":
-            plusargs = [f"+vcd={vcd_path}"]
+            plusargs = [f"+vcd={sim_vcd}"]
         else:
             if not info.waves:
                 raise SimError("a VCD from Verilator needs a build with waves=True")
             waves = True
-            test_args = ["--trace-file", str(vcd_path)]
+            test_args = ["--trace-file", str(sim_vcd)]
     runner = _get_runner(info.sim)
     if vcd_path is not None and info.sim == "icarus":
         # the runner passes vvp "-none" (no dumping) unless waves (then FST); an extended
@@ -382,8 +384,14 @@ def run(info: BuildInfo, test_module: str = BENCH_MODULE, testcase: str | Sequen
         if not out_path.is_file():
             raise SimError(f"the bench wrote no output {out_path}; log {log}:\n{_tail(log)}")
         data = json.loads(out_path.read_text())
-    if vcd_path is not None and not vcd_path.is_file():
-        raise SimError(f"no VCD was written to {vcd_path}; log {log}:\n{_tail(log)}")
+    if sim_vcd is not None:
+        if not sim_vcd.is_file():
+            raise SimError(f"no VCD was written to {sim_vcd}; log {log}:\n{_tail(log)}")
+        st = os.statvfs(sim_vcd.parent)
+        if st.f_bavail * st.f_frsize < (64 << 10):     # the simulators cut a dump short silently
+            sim_vcd.unlink(missing_ok=True)
+            raise OutputError(f"the VCD of this run was cut short: {str(sim_vcd.parent)!r} is out of space")
+        atomic_move(sim_vcd, vcd_path)
     return RunResult(tests=tests, failures=failures, xml=xml, log=log, seconds=dt, output=data,
                      vcd=vcd_path)
 
