@@ -31,16 +31,16 @@ class Latencies:
     ``mem_read``: weight/bias/activation memories answer one cycle after the address.
     ``drain_go``: the tile's last MAC -> the first drained row (sums in the shadow regs).
     ``select``: drain stage A (row select, label-share term, norm factors).
-    ``postproc``: post-processing registers B (multiply), C (round, bias, clamp; D writes
-    and squares at C's output) and D's sum, which stage E adds into the goodness registers
-    at the end of the cycle it is valid in.
+    ``postproc``: post-processing registers B (multiply), C1 (rounding term), C2 (shift,
+    bias), C3 (clamp; D writes and squares at C3's output) and D's sum, which stage E adds
+    into the goodness registers at the end of the cycle it is valid in.
     ``flush_test``: FLUSH leaves the cycle after the pipeline has emptied.
     """
 
     mem_read: int = 1
     drain_go: int = 1
     select: int = 1
-    postproc: int = 3
+    postproc: int = 5
     flush_test: int = 1
 
     @property

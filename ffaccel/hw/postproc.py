@@ -33,20 +33,26 @@ def goodness_layout(sched: Schedule) -> data.StructLayout:
 
 
 class PostProc(wiring.Component):
-    """Three stages after the drain's row select (``row``, stage A):
+    """Five stages after the drain's row select (``row``, stage A):
 
     - B: ``prod = acc * m`` per lane; ``shift = shift_base + s`` (``shift_base`` is the
       register-file value for ``row.layer`` / ``row.head``, read combinationally);
-    - C: ``z = rshr(prod, shift) + bias``; layers clamp ``z`` to ``0..amax``; heads pass
-      ``z`` on as a logit increment (``logit``, added by the accumulators);
+    - C1: ``prod + 2**(shift-1)`` (the rounding term of ``rshr``);
+    - C2: ``z = (that >> shift) + bias``;
+    - C3: layers clamp ``z`` to ``0..amax``; heads pass ``z`` on as a logit increment
+      (``logit``, added by the accumulators);
     - D: a layer row is written to the output bank set (``write``: set ``(layer+1) % 2``,
       bank ``cp``, word ``tile``) and shown on ``probe``; its ``sum(h^2)`` is registered
       (``goodness``, added by the accumulators in stage E).
 
+    (C was one stage: a wide add, a barrel shift, a second add and the clamp in one cycle,
+    the critical path of the engine on an ECP5 once the exit comparator was pipelined,
+    docs/results.md, "FPGA".)
+
     Subclasses may override :meth:`half` and :meth:`probe_tile` (mutation tests only).
     """
 
-    STAGES = 3
+    STAGES = 5
 
     def __init__(self, sched: Schedule):
         if not isinstance(sched, Schedule):
@@ -86,25 +92,31 @@ class PostProc(wiring.Component):
                      self.shift.eq(self.shift_base + row.s)]
         for c in range(C):
             m.d.sync += self.prod[c].eq(row.acc[c] * row.m)
-        # ---- stage C
-        c_ = Signal(post_tag_layout(self.sched))
-        h = [Signal(unsigned(A), name=f"h{c}") for c in range(C)]
-        inc = [Signal(signed(cfg.score_bits), name=f"inc{c}") for c in range(C)]
+        # ---- stage C1: the rounding term
+        c1 = Signal(post_tag_layout(self.sched))
         shw = max(cfg.product_bits, 1 << cfg.shift_bits)      # never truncates 2**shift
         half = Signal(unsigned(shw))
         m.d.comb += half.eq(self.half(self.shift, shw))
-        for c in range(C):
-            rnd = Signal(signed(shw + 2), name=f"rnd{c}")
-            z = Signal(signed(shw + 3), name=f"z{c}")
-            m.d.comb += [rnd.eq((self.prod[c] + half) >> self.shift),
-                         z.eq(rnd + b.bias[c * BL:(c + 1) * BL].as_signed())]
-            m.d.sync += [h[c].eq(Mux(z < 0, 0, Mux(z > cfg.amax, cfg.amax, z))), inc[c].eq(z)]
-        m.d.sync += c_.eq(b)
+        shift1 = Signal.like(self.shift, name="shift1")
+        rsum = [Signal(signed(shw + 2), name=f"rsum{c}") for c in range(C)]
+        m.d.sync += [c1.eq(b), shift1.eq(self.shift)] + [rsum[c].eq(self.prod[c] + half) for c in range(C)]
+        # ---- stage C2: the shift and the bias
+        c2 = Signal(post_tag_layout(self.sched))
+        z = [Signal(signed(shw + 3), name=f"z{c}") for c in range(C)]
+        m.d.sync += c2.eq(c1)
+        m.d.sync += [z[c].eq((rsum[c] >> shift1) + c1.bias[c * BL:(c + 1) * BL].as_signed()) for c in range(C)]
+        # ---- stage C3: clamp (layers) / logit increment (heads)
+        c_ = Signal(post_tag_layout(self.sched))
+        h = [Signal(unsigned(A), name=f"h{c}") for c in range(C)]
+        inc = [Signal(signed(cfg.score_bits), name=f"inc{c}") for c in range(C)]
+        m.d.sync += c_.eq(c2)
+        m.d.sync += [h[c].eq(Mux(z[c] < 0, 0, Mux(z[c] > cfg.amax, cfg.amax, z[c]))) for c in range(C)]
+        m.d.sync += [inc[c].eq(z[c]) for c in range(C)]
         self._stage_d(m, c_, h, inc)
         # stage D holds a row (live or not) for one cycle: the pipeline is busy until it leaves
         d_valid = Signal()
         m.d.sync += d_valid.eq(c_.valid)
-        m.d.comb += self.busy.eq(b.valid | c_.valid | d_valid)
+        m.d.comb += self.busy.eq(b.valid | c1.valid | c2.valid | c_.valid | d_valid)
         return m
 
     def _stage_d(self, m: Module, c_, h, inc):
