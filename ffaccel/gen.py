@@ -45,8 +45,9 @@ def build_parser():
 def _owned(out: Path) -> set[str]:
     """The files an earlier gen run wrote into ``out`` (its manifest's list), checked before
     any work: a file, a link, or a folder of someone else's files is refused."""
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise FFAccelError(f"-o {str(out)!r} exists and is not a folder")
+    why = check_writable(out, folder=True)    # first: a name too long, a link, under a file
+    if why:
+        raise FFAccelError(f"-o {str(out)!r} cannot be written: {why}")
     if not out.exists():
         return set()
     try:
@@ -72,9 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = config_from_args(args)
     out = Path(args.out)
     owned = _owned(out)
-    why = check_writable(out, folder=True)
-    if why:
-        raise FFAccelError(f"-o {str(out)!r} cannot be written: {why}")
     with PhaseStatus(PROG, not args.no_progress) as status:
         files, manifest = generate(cfg, qm, progress=status)
         status(f"writing {sum(len(d) for d in files.values()):,d} bytes to {out}/")

@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             top = json.loads(mf.read_text())["top"]
             if not isinstance(top, str) or not top.isidentifier():
                 raise TypeError(top)
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError) as e:
             raise FFAccelError(f"{str(mf)!r} is not a manifest written by ffaccel.gen "
                                f"({type(e).__name__}: no valid 'top')") from None
     if not top.isidentifier():

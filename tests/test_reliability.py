@@ -77,6 +77,31 @@ CASES = [
     ("dse", ["--space", "SPACE:lr = 0.1"], "put it in the [recipe] section"),
     ("dse", ["--space", "SPACE:checkpoint = 'missing.ckpt'"], "does not exist"),
     ("dse", ["--space", "SPACE:checkpoint = 'CKPTPATH'"], "has layers=(16, 16), but the command asks for (8, 8)"),
+    # the second sweep (668 cases): parsers, huge numbers, empty values, mixed workload flags
+    ("perf", ["--config", "WRITE:d.json=" + '{"layers": ' + "[" * 50000 + "]" * 50000 + "}"], "nested too deeply"),
+    ("perf", ["--config", "WRITE:c.json=" + '{"inputs": 16, "layers": [4], "clock_mhz": 1' + "0" * 400 + "}"],
+     "clock_mhz=1000"),
+    ("perf", ["--config", "WRITE:e.json=" + '{"inputs": 16, "layers": [4], "schema": true}'], "schema True"),
+    ("perf", ["--config", "WRITE:a.json=" + '{"inputs": 16, "layers": [4], "accbits": 0.0}'], "accbits=0.0"),
+    ("energy", ["--layers", "2x8", "--inputs", "16", "--coeffs", "WRITE:k.json=" + '{"dram_64b_pj": 1' + "0" * 400 + "}"],
+     "must be a positive number"),
+    ("perf", ["--config", ""], "empty path"),
+    ("perf", ["--layers", "2x8", "--inputs", "16", "--seed", "-1"], "--seed=-1 out of range"),
+    ("perf", ["--layers", "2x8", "--inputs", "16", "--limit", "5"], "--limit chooses test samples"),
+    ("perf", ["--checkpoint", "CKPT", "--dataset", "digits", "--samples", "5"], "--samples draws a random workload"),
+    ("energy", ["--checkpoint", "CKPT", "--dataset", "digits", "--ks", "100"], "k=100 out of range"),
+    ("eval", ["--checkpoint", "CKPT", "--dataset", "digits", "--threads", "0"], "--threads=0 out of range"),
+    ("gen", ["--layers", "2x8", "--inputs", "16", "-o", "a" * 300], "is not a usable path (File name too long)"),
+    ("gen", ["--layers", "2x8", "--inputs", "16", "-o", "."], "holds the working folder"),
+    ("dse", ["--space", "SPACE::lr = 1" + "0" * 400], "out of range"),
+    ("dse", ["--space", "SPACE:::objective = ['accuracy:max']"], "unknown strategy key 'objective'"),
+    ("dse", ["--space", "SPACE:::trials = 5"], "trials applies to kind"),
+    ("dse", ["--space", "SPACE", "--trials", "5"], "--trials applies to kind"),
+    ("dse", ["--space", "WRITE:w.toml=workload = 'digits'\n[axes]\nrows = [4]\n"], "must be a [workload] table"),
+    ("dse", ["--space", "WRITE:g.toml=[workload]\ndataset = 'digits'\n[axes]\n" +
+             "".join(f"{k} = [{', '.join(str(v) for v in range(2, 12))}]\n" for k in ("rows", "cols", "wbits", "abits", "sram_kib", "rsqrt_index"))],
+     "a grid of 1,000,000 designs"),
+    ("dse", ["--space", "SPACE", "--store", ""], "empty path"),
 ]
 
 
@@ -99,6 +124,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, 
             torch.save({"format": "ffaccel-checkpoint-1", "config": "{}", "meta": "{}", "state": Evil()},
                        tmp_path / "evil.ckpt")
             a = "evil.ckpt"
+        elif a.startswith("WRITE:"):
+            name, _, text = a[len("WRITE:"):].partition("=")
+            (tmp_path / name).write_text(text)
+            a = name
         elif a.startswith("SPACE"):
             a = a.replace("CKPTPATH", str(digits_ckpt))
             parts = (a.split(":", 3)[1:] + ["", "", ""])[:3]
@@ -157,3 +186,15 @@ def test_gen_killed_at_random_points_leaves_one_consistent_set(tmp_path):
     assert subprocess.run(base + ["--layers", "2x64"], capture_output=True).returncode == 0
     assert [q.name for q in tmp_path.iterdir()] == ["rtl"]          # SIGKILL leftovers cleaned
     assert len(seen) >= 2                                           # some runs were really cut short
+
+
+def test_an_error_quoting_a_newline_stays_one_line(capsys):
+    """A path (or a parser's text) with a newline in it cannot split the error line."""
+    from ffaccel.cli import run_main
+    from ffaccel.errors import FFAccelError
+
+    def main(argv):
+        raise FFAccelError("-o 'f\ng/x' cannot be written: 'f\ng' is not a folder\r")
+    assert run_main(main, "ffaccel.gen", []) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'f\\ng'" in err and "\r" not in err

@@ -88,8 +88,8 @@ class Space:
         data["layers"] = parse_layers(str(point.get("layers", self.workload["layers"])))
         if "k" in point:
             k = point["k"]
-            if isinstance(k, bool) or not isinstance(k, (int, float)):
-                raise ConfigError(f"k={k!r} must be a number")
+            if isinstance(k, bool) or not isinstance(k, (int, float)) or not -1e300 < k < 1e300:
+                raise ConfigError(f"k={k!r} must be a number in the range of --k")
             data["exit_k"] = float(k)
         return AccelConfig.from_dict(data)
 

@@ -125,14 +125,15 @@ def load_coeffs(path: str | Path | None = None, tech: str = "45nm") -> Coeffs:
         try:
             text = p.read_text()
             data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise FFAccelError(f"--coeffs {str(p)!r} does not parse: {e}") from None
+        except (ValueError, RecursionError) as e:   # parse errors, 5000-digit integers, deep nesting
+            why = "nested too deeply" if isinstance(e, RecursionError) else " ".join(str(e).split())[:200]
+            raise FFAccelError(f"--coeffs {str(p)!r} does not parse: {why}") from None
         if not isinstance(data, dict):
             raise FFAccelError(f"--coeffs {str(p)!r} must hold name = value pairs")
         for k, v in data.items():
             if k not in values:
                 raise FFAccelError(f"--coeffs: unknown coefficient {k!r} (allowed: {', '.join(values)})")
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1e30:   # NaN, 10**400
                 raise FFAccelError(f"--coeffs: {k}={v!r} must be a positive number")
             if k == "activity" and v > 1:
                 raise FFAccelError(f"--coeffs: activity={v} must be in (0, 1]")

@@ -69,6 +69,8 @@ class TrainRecipe:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if f.type in ("float", float) and isinstance(v, int) and not isinstance(v, bool):
+                if abs(v) > 1e300:                  # float() of 10**400 would overflow
+                    raise RecipeError(f"recipe {f.name}={v} out of range")
                 object.__setattr__(self, f.name, float(v))
                 v = float(v)
             want = {"int": int, "float": float, "bool": bool, "str": str}[str(f.type)]

@@ -266,37 +266,41 @@ def build(cfg, qm=None, sim: str = "verilator", build_dir: str | Path | None = N
     # hardware ignores, e.g. the clock or the technology node, share one build)
     stamp = {"key": bdir_name_key, "opts": opts, "sources": {n: _sha(d) for n, d in sorted(srcs.items())}}
     rebuilt = False
-    with _locked(bdir), contextlib.ExitStack() as stack:
-        test_dir.mkdir(parents=True, exist_ok=True)
-        for n, d in data.items():
-            _write_if_changed(test_dir / n, d)
-        _write_if_changed(test_dir / "manifest.json", files["manifest.json"])
-        for n, d in srcs.items():
-            _write_if_changed(bdir / n, d)
-        stamp_path = bdir / ".ffaccel_stamp"
-        old = None
-        if stamp_path.is_file():
-            with contextlib.suppress(ValueError):
-                old = json.loads(stamp_path.read_text())
-        if old != stamp or not _binary(sim, bdir, TOP).is_file():
-            stamp_path.unlink(missing_ok=True)
-            runner = _get_runner(sim)
-            log = bdir / "build.log"
-            if sim == "verilator":
-                _seed_globals(runner, _globals_dir(root, waves), bdir)
-            try:
-                stack.enter_context(_build_env(sim))
-                runner.build(sources=[str(bdir / n) for n in sorted(srcs)], hdl_toplevel=TOP,
-                             build_dir=str(bdir), build_args=build_args, timescale=TIMESCALE,
-                             parameters=params, waves=waves, always=True, log_file=str(log))
-            except (RuntimeError, SystemExit) as e:
-                raise SimError(f"{sim} build of {TOP} failed ({e}); log {log}:\n{_tail(log)}") from None
-            if not _binary(sim, bdir, TOP).is_file():
-                raise SimError(f"{sim} build produced no simulator binary; log {log}:\n{_tail(log)}")
-            if sim == "verilator":
-                _save_globals(_globals_dir(root, waves), bdir)
-            _write_if_changed(stamp_path, json.dumps(stamp, indent=1, sort_keys=True).encode())
-            rebuilt = True
+    try:
+        with _locked(bdir), contextlib.ExitStack() as stack:
+            test_dir.mkdir(parents=True, exist_ok=True)
+            for n, d in data.items():
+                _write_if_changed(test_dir / n, d)
+            _write_if_changed(test_dir / "manifest.json", files["manifest.json"])
+            for n, d in srcs.items():
+                _write_if_changed(bdir / n, d)
+            stamp_path = bdir / ".ffaccel_stamp"
+            old = None
+            if stamp_path.is_file():
+                with contextlib.suppress(ValueError):
+                    old = json.loads(stamp_path.read_text())
+            if old != stamp or not _binary(sim, bdir, TOP).is_file():
+                stamp_path.unlink(missing_ok=True)
+                runner = _get_runner(sim)
+                log = bdir / "build.log"
+                if sim == "verilator":
+                    _seed_globals(runner, _globals_dir(root, waves), bdir)
+                try:
+                    stack.enter_context(_build_env(sim))
+                    runner.build(sources=[str(bdir / n) for n in sorted(srcs)], hdl_toplevel=TOP,
+                                 build_dir=str(bdir), build_args=build_args, timescale=TIMESCALE,
+                                 parameters=params, waves=waves, always=True, log_file=str(log))
+                except (RuntimeError, SystemExit) as e:
+                    raise SimError(f"{sim} build of {TOP} failed ({e}); log {log}:\n{_tail(log)}") from None
+                if not _binary(sim, bdir, TOP).is_file():
+                    raise SimError(f"{sim} build produced no simulator binary; log {log}:\n{_tail(log)}")
+                if sim == "verilator":
+                    _save_globals(_globals_dir(root, waves), bdir)
+                _write_if_changed(stamp_path, json.dumps(stamp, indent=1, sort_keys=True).encode())
+                rebuilt = True
+    except OutputError as e:             # a cache: nothing half-built is ever used
+        raise OutputError(f"the {sim} build in {str(bdir)!r} stopped: {str(e).split(';')[0]} (a build is "
+                          "used only once its stamp, written last, matches: the next run redoes it)") from None
     return BuildInfo(sim=sim, top=TOP, build_dir=bdir, test_dir=test_dir,
                      sources=[bdir / n for n in sorted(srcs)], key=bdir_name_key, fault=fault, waves=waves,
                      rebuilt=rebuilt, seconds=time.perf_counter() - t0, config=manifest["config"],
