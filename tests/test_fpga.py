@@ -75,6 +75,7 @@ def test_tiny_engine_through_the_whole_flow_and_reuse(tmp_path, cli):
     assert again["reused"] == {"synth": True, "pnr": True} and again["fmax_mhz"] == rep["fmax_mhz"]
 
 
+@pytest.mark.slow
 @needs_flow
 def test_a_design_that_cannot_fit_is_refused_after_synthesis(tmp_path, cli):
     """36 PEs on the LFE5U-12F: more products than its 28 multiplier blocks and more LUTs
