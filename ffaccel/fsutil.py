@@ -82,19 +82,10 @@ def atomic_move(src: str | Path, path: str | Path) -> None:
         except OSError as e:
             if e.errno != errno.EXDEV:
                 raise
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _clean_stale(path.parent, path.name)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP_TAG}{_owner()}", dir=path.parent)
-        try:
-            os.fchmod(fd, _shared_mode(0o666))
-            with os.fdopen(fd, "wb") as f, open(src, "rb") as g:
+        def copy(f):
+            with open(src, "rb") as g:
                 shutil.copyfileobj(g, f, 1 << 20)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _write_via_temp(path, copy)
     except OSError as e:
         raise _output_error(path, e, "the earlier file was left as it was" if existed
                             else "nothing was written") from None
@@ -103,13 +94,18 @@ def atomic_move(src: str | Path, path: str | Path) -> None:
 
 
 def _write_file(path: Path, data: bytes) -> None:
+    _write_via_temp(path, lambda f: f.write(data))
+
+
+def _write_via_temp(path: Path, fill) -> None:
+    """``fill(file)`` writes a temporary file beside ``path`` (synced), renamed over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(path.parent, path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP_TAG}{_owner()}", dir=path.parent)
     try:
         os.fchmod(fd, _shared_mode(0o666))      # mkstemp's 0600 would hide shared outputs
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            fill(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -78,3 +78,26 @@ def test_check_writable(tmp_path):
     assert "is a folder" in fsutil.check_writable(tmp_path / "dir", folder=False)
     assert "not a folder" in fsutil.check_writable(tmp_path / "file", folder=True)
     assert fsutil.check_writable(tmp_path / "dir", folder=True) is None
+
+
+def test_atomic_move_replaces_the_path_not_a_link_target(tmp_path):
+    """The finished file replaces ``path`` itself (a link there is replaced, its target
+    untouched), by rename or, across file systems, by a synced copy; the source is gone."""
+    import os
+    target = tmp_path / "target.txt"
+    target.write_text("keep")
+    (tmp_path / "out.vcd").symlink_to(target)
+    src = tmp_path / "run.vcd"
+    src.write_bytes(b"$date x $end")
+    fsutil.atomic_move(src, tmp_path / "out.vcd")
+    assert (tmp_path / "out.vcd").read_bytes() == b"$date x $end" and not (tmp_path / "out.vcd").is_symlink()
+    assert target.read_text() == "keep" and not src.exists()
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.stat(shm).st_dev != os.stat(tmp_path).st_dev:
+        src.write_bytes(b"cross")
+        dest = f"{shm}/ffaccel-move-{os.getpid()}"
+        try:
+            fsutil.atomic_move(src, dest)
+            assert open(dest, "rb").read() == b"cross" and not src.exists()
+        finally:
+            os.unlink(dest)
