@@ -369,3 +369,18 @@ def test_real_mnist_checkpoint():
     assert r.returncode == 0, r.stderr[-3000:]
     doc = json.loads(r.stdout)
     assert doc["mismatches"] == 0
+
+
+@needs_icarus
+def test_vcd_is_moved_into_place_when_complete(tmp_path, cli):
+    """The simulator writes the VCD in its run folder; the finished file then replaces the
+    user's path (a link there is replaced, its target untouched)."""
+    target = tmp_path / "target.txt"
+    target.write_text("keep")
+    (tmp_path / "w.vcd").symlink_to(target)
+    r = cli("verify", "--layers", "2x8", "--inputs", "16", "--sim", "icarus", "--samples", "1",
+            "--build-dir", str(tmp_path / "b"), "--vcd", str(tmp_path / "w.vcd"))
+    assert r.returncode == 0, r.stderr
+    vcd = tmp_path / "w.vcd"
+    assert not vcd.is_symlink() and vcd.read_text().startswith("$date") and target.read_text() == "keep"
+    assert not list((tmp_path / "b").rglob("*.vcd"))              # nothing left in the run folder
