@@ -278,31 +278,34 @@ def _write_dir_blocked(out: Path, parent: Path, files: dict[str, bytes]) -> None
         raise
 
 
-def check_writable(path: str | Path, *, folder: bool, need: int = 0) -> str | None:
+def check_writable(path: str | Path, *, folder: bool, need: int = 0, whole: bool = True) -> str | None:
     """Why ``path`` (a file, or with ``folder`` a folder) cannot be written, or None: checked
     before any work, so a long run does not end in a traceback. The nearest existing ancestor
     must be a writable folder; an existing target must be of the right kind; where the size
     of the output is known (``need`` bytes), the file system must have that much free (the
-    write itself still fails cleanly if another writer takes the space meanwhile)."""
+    write itself still fails cleanly if another writer takes the space meanwhile).
+    ``whole``: the folder is an output set replaced as a whole (so not a link, and not a
+    folder holding the working one); a cache folder (simulator and FPGA builds) passes
+    False and may be a link."""
     p = Path(path)
     try:
-        return _check_writable(p, folder, need)
+        return _check_writable(p, folder and whole, folder, need)
     except OSError as e:                       # a name too long, a loop of links, ...
         return f"is not a usable path ({e.strerror or e})"
 
 
-def _check_writable(p: Path, folder: bool, need: int) -> str | None:
+def _check_writable(p: Path, whole: bool, folder: bool, need: int) -> str | None:
     if p.is_symlink():
         if not p.exists():
             return "is a broken link"
-        if folder:                            # an output folder is replaced as a whole
+        if whole:                             # an output folder is replaced as a whole
             return "is a link; give the folder itself"
     if p.exists():
         if folder and not p.is_dir():
             return "exists and is not a folder"
         if not folder and p.is_dir():
             return "is a folder; give a file name"
-    if folder and p.exists() and Path.cwd().resolve().is_relative_to(p.resolve()):
+    if whole and p.exists() and Path.cwd().resolve().is_relative_to(p.resolve()):
         return "holds the working folder (an output folder is replaced as a whole: give one of its own)"
     anc = p.parent if not p.exists() else (p if folder else p.parent)
     while not anc.exists():

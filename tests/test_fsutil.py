@@ -101,3 +101,12 @@ def test_atomic_move_replaces_the_path_not_a_link_target(tmp_path):
             assert open(dest, "rb").read() == b"cross" and not src.exists()
         finally:
             os.unlink(dest)
+
+
+def test_a_cache_folder_may_be_a_link_an_output_set_may_not(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "lnk").symlink_to(tmp_path / "real")
+    assert "is a link" in fsutil.check_writable(tmp_path / "lnk", folder=True)
+    assert fsutil.check_writable(tmp_path / "lnk", folder=True, whole=False) is None
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    assert fsutil.check_writable(tmp_path / "dangling", folder=True, whole=False) == "is a broken link"

