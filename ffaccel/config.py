@@ -505,7 +505,7 @@ class AccelConfig:
         try:
             data = json.loads(text)
         except (ValueError, RecursionError) as e:       # JSONDecodeError, 5000-digit integers, deep nesting
-            raise ConfigError(f"config JSON does not parse: {_why(e)}") from None
+            raise ConfigError(f"config JSON does not parse: {parse_error_text(e)}") from None
         return cls.from_dict(data)
 
     def hash(self) -> str:
@@ -554,12 +554,12 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         try:
             data = json.loads(text)
         except (ValueError, RecursionError) as e:
-            raise ConfigError(f"config file {str(p)!r} does not parse as JSON: {_why(e)}") from None
+            raise ConfigError(f"config file {str(p)!r} does not parse as JSON: {parse_error_text(e)}") from None
     elif p.suffix == ".toml":
         try:
             data = tomllib.loads(text)
         except (ValueError, RecursionError) as e:
-            raise ConfigError(f"config file {str(p)!r} does not parse as TOML: {_why(e)}") from None
+            raise ConfigError(f"config file {str(p)!r} does not parse as TOML: {parse_error_text(e)}") from None
     else:
         raise ConfigError(f"config file {str(p)!r}: unknown extension (allowed: .json, .toml)")
     if not isinstance(data, dict):
@@ -567,8 +567,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _why(e: BaseException) -> str:
-    """A parser's complaint in one short line (deep nesting: Python's RecursionError)."""
+def parse_error_text(e: BaseException) -> str:
+    """A JSON/TOML parser's complaint in one short line (deep nesting: Python's
+    RecursionError; 5000-digit integers: ValueError)."""
     if isinstance(e, RecursionError):
         return "nested too deeply"
     return " ".join(str(e).split())[:200]

@@ -27,7 +27,7 @@ from ..cli import path_arg, FFAccelError, make_parser, run_main, strict_int
 from .pareto import OUTPUT_BYTES, output_names, pareto, write_outputs
 from .space import load_space
 from ..fsutil import OutputError, check_writable, foreign_files
-from .storage import NEW_STORE_BYTES, check_workers, normalise_url, sqlite_path
+from .storage import NEW_STORE_BYTES, check_workers, normalise_url, sqlite_path, storage_label
 from .study import _study, collect, enqueue_grid, fail_dead_local_trials, fail_stale_trials, todo_waiting, spawned_worker, worker
 
 # collect, pareto: re-exported from the library (ffaccel.dse.study, ffaccel.dse.pareto)
@@ -101,8 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise FFAccelError("give --store or --storage, not both")
     out = Path(args.out or f"runs/dse/{space.name}")
     # a SQLite --storage URL names a file like --store: the same checks
-    store_file = sqlite_path(normalise_url(args.storage)) if args.storage is not None else \
-        Path(args.store or f"runs/dse/{space.name}.db")
+    if args.storage is not None:
+        url = normalise_url(args.storage)
+        store_file = sqlite_path(url)
+    else:
+        store_file = Path(args.store or f"runs/dse/{space.name}.db")
+        url = f"sqlite:///{store_file.resolve()}"
     store_flag = "--storage" if args.storage is not None else "--store"
     for flag, path, folder in (("--out", out, True), (store_flag, store_file, False)):
         if path is None:                      # a server's URL: checked when it is opened
@@ -115,9 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise FFAccelError(f"{flag} {str(path)!r} cannot be written: {why}")
     from .evaluate import check_workload
     check_workload(space)
-    url = normalise_url(args.storage or f"sqlite:///{Path(args.store or f'runs/dse/{space.name}.db').resolve()}")
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if store_file is not None:
+        store_file.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
         study = _study(space, url, create=True)
@@ -148,13 +151,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         files = write_outputs(space, rows, front, out) if rows else []
     except OutputError as e:           # the store holds every design: a re-run writes them
-        raise FFAccelError(f"--out {e} (the store {url.split('@')[-1]} holds the results; "
+        raise FFAccelError(f"--out {e} (the store {storage_label(url)} holds the results; "
                            "run the same command again to write them)") from None
     dt = time.perf_counter() - t0
     new = len(rows) - before
     summary = {"points": len(rows), "new": new, "seconds": round(dt, 2),
                "evaluations_per_minute": round(new / dt * 60, 2) if new else 0.0,
-               "pareto": front, "files": files, "storage": url.split("@")[-1]}
+               "pareto": front, "files": files, "storage": storage_label(url)}
     if args.json:
         print(json.dumps(summary, indent=2, default=float))
     else:

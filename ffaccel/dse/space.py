@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FFAccelError
-from ..config import AccelConfig, ConfigError, parse_layers
+from ..config import AccelConfig, ConfigError, parse_error_text, parse_layers
 from ..model.recipe import FF_ALGORITHM, LLS_ALGORITHM, TrainRecipe
 
 METRICS = ("accuracy", "energy_pj", "latency_cycles", "latency_us", "area_cells", "utilisation",
@@ -114,7 +114,7 @@ def load_space(path: str | Path) -> Space:
     try:
         data = tomllib.loads(p.read_text())
     except (ValueError, RecursionError, OSError) as e:     # TOMLDecodeError, 5000-digit integers, nesting
-        why = "nested too deeply" if isinstance(e, RecursionError) else " ".join(str(e).split())[:200]
+        why = parse_error_text(e)
         raise FFAccelError(f"--space {str(p)!r} does not parse as TOML: {why}") from None
     unknown = set(data) - {"workload", "recipe", "base", "axes", "strategy"}
     if unknown:

@@ -51,6 +51,11 @@ def normalise_url(url: str) -> str:
 NEW_STORE_BYTES = 200 << 10
 
 
+def storage_label(url: str) -> str:
+    """``url`` without its credentials (``user:password@``), for messages and reports."""
+    return url.split("@")[-1]
+
+
 def sqlite_path(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 

@@ -9,7 +9,7 @@ from ..errors import FFAccelError
 from ..fsutil import pid_alive
 from .optuna_compat import check_version, fail_stale_trials, fail_trial, study_storage
 from .space import METRICS, Space, load_space
-from .storage import open_storage
+from .storage import open_storage, storage_label
 
 __all__ = ["collect", "enqueue_grid", "fail_dead_local_trials", "fail_stale_trials", "todo_waiting", "worker"]
 
@@ -99,7 +99,7 @@ def worker(space_path: str, url: str, trials: int | None, wid: int, q=None, pare
         why = storage_failure(e)
         if why is None:
             raise
-        raise FFAccelError(f"storage {url.split('@')[-1]!r} failed during the sweep ({why}); the designs "
+        raise FFAccelError(f"storage {storage_label(url)!r} failed during the sweep ({why}); the designs "
                            "finished are kept: run the same command again to go on") from None
     return counts["new"]
 

@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import parse_error_text
 from ..errors import FFAccelError
 
 HOROWITZ = "Horowitz, ISSCC 2014, 45nm 0.9V"
@@ -126,7 +127,7 @@ def load_coeffs(path: str | Path | None = None, tech: str = "45nm") -> Coeffs:
             text = p.read_text()
             data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
         except (ValueError, RecursionError) as e:   # parse errors, 5000-digit integers, deep nesting
-            why = "nested too deeply" if isinstance(e, RecursionError) else " ".join(str(e).split())[:200]
+            why = parse_error_text(e)
             raise FFAccelError(f"--coeffs {str(p)!r} does not parse: {why}") from None
         if not isinstance(data, dict):
             raise FFAccelError(f"--coeffs {str(p)!r} must hold name = value pairs")

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..config import FORMAT_FIELDS, NETWORK_FIELDS, AccelConfig, ConfigError
+from ..config import FORMAT_FIELDS, NETWORK_FIELDS, AccelConfig, ConfigError, parse_error_text
 from ..errors import FFAccelError
 from ..fsutil import atomic_write_bytes
 from .ff import FFNet, state_shapes
@@ -71,7 +71,7 @@ def load_checkpoint(path: str | Path) -> tuple[FFNet, AccelConfig, dict[str, Any
         cfg = AccelConfig.from_json(blob["config"])
         meta = json.loads(blob["meta"])
     except (ConfigError, KeyError, TypeError, ValueError, RecursionError, OverflowError) as e:
-        why = "nested too deeply" if isinstance(e, RecursionError) else " ".join(str(e).split())[:200]
+        why = parse_error_text(e)
         raise FFAccelError(f"checkpoint {str(p)!r} has a bad config: {why}") from None
     if not isinstance(meta, dict):
         raise FFAccelError(f"checkpoint {str(p)!r} has bad metadata (a {type(meta).__name__}, not a mapping)")
