@@ -7,6 +7,9 @@ Checked against a plain-Python statement of the unit:
 - a tile ends on its last streamed input (``p1.valid & p1.last``, not shared) or, with MP
   label sharing, on its last label word (``p1.lab_last``); then the bias word
   ``bbase + tile`` of the pass is read (``bmem``);
+- the array's shadow registers are emulated with their shift (row r takes row r+1's, the
+  bottom row holds) and the drain sees row 0 only: ``shift`` must be high exactly in the
+  cycles ``go .. go + n - 2`` of a tile that is not the shared layer's;
 - one cycle later (``go``) row 0 is drained, then one row per cycle; stage A registers
   each: row j of the tile is on ``row`` ``drain_go + select + j`` cycles after the tile's
   end, with ``valid``, ``cp`` (MP: ``grp*rows + j``; shared layer 1: ``j``; OP: ``j``),
@@ -117,6 +120,7 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=0):
         bheld = 0
         due = {}                           # cycle -> expected row
         windows = []                       # (first, last) cycles the drain must be busy
+        shifts_due = set()                 # cycles the shadow registers must shift in
         tile_sums, tile_wlab = None, None
         pending_sums, pending_wlab = None, []
         end = len(stream) + 2 * max(R, NC) + 6
@@ -129,9 +133,8 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=0):
                 wlab[j] = vals
             pending_wlab = []
             ctx.set(dut.p1, p1 or IDLE)
-            for r in range(R):
-                for c in range(C):
-                    ctx.set(dut.sums[r][c], sums[r][c])
+            for c in range(C):
+                ctx.set(dut.sums[c], sums[0][c])
             if sched.share:
                 for j in range(NC):
                     for c in range(C):
@@ -163,6 +166,12 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=0):
                 if got != want:
                     fail("row", cyc, got, want)
                 stats["rows"] += 1
+            shift = ctx.get(dut.shift)
+            if shift != (cyc in shifts_due):
+                fail("shift", cyc, shift)
+            shifts_due.discard(cyc)
+            if shift:                      # the array's shadow registers move up a row
+                sums = [list(sums[r + 1]) for r in range(R - 1)] + [list(sums[R - 1])]
             busy = ctx.get(dut.busy)
             if any(a <= cyc <= b for a, b in windows):
                 if not busy:
@@ -183,6 +192,8 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=0):
                 stats["tiles"] += 1
                 first = cyc + lat.drain_go + lat.select
                 windows.append((cyc + lat.drain_go, first + n - 1))
+                if not tag["shared"]:
+                    shifts_due.update(range(cyc + lat.drain_go, cyc + lat.drain_go + n - 1))
                 for j in range(n):
                     if cfg.mode == "mp":
                         cp = j if tag["shared"] else tag["grp"] * R + j
@@ -200,8 +211,8 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=0):
             if en:
                 bheld = bmem[addr] if addr < len(bmem) else 0
             await ctx.tick()
-        if due:
-            fail("rows never drained", sorted(due))
+        if due or shifts_due:
+            fail("rows never drained", sorted(due), sorted(shifts_due))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

@@ -15,7 +15,10 @@ def pe_name(r: int, c: int) -> str:
 class MacArray(wiring.Component):
     """``x[r]`` is multicast along row r, ``w[c]`` down column c; PE (r, c) accumulates
     ``x[r] * w[c]``. ``row_en[r]`` gates a row. ``result[r][c]`` holds the last finished
-    tile's sums (all PEs finish a tile in the same cycle: no skew)."""
+    tile's sums (all PEs finish a tile in the same cycle: no skew); ``shift`` moves every
+    column's shadow registers up one row (row r takes row r+1's, the bottom row holds), so
+    the drain reads every row at ``result[0]``: no row multiplexer, whose select fanned out
+    to every sum bit (the engine's critical path on an FPGA, docs/results.md)."""
 
     def __init__(self, rows: int, cols: int, abits: int, wbits: int, accbits: int):
         for name, v in (("rows", rows), ("cols", cols)):
@@ -25,17 +28,21 @@ class MacArray(wiring.Component):
         self.abits, self.wbits, self.accbits = abits, wbits, accbits
         super().__init__({
             "x": In(unsigned(abits)).array(rows), "w": In(signed(wbits)).array(cols),
-            "row_en": In(rows), "valid": In(1), "first": In(1), "last": In(1),
+            "row_en": In(rows), "valid": In(1), "first": In(1), "last": In(1), "shift": In(1),
             "result": Out(signed(accbits)).array(rows, cols),
         })
 
     def elaborate(self, platform):
         m = Module()
+        pes = {}
         for r in range(self.rows):
             for c in range(self.cols):
-                pe = PE(self.abits, self.wbits, self.accbits)
+                pe = pes[r, c] = PE(self.abits, self.wbits, self.accbits)
                 m.submodules[pe_name(r, c)] = pe
                 m.d.comb += [pe.x.eq(self.x[r]), pe.w.eq(self.w[c]), pe.valid.eq(self.valid),
                              pe.en.eq(self.row_en[r]), pe.first.eq(self.first), pe.last.eq(self.last),
                              self.result[r][c].eq(pe.result)]
+        for r in range(self.rows - 1):              # the bottom row never shifts: it holds
+            for c in range(self.cols):
+                m.d.comb += [pes[r, c].shift.eq(self.shift), pes[r, c].below.eq(pes[r + 1, c].result)]
         return m

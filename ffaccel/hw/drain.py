@@ -1,5 +1,6 @@
-"""Drain: reads a finished tile out of the PE shadow registers, one row per cycle, and
-forms each row's post-processing input (drain stage A)."""
+"""Drain: reads a finished tile out of the PE shadow registers, one row per cycle (the
+array shifts them up a row per cycle), and forms each row's post-processing input (drain
+stage A)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ class Drain(wiring.Component):
     when shared) the tile's bias word is read; the next cycle (``go``) row 0 is drained,
     then one row per cycle: the copy group's rows (MP), the label copies of the shared
     layer 1 (MP sharing: row 0 plus ``label_value`` times the copy's label weight), or the
-    batch rows (OP). Stage A registers the row's sums, bias word and the normalisation
+    batch rows (OP). Every row is read at the array's row 0 (``sums``): after each drained
+    row but the last, ``shift`` moves the shadow registers up a row (never in the shared
+    layer, whose copies all come from row 0). Stage A registers the row's sums, bias word and the normalisation
     factors ``(m, s)`` of its copy (looked up through ``norm_sel``/``norm_m``/``norm_s``).
     OP rows whose sample already exited are drained (fixed timing) but not ``live``.
     Subclasses may override :meth:`label_value` (mutation tests only).
@@ -31,7 +34,8 @@ class Drain(wiring.Component):
         R, C = cfg.rows, cfg.cols
         members = {
             "p1": In(p1_layout(sched)),
-            "sums": In(signed(cfg.accbits)).array(R, C),
+            "sums": In(signed(cfg.accbits)).array(C),
+            "shift": Out(1),
             "bmem": Out(MemRead(mm.baddr_bits, mm.bias_word_bits)),
             "nrows": In(range(R + 1)), "exited": In(R),
             "norm_sel": Out(sched.copy_index),
@@ -78,6 +82,11 @@ class Drain(wiring.Component):
             m.d.comb += [cur_valid.eq(1), cur_j.eq(0), cur.eq(tag), cur_bias.eq(bias_in)]
         with m.Else():
             m.d.comb += [cur_valid.eq(act & (j < n)), cur_j.eq(j), cur.eq(info), cur_bias.eq(bias)]
+        # shift the shadow registers after every drained row but the last (j < n - 1)
+        with m.If(go):
+            m.d.comb += self.shift.eq(~tag.shared & (n_go > 1))
+        with m.Else():
+            m.d.comb += self.shift.eq(act & ~info.shared & (j + 1 < n))
         self._stage_a(m, cur_valid, cur_j, cur, cur_bias)
         m.d.comb += self.busy.eq(go | act | self.row.valid)
         return m
@@ -92,13 +101,12 @@ class Drain(wiring.Component):
         else:
             m.d.comb += cp.eq(j)
             live = ~Array(self.exited[r] for r in range(R))[j]
-        rowsel = Array(Array(self.sums[r][c] for c in range(C)) for r in range(R))
         for c in range(C):
             if s.share:
                 lab = Array(self.wlab[i][c] for i in range(cfg.classes))[j] * self.label_value()
-                m.d.sync += row.acc[c].eq(Mux(cur.shared, rowsel[0][c] + lab, rowsel[j][c]))
+                m.d.sync += row.acc[c].eq(Mux(cur.shared, self.sums[c] + lab, self.sums[c]))
             else:
-                m.d.sync += row.acc[c].eq(rowsel[j][c])
+                m.d.sync += row.acc[c].eq(self.sums[c])
         m.d.sync += [row.valid.eq(valid), row.live.eq(live), row.cp.eq(cp), row.tile.eq(cur.tile),
                      row.layer.eq(cur.layer), row.head.eq(cur.head), row.bias.eq(bias),
                      row.m.eq(self.norm_m), row.s.eq(self.norm_s)]

@@ -89,7 +89,7 @@ class Engine(wiring.Component):
                 m.d.comb += [banks.ren[st][b].eq(iss.ren[st][b]), iss.rdata[st][b].eq(banks.rdata[st][b])]
         m.d.comb += [arr.x[r].eq(iss.x[r]) for r in range(cfg.rows)]
         m.d.comb += [arr.w[c].eq(iss.w[c]) for c in range(cfg.cols)]
-        m.d.comb += [drain.sums[r][c].eq(arr.result[r][c]) for r in range(cfg.rows) for c in range(cfg.cols)]
+        m.d.comb += [drain.sums[c].eq(arr.result[0][c]) for c in range(cfg.cols)] + [arr.shift.eq(drain.shift)]
         if s.share:
             m.d.comb += [drain.wlab[j][c].eq(iss.wlab[j][c]) for j in range(cfg.classes) for c in range(cfg.cols)]
         if cfg.exit_head != "learned":

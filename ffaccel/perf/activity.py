@@ -7,7 +7,8 @@ the RTL. It follows the RTL's streaming order exactly (docs/architecture.md, sec
 - ``act_read``: the activation-bank read registers (``cols*abits``), one word per ``cols`` inputs.
 - ``array_x``: the row operand buses (``abits`` each); 0 when the row is idle or gated.
 - ``pe_acc``: the PE accumulators (``accbits``), one update per streamed input.
-- ``pe_shadow``: the PE shadow (result) registers, one update per tile.
+- ``pe_shadow``: the PE shadow (result) registers: one load per tile, then the drain's
+  shifts (every column's registers move up a row after each drained row but the last).
 - ``act_write``: the activation-bank write data (0 -> word -> 0 per drained row, and the
   input pixels while a sample loads, assuming an unstalled input stream).
 
@@ -115,12 +116,14 @@ class PerfModel:
 
     # ------------------------------------------------------------------ one pass
     def _pass(self, wt: np.ndarray, X: np.ndarray, rows: list[int], banks: list[tuple[int, np.ndarray]], *,
-              k_lo: int, k_hi: int, label_words: int, set_: int, period: int, toggles: bool,
+              k_lo: int, k_hi: int, label_words: int, set_: int, period: int, drained: int, toggles: bool,
               cnt: Counters, generated: bool = False, biased: bool = True) -> None:
         """Stream ``wt`` (tiles, n_in, cols) over inputs k_lo..k_hi-1 for one copy group.
 
         ``X`` (rows, n_in): the operands of the enabled array ``rows``; ``banks``: (bank, the
-        vector it holds) for the activation banks this pass reads from set ``set_``.
+        vector it holds) for the activation banks this pass reads from set ``set_``;
+        ``drained``: rows the drain reads per tile (it shifts the shadow registers
+        ``drained - 1`` times, none in the shared layer).
         """
         cfg, st = self.cfg, self.state
         C, A, W, ACC = cfg.cols, cfg.abits, cfg.wbits, cfg.accbits
@@ -176,12 +179,12 @@ class PerfModel:
         # PE accumulators and shadow registers, chunked over tiles
         ridx = np.asarray(rows)
         prev_acc = st.acc[ridx].copy()
-        prev_sh = st.shadow[ridx].copy()
+        shifts = 0 if label_words else drained - 1
         chunk = max(1, (1 << 22) // max(1, nrows * K * C))
         # partial sums fit int32 when the accumulator does (half the memory traffic)
         dt = np.int32 if ACC <= 31 else np.int64
         Xd = Xs.astype(dt)
-        prev_acc, prev_sh = prev_acc.astype(dt), prev_sh.astype(dt)
+        prev_acc = prev_acc.astype(dt)
         for t0 in range(0, tiles, chunk):
             wc = wt[t0:t0 + chunk, k_lo:k_hi].astype(dt)          # (tc, K, C)
             acc = np.cumsum(Xd[None, :, :, None] * wc[:, None, :, :], axis=2, dtype=dt)   # (tc, rows, K, C)
@@ -190,11 +193,36 @@ class PerfModel:
             tg["pe_acc"] += hamming(acc[:, :, 0, :], starts, ACC)
             if K > 1:
                 tg["pe_acc"] += hamming(acc[:, :, 1:, :], acc[:, :, :-1, :], ACC)
-            sh_prev = np.concatenate([prev_sh[None], fin[:-1]], axis=0)
-            tg["pe_shadow"] += hamming(fin, sh_prev, ACC)
-            prev_acc = prev_sh = fin[-1]
+            tg["pe_shadow"] += self._shadow(fin, ridx, shifts)
+            prev_acc = fin[-1]
         st.acc[ridx] = prev_acc
-        st.shadow[ridx] = prev_sh
+
+    def _shadow(self, fins: np.ndarray, ridx: np.ndarray, shifts: int) -> int:
+        """Shadow-register toggles of tiles ``fins`` (tiles, len(ridx), cols): each tile
+        loads rows ``ridx``, then every row but the bottom one takes the next row's value
+        ``shifts`` times; the state carries over (``state.shadow``)."""
+        st, ACC = self.state, self.cfg.accbits
+        S = st.shadow
+        if shifts == 0:                               # loads alone: one vector over the tiles
+            prev = np.concatenate([S[ridx][None], fins[:-1].astype(np.int64)], axis=0)
+            tog = hamming(fins, prev, ACC)
+            S[ridx] = fins[-1]
+            return tog
+        R = S.shape[0]
+        # shift s moves pair (q+1, q) into row q+1-s: it toggles min(q+1, shifts) times
+        weight = np.minimum(np.arange(1, R), shifts)
+        end = np.minimum(np.arange(R) + shifts, R - 1)  # row r ends holding loaded row end[r]
+        mask = np.uint64((1 << ACC) - 1)
+        tog = 0
+        for f in fins.astype(np.int64):
+            new = S.copy()
+            new[ridx] = f
+            tog += hamming(new[ridx], S[ridx], ACC)
+            d = np.bitwise_count((new[1:] ^ new[:-1]).view(np.uint64) & mask).sum(axis=1)
+            tog += int(d @ weight)
+            S = new[end]
+        st.shadow = S
+        return tog
 
     def _load_toggles(self, x: np.ndarray) -> int:
         """Input bank write data while a sample loads: the pixel on every lane, one beat per
@@ -222,14 +250,14 @@ class PerfModel:
                 # the image streams through row 0; the label words follow each tile
                 self._pass(self._wt[0], X[:1], [0], [(0, x)], k_lo=p.k_first, k_hi=p.k_first + p.k,
                            label_words=p.label_words, set_=p.src, period=p.period(p.groups[0]),
-                           toggles=toggles, cnt=cnt)
+                           drained=p.groups[0], toggles=toggles, cnt=cnt)
             else:
                 for g, n in enumerate(p.groups):
                     rows = list(range(n))
                     Xg = X[g * R: g * R + n]
                     banks = [(0, x)] if layer == 0 else [(g * R + r, Xg[r]) for r in rows]
                     self._pass(self._wt[layer], Xg, rows, banks, k_lo=0, k_hi=p.n_in, label_words=0,
-                               set_=p.src, period=p.period(n), toggles=toggles, cnt=cnt)
+                               set_=p.src, period=p.period(n), drained=n, toggles=toggles, cnt=cnt)
             drained = NC * self.mm.tiles[layer]
             cnt.drained_rows += drained
             cnt.act_writes += drained
@@ -263,9 +291,11 @@ class PerfModel:
             hacts = acts[layer] if toggles else np.zeros((b, cfg.layers[layer]), dtype=np.int64)
             p, h = sched.layer_passes[layer], sched.head_passes[layer]
             self._pass(self._wt[layer], X[live], live, [(r, held[r]) for r in live], k_lo=0,
-                       k_hi=p.n_in, label_words=0, set_=p.src, period=p.period(b), toggles=toggles, cnt=cnt)
+                       k_hi=p.n_in, label_words=0, set_=p.src, period=p.period(b), drained=b, toggles=toggles,
+                       cnt=cnt)
             self._pass(self._ht[layer], hacts[live], live, [(r, hacts[r]) for r in live], k_lo=0,
-                       k_hi=h.n_in, label_words=0, set_=h.src, period=h.period(b), toggles=toggles, cnt=cnt,
+                       k_hi=h.n_in, label_words=0, set_=h.src, period=h.period(b), drained=b, toggles=toggles,
+                       cnt=cnt,
                        generated=h.generated, biased=h.biased)
             drained = b * (self.mm.tiles[layer] + self.mm.head_tiles)
             cnt.drained_rows += drained
