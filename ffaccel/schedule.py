@@ -29,8 +29,12 @@ class Latencies:
     """Pipeline depths of the units, in cycles (docs/architecture.md, "Units").
 
     ``mem_read``: weight/bias/activation memories answer one cycle after the address.
-    ``drain_go``: the tile's last MAC -> the first drained row (sums in the shadow regs).
-    ``select``: drain stage A (row select, label-share term, norm factors).
+    ``operand``: the issue stage's registers at the array edge (row operands, weight
+    lanes, row enables and the tile controls): the cycle after the data of the reads.
+    ``product``: the PE's product register (``x * w``); the accumulate is the cycle after.
+    ``drain_go``: the tile's last accumulate -> the first drained row (sums in the shadow
+    registers).
+    ``select``: drain stage A (row 0, label-share term, norm factors).
     ``postproc``: post-processing registers B (multiply), C1 (rounding term), C2 (shift,
     bias), C3 (clamp; D writes and squares at C3's output) and D's sum, which stage E adds
     into the goodness registers at the end of the cycle it is valid in.
@@ -38,15 +42,24 @@ class Latencies:
     """
 
     mem_read: int = 1
+    operand: int = 1
+    product: int = 1
     drain_go: int = 1
     select: int = 1
     postproc: int = 5
     flush_test: int = 1
 
     @property
+    def tile_go(self) -> int:
+        """A tile's last input issued to the array (its read data in, ``p1``) -> the drain's
+        first row: through the operand and product registers, the accumulate, the shadow
+        register."""
+        return self.operand + self.product + self.drain_go
+
+    @property
     def post(self) -> int:
         """Last drained row -> FLUSH may leave: the cycles the cycle model adds after a pass."""
-        return self.drain_go + self.select + self.postproc + self.flush_test
+        return self.tile_go + self.select + self.postproc + self.flush_test
 
     @staticmethod
     def exit_cmp(classes: int) -> int:

@@ -11,7 +11,7 @@ Checked against a plain-Python statement of the unit:
   bottom row holds) and the drain sees row 0 only: ``shift`` must be high exactly in the
   cycles ``go .. go + n - 2`` of a tile that is not the shared layer's;
 - one cycle later (``go``) row 0 is drained, then one row per cycle; stage A registers
-  each: row j of the tile is on ``row`` ``drain_go + select + j`` cycles after the tile's
+  each: row j of the tile is on ``row`` ``tile_go + select + j`` cycles after the tile's
   end, with ``valid``, ``cp`` (MP: ``grp*rows + j``; shared layer 1: ``j``; OP: ``j``),
   ``tile``, ``layer``, ``head``, the bias word, ``(m, s)`` of copy ``cp``, ``live`` (OP:
   the row's sample has not exited) and ``acc`` (the array's sums of row j, or with
@@ -121,14 +121,16 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=0):
         due = {}                           # cycle -> expected row
         windows = []                       # (first, last) cycles the drain must be busy
         shifts_due = set()                 # cycles the shadow registers must shift in
+        bias_due = {}                      # cycle -> bias word address
         tile_sums, tile_wlab = None, None
-        pending_sums, pending_wlab = None, []
+        pending_sums, pending_wlab = {}, []
         end = len(stream) + 2 * max(R, NC) + 6
         for cyc in range(end):
             p1, info = stream[cyc] if cyc < len(stream) else (None, None)
-            # the array's shadow registers / issue's wlab registers (one cycle after p1)
-            if pending_sums is not None:
-                sums, pending_sums = pending_sums, None
+            # the array's shadow registers (loaded tile_go - 1 cycles after p1), issue's wlab
+            # registers (one cycle after p1)
+            if cyc in pending_sums:
+                sums = pending_sums.pop(cyc)
             for j, vals in pending_wlab:
                 wlab[j] = vals
             pending_wlab = []
@@ -143,12 +145,11 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=0):
             sel = ctx.get(dut.norm_sel)
             ctx.set(dut.norm_m, M[sel] if sel < ncp else 0)
             ctx.set(dut.norm_s, S[sel] if sel < ncp else 0)
-            # ---- the tile's end: bias read
+            # ---- the bias read, the cycle before the tile's first drained row
             ends = p1 is not None and ((p1["valid"] and p1["last"] and not p1["tag"]["shared"]) or p1["lab_last"])
             en, addr = ctx.get(dut.bmem.en), ctx.get(dut.bmem.addr)
-            if ends:
-                p = info["pass"]
-                want = p.bbase + info["tile"]
+            want = bias_due.pop(cyc, None)
+            if want is not None:
                 if not en or addr != want:
                     fail("bias read", cyc, en, addr, want)
             elif en:
@@ -181,7 +182,7 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=0):
             # ---- the expectations this cycle creates
             if p1 is not None and p1["valid"] and p1["last"]:
                 tile_sums = rand_sums()
-                pending_sums = tile_sums
+                pending_sums[cyc + lat.tile_go] = tile_sums
             if p1 is not None and p1["lab"]:
                 vals = [rng.randrange(cfg.wmin, cfg.wmax + 1) for _ in range(C)]
                 pending_wlab.append((p1["k"], vals))
@@ -190,10 +191,12 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=0):
             if ends:
                 p, n, tag = info["pass"], info["n"], info["tag"]
                 stats["tiles"] += 1
-                first = cyc + lat.drain_go + lat.select
-                windows.append((cyc + lat.drain_go, first + n - 1))
+                go = cyc + lat.tile_go
+                bias_due[go - 1] = p.bbase + tag["tile"]
+                first = go + lat.select
+                windows.append((cyc + 1, first + n - 1))
                 if not tag["shared"]:
-                    shifts_due.update(range(cyc + lat.drain_go, cyc + lat.drain_go + n - 1))
+                    shifts_due.update(range(go, go + n - 1))
                 for j in range(n):
                     if cfg.mode == "mp":
                         cp = j if tag["shared"] else tag["grp"] * R + j
@@ -211,8 +214,8 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=0):
             if en:
                 bheld = bmem[addr] if addr < len(bmem) else 0
             await ctx.tick()
-        if due or shifts_due:
-            fail("rows never drained", sorted(due), sorted(shifts_due))
+        if due or shifts_due or bias_due:
+            fail("rows never drained", sorted(due), sorted(shifts_due), sorted(bias_due))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

@@ -7,7 +7,8 @@ while the enable is low). Checked against a plain-Python statement of the stage:
 - cycle t: weight word ``wbase + tile*n_in + k`` of the pass is read; the bank word
   ``k // cols`` is read only when ``k % cols == 0`` or on ``first``, only in the source
   set and only from the banks the pass needs;
-- cycle t+1: ``w[c]`` is lane c of the weight word; ``x[r]`` is row r's operand (MP
+- cycle t+1: ``p1`` is the command; cycle t+2 (through the operand registers at the array
+  edge): ``w[c]`` is lane c of the weight word; ``x[r]`` is row r's operand (MP
   layer 1: ``label_value`` where k is the row's copy among the first ``classes`` inputs,
   else 0, the image pixel beyond; OP layer 1: ``neutral_value`` for ``k < classes``;
   otherwise the activation k of the row's copy / sample); gated rows see 0;
@@ -152,7 +153,7 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=2, clear_at=None):
         ctx.set(dut.clear, 0)
         held = {(s, b): 0 for s in range(2) for b in range(NB)}
         wheld = 0
-        prev = None                 # (cmd, pass, grp) of the previous cycle
+        prev = prev2 = None         # (cmd, pass, grp) of the previous cycle, and the one before
         macs = 0
         wlab_due = []               # (cycle, tile expectation)
         last_pass = None
@@ -182,10 +183,10 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=2, clear_at=None):
                     fail("bank read", cyc, cmd, sorted(ren), sorted(want), raddr)
             elif ren:
                 fail("bank read without a new word", cyc, cmd, sorted(ren))
-            # ---- cycle t+1: the array side of prev
-            pc = prev[0] if prev else None
+            # ---- cycle t+2: the array side of the command two cycles ago
+            pc = prev2[0] if prev2 else None
             if pc is not None and pc["valid"]:
-                pp, pgrp = prev[1], prev[2]
+                pp, pgrp = prev2[1], prev2[2]
                 got_w = [ctx.get(dut.w[c]) for c in range(C)]
                 want_w = wmem[pp.wbase + pc["tag"]["tile"] * pp.n_in + pc["k"]]
                 if got_w != want_w:
@@ -202,6 +203,8 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=2, clear_at=None):
                     fail("valid/first/last", cyc, got)
             elif ctx.get(dut.valid):
                 fail("valid without a streamed input", cyc)
+            # ---- cycle t+1: p1 of the previous command
+            pc = prev[0] if prev else None
             if pc is not None:
                 got = {f: ctx.get(getattr(dut.p1, f)) for f in ("valid", "first", "last", "lab", "lab_last", "k")}
                 got["lane"] = ctx.get(dut.p1.lane)
@@ -236,7 +239,7 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=2, clear_at=None):
                                 for r in range(R))
             if new_pass:         # the previous pass's last input has now been counted
                 state["macs_per_pass"].append(macs)
-            prev = (cmd, p, grp) if cmd is not None else None
+            prev2, prev = prev, ((cmd, p, grp) if cmd is not None else None)
             await ctx.tick()
         state["macs_per_pass"].append(macs)
         state["macs"] = ctx.get(dut.macs)

@@ -1,5 +1,5 @@
-"""PE and MAC array (Amaranth simulator): output-stationary accumulate, tile handover,
-row gating, extreme operands."""
+"""PE and MAC array (Amaranth simulator): output-stationary accumulate through the product
+register, tile handover, row gating, extreme operands, the shadow registers' shift."""
 
 import numpy as np
 import pytest
@@ -73,7 +73,8 @@ def test_array_multicasts_operands():
             ctx.set(dut.valid, 1); ctx.set(dut.first, i == 0); ctx.set(dut.last, i == k - 1)
             await ctx.tick()
         ctx.set(dut.valid, 0)
-        await ctx.tick()
+        await ctx.tick()                               # the last product register
+        await ctx.tick()                               # its accumulate
         out["r"] = [[ctx.get(dut.result[r][c]) for c in range(cols)] for r in range(rows)]
 
     sim = Simulator(dut)
@@ -110,8 +111,9 @@ def test_array_shifts_shadow_registers_up_and_last_wins():
         for c in range(cols):
             ctx.set(dut.w[c], c + 2)
         ctx.set(dut.valid, 1); ctx.set(dut.first, 1); ctx.set(dut.last, 1)
-        await ctx.tick()
+        await ctx.tick()                               # products registered
         ctx.set(dut.valid, 0); ctx.set(dut.first, 0); ctx.set(dut.last, 0)
+        await ctx.tick()                               # accumulated, shadow loaded
         seen.append([[ctx.get(dut.result[r][c]) for c in range(cols)] for r in range(rows)])
         ctx.set(dut.shift, 1)
         for _ in range(2):
@@ -119,6 +121,8 @@ def test_array_shifts_shadow_registers_up_and_last_wins():
             seen.append([[ctx.get(dut.result[r][c]) for c in range(cols)] for r in range(rows)])
         # a tile ends while shift is high: the loaded sums win
         ctx.set(dut.x[0], 7); ctx.set(dut.valid, 1); ctx.set(dut.first, 1); ctx.set(dut.last, 1)
+        await ctx.tick()
+        ctx.set(dut.valid, 0)
         await ctx.tick()
         seen.append([ctx.get(dut.result[0][c]) for c in range(cols)])
 

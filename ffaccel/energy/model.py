@@ -24,7 +24,7 @@ from ..schedule import schedule
 from ..workload import Workload
 from .coeffs import Coeffs
 
-ENERGY_COMPONENTS = ("pe_mult", "pe_acc", "pe_shadow", "operand_regs", "act_write_data", "postproc",
+ENERGY_COMPONENTS = ("pe_mult", "pe_product", "pe_acc", "pe_shadow", "operand_regs", "act_write_data", "postproc",
                      "weight_mem", "basis_gen", "act_mem", "bias_mem", "leakage")
 
 
@@ -136,9 +136,11 @@ class EnergyModel:
         rows_eff = cnt["pe_ops"] / (C * cnt["weight_reads"]) if cnt["weight_reads"] else 0.0
         return {
             "pe_mult": (tog["array_x"] * C + tog["weight_bus"] * rows_eff) * self.e_mult_t,
+            "pe_product": tog["pe_product"] * self.e_reg,
             "pe_acc": tog["pe_acc"] * self.e_acc_t,
             "pe_shadow": tog["pe_shadow"] * self.e_reg,
-            "operand_regs": (tog["weight_bus"] + tog["act_read"]) * self.e_reg,
+            # the weight lanes and row operands registered at the array edge, the bank reads
+            "operand_regs": (tog["weight_bus"] + tog["array_x"] + tog["act_read"]) * self.e_reg,
             "act_write_data": tog["act_write"] * self.e_reg,
             "postproc": cnt["drained_rows"] * self.e_post_row,
             "weight_mem": cnt["weight_reads"] * self.e_weight,

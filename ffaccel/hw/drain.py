@@ -4,7 +4,7 @@ stage A)."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -14,8 +14,9 @@ from .issue import p1_layout
 
 
 class Drain(wiring.Component):
-    """When a tile's last input has been multiplied (``p1.last``, or the last label word
-    when shared) the tile's bias word is read; the next cycle (``go``) row 0 is drained,
+    """A tile ends on its last input (``p1.last``, or the last label word when shared);
+    ``Latencies.operand + product`` cycles later, when its last accumulate happens, the
+    tile's bias word is read, and the next cycle (``go``) row 0 is drained,
     then one row per cycle: the copy group's rows (MP), the label copies of the shared
     layer 1 (MP sharing: row 0 plus ``label_value`` times the copy's label weight), or the
     batch rows (OP). Every row is read at the array's row 0 (``sums``): after each drained
@@ -55,15 +56,22 @@ class Drain(wiring.Component):
         m = Module()
         s, cfg, mm, p1 = self.sched, self.sched.cfg, self.sched.memory, self.p1
         R, NC = cfg.rows, cfg.classes
-        tile_done = (p1.valid & p1.last & ~p1.tag.shared) | p1.lab_last
+        # the tile's end as the issue stage sees it (its last input's data in), then as the
+        # array does: through the operand and product registers
+        done, dtag, pipe = (p1.valid & p1.last & ~p1.tag.shared) | p1.lab_last, p1.tag, []
+        for i in range(s.latency.operand + s.latency.product):
+            d, t = Signal(name=f"done{i}"), Signal(tag_layout(s), name=f"done_tag{i}")
+            m.d.sync += [d.eq(done), t.eq(dtag)]
+            done, dtag = d, t
+            pipe.append(d)
+        # the tile's last sums reach the shadow registers: read its bias word, drain next
         go = Signal()
-        m.d.sync += go.eq(tile_done)
-        bbase = pass_field(s, "bbase", unsigned(mm.baddr_bits), p1.tag.layer, p1.tag.head)
-        with m.If(tile_done & pass_field(s, "biased", 1, p1.tag.layer, p1.tag.head)):
-            m.d.comb += [self.bmem.en.eq(1), self.bmem.addr.eq(bbase + p1.tag.tile)]
-        # the tile's final element, one cycle late (p1 has moved on by ``go``)
+        m.d.sync += go.eq(done)
+        bbase = pass_field(s, "bbase", unsigned(mm.baddr_bits), dtag.layer, dtag.head)
+        with m.If(done & pass_field(s, "biased", 1, dtag.layer, dtag.head)):
+            m.d.comb += [self.bmem.en.eq(1), self.bmem.addr.eq(bbase + dtag.tile)]
         tag = Signal(tag_layout(s))
-        m.d.sync += tag.eq(p1.tag)
+        m.d.sync += tag.eq(dtag)
         # the tile's bias word (0 for a pass without biases: LLS heads)
         bias_in = Mux(pass_field(s, "biased", 1, tag.layer, tag.head), self.bmem.data, 0)
         n_go = drained_rows(s, m, tag.shared, tag.grp, self.nrows)
@@ -88,7 +96,7 @@ class Drain(wiring.Component):
         with m.Else():
             m.d.comb += self.shift.eq(act & ~info.shared & (j + 1 < n))
         self._stage_a(m, cur_valid, cur_j, cur, cur_bias)
-        m.d.comb += self.busy.eq(go | act | self.row.valid)
+        m.d.comb += self.busy.eq(go | act | self.row.valid | Cat(*pipe).any())
         return m
 
     def _stage_a(self, m: Module, valid, j, cur, bias):

@@ -2,9 +2,10 @@
 
 Timing contract (docs/architecture.md, "Units"; the cycle model is
 :meth:`ffaccel.schedule.Schedule.inference_cycles`): reads issued in cycle t return data in
-t+1, when the array multiplies; a tile's sums are in the PE shadow registers the cycle
-after its last MAC; the drain then reads one row per cycle through stage A and the three
-post-processing stages, and stage E adds the goodness.
+t+1, when the issue stage selects the operands; they are registered at the array edge, the
+PEs multiply in t+2 and accumulate in t+3; a tile's sums are in the PE shadow registers
+the cycle after its last accumulate; the drain then reads one row per cycle through stage
+A and the post-processing stages, and stage E adds the goodness.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .drain import Drain
 from .exitcmp import ExitCmp
 from .interfaces import engine_signature
 from .issue import Issue
+from .pe import PE
 from .postproc import PostProc
 from .regfile import RegFile
 
@@ -49,6 +51,9 @@ class Engine(wiring.Component):
                 raise TypeError(f"Engine: units[{name!r}]={cls!r} must be a subclass of {UNITS[name].__name__}")
         self.cfg = cfg
         self.sched: Schedule = schedule(cfg)
+        if self.sched.latency.product != PE.PIPELINE:
+            raise ValueError(f"Engine: the schedule asks for {self.sched.latency.product} product register stages "
+                             f"(the PE has {PE.PIPELINE})")
         self.units = {**UNITS, **units}
         super().__init__(engine_signature(self.sched))
 

@@ -1,5 +1,5 @@
 """Issue / operand-select stage: weight and activation reads (cycle t), row operands of
-the MAC array (cycle t+1)."""
+the MAC array selected (cycle t+1) and registered at the array edge."""
 
 from __future__ import annotations
 
@@ -21,10 +21,12 @@ def p1_layout(sched: Schedule) -> data.StructLayout:
 class Issue(wiring.Component):
     """Cycle t (``cmd``): read the weight word ``wbase + tile * n_in + k`` of the current
     pass, and the activation word ``k // cols`` of the banks the pass needs (a new word
-    only every ``cols`` inputs). Cycle t+1 (``p1``): drive the array: weight lanes down the
-    columns, each row's operand (the activation lane, or the generated label / neutral
-    pixel of layer 1), row enables with operand isolation (a gated row sees 0). MP label
-    sharing: the label-weight words of a tile are captured in ``wlab`` for the drain.
+    only every ``cols`` inputs). Cycle t+1 (``p1``): select the array's operands: weight
+    lanes down the columns, each row's operand (the activation lane, or the generated
+    label / neutral pixel of layer 1), row enables with operand isolation (a gated row
+    sees 0); they reach the array through a register stage (``Latencies.operand``), so no
+    memory output or operand multiplexer is in the multiplier's path. MP label sharing:
+    the label-weight words of a tile are captured in ``wlab`` for the drain.
     Passes whose weights are generated (LLS heads) read no weight memory: their lanes come
     from ``gen_w``.
     ``macs`` counts the PE operations (enabled rows x cols per streamed input) since ``clear``.
@@ -33,6 +35,9 @@ class Issue(wiring.Component):
     def __init__(self, sched: Schedule):
         if not isinstance(sched, Schedule):
             raise TypeError(f"Issue: sched={sched!r} must be a Schedule")
+        if sched.latency.operand != 1:
+            raise ValueError(f"Issue: the schedule asks for {sched.latency.operand} operand register stages "
+                             "(this unit has 1)")
         self.sched = sched
         cfg, mm = sched.cfg, sched.memory
         R, C, NB = cfg.rows, cfg.cols, sched.banks
@@ -73,26 +78,30 @@ class Issue(wiring.Component):
         m.d.sync += [p1.valid.eq(cmd.valid), p1.first.eq(cmd.first), p1.last.eq(cmd.last),
                      p1.lab.eq(cmd.lab), p1.lab_last.eq(cmd.lab_last), p1.lane.eq(cmd.k % C),
                      p1.k.eq(cmd.k), p1.tag.eq(cmd.tag)]
-        # ---- cycle t+1: the array
+        # ---- cycle t+1: the array's operands, registered at the array edge
+        lanes = []
         for c in range(C):
             lane = self.wmem.data[c * cfg.wbits:(c + 1) * cfg.wbits].as_signed()
             if cfg.exit_head != "learned":       # every OP head pass is generated
                 lane = Mux(p1.tag.head, self.gen_w[c], lane)
-            m.d.comb += self.w[c].eq(lane)
-        m.d.comb += [self.valid.eq(p1.valid), self.first.eq(p1.first), self.last.eq(p1.last)]
+            lanes.append(lane)
+            m.d.sync += self.w[c].eq(lane)
+        m.d.sync += [self.valid.eq(p1.valid), self.first.eq(p1.first), self.last.eq(p1.last)]
+        enables = []
         for r in range(cfg.rows):
             x, en = self._operand(m, r)
+            enables.append(en)
             # operand isolation: a gated row sees 0, so its multipliers do not toggle
-            m.d.comb += [self.row_en[r].eq(en), self.x[r].eq(Mux(en & p1.valid, x, 0))]
+            m.d.sync += [self.row_en[r].eq(en), self.x[r].eq(Mux(en & p1.valid, x, 0))]
         with m.If(self.clear):
             m.d.sync += self.macs.eq(0)
         with m.Elif(p1.valid):
-            m.d.sync += self.macs.eq(self.macs + sum(self.row_en[r] for r in range(cfg.rows)) * C)
+            m.d.sync += self.macs.eq(self.macs + sum(enables) * C)
         if s.share:
             with m.If(p1.lab):
                 for j in range(cfg.classes):
                     with m.If(p1.k == j):
-                        m.d.sync += [self.wlab[j][c].eq(self.w[c]) for c in range(C)]
+                        m.d.sync += [self.wlab[j][c].eq(lanes[c]) for c in range(C)]
         return m
 
     def _needed(self, b: int):

@@ -6,12 +6,21 @@ from amaranth.lib.wiring import In, Out
 
 
 class PE(wiring.Component):
-    """``sum = (first ? 0 : acc) + x * w``; when ``valid & en``: ``acc <= sum``, and on
-    ``last`` also ``result <= sum`` (the shadow register the drain reads while the next
-    tile accumulates); otherwise on ``shift``: ``result <= below`` (the shadow register of
-    the PE below: the column's shadow registers shift up one row, whatever ``en``).
-    ``x`` unsigned ``abits``, ``w`` signed ``wbits``. A disabled PE (``en`` low) holds its
-    accumulator: no toggles, no energy (row gating)."""
+    """A two-stage multiply-accumulate: cycle t registers ``prod <= x * w`` with the
+    controls (``valid & en``, ``first``, ``last``); cycle t+1 forms
+    ``sum = (first ? 0 : acc) + prod`` and, for a valid enabled operand, ``acc <= sum``
+    and on ``last`` also ``result <= sum`` (the shadow register the drain reads while the
+    next tile accumulates). Otherwise on ``shift``: ``result <= below`` (the shadow
+    register of the PE below: the column's shadow registers shift up one row, whatever
+    ``en``). ``x`` unsigned ``abits``, ``w`` signed ``wbits``. A disabled PE (``en`` low)
+    holds its accumulator: no toggles, no energy (row gating); its operand is isolated to
+    0 by the issue stage, so its product register holds 0.
+
+    The product register splits the multiplier (a DSP block, or LUTs where the FPGA has
+    too few) from the accumulator's carry chain: ``PIPELINE`` cycles, the schedule's
+    ``Latencies.product``."""
+
+    PIPELINE = 1
 
     def __init__(self, abits: int, wbits: int, accbits: int):
         for name, v, lo in (("abits", abits, 1), ("wbits", wbits, 2), ("accbits", accbits, 2)):
@@ -29,12 +38,18 @@ class PE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        # unsigned abits x signed wbits fits signed abits + wbits
+        prod = Signal(signed(self.abits + self.wbits))
+        go, first, last = Signal(), Signal(), Signal()
+        m.d.sync += [prod.eq(self.x * self.w), go.eq(self.valid & self.en), first.eq(self.first),
+                     last.eq(self.last)]
         s = Signal(signed(self.accbits))
-        m.d.comb += s.eq(Mux(self.first, 0, self.acc) + self.x * self.w)
-        with m.If(self.valid & self.en):
+        m.d.comb += s.eq(Mux(first, 0, self.acc) + prod)
+        with m.If(go):
             m.d.sync += self.acc.eq(s)
-        with m.If(self.valid & self.en & self.last):
+        with m.If(go & last):
             m.d.sync += self.result.eq(s)
         with m.Elif(self.shift):
             m.d.sync += self.result.eq(self.below)
         return m
+

@@ -6,6 +6,8 @@ the RTL. It follows the RTL's streaming order exactly (docs/architecture.md, sec
   register, one word per read, or (LLS heads) the basis generator's register.
 - ``act_read``: the activation-bank read registers (``cols*abits``), one word per ``cols`` inputs.
 - ``array_x``: the row operand buses (``abits`` each); 0 when the row is idle or gated.
+- ``pe_product``: the PE product registers (``abits + wbits``): ``x * w`` per streamed
+  input, 0 while the row's operand is isolated (gaps, label words, gated rows).
 - ``pe_acc``: the PE accumulators (``accbits``), one update per streamed input.
 - ``pe_shadow``: the PE shadow (result) registers: one load per tile, then the drain's
   shifts (every column's registers move up a row after each drained row but the last).
@@ -29,7 +31,7 @@ from ..model.exits import layer_macs
 from ..model.golden import QuantModel
 from ..schedule import schedule
 
-COMPONENTS = ("weight_bus", "act_read", "array_x", "pe_acc", "pe_shadow", "act_write")
+COMPONENTS = ("weight_bus", "act_read", "array_x", "pe_product", "pe_acc", "pe_shadow", "act_write")
 
 
 def popcount(a: np.ndarray, bits: int) -> int:
@@ -176,7 +178,8 @@ class PerfModel:
         edge = popcount(Xs[:, 0], A) + popcount(Xs[:, -1], A)
         boundary = edge if gap else hamming(Xs[:, -1], Xs[:, 0], A)
         tg["array_x"] += tiles * within + (tiles - 1) * boundary + edge
-        # PE accumulators and shadow registers, chunked over tiles
+        # PE product registers, accumulators and shadow registers, chunked over tiles
+        PB = A + W
         ridx = np.asarray(rows)
         prev_acc = st.acc[ridx].copy()
         shifts = 0 if label_words else drained - 1
@@ -185,9 +188,19 @@ class PerfModel:
         dt = np.int32 if ACC <= 31 else np.int64
         Xd = Xs.astype(dt)
         prev_acc = prev_acc.astype(dt)
+        prev_prod = np.zeros((nrows, C), dtype=dt)              # 0 before the pass
         for t0 in range(0, tiles, chunk):
             wc = wt[t0:t0 + chunk, k_lo:k_hi].astype(dt)          # (tc, K, C)
-            acc = np.cumsum(Xd[None, :, :, None] * wc[:, None, :, :], axis=2, dtype=dt)   # (tc, rows, K, C)
+            prod = Xd[None, :, :, None] * wc[:, None, :, :]        # (tc, rows, K, C)
+            if K > 1:
+                tg["pe_product"] += hamming(prod[:, :, 1:, :], prod[:, :, :-1, :], PB)
+            if gap:                                               # 0 -> first ... last -> 0
+                tg["pe_product"] += popcount(prod[:, :, 0, :], PB) + popcount(prod[:, :, -1, :], PB)
+            else:                                                 # tiles back to back
+                tg["pe_product"] += hamming(prod[:, :, 0, :],
+                                            np.concatenate([prev_prod[None], prod[:-1, :, -1, :]], axis=0), PB)
+                prev_prod = prod[-1, :, -1, :]
+            acc = np.cumsum(prod, axis=2, dtype=dt)               # (tc, rows, K, C)
             fin = acc[:, :, -1, :]                                # (tc, rows, C)
             starts = np.concatenate([prev_acc[None], fin[:-1]], axis=0)
             tg["pe_acc"] += hamming(acc[:, :, 0, :], starts, ACC)
@@ -196,6 +209,8 @@ class PerfModel:
             tg["pe_shadow"] += self._shadow(fin, ridx, shifts)
             prev_acc = fin[-1]
         st.acc[ridx] = prev_acc
+        if not gap:
+            tg["pe_product"] += popcount(prev_prod, PB)           # back to 0 after the pass
 
     def _shadow(self, fins: np.ndarray, ridx: np.ndarray, shifts: int) -> int:
         """Shadow-register toggles of tiles ``fins`` (tiles, len(ridx), cols): each tile

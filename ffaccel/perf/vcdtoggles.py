@@ -2,7 +2,7 @@
 model's predictions), with a small streaming reader of its own (see :func:`count_toggles`).
 
 Components are matched by scope and variable name as the engine names them: PE scopes
-``pe_<r>_<c>`` (``acc`` accumulator, ``result`` shadow), the array's row operands
+``pe_<r>_<c>`` (``prod`` product register, ``acc`` accumulator, ``result`` shadow), the array's row operands
 ``x__<r>`` and weight operands ``w__<c>`` (the weight-memory data, or the LLS basis
 generator's output while an LLS head streams), and the activation-bank
 memories ``act<s>_<b>`` (their read-port data, then write-port data).
@@ -21,6 +21,8 @@ def _match(scopes: tuple[str, ...], name: str, order: int) -> str | None:
     if re.fullmatch(r"pe_\d+_\d+", leaf):
         if name == "acc":
             return "pe_acc"
+        if name == "prod":
+            return "pe_product"
         if name == "result":
             return "pe_shadow"
     if leaf == "array" and re.fullmatch(r"x__\d+", name):
