@@ -39,6 +39,10 @@ class Latencies:
     bias), C3 (clamp; D writes and squares at C3's output) and D's sum, which stage E adds
     into the goodness registers at the end of the cycle it is valid in.
     ``flush_test``: FLUSH leaves the cycle after the pipeline has emptied.
+    ``norm``: a NORM step's factors ``(m, s)`` can be read this many cycles after the step
+    (goodness selected and registered, the rsqrt's two stages, the write). They are first
+    read by the drain of the pass that follows, at the earliest ``mem_read + tile_go``
+    cycles after its first issue, so the NORM steps overlap the pass (no cycle is added).
     """
 
     mem_read: int = 1
@@ -48,6 +52,13 @@ class Latencies:
     select: int = 1
     postproc: int = 5
     flush_test: int = 1
+    norm: int = 4
+
+    def __post_init__(self):
+        # the last NORM step is the cycle before the pass's first issue
+        if self.norm - 1 > self.mem_read + self.tile_go:
+            raise ValueError(f"Latencies: the normalisation factors ({self.norm} cycles) would be read "
+                             f"before they are written ({self.mem_read + self.tile_go} cycles into the pass)")
 
     @property
     def tile_go(self) -> int:

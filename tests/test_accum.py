@@ -4,8 +4,8 @@
 - loading a sample gives the goodness of the embedded input: sum of squares of the image
   pixels (not the label positions) + ``label_value**2`` (MP, every copy) or
   ``classes * neutral_value**2`` (OP, row ``row`` only);
-- a norm step gives ``(m, s) == intops.rsqrt(g, rsqrt_frac, rsqrt_index)`` on ``sel`` and
-  clears ``g``;
+- a norm step gives ``(m, s) == intops.rsqrt(g, rsqrt_frac, rsqrt_index)`` on ``sel``,
+  readable ``Latencies.norm`` cycles after the step (not before), and clears ``g`` at once;
 - goodness adds accumulate into ``g[cp]`` (and MP ``scores[cp]`` when ``score_mask`` has
   the add's layer);
 - OP logit adds go to class ``tile*cols + c`` of row ``cp`` (when ``score_mask`` has the
@@ -64,6 +64,14 @@ class Model:
         self.ms = [None] * sched.banks
         self.scores = [[0] * cfg.classes for _ in range(cfg.rows if cfg.mode == "op" else 1)]
         self.scores_known = False
+        self.now = 0                           # clock ticks so far
+        self.pending = []                      # (tick from which readable, idx, (m, s))
+
+    def tick(self):
+        self.now += 1
+        for due, idx, ms in [p for p in self.pending if p[0] <= self.now]:
+            self.ms[idx] = ms
+        self.pending = [p for p in self.pending if p[0] > self.now]
 
     def sample(self, pixels, row):
         g0 = input_goodness(self.cfg, pixels)
@@ -77,7 +85,10 @@ class Model:
         self.scores_known = True
 
     def norm(self, idx):
-        self.ms[idx] = rs(self.cfg, self.g[idx])
+        """The factors are readable ``Latencies.norm`` ticks after the step's cycle; the
+        goodness is cleared at once."""
+        self.pending.append((self.now + self.sched.latency.norm, idx,
+                             rs(self.cfg, self.g[idx]) if self.g[idx] is not None else None))
         self.g[idx] = 0
 
     def good(self, cp, v, layer):
@@ -114,6 +125,8 @@ async def do(ctx, dut, sched, model, op):
             ctx.set(dut.load, {"valid": 1, "pixel": p, "label_px": int(i < cfg.classes),
                                "last": int(i == cfg.inputs - 1), "row": row})
             await ctx.tick()
+            if i < len(pixels) - 1:
+                model.tick()
         model.sample(pixels, row)
     elif kind == "start":
         ctx.set(dut.start, 1)
@@ -135,6 +148,7 @@ async def do(ctx, dut, sched, model, op):
         model.logit(op[1], op[2], op[3], layer)
     elif kind == "idle":
         await ctx.tick()
+    model.tick()
     idle(ctx, dut, sched)
 
 
@@ -192,6 +206,7 @@ def _snapshot(model):
     snap.g, snap.ms = list(model.g), list(model.ms)
     snap.scores = [list(r) for r in model.scores]
     snap.scores_known = model.scores_known
+    snap.now, snap.pending = model.now, list(model.pending)
     return snap
 
 
@@ -213,8 +228,8 @@ def test_load_gives_input_goodness_and_norm_gives_rsqrt(name):
                 px = [amax if rep == 0 and r == 0 else rng.randrange(amax + 1) for _ in range(cfg.inputs)]
                 ops.append(("sample", px, r))
             ops.append(("start",))
-        ops += [("norm", b) for b in range(sched.banks)]
-        ops += [("norm", 0)]                          # g cleared: rsqrt(0) = (0, 0)
+        ops += [("norm", b) for b in range(sched.banks)] + [("idle",)] * sched.latency.norm
+        ops += [("norm", 0)] + [("idle",)] * sched.latency.norm   # g cleared: rsqrt(0) = (0, 0)
     log = run_ops(sched, ops)
     # spell out one case by hand: the all-max sample
     first = log[0][2]
@@ -222,7 +237,8 @@ def test_load_gives_input_goodness_and_norm_gives_rsqrt(name):
         cfg.label_value ** 2 if cfg.mode == "mp" else cfg.classes * cfg.neutral_value ** 2)
     assert (first.g[0]) == want
     # and the rsqrt output after the norms (not only equal to the model: nonzero)
-    after_norms = [snap for op, _, snap in log if op == ("norm", sched.banks - 1)][0]
+    last = [i for i, (op, _, _) in enumerate(log) if op == ("norm", sched.banks - 1)][0]
+    after_norms = log[last + sched.latency.norm][2]       # the factors are written by then
     assert all(ms is not None and ms[0] > 0 for ms in after_norms.ms)
 
 
@@ -263,7 +279,7 @@ def test_goodness_adds_accumulate_and_norm_clears(name):
         assert got["scores"][0][:2] == [10, 5]
     else:
         assert got["scores"] == [[0] * cfg.classes] * cfg.rows       # OP: goodness is not a score
-    log = run_ops(sched, ops + [("norm", 0), ("norm", 1)])
+    log = run_ops(sched, ops + [("norm", 0), ("norm", 1)] + [("idle",)] * sched.latency.norm)
     got = log[-1][1]
     assert got["g"][:2] == [0, 0]
     assert got["ms"][0] == rs(cfg, 10) and got["ms"][1] == rs(cfg, 5 + (100 if sched.banks == 2 else 0))

@@ -183,8 +183,9 @@ def test_issue_takes_generated_lanes_and_reads_no_weights_for_lls_heads():
             ctx.set(dut.cmd, {"valid": 1, "first": 1, "last": 0, "k": 0,
                               "tag": {"layer": 1, "head": head, "tile": 0, "src": 1}})
             seen.append(("en", head, ctx.get(dut.wmem.en)))
-            await ctx.tick()
+            await ctx.tick()                                # p1: the lanes are selected
             ctx.set(dut.cmd, {"valid": 0})
+            await ctx.tick()                                # registered at the array edge
             seen.append(("w", head, [ctx.get(dut.w[c]) for c in range(3)]))
 
     _run(dut, bench)
@@ -202,10 +203,13 @@ def test_drain_reads_no_bias_for_lls_heads():
         ctx.set(dut.bmem.data, (1 << s.cfg.bias_word_bits) - 1)      # junk a read would return
         for head in (0, 1):
             ctx.set(dut.p1, {"valid": 1, "last": 1, "tag": {"layer": 0, "head": head, "tile": 0}})
-            seen.append(("en", head, ctx.get(dut.bmem.en)))
             await ctx.tick()
             ctx.set(dut.p1, {"valid": 0})
-            await ctx.tick()                                   # stage A registers row 0
+            for _ in range(s.latency.tile_go - 2):             # the tile's last accumulate
+                await ctx.tick()
+            seen.append(("en", head, ctx.get(dut.bmem.en)))
+            await ctx.tick()                                   # go: row 0
+            await ctx.tick()                                   # stage A registers it
             seen.append(("bias", head, ctx.get(dut.row.bias)))
             for _ in range(4):
                 await ctx.tick()

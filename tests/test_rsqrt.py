@@ -1,4 +1,5 @@
-"""RSqrt unit (Amaranth simulator) against intops.rsqrt, the golden model's function."""
+"""RSqrt unit (Amaranth simulator) against intops.rsqrt, the golden model's function: one
+value per cycle in, each answer ``RSqrt.LATENCY`` cycles later."""
 
 import numpy as np
 import pytest
@@ -20,11 +21,14 @@ def test_rsqrt_unit_is_bit_exact(gbits, frac, index_bits):
     got = []
 
     async def bench(ctx):
-        for v in g.tolist():
+        for i, v in enumerate(g.tolist() + [0] * RSqrt.LATENCY):
             ctx.set(dut.g, v)
-            got.append((ctx.get(dut.m), ctx.get(dut.s)))
+            if i >= RSqrt.LATENCY:
+                got.append((ctx.get(dut.m), ctx.get(dut.s)))
+            await ctx.tick()
 
     sim = Simulator(dut)
+    sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
     assert got == list(zip(want_m.tolist(), want_s.tolist()))

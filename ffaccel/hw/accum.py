@@ -31,7 +31,9 @@ class Accumulators(wiring.Component):
       label pixel; on the sample's last pixel the goodness of the embedded input (image +
       the label pixel (MP) or the neutral pixels (OP)) goes to every copy (MP) or to row
       ``row`` (OP).
-    - ``norm`` (``en``, ``idx``): ``(m, s)[idx] <= rsqrt(g[idx])``; ``g[idx] <= 0``.
+    - ``norm`` (``en``, ``idx``): ``g[idx] <= 0``, and ``(m, s)[idx] <= rsqrt(g[idx])``
+      written ``Latencies.norm`` - 1 cycles later (a register, then the rsqrt's stages):
+      the factors are read from ``Latencies.norm`` cycles after the step on.
     - ``goodness`` (from the post-processing): ``g[cp] += sum``; MP also ``score[cp] += sum``
       when ``score_mask`` has the row's layer.
     - ``logit`` (OP heads): the increments of lanes ``c`` go to classes ``tile*cols + c``
@@ -46,6 +48,9 @@ class Accumulators(wiring.Component):
     def __init__(self, sched: Schedule):
         if not isinstance(sched, Schedule):
             raise TypeError(f"Accumulators: sched={sched!r} must be a Schedule")
+        if sched.latency.norm != 2 + RSqrt.LATENCY:
+            raise ValueError(f"Accumulators: the schedule asks for norm latency {sched.latency.norm} "
+                             f"(this unit has {2 + RSqrt.LATENCY})")
         self.sched = sched
         cfg = sched.cfg
         nb = sched.banks
@@ -83,9 +88,7 @@ class Accumulators(wiring.Component):
         if not mp:
             self._logit_add(m, logits)
         self._load(m, g)
-        m.d.comb += rs.g.eq(g[self.norm.idx])
-        with m.If(self.norm.en):
-            m.d.sync += [m_r[self.norm.idx].eq(rs.m), s_r[self.norm.idx].eq(rs.s), g[self.norm.idx].eq(0)]
+        self._norm(m, g, rs, m_r, s_r)
         with m.If(self.start):
             m.d.sync += [self.g_img.eq(0)] + [sc.eq(0) for sc in score]
             if not mp:
@@ -93,6 +96,24 @@ class Accumulators(wiring.Component):
         for c in range(NC):
             m.d.comb += self.scores[c].eq(score[c] if mp else Array(logits[r][c] for r in range(R))[self.score_row])
         return m
+
+    def _norm(self, m: Module, g, rs, m_r, s_r):
+        """A NORM step's ``g[idx]`` is registered (and cleared), goes through the rsqrt's
+        pipeline, and its factors are written ``Latencies.norm`` - 1 cycles after the step."""
+        nb, st = self.sched.banks, self.norm
+        en = Signal()
+        idx = Signal(range(nb + 1))
+        gsel = Signal.like(self.g[0])
+        m.d.sync += [en.eq(st.en), idx.eq(st.idx), gsel.eq(g[st.idx])]
+        with m.If(st.en):
+            m.d.sync += g[st.idx].eq(0)
+        m.d.comb += rs.g.eq(gsel)
+        for i in range(RSqrt.LATENCY):
+            en_d, idx_d = Signal(name=f"norm_en{i}"), Signal.like(idx, name=f"norm_idx{i}")
+            m.d.sync += [en_d.eq(en), idx_d.eq(idx)]
+            en, idx = en_d, idx_d
+        with m.If(en):
+            m.d.sync += [m_r[idx].eq(rs.m), s_r[idx].eq(rs.s)]
 
     def score_enable(self, layer):
         """Whether the scores take ``layer``'s increment (overridden by mutation tests only)."""

@@ -1,5 +1,5 @@
 """Reciprocal square root: leading-one detect + table + exponent (bit-exact with
-``ffaccel.model.intops.rsqrt``)."""
+``ffaccel.model.intops.rsqrt``), in two pipeline stages."""
 
 from amaranth.hdl import Array, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
@@ -9,8 +9,13 @@ from ..fixedpoint import rsqrt_table, rsqrt_widths
 
 
 class RSqrt(wiring.Component):
-    """Combinational: ``g`` (unsigned ``gbits``) -> ``m`` (table entry, ``frac`` bits) and
-    ``s = floor(log2 g) >> 1``; ``g == 0`` -> ``m = 0, s = 0``."""
+    """``g`` (unsigned ``gbits``) in cycle t -> ``m`` (table entry, ``frac`` bits) and
+    ``s = floor(log2 g) >> 1`` in cycle t + ``LATENCY``; ``g == 0`` -> ``m = 0, s = 0``.
+    Stage 1 registers the leading one's position (a priority encoder over ``gbits``);
+    stage 2 the table index (the bits below the leading one, shifted to the top) and the
+    exponent; the table is read from stage 2's register. One ``g`` may enter per cycle."""
+
+    LATENCY = 2
 
     def __init__(self, gbits: int, frac: int, index_bits: int):
         if not isinstance(gbits, int) or gbits < 1:
@@ -29,21 +34,23 @@ class RSqrt(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         gb, t = self.gbits, self.index_bits - 1
-        e = Signal(range(max(gb, 2)))                 # floor(log2 g): priority encoder
+        # stage 1: floor(log2 g), a priority encoder
+        e_c = Signal(range(max(gb, 2)))
         for i in range(gb):
             with m.If(self.g[i]):
-                m.d.comb += e.eq(i)
-        # shift the leading one to the MSB, then take the t bits below it
+                m.d.comb += e_c.eq(i)
+        e, g1 = Signal.like(e_c), Signal.like(self.g)
+        m.d.sync += [e.eq(e_c), g1.eq(self.g)]
+        # stage 2: shift the leading one to the MSB, take the t bits below it
         lz = Signal(range(max(gb, 2)))
         m.d.comb += lz.eq(gb - 1 - e)
         norm = Signal(unsigned(2 * gb + t))
-        m.d.comb += norm.eq((self.g << t) << lz)
-        frac_idx = Signal(unsigned(max(t, 1)))
-        if t:
-            m.d.comb += frac_idx.eq(norm[gb - 1: gb - 1 + t])
-        idx = Signal(unsigned(self.index_bits))
-        m.d.comb += idx.eq(Mux(e[0], 1 << t, 0) | (frac_idx if t else 0))
+        m.d.comb += norm.eq((g1 << t) << lz)
+        idx_c = Signal(unsigned(self.index_bits))
+        m.d.comb += idx_c.eq(Mux(e[0], 1 << t, 0) | (norm[gb - 1: gb - 1 + t] if t else 0))
+        idx, s2, nz = Signal.like(idx_c), Signal(unsigned(self.sbits)), Signal()
+        m.d.sync += [idx.eq(idx_c), s2.eq(e >> 1), nz.eq(g1 != 0)]
         table = Array(Const(v, self.m.shape()) for v in self.table)
-        with m.If(self.g != 0):
-            m.d.comb += [self.m.eq(table[idx]), self.s.eq(e >> 1)]
+        with m.If(nz):
+            m.d.comb += [self.m.eq(table[idx]), self.s.eq(s2)]
         return m
