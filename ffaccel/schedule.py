@@ -34,7 +34,7 @@ class Latencies:
     ``product``: the PE's product register (``x * w``); the accumulate is the cycle after.
     ``drain_go``: the tile's last accumulate -> the first drained row (sums in the shadow
     registers).
-    ``select``: drain stage A (row 0, label-share term, norm factors).
+    ``select``: drain stage A: A1 (row 0, norm factors, label weight), A2 (label-share term).
     ``postproc``: post-processing registers B (multiply), C1 (rounding term), C2 (shift,
     bias), C3 (clamp; D writes and squares at C3's output) and D's sum, which stage E adds
     into the goodness registers at the end of the cycle it is valid in.
@@ -49,7 +49,7 @@ class Latencies:
     operand: int = 1
     product: int = 1
     drain_go: int = 1
-    select: int = 1
+    select: int = 2
     postproc: int = 5
     flush_test: int = 1
     norm: int = 4

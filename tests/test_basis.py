@@ -209,7 +209,8 @@ def test_drain_reads_no_bias_for_lls_heads():
                 await ctx.tick()
             seen.append(("en", head, ctx.get(dut.bmem.en)))
             await ctx.tick()                                   # go: row 0
-            await ctx.tick()                                   # stage A registers it
+            for _ in range(s.latency.select):                  # through stage A
+                await ctx.tick()
             seen.append(("bias", head, ctx.get(dut.row.bias)))
             for _ in range(4):
                 await ctx.tick()

@@ -21,8 +21,9 @@ class Drain(wiring.Component):
     layer 1 (MP sharing: row 0 plus ``label_value`` times the copy's label weight), or the
     batch rows (OP). Every row is read at the array's row 0 (``sums``): after each drained
     row but the last, ``shift`` moves the shadow registers up a row (never in the shared
-    layer, whose copies all come from row 0). Stage A registers the row's sums, bias word and the normalisation
-    factors ``(m, s)`` of its copy (looked up through ``norm_sel``/``norm_m``/``norm_s``).
+    layer, whose copies all come from row 0). Stage A (two registers, ``Latencies.select``)
+    forms the row's sums, bias word and the normalisation factors ``(m, s)`` of its copy
+    (looked up through ``norm_sel``/``norm_m``/``norm_s``).
     OP rows whose sample already exited are drained (fixed timing) but not ``live``.
     Subclasses may override :meth:`label_value` (mutation tests only).
     """
@@ -30,6 +31,8 @@ class Drain(wiring.Component):
     def __init__(self, sched: Schedule):
         if not isinstance(sched, Schedule):
             raise TypeError(f"Drain: sched={sched!r} must be a Schedule")
+        if sched.latency.select != 2:
+            raise ValueError(f"Drain: the schedule asks for {sched.latency.select} stage A registers (this unit has 2)")
         self.sched = sched
         cfg, mm = sched.cfg, sched.memory
         R, C = cfg.rows, cfg.cols
@@ -95,11 +98,16 @@ class Drain(wiring.Component):
             m.d.comb += self.shift.eq(~tag.shared & (n_go > 1))
         with m.Else():
             m.d.comb += self.shift.eq(act & ~info.shared & (j + 1 < n))
-        self._stage_a(m, cur_valid, cur_j, cur, cur_bias)
-        m.d.comb += self.busy.eq(go | act | self.row.valid | Cat(*pipe).any())
+        a1 = self._stage_a(m, cur_valid, cur_j, cur, cur_bias)
+        m.d.comb += self.busy.eq(go | act | a1.valid | self.row.valid | Cat(*pipe).any())
         return m
 
     def _stage_a(self, m: Module, valid, j, cur, bias):
+        """Stage A1 registers row 0's sums, the row's metadata and its copy's norm factors
+        (and with sharing the copy's label weights, selected by j); stage A2 adds the
+        label term ``label_value * wlab[j]`` (shared layer) and registers ``row``. (One
+        stage did both: the select, a multiplier and the add in one cycle were an ECP5
+        critical path, docs/results.md.)"""
         s, cfg, row = self.sched, self.sched.cfg, self.row
         R, C = cfg.rows, cfg.cols
         cp = self.norm_sel
@@ -109,12 +117,18 @@ class Drain(wiring.Component):
         else:
             m.d.comb += cp.eq(j)
             live = ~Array(self.exited[r] for r in range(R))[j]
-        for c in range(C):
-            if s.share:
-                lab = Array(self.wlab[i][c] for i in range(cfg.classes))[j] * self.label_value()
-                m.d.sync += row.acc[c].eq(Mux(cur.shared, self.sums[c] + lab, self.sums[c]))
-            else:
-                m.d.sync += row.acc[c].eq(self.sums[c])
-        m.d.sync += [row.valid.eq(valid), row.live.eq(live), row.cp.eq(cp), row.tile.eq(cur.tile),
-                     row.layer.eq(cur.layer), row.head.eq(cur.head), row.bias.eq(bias),
-                     row.m.eq(self.norm_m), row.s.eq(self.norm_s)]
+        a1 = Signal(row_layout(s))
+        m.d.sync += [a1.valid.eq(valid), a1.live.eq(live), a1.cp.eq(cp), a1.tile.eq(cur.tile),
+                     a1.layer.eq(cur.layer), a1.head.eq(cur.head), a1.bias.eq(bias),
+                     a1.m.eq(self.norm_m), a1.s.eq(self.norm_s)]
+        m.d.sync += [a1.acc[c].eq(self.sums[c]) for c in range(C)]
+        m.d.sync += row.eq(a1)
+        if s.share:
+            shared = Signal()
+            wsel = [Signal(signed(cfg.wbits), name=f"wsel{c}") for c in range(C)]
+            m.d.sync += [shared.eq(cur.shared)]
+            m.d.sync += [wsel[c].eq(Array(self.wlab[i][c] for i in range(cfg.classes))[j]) for c in range(C)]
+            for c in range(C):
+                with m.If(shared):
+                    m.d.sync += row.acc[c].eq(a1.acc[c] + wsel[c] * self.label_value())
+        return a1
