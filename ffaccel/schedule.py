@@ -39,6 +39,9 @@ class Latencies:
     bias), C3 (clamp; D writes and squares at C3's output) and D's sum, which stage E adds
     into the goodness registers at the end of the cycle it is valid in.
     ``flush_test``: FLUSH leaves the cycle after the pipeline has emptied.
+    ``load``: a loaded pixel's square is added to the goodness this many cycles after its
+    beat (the beat registered, its square registered); the controller waits as many cycles
+    (SETTLE) after the last pixel before START, outside the counted cycles.
     ``norm``: a NORM step's factors ``(m, s)`` can be read this many cycles after the step
     (goodness selected and registered, the rsqrt's two stages, the write). They are first
     read by the drain of the pass that follows, at the earliest ``mem_read + tile_go``
@@ -53,6 +56,7 @@ class Latencies:
     postproc: int = 5
     flush_test: int = 1
     norm: int = 4
+    load: int = 2
 
     def __post_init__(self):
         # the last NORM step is the cycle before the pass's first issue

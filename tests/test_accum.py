@@ -1,7 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """Accumulators (Amaranth simulator) against a plain-Python statement of the unit:
 
-- loading a sample gives the goodness of the embedded input: sum of squares of the image
+- loading a sample (then ``Latencies.load`` idle cycles, the controller's SETTLE) gives
+  the goodness of the embedded input: sum of squares of the image
   pixels (not the label positions) + ``label_value**2`` (MP, every copy) or
   ``classes * neutral_value**2`` (OP, row ``row`` only);
 - a norm step gives ``(m, s) == intops.rsqrt(g, rsqrt_frac, rsqrt_index)`` on ``sel``,
@@ -125,8 +126,13 @@ async def do(ctx, dut, sched, model, op):
             ctx.set(dut.load, {"valid": 1, "pixel": p, "label_px": int(i < cfg.classes),
                                "last": int(i == cfg.inputs - 1), "row": row})
             await ctx.tick()
-            if i < len(pixels) - 1:
-                model.tick()
+            model.tick()
+        # the squares reach the goodness Latencies.load cycles late (the controller's SETTLE)
+        idle(ctx, dut, sched)
+        for _ in range(sched.latency.load - 1):
+            await ctx.tick()
+            model.tick()
+        await ctx.tick()
         model.sample(pixels, row)
     elif kind == "start":
         ctx.set(dut.start, 1)

@@ -30,7 +30,7 @@ class Accumulators(wiring.Component):
     - ``load`` (a pixel accepted): adds ``pixel**2`` to the input goodness unless it is a
       label pixel; on the sample's last pixel the goodness of the embedded input (image +
       the label pixel (MP) or the neutral pixels (OP)) goes to every copy (MP) or to row
-      ``row`` (OP).
+      ``row`` (OP); all ``Latencies.load`` cycles after the beat (registered, squared).
     - ``norm`` (``en``, ``idx``): ``g[idx] <= 0``, and ``(m, s)[idx] <= rsqrt(g[idx])``
       written ``Latencies.norm`` - 1 cycles later (a register, then the rsqrt's stages):
       the factors are read from ``Latencies.norm`` cycles after the step on.
@@ -48,6 +48,8 @@ class Accumulators(wiring.Component):
     def __init__(self, sched: Schedule):
         if not isinstance(sched, Schedule):
             raise TypeError(f"Accumulators: sched={sched!r} must be a Schedule")
+        if sched.latency.load != 2:
+            raise ValueError(f"Accumulators: the schedule asks for load latency {sched.latency.load} (this unit has 2)")
         if sched.latency.norm != 2 + RSqrt.LATENCY:
             raise ValueError(f"Accumulators: the schedule asks for norm latency {sched.latency.norm} "
                              f"(this unit has {2 + RSqrt.LATENCY})")
@@ -132,8 +134,14 @@ class Accumulators(wiring.Component):
                         m.d.sync += logits[lg.cp][cls].eq(logits[lg.cp][cls] + lg.inc[c])
 
     def _load(self, m: Module, g):
-        cfg, ld = self.sched.cfg, self.load
-        sq = ld.pixel * ld.pixel
+        """A loaded pixel's beat is registered (1), its square registered (2), then added:
+        the goodness is in ``Latencies.load`` + 1 cycles after the beat. The controller
+        waits ``Latencies.load`` cycles (SETTLE) before START clears ``g_img`` and NORM
+        reads ``g``."""
+        cfg, s = self.sched.cfg, self.sched
+        ld1, ld = Signal(load_layout(s)), Signal(load_layout(s))
+        sq = Signal(unsigned(2 * cfg.abits))
+        m.d.sync += [ld1.eq(self.load), ld.eq(ld1), sq.eq(ld1.pixel * ld1.pixel)]
         with m.If(ld.valid):
             with m.If(~ld.label_px):
                 m.d.sync += self.g_img.eq(self.g_img + sq)

@@ -45,7 +45,7 @@ class ResultBuffer(wiring.Component):
 
 
 class Controller(wiring.Component):
-    """The state machine LOAD -> START -> NORM -> (STREAM -> FLUSH [-> NORM_OP -> STREAM
+    """The state machine LOAD -> SETTLE -> START -> NORM -> (STREAM -> FLUSH [-> NORM_OP -> STREAM
     (head) -> FLUSH] -> EXIT [-> EXIT_OP2] -> NORM or STREAM ...) -> RESULT -> LOAD.
 
     Per-pass constants (streamed inputs, tiles, label words, bank set, sharing) are read
@@ -96,6 +96,12 @@ class Controller(wiring.Component):
         with m.FSM(name="ctrl"):
             with m.State("LOAD"):
                 self._load(m)
+            with m.State("SETTLE"):
+                # the accumulators add the last pixels' squares Latencies.load cycles late
+                m.d.sync += st.settle.eq(st.settle + 1)
+                with m.If(st.settle == s.latency.load - 1):
+                    m.d.sync += st.settle.eq(0)
+                    m.next = "START"
             with m.State("START"):
                 m.d.comb += self.start.eq(1)
                 m.d.sync += [st.counting.eq(1), st.cycles.eq(1), st.layer.eq(0), st.head.eq(0),
@@ -195,12 +201,12 @@ class Controller(wiring.Component):
             with m.If(st.pix == cfg.inputs - 1):
                 m.d.sync += st.pix.eq(0)
                 if cfg.mode == "mp":
-                    m.next = "START"
+                    m.next = "SETTLE"
                 else:
                     m.d.sync += st.lrow.eq(st.lrow + 1)
                     with m.If(px.last | (st.lrow == cfg.rows - 1)):
                         m.d.sync += [st.nrows.eq(st.lrow + 1), st.lrow.eq(0)]
-                        m.next = "START"
+                        m.next = "SETTLE"
 
     def _fire(self):
         """With exits disabled, or after a layer the score skips, only the decision layer decides."""
@@ -288,5 +294,6 @@ class _State:
         self.ecnt = Signal(range(R + s.exit_latency + 1))   # EXIT: rows into the comparator
         self.pix = Signal(range(cfg.inputs + 1))
         self.lrow = Signal(range(R + 1))
+        self.settle = Signal(range(s.latency.load + 1))   # SETTLE: the last squares on their way
         self.counting = Signal()
         self.cycles = Signal(32)
