@@ -35,9 +35,10 @@ class Latencies:
     ``drain_go``: the tile's last accumulate -> the first drained row (sums in the shadow
     registers).
     ``select``: drain stage A: A1 (row 0, norm factors, label weight), A2 (label-share term).
-    ``postproc``: post-processing registers B (multiply), C1 (rounding term), C2 (shift,
-    bias), C3 (clamp; D writes and squares at C3's output) and D's sum, which stage E adds
-    into the goodness registers at the end of the cycle it is valid in.
+    ``postproc``: post-processing registers B (multiply), C1 (rounding term), C2 (shift),
+    C3 (bias), C4 (clamp; D writes at C4's output), D1 (squares), D2 (sums of four
+    lanes) and D3 (the sum), which stage E adds into the goodness registers at the end of
+    the cycle it is valid in.
     ``flush_test``: FLUSH leaves the cycle after the pipeline has emptied.
     ``load``: a loaded pixel's square is added to the goodness this many cycles after its
     beat (the beat registered, its square registered); the controller waits as many cycles
@@ -53,7 +54,7 @@ class Latencies:
     product: int = 1
     drain_go: int = 1
     select: int = 2
-    postproc: int = 5
+    postproc: int = 8
     flush_test: int = 1
     norm: int = 4
     load: int = 2

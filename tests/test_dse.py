@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ffaccel.dse.pareto import pareto
-from ffaccel.dse.space import METRICS, load_space
+from ffaccel.dse.space import FPGA_METRICS, METRICS, load_space
 from ffaccel.errors import FFAccelError
 
 SPACE = """
@@ -80,6 +80,11 @@ def test_space_validation(tmp_path):
         "[workload]\ndataset='digits'\n[recipe]\nepochs='x'\n[axes]\nrows=[2]\n": "epochs='x' must be int",
         "[workload]\ndataset='digits'\n[axes]\nrows=[2]\n[strategy]\nobjectives=['speed:max']\n": "objective",
         "[workload\n": "does not parse",
+        "[workload]\ndataset='digits'\n[axes]\nrows=[2]\n[strategy]\nobjectives=['fmax_mhz:max']\n":
+            "needs an \\[fpga\\] section",
+        "[workload]\ndataset='digits'\n[axes]\nrows=[2]\n[fpga]\ndevice='XC7A35T'\n": "not a device this flow knows",
+        "[workload]\ndataset='digits'\n[axes]\nrows=[2]\n[fpga]\nspeed=6\n": "unknown fpga key",
+        "[workload]\ndataset='digits'\n[axes]\nrows=[2]\n[fpga]\n": "needs device",
     }
     for text, frag in bad.items():
         (tmp_path / "b.toml").write_text(text)
@@ -87,6 +92,13 @@ def test_space_validation(tmp_path):
             load_space(tmp_path / "b.toml")
     sp = load_space(_space(tmp_path, "none.ckpt"))
     assert len(sp.grid()) == 16 and sp.config(sp.grid()[0]).rows == 2
+    assert sp.metrics == METRICS and not sp.fpga
+    # an [fpga] section adds the model's metrics (they may be objectives) and changes the keys
+    (tmp_path / "f.toml").write_text(_space(tmp_path, "none.ckpt").read_text().replace(
+        '"area_cells:min"]', '"fmax_mhz:max"]') + "[fpga]\ndevice = 'lfe5u-85f'\n")
+    fp = load_space(tmp_path / "f.toml")
+    assert fp.fpga == {"device": "LFE5U-85F"} and set(fp.metrics) - set(METRICS) == set(FPGA_METRICS)
+    assert fp.point_key(fp.grid()[0]) != sp.point_key(sp.grid()[0])
 
 
 def test_point_keys_follow_the_checkpoint_bytes(tmp_path):

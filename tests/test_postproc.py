@@ -40,7 +40,7 @@ def _run(cfg, rows):
     words, sums, incs = [], [], []
 
     async def bench(ctx):
-        for r in rows + [None] * 4:
+        for r in rows + [None] * (PostProc.STAGES + 1):
             if r is None:
                 ctx.set(dut.row, {"valid": 0})
             else:

@@ -119,17 +119,32 @@ def evaluate(space: Space, point: dict) -> dict:
     per_sample = cyc * len(batches) / n
     macs = float(np.mean(_macs_by_depth(qcfg)[exit_layer - 1]))
     pes = qcfg.rows * qcfg.cols
+    fpga = _fpga_metrics(space, qcfg)
     return {
         "accuracy": float((label == y).mean()),
         "energy_pj": float(rep["total_pj"]),
         "latency_cycles": cyc,
-        "latency_us": cyc / qcfg.clock_mhz,
+        # at the FPGA's predicted clock when the space names one, else the nominal clock
+        "latency_us": cyc / (fpga["fmax_mhz"] if fpga else qcfg.clock_mhz),
         "area_cells": float(area_cells(qcfg)),
         "utilisation": macs / (pes * per_sample),
         "macs_per_sample": macs,
         "mean_exit_layer": float(exit_layer.mean()),
+        **fpga,
         "seconds": time.perf_counter() - t0,
     }
+
+
+def _fpga_metrics(space: Space, cfg) -> dict:
+    """The calibrated FPGA model's resources, fmax and fit ({} without an [fpga] section)."""
+    if not space.fpga:
+        return {}
+    from ..fpga.devices import lookup
+    from ..fpga.model import estimate
+    dev, _, _ = lookup(space.fpga["device"])
+    e = estimate(cfg, dev)
+    return {"fpga_luts": e["luts"], "fpga_ffs": e["ffs"], "fpga_dsps": e["dsps"], "fpga_brams": e["brams"],
+            "fmax_mhz": e["fmax_mhz"], "fpga_fits": int(e["fits"])}
 
 
 def _macs_by_depth(cfg) -> np.ndarray:

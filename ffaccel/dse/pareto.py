@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from ..fsutil import atomic_write_dir
-from .space import METRICS, Space
+from .space import Space
 
 
 def pareto(rows: list[dict], objectives: tuple) -> list[dict]:
@@ -31,7 +31,7 @@ def pareto(rows: list[dict], objectives: tuple) -> list[dict]:
 def write_outputs(space: Space, rows: list[dict], front: list[dict], out: Path) -> list[str]:
     """``<space>_points.csv`` (every design, marked if on ``front``) and two Pareto plots in
     ``out``; returns the paths written."""
-    keys = ["trial", *sorted(space.axes), *METRICS, "pareto", "point_key", "worker"]
+    keys = ["trial", *sorted(space.axes), *space.metrics, "pareto", "point_key", "worker"]
     keys_front = {r["point_key"] for r in front}
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")

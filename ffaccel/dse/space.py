@@ -26,6 +26,11 @@
     kind = "grid"                   # grid | nsga2
     trials = 40                     # nsga2 only
     objectives = ["accuracy:max", "energy_pj:min", "latency_cycles:min", "area_cells:min"]
+
+    [fpga]                          # optional: each design also on this FPGA (ffaccel.fpga.model,
+    device = "LFE5U-85F"            # calibrated on place-and-route runs): fpga_luts, fpga_ffs,
+                                    # fpga_dsps, fpga_brams, fmax_mhz, fpga_fits, and latency_us
+                                    # at the predicted fmax instead of clock_mhz
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ from ..model.recipe import FF_ALGORITHM, LLS_ALGORITHM, TrainRecipe
 
 METRICS = ("accuracy", "energy_pj", "latency_cycles", "latency_us", "area_cells", "utilisation",
            "macs_per_sample", "mean_exit_layer")
+#: the metrics a space with an [fpga] section adds (ffaccel.fpga.model)
+FPGA_METRICS = ("fpga_luts", "fpga_ffs", "fpga_dsps", "fpga_brams", "fmax_mhz", "fpga_fits")
+FPGA_KEYS = ("device",)
 WORKLOAD_KEYS = {"dataset": str, "layers": str, "limit": int, "val_limit": int, "toggle_samples": int,
                  "checkpoint": str}
 WORKLOAD_DEFAULTS = {"layers": "2x64", "limit": 300, "val_limit": 10000, "toggle_samples": 4}
@@ -68,9 +76,16 @@ class Space:
     trials: int
     objectives: tuple
     recipe: TrainRecipe
+    #: the [fpga] section ({} without one): the device whose model adds FPGA_METRICS
+    fpga: dict
     # what the evaluations depend on beyond the TOML text: the checkpoint's bytes and the
     # training algorithm; a replaced checkpoint or a new algorithm gives new point keys
     fingerprint: str = ""
+
+    @property
+    def metrics(self) -> tuple:
+        """What each evaluation reports: METRICS, and FPGA_METRICS with an [fpga] section."""
+        return METRICS + (FPGA_METRICS if self.fpga else ())
 
     def grid(self) -> list[dict]:
         keys = sorted(self.axes)
@@ -78,8 +93,11 @@ class Space:
 
     def point_key(self, point: dict) -> str:
         """Hash of everything an evaluation depends on (design and workload)."""
-        blob = json.dumps({"point": point, "base": self.base, "workload": self.workload,
-                           "recipe": self.recipe.to_dict(), "fingerprint": self.fingerprint}, sort_keys=True)
+        blob = {"point": point, "base": self.base, "workload": self.workload,
+                "recipe": self.recipe.to_dict(), "fingerprint": self.fingerprint}
+        if self.fpga:                       # (keys of spaces without one stay as they were)
+            blob["fpga"] = self.fpga
+        blob = json.dumps(blob, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
     def config(self, point: dict) -> AccelConfig:
@@ -92,6 +110,24 @@ class Space:
                 raise ConfigError(f"k={k!r} must be a number in the range of --k")
             data["exit_k"] = float(k)
         return AccelConfig.from_dict(data)
+
+
+def _fpga_section(sec: dict | None) -> dict:
+    """The [fpga] section, checked: a device the model knows (an ECP5)."""
+    if sec is None:
+        return {}
+    from ..fpga.devices import lookup
+    unknown = sorted(set(sec) - set(FPGA_KEYS))
+    if unknown:
+        raise FFAccelError(f"--space: unknown fpga key {unknown[0]!r} (allowed: {', '.join(FPGA_KEYS)})")
+    dev = sec.get("device")
+    if not isinstance(dev, str):
+        raise FFAccelError(f"--space: [fpga] needs device = \"NAME\" (a string), not {dev!r}")
+    try:
+        d, _, _ = lookup(dev)
+    except FFAccelError as e:
+        raise FFAccelError(f"--space: [fpga] {str(e).removeprefix('--')}") from None
+    return {"device": d.name}
 
 
 def _fingerprint(workload: dict) -> str:
@@ -116,10 +152,10 @@ def load_space(path: str | Path) -> Space:
     except (ValueError, RecursionError, OSError) as e:     # TOMLDecodeError, 5000-digit integers, nesting
         why = parse_error_text(e)
         raise FFAccelError(f"--space {str(p)!r} does not parse as TOML: {why}") from None
-    unknown = set(data) - {"workload", "recipe", "base", "axes", "strategy"}
+    unknown = set(data) - {"workload", "recipe", "base", "axes", "strategy", "fpga"}
     if unknown:
         raise FFAccelError(f"--space: unknown section [{sorted(unknown)[0]}] "
-                           "(allowed: workload, recipe, base, axes, strategy)")
+                           "(allowed: workload, recipe, base, axes, strategy, fpga)")
     for sec, v in data.items():
         if not isinstance(v, dict):
             raise FFAccelError(f"--space: {sec} must be a [{sec}] table of key = value lines, not a "
@@ -169,6 +205,8 @@ def load_space(path: str | Path) -> Space:
     kind = st.get("kind", "grid")
     if kind not in ("grid", "nsga2"):
         raise FFAccelError(f"--space: strategy kind {kind!r} (allowed: grid, nsga2)")
+    fpga = _fpga_section(data.get("fpga"))
+    metrics = METRICS + (FPGA_METRICS if fpga else ())
     objectives = st.get("objectives", ["accuracy:max", "energy_pj:min", "latency_cycles:min", "area_cells:min"])
     if not isinstance(objectives, list):
         raise FFAccelError(f"--space: strategy objectives={objectives!r} must be a list of METRIC:min|max")
@@ -179,8 +217,10 @@ def load_space(path: str | Path) -> Space:
         if not isinstance(o, str):
             raise FFAccelError(f"--space: objective {o!r} must be a string METRIC:min|max")
         name, _, d = o.partition(":")
-        if name not in METRICS or d not in ("min", "max"):
-            raise FFAccelError(f"--space: objective {o!r} must be METRIC:min|max with METRIC in {', '.join(METRICS)}")
+        if name in FPGA_METRICS and not fpga:
+            raise FFAccelError(f"--space: objective {o!r} needs an [fpga] section with a device")
+        if name not in metrics or d not in ("min", "max"):
+            raise FFAccelError(f"--space: objective {o!r} must be METRIC:min|max with METRIC in {', '.join(metrics)}")
     names = [o.partition(":")[0] for o in objectives]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
@@ -190,7 +230,7 @@ def load_space(path: str | Path) -> Space:
     trials = st.get("trials", 40)
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise FFAccelError(f"--space: strategy trials={trials!r} must be a positive integer")
-    space = Space(p.stem, wl, base, axes, kind, trials, objectives, recipe, _fingerprint(wl))
+    space = Space(p.stem, wl, base, axes, kind, trials, objectives, recipe, fpga, _fingerprint(wl))
     # every design of the space must be a valid config: fail now, not after an hour
     try:
         for point in space.grid():

@@ -8,7 +8,7 @@ import os
 from ..errors import FFAccelError
 from ..fsutil import pid_alive
 from .optuna_compat import check_version, fail_stale_trials, fail_trial, study_storage
-from .space import METRICS, Space, load_space
+from .space import Space, load_space
 from .storage import open_storage, storage_label
 
 __all__ = ["collect", "enqueue_grid", "fail_dead_local_trials", "fail_stale_trials", "todo_waiting", "worker"]
@@ -73,7 +73,7 @@ def worker(space_path: str, url: str, trials: int | None, wid: int, q=None, pare
         trial.set_user_attr("point_key", key)
         prev = _completed(trial.study).get(key)
         if prev is not None and prev.number != trial.number:
-            for m in METRICS:
+            for m in space.metrics:
                 trial.set_user_attr(m, prev.user_attrs[m])
             trial.set_user_attr("duplicate_of", prev.number)
             return prev.values
@@ -201,7 +201,7 @@ def collect(space: Space, study) -> list[dict]:
     for t in _completed(study).values():
         if t.user_attrs["point_key"] != space.point_key(t.params):
             continue            # measured on another checkpoint, recipe or space text: stale
-        rows.append({"trial": t.number, **t.params, **{m: t.user_attrs[m] for m in METRICS},
+        rows.append({"trial": t.number, **t.params, **{m: t.user_attrs[m] for m in space.metrics},
                      "point_key": t.user_attrs["point_key"], "worker": t.user_attrs.get("worker", "")})
     rows.sort(key=lambda r: r["trial"])
     return rows

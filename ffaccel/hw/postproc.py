@@ -33,26 +33,28 @@ def goodness_layout(sched: Schedule) -> data.StructLayout:
 
 
 class PostProc(wiring.Component):
-    """Five stages after the drain's row select (``row``, stage A):
+    """Eight stages after the drain's stage A (``row``):
 
     - B: ``prod = acc * m`` per lane; ``shift = shift_base + s`` (``shift_base`` is the
       register-file value for ``row.layer`` / ``row.head``, read combinationally);
     - C1: ``prod + 2**(shift-1)`` (the rounding term of ``rshr``);
-    - C2: ``z = (that >> shift) + bias``;
-    - C3: layers clamp ``z`` to ``0..amax``; heads pass ``z`` on as a logit increment
+    - C2: that ``>> shift`` (the barrel shift);
+    - C3: ``z = `` that ``+ bias``;
+    - C4: layers clamp ``z`` to ``0..amax``; heads pass ``z`` on as a logit increment
       (``logit``, added by the accumulators);
-    - D: a layer row is written to the output bank set (``write``: set ``(layer+1) % 2``,
-      bank ``cp``, word ``tile``) and shown on ``probe``; its ``sum(h^2)`` is registered
-      (``goodness``, added by the accumulators in stage E).
+    - D: at C4's output a layer row is written to the output bank set (``write``: set
+      ``(layer+1) % 2``, bank ``cp``, word ``tile``) and shown on ``probe``; D1 registers
+      each lane's ``h^2``, D2 the sums of groups of four lanes, D3 their sum: the
+      ``goodness`` the accumulators add in stage E.
 
-    (C was one stage: a wide add, a barrel shift, a second add and the clamp in one cycle,
-    the critical path of the engine on an ECP5 once the exit comparator was pipelined,
-    docs/results.md, "FPGA".)
+    (C was one stage, then three: a wide add, a barrel shift, a second add and the clamp
+    were the engine's critical path on an ECP5 in turn, and so was a ``cols``-input sum
+    of squares in one cycle; docs/results.md, "FPGA implementation".)
 
     Subclasses may override :meth:`half` and :meth:`probe_tile` (mutation tests only).
     """
 
-    STAGES = 5
+    STAGES = 8
 
     def __init__(self, sched: Schedule):
         if not isinstance(sched, Schedule):
@@ -100,26 +102,30 @@ class PostProc(wiring.Component):
         shift1 = Signal.like(self.shift, name="shift1")
         rsum = [Signal(signed(shw + 2), name=f"rsum{c}") for c in range(C)]
         m.d.sync += [c1.eq(b), shift1.eq(self.shift)] + [rsum[c].eq(self.prod[c] + half) for c in range(C)]
-        # ---- stage C2: the shift and the bias
+        # ---- stage C2: the shift
         c2 = Signal(post_tag_layout(self.sched))
-        z = [Signal(signed(shw + 3), name=f"z{c}") for c in range(C)]
+        sh = [Signal(signed(shw + 2), name=f"sh{c}") for c in range(C)]
         m.d.sync += c2.eq(c1)
-        m.d.sync += [z[c].eq((rsum[c] >> shift1) + c1.bias[c * BL:(c + 1) * BL].as_signed()) for c in range(C)]
-        # ---- stage C3: clamp (layers) / logit increment (heads)
+        m.d.sync += [sh[c].eq(rsum[c] >> shift1) for c in range(C)]
+        # ---- stage C3: the bias
+        c3 = Signal(post_tag_layout(self.sched))
+        z = [Signal(signed(shw + 3), name=f"z{c}") for c in range(C)]
+        m.d.sync += c3.eq(c2)
+        m.d.sync += [z[c].eq(sh[c] + c2.bias[c * BL:(c + 1) * BL].as_signed()) for c in range(C)]
+        # ---- stage C4: clamp (layers) / logit increment (heads)
         c_ = Signal(post_tag_layout(self.sched))
         h = [Signal(unsigned(A), name=f"h{c}") for c in range(C)]
         inc = [Signal(signed(cfg.score_bits), name=f"inc{c}") for c in range(C)]
-        m.d.sync += c_.eq(c2)
+        m.d.sync += c_.eq(c3)
         m.d.sync += [h[c].eq(Mux(z[c] < 0, 0, Mux(z[c] > cfg.amax, cfg.amax, z[c]))) for c in range(C)]
         m.d.sync += [inc[c].eq(z[c]) for c in range(C)]
-        self._stage_d(m, c_, h, inc)
-        # stage D holds a row (live or not) for one cycle: the pipeline is busy until it leaves
-        d_valid = Signal()
-        m.d.sync += d_valid.eq(c_.valid)
-        m.d.comb += self.busy.eq(b.valid | c1.valid | c2.valid | c_.valid | d_valid)
+        d_busy = self._stage_d(m, c_, h, inc)
+        m.d.comb += self.busy.eq(b.valid | c1.valid | c2.valid | c3.valid | c_.valid | d_busy)
         return m
 
     def _stage_d(self, m: Module, c_, h, inc):
+        """The bank write, probe and logit at C4's output; the goodness sum in three
+        registers (squares, sums of four lanes, their sum). Returns the stages' busy."""
         cfg = self.sched.cfg
         word = Cat(*h)
         layer_row = c_.valid & c_.live & ~c_.head
@@ -132,6 +138,16 @@ class PostProc(wiring.Component):
         m.d.comb += [self.logit.valid.eq(c_.valid & c_.live & c_.head), self.logit.cp.eq(c_.cp),
                      self.logit.tile.eq(c_.tile), self.logit.layer.eq(c_.layer)]
         m.d.comb += [self.logit.inc[c].eq(inc[c]) for c in range(cfg.cols)]
-        g = self.goodness
-        m.d.sync += [g.valid.eq(layer_row), g.cp.eq(c_.cp), g.layer.eq(c_.layer), g.sum.eq(sum(v * v for v in h))]
-
+        # every row (layer or head, live or not) goes through D1..D3, so a pass's tail is
+        # the same whatever its rows; only live layer rows add goodness
+        tag = data.StructLayout({"valid": 1, "good": 1, "cp": self.sched.copy_index, "layer": _idx(cfg.n_layers)})
+        d1, d2 = Signal(tag), Signal(tag)
+        sq = [Signal(unsigned(2 * cfg.abits), name=f"sq{c}") for c in range(cfg.cols)]
+        m.d.sync += [d1.valid.eq(c_.valid), d1.good.eq(layer_row), d1.cp.eq(c_.cp), d1.layer.eq(c_.layer)]
+        m.d.sync += [sq[c].eq(h[c] * h[c]) for c in range(cfg.cols)]
+        quads = [sq[i:i + 4] for i in range(0, cfg.cols, 4)]
+        part = [Signal(unsigned(cfg.goodness_reg_bits), name=f"part{i}") for i in range(len(quads))]
+        m.d.sync += [d2.eq(d1)] + [p.eq(sum(q)) for p, q in zip(part, quads)]
+        g, d3 = self.goodness, Signal()
+        m.d.sync += [d3.eq(d2.valid), g.valid.eq(d2.good), g.cp.eq(d2.cp), g.layer.eq(d2.layer), g.sum.eq(sum(part))]
+        return d1.valid | d2.valid | d3

@@ -1,0 +1,169 @@
+"""A resource and clock model of the generated engine on an ECP5, calibrated on measured
+place-and-route runs (``scripts/bench_fpga.py``), for the DSE: LUT4s, flip-flops,
+MULT18X18D and DP16KD blocks, fmax, and whether the engine fits a device, in microseconds
+instead of hours of tool time.
+
+- Multiplier blocks: each PE's ``abits x wbits`` product takes ``ceil(a/18) * ceil(b/18)``
+  blocks; the rest (post-processing per column, address arithmetic) is a per-column and a
+  constant term fitted on the synthesised counts. When the demand exceeds the device, the
+  flow builds the excess PE products in LUTs (``ffaccel.fpga.flow.implement``); the model
+  does the same and charges each such PE the fitted LUT cost of an ``abits x wbits``
+  product.
+- Block RAM: the activation banks (2 sets x ``banks`` of ``bank_depth`` words of
+  ``cols * abits`` bits), each in the cheapest DP16KD shape (512x36 ... 16384x1), when a
+  bank is deeper than one LUT RAM (16 words); shallower banks go to LUT RAM.
+- LUT4s and flip-flops: linear in the widths the array and the columns carry (PE: the
+  accumulator, shadow and product registers; column: the drained sum), fitted by least
+  squares on the calibration points.
+- fmax: ``f0 - f1 * log2(LUT4s)`` (routing grows with the design), fitted likewise.
+
+``holdout(name)`` refits without one point and predicts it: the model's error on a
+configuration it has not seen (docs/results.md, "FPGA implementation").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from ..config import AccelConfig
+from ..schedule import schedule
+from .devices import Device
+
+#: DP16KD shapes (depth, width)
+BRAM_SHAPES = ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))
+#: deepest bank kept in LUT RAM (one TRELLIS_DPR16X4 is 16 words deep)
+LUTRAM_DEPTH = 16
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured run: the config's fields, and what synthesis and place-and-route of its
+    engine reported on an LFE5U-85F, speed 6, target 100 MHz (``scripts/bench_fpga.py``)."""
+    name: str
+    fields: dict
+    luts: int
+    ffs: int
+    dsps: int               # placed MULT18X18D
+    lut_pes: int            # PE products built in LUTs
+    brams: int
+    fmax_mhz: float
+
+
+#: The calibration points (filled from ``python scripts/bench_fpga.py --json``).
+POINTS: tuple[Point, ...] = ()
+
+
+def _blocks(a: int, b: int) -> int:
+    return math.ceil(a / 18) * math.ceil(b / 18)
+
+
+def bram_blocks(cfg: AccelConfig) -> int:
+    """DP16KD blocks of the activation banks (0 when they fit LUT RAM)."""
+    s = schedule(cfg)
+    depth, width = s.bank_depth, cfg.act_word_bits
+    if depth <= LUTRAM_DEPTH:
+        return 0
+    per_bank = min(math.ceil(depth / d) * math.ceil(width / w) for d, w in BRAM_SHAPES)
+    return 2 * s.banks * per_bank
+
+
+def _features(cfg: AccelConfig) -> dict[str, np.ndarray]:
+    """Per target, the feature vector (same order as the fitted coefficients)."""
+    pes = cfg.rows * cfg.cols
+    A, W = cfg.abits, cfg.wbits
+    return {
+        "dsps": np.array([cfg.cols, 1.0]),
+        "luts": np.array([pes * cfg.accbits, cfg.cols * cfg.drain_bits, 1.0]),
+        "ffs": np.array([pes * (2 * cfg.accbits + A + W), cfg.cols * cfg.drain_bits, 1.0]),
+    }
+
+
+def pe_blocks(cfg: AccelConfig) -> int:
+    return _blocks(cfg.abits, cfg.wbits)
+
+
+def _fields_config(fields: dict) -> AccelConfig:
+    from ..config import parse_layers
+    f = dict(fields)
+    if isinstance(f.get("layers"), str):
+        f["layers"] = parse_layers(f["layers"])
+    return AccelConfig(**f)
+
+
+@dataclass(frozen=True)
+class Fit:
+    dsps: np.ndarray
+    luts: np.ndarray
+    ffs: np.ndarray
+    lut_pe: float           # LUT4s per PE product in LUTs, per abits * wbits
+    fmax: np.ndarray        # (f0, f1)
+    points: tuple[str, ...]
+
+
+def fit(points: tuple[Point, ...]) -> Fit:
+    """Least squares of every target on ``points``."""
+    if len(points) < 3:
+        raise ValueError(f"fpga model: {len(points)} calibration points (need at least 3)")
+    cfgs = [_fields_config(p.fields) for p in points]
+    feats = [_features(c) for c in cfgs]
+    # multiplier demand: the placed blocks plus those the PEs in LUTs would have taken
+    y_dsp = np.array([p.dsps + p.lut_pes * pe_blocks(c) - c.rows * c.cols * pe_blocks(c)
+                      for p, c in zip(points, cfgs)], dtype=float)
+    dsps = np.linalg.lstsq(np.array([f["dsps"] for f in feats]), y_dsp, rcond=None)[0]
+    # LUTs: the PE products in LUTs add lut_pe * abits * wbits each (a fourth feature)
+    X = np.array([np.append(f["luts"], p.lut_pes * c.abits * c.wbits) for f, p, c in zip(feats, points, cfgs)])
+    sol = np.linalg.lstsq(X, np.array([p.luts for p in points], dtype=float), rcond=None)[0]
+    luts, lut_pe = sol[:-1], float(sol[-1])
+    ffs = np.linalg.lstsq(np.array([f["ffs"] for f in feats]), np.array([p.ffs for p in points], dtype=float),
+                          rcond=None)[0]
+    Xf = np.array([[1.0, -math.log2(p.luts)] for p in points])
+    fmax = np.linalg.lstsq(Xf, np.array([p.fmax_mhz for p in points]), rcond=None)[0]
+    return Fit(dsps, luts, ffs, lut_pe, fmax, tuple(p.name for p in points))
+
+
+@lru_cache(maxsize=1)
+def calibrated() -> Fit:
+    return fit(POINTS)
+
+
+def estimate(cfg: AccelConfig, dev: Device, model: Fit | None = None) -> dict:
+    """Predicted resources, fmax and fit of ``cfg``'s engine on ``dev`` (an ECP5)."""
+    if dev.family != "ecp5":
+        raise ValueError(f"fpga model: calibrated on ECP5 only, not {dev.family}")
+    fm = model or calibrated()
+    f = _features(cfg)
+    pes, pb = cfg.rows * cfg.cols, pe_blocks(cfg)
+    demand = pes * pb + max(0.0, float(f["dsps"] @ fm.dsps))
+    lut_pes = 0
+    if demand > dev.dsps:
+        lut_pes = min(pes, math.ceil((demand - dev.dsps) / pb))
+    dsps = int(round(demand)) - lut_pes * pb
+    luts = float(f["luts"] @ fm.luts) + lut_pes * cfg.abits * cfg.wbits * fm.lut_pe
+    ffs = float(f["ffs"] @ fm.ffs)
+    brams = bram_blocks(cfg)
+    fmax = float(fm.fmax[0] - fm.fmax[1] * math.log2(max(luts, 2.0)))
+    over = [what for what, need, have in (("LUT4s", luts, dev.luts), ("flip-flops", ffs, dev.ffs),
+                                         ("MULT18X18D", dsps, dev.dsps), ("DP16KD", brams, dev.brams))
+            if need > have]
+    return {"device": dev.name, "luts": int(round(luts)), "ffs": int(round(ffs)), "dsps": dsps,
+            "pe_products_in_luts": lut_pes, "brams": brams, "fmax_mhz": round(fmax, 1),
+            "fits": not over, "over": over}
+
+
+def holdout(name: str, points: tuple[Point, ...] | None = None) -> dict:
+    """Refit without point ``name`` and compare its prediction with its measurement:
+    relative errors per target."""
+    from .devices import DEVICES
+    pts = points if points is not None else POINTS
+    held = [p for p in pts if p.name == name]
+    if not held:
+        raise ValueError(f"fpga model: no calibration point {name!r} (known: {', '.join(p.name for p in pts)})")
+    p = held[0]
+    est = estimate(_fields_config(p.fields), DEVICES["LFE5U-85F"], fit(tuple(q for q in pts if q.name != name)))
+    meas = {"luts": p.luts, "ffs": p.ffs, "dsps": p.dsps, "brams": p.brams, "fmax_mhz": p.fmax_mhz}
+    return {"name": name, "measured": meas, "predicted": {k: est[k] for k in meas},
+            "error": {k: round((est[k] - v) / v, 4) if v else float(est[k] != v) for k, v in meas.items()}}
