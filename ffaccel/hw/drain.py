@@ -9,7 +9,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..schedule import Schedule
-from .interfaces import MemRead, drained_rows, pass_field, row_layout, tag_layout
+from .interfaces import MemRead, const_mul, drained_rows, pass_field, row_layout, tag_layout
 from .issue import p1_layout
 
 
@@ -107,7 +107,8 @@ class Drain(wiring.Component):
         (and with sharing the copy's label weights, selected by j); stage A2 adds the
         label term ``label_value * wlab[j]`` (shared layer) and registers ``row``. (One
         stage did both: the select, a multiplier and the add in one cycle were an ECP5
-        critical path, docs/results.md.)"""
+        critical path, docs/results.md; the constant product is shifted adds, not a
+        multiplier block.)"""
         s, cfg, row = self.sched, self.sched.cfg, self.row
         R, C = cfg.rows, cfg.cols
         cp = self.norm_sel
@@ -130,5 +131,5 @@ class Drain(wiring.Component):
             m.d.sync += [wsel[c].eq(Array(self.wlab[i][c] for i in range(cfg.classes))[j]) for c in range(C)]
             for c in range(C):
                 with m.If(shared):
-                    m.d.sync += row.acc[c].eq(a1.acc[c] + wsel[c] * self.label_value())
+                    m.d.sync += row.acc[c].eq(a1.acc[c] + const_mul(wsel[c], self.label_value()))
         return a1

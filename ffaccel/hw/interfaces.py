@@ -163,3 +163,28 @@ def drained_rows(sched: Schedule, m, shared, grp, nrows):
     else:
         m.d.comb += n.eq(nrows)
     return n
+
+
+def const_mul(x, k: int):
+    """``x * k`` for a constant ``k >= 0`` as shifted adds and subtracts of ``x`` (its
+    canonical signed digits: ``255 = 256 - 1`` is one subtract). Synthesis maps a ``*``
+    by a constant to a multiplier block, whose delay was an ECP5 critical path; a few
+    adders are shorter and free the block."""
+    from amaranth.hdl import Const
+    if not isinstance(k, int) or k < 0:
+        raise ValueError(f"const_mul: k={k!r} must be an integer >= 0")
+    terms, i = [], 0
+    while k:
+        if k & 1:
+            d = 2 - (k & 3)                      # +1, or -1 when the next bit is set too
+            terms.append((d, i))
+            k -= d
+        k >>= 1
+        i += 1
+    if not terms:
+        return Const(0)
+    expr = None
+    for d, i in terms:
+        t = x << i
+        expr = (t if d > 0 else -t) if expr is None else (expr + t if d > 0 else expr - t)
+    return expr

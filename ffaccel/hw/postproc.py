@@ -117,7 +117,9 @@ class PostProc(wiring.Component):
         h = [Signal(unsigned(A), name=f"h{c}") for c in range(C)]
         inc = [Signal(signed(cfg.score_bits), name=f"inc{c}") for c in range(C)]
         m.d.sync += c_.eq(c3)
-        m.d.sync += [h[c].eq(Mux(z[c] < 0, 0, Mux(z[c] > cfg.amax, cfg.amax, z[c]))) for c in range(C)]
+        # clamp to 0..amax = 2**A - 1: the sign bit, then any bit at A or above (an OR, not
+        # a comparator's carry chain across z's width)
+        m.d.sync += [h[c].eq(Mux(z[c][-1], 0, Mux(z[c][A:].any(), cfg.amax, z[c][:A]))) for c in range(C)]
         m.d.sync += [inc[c].eq(z[c]) for c in range(C)]
         d_busy = self._stage_d(m, c_, h, inc)
         m.d.comb += self.busy.eq(b.valid | c1.valid | c2.valid | c3.valid | c_.valid | d_busy)
