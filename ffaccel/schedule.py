@@ -28,6 +28,8 @@ from .fixedpoint import ceil_div, clog2
 class Latencies:
     """Pipeline depths of the units, in cycles (docs/architecture.md, "Units").
 
+    ``command``: the controller registers its issue command (the issue stage reads from it
+    the cycle after the controller's counters say so).
     ``mem_read``: weight/bias/activation memories answer one cycle after the address.
     ``operand``: the issue stage's registers at the array edge (row operands, weight
     lanes, row enables and the tile controls): the cycle after the data of the reads.
@@ -45,10 +47,11 @@ class Latencies:
     (SETTLE) after the last pixel before START, outside the counted cycles.
     ``norm``: a NORM step's factors ``(m, s)`` can be read this many cycles after the step
     (goodness selected and registered, the rsqrt's two stages, the write). They are first
-    read by the drain of the pass that follows, at the earliest ``mem_read + tile_go``
-    cycles after its first issue, so the NORM steps overlap the pass (no cycle is added).
+    read by the drain of the pass that follows, at the earliest ``command + mem_read + tile_go``
+    cycles after its first command, so the NORM steps overlap the pass (no cycle is added).
     """
 
+    command: int = 1
     mem_read: int = 1
     operand: int = 1
     product: int = 1
@@ -60,10 +63,11 @@ class Latencies:
     load: int = 2
 
     def __post_init__(self):
-        # the last NORM step is the cycle before the pass's first issue
-        if self.norm - 1 > self.mem_read + self.tile_go:
+        # the last NORM step is the cycle before the pass's first command
+        first_read = self.command + self.mem_read + self.tile_go
+        if self.norm - 1 > first_read:
             raise ValueError(f"Latencies: the normalisation factors ({self.norm} cycles) would be read "
-                             f"before they are written ({self.mem_read + self.tile_go} cycles into the pass)")
+                             f"before they are written ({first_read} cycles into the pass)")
 
     @property
     def tile_go(self) -> int:
@@ -75,7 +79,7 @@ class Latencies:
     @property
     def post(self) -> int:
         """Last drained row -> FLUSH may leave: the cycles the cycle model adds after a pass."""
-        return self.tile_go + self.select + self.postproc + self.flush_test
+        return self.command + self.tile_go + self.select + self.postproc + self.flush_test
 
     @staticmethod
     def exit_cmp(classes: int) -> int:

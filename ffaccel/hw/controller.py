@@ -84,6 +84,11 @@ class Controller(wiring.Component):
         m = Module()
         s, cfg = self.sched, self.sched.cfg
         st = self._state = _State(s)
+        # the issue command is formed here each cycle and registered on its way out
+        # (Latencies.command): the pass tables and counter compares stay out of the issue
+        # stage's address and read-enable logic
+        self._cmd = Signal(issue_layout(s))
+        m.d.sync += self.issue.eq(self._cmd)
         m.submodules.results = self._rb = ResultBuffer(s)
         m.d.comb += [self.busy.eq(st.counting), self.nrows.eq(st.nrows), self.exited.eq(st.exited),
                      self.layer.eq(st.layer),
@@ -112,7 +117,8 @@ class Controller(wiring.Component):
             with m.State("STREAM"):
                 self._stream(m)
             with m.State("FLUSH"):
-                with m.If(~self.pipe_busy):
+                # (the registered command of STREAM's last cycle is still on its way out)
+                with m.If(~self.pipe_busy & ~self.issue.valid & ~self.issue.lab):
                     if cfg.mode == "mp":
                         m.next = "EXIT"
                     else:
@@ -135,7 +141,7 @@ class Controller(wiring.Component):
     # ------------------------------------------------------------------ datapath commands
     def _issue(self, m: Module) -> None:
         """The current pass's geometry and the issue command of this cycle."""
-        s, cfg, st, iss = self.sched, self.sched.cfg, self._state, self.issue
+        s, cfg, st, iss = self.sched, self.sched.cfg, self._state, self._cmd
         field = lambda name, shape: pass_field(s, name, shape, st.layer, st.head)   # noqa: E731
         st.K = field("k", range(s.max_stream + 1))
         st.ntiles = field("tiles", range(s.max_tiles + 1))
@@ -151,7 +157,7 @@ class Controller(wiring.Component):
 
     def _stream(self, m: Module) -> None:
         """One tile: K streamed inputs (+ label words when shared), padded to the period."""
-        s, st, iss = self.sched, self._state, self.issue
+        s, st, iss = self.sched, self._state, self._cmd
         m.d.sync += st.tcnt.eq(st.tcnt + 1)
         with m.If(~st.labph & (st.tcnt < st.K)):
             m.d.comb += [iss.valid.eq(1), iss.first.eq(st.k == 0), iss.last.eq(st.k == st.K - 1)]
