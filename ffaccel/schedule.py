@@ -37,7 +37,8 @@ class Latencies:
     ``drain_go``: the tile's last accumulate -> the first drained row (sums in the shadow
     registers).
     ``select``: drain stage A: A1 (row 0, norm factors, label weight), A2 (label-share term).
-    ``postproc``: post-processing registers B (multiply), C1 (rounding term), C2 (shift),
+    ``postproc``: post-processing registers B1 (partial products), B2 (their sum), C1
+    (rounding term), C2 (shift),
     C3 (bias), C4 (clamp; D writes at C4's output), D1 (squares), D2 (sums of four
     lanes) and D3 (the sum), which stage E adds into the goodness registers at the end of
     the cycle it is valid in.
@@ -57,7 +58,7 @@ class Latencies:
     product: int = 1
     drain_go: int = 1
     select: int = 2
-    postproc: int = 8
+    postproc: int = 9
     flush_test: int = 1
     norm: int = 4
     load: int = 2

@@ -416,3 +416,28 @@ def test_workers_die_with_their_parent(tmp_path, env, sig, digits_ckpt):
         time.sleep(0.2)
     assert not any(alive(p) for p in pids)
     assert len(_evaluated(db)) < 128                 # stopped, not run to the end
+
+
+def test_fpga_section_adds_the_models_metrics_and_clock(tmp_path, env, cli, digits_ckpt):
+    """A space with [fpga]: each design gets the calibrated model's resources, fmax and fit,
+    latency_us is the cycles at the predicted fmax, and fmax_mhz can be an objective."""
+    import csv
+    from ffaccel.config import AccelConfig
+    from ffaccel.fpga.devices import DEVICES
+    from ffaccel.fpga.model import estimate
+    text = _space(tmp_path, digits_ckpt, ks="[1.0]").read_text()
+    text = text.replace("rows = [2, 5]", "rows = [2]").replace("wbits = [4, 8]", "wbits = [8]")
+    text = text.replace('"area_cells:min"]', '"fmax_mhz:max"]') + '[fpga]\ndevice = "LFE5U-85F"\n'
+    (tmp_path / "f.toml").write_text(text)
+    r = cli("dse", "--no-progress", "--space", str(tmp_path / "f.toml"), "--store", str(tmp_path / "f.db"),
+            "--out", str(tmp_path / "out"), "--json")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "out" / "f_points.csv")))
+    assert len(rows) == 2
+    for row in rows:
+        cfg = AccelConfig(inputs=64, classes=10, layers=(16, 16), rows=int(row["rows"]), cols=int(row["cols"]),
+                          wbits=8)
+        e = estimate(cfg, DEVICES["LFE5U-85F"])
+        assert float(row["fmax_mhz"]) == e["fmax_mhz"] and int(row["fpga_luts"]) == e["luts"]
+        assert int(row["fpga_fits"]) == 1
+        assert abs(float(row["latency_us"]) - float(row["latency_cycles"]) / e["fmax_mhz"]) < 1e-6

@@ -33,10 +33,13 @@ def goodness_layout(sched: Schedule) -> data.StructLayout:
 
 
 class PostProc(wiring.Component):
-    """Eight stages after the drain's stage A (``row``):
+    """Nine stages after the drain's stage A (``row``):
 
-    - B: ``prod = acc * m`` per lane; ``shift = shift_base + s`` (``shift_base`` is the
-      register-file value for ``row.layer`` / ``row.head``, read combinationally);
+    - B1: the partial products of ``acc * m`` per lane (the sum's low 17 bits and its
+      high part, each times ``m``: one multiplier block each, registered at its output);
+      ``shift = shift_base + s`` (``shift_base`` is the register-file value for
+      ``row.layer`` / ``row.head``, read combinationally);
+    - B2: ``prod = acc * m``, the partial products added;
     - C1: ``prod + 2**(shift-1)`` (the rounding term of ``rshr``);
     - C2: that ``>> shift`` (the barrel shift);
     - C3: ``z = `` that ``+ bias``;
@@ -48,13 +51,17 @@ class PostProc(wiring.Component):
       ``goodness`` the accumulators add in stage E.
 
     (C was one stage, then three: a wide add, a barrel shift, a second add and the clamp
-    were the engine's critical path on an ECP5 in turn, and so was a ``cols``-input sum
-    of squares in one cycle; docs/results.md, "FPGA implementation".)
+    were the engine's critical path on an ECP5 in turn, and so were a ``cols``-input sum
+    of squares in one cycle and B's two multiplier blocks with their sum; docs/results.md,
+    "FPGA implementation".)
 
     Subclasses may override :meth:`half` and :meth:`probe_tile` (mutation tests only).
     """
 
-    STAGES = 8
+    STAGES = 9
+    #: the normalisation product is split at this bit of the drained sum: a 17-bit
+    #: unsigned and a signed high part, each within one 18x18 multiplier block
+    SPLIT = 17
 
     def __init__(self, sched: Schedule):
         if not isinstance(sched, Schedule):
@@ -87,13 +94,25 @@ class PostProc(wiring.Component):
         m = Module()
         cfg, row = self.sched.cfg, self.row
         C, A, BL = cfg.cols, cfg.abits, cfg.bias_lane_bits
-        # ---- stage B
-        b = Signal(post_tag_layout(self.sched))
-        m.d.sync += [b.valid.eq(row.valid), b.live.eq(row.live), b.cp.eq(row.cp), b.tile.eq(row.tile),
-                     b.layer.eq(row.layer), b.head.eq(row.head), b.bias.eq(row.bias),
-                     self.shift.eq(self.shift_base + row.s)]
+        # ---- stage B1: the partial products, each a multiplier block's output registered
+        b1 = Signal(post_tag_layout(self.sched))
+        shift0 = Signal.like(self.shift, name="shift0")
+        m.d.sync += [b1.valid.eq(row.valid), b1.live.eq(row.live), b1.cp.eq(row.cp), b1.tile.eq(row.tile),
+                     b1.layer.eq(row.layer), b1.head.eq(row.head), b1.bias.eq(row.bias),
+                     shift0.eq(self.shift_base + row.s)]
+        lo_bits = self.SPLIT if cfg.drain_bits > self.SPLIT + 1 else 0
+        plo = [Signal(unsigned(lo_bits + cfg.rsqrt_mant_bits), name=f"plo{c}") for c in range(C)]
+        phi = [Signal(signed(cfg.product_bits), name=f"phi{c}") for c in range(C)]
         for c in range(C):
-            m.d.sync += self.prod[c].eq(row.acc[c] * row.m)
+            acc = row.acc[c]
+            if lo_bits:
+                m.d.sync += [plo[c].eq(acc[:lo_bits] * row.m), phi[c].eq(acc[lo_bits:].as_signed() * row.m)]
+            else:
+                m.d.sync += phi[c].eq(acc * row.m)
+        # ---- stage B2: prod = acc * m
+        b = Signal(post_tag_layout(self.sched))
+        m.d.sync += [b.eq(b1), self.shift.eq(shift0)]
+        m.d.sync += [self.prod[c].eq((phi[c] << lo_bits) + plo[c]) for c in range(C)]
         # ---- stage C1: the rounding term
         c1 = Signal(post_tag_layout(self.sched))
         shw = max(cfg.product_bits, 1 << cfg.shift_bits)      # never truncates 2**shift
@@ -122,7 +141,7 @@ class PostProc(wiring.Component):
         m.d.sync += [h[c].eq(Mux(z[c][-1], 0, Mux(z[c][A:].any(), cfg.amax, z[c][:A]))) for c in range(C)]
         m.d.sync += [inc[c].eq(z[c]) for c in range(C)]
         d_busy = self._stage_d(m, c_, h, inc)
-        m.d.comb += self.busy.eq(b.valid | c1.valid | c2.valid | c3.valid | c_.valid | d_busy)
+        m.d.comb += self.busy.eq(b1.valid | b.valid | c1.valid | c2.valid | c3.valid | c_.valid | d_busy)
         return m
 
     def _stage_d(self, m: Module, c_, h, inc):
