@@ -185,3 +185,64 @@ def test_model_refuses_too_few_points_and_unknown_holdouts():
         fit(())
     with pytest.raises(ValueError, match="no calibration point"):
         holdout("nope", ())
+
+
+# ------------------------------------------------------------------ iCE40: the pin-level top
+def test_serial_top_gives_the_golden_result_bit_serially():
+    """SerialTop (Amaranth simulator): pixels in on the pins, the result shifted out LSB
+    first while res_frame is high; unpacked, it is the golden model's result."""
+    import numpy as np
+    from amaranth.sim import Simulator
+    from ffaccel.config import AccelConfig
+    from ffaccel.fpga.serial import SerialTop
+    from ffaccel.hw.interfaces import result_layout
+    from ffaccel.model.golden import GoldenModel
+    from ffaccel.schedule import schedule
+    cfg = AccelConfig(inputs=8, classes=2, layers=(4,), rows=2, cols=2)
+    dut = SerialTop(cfg)
+    x = np.random.default_rng(3).integers(0, cfg.amax + 1, size=(2, cfg.inputs))
+    gold = GoldenModel(dut.qm).run(x)
+    layout = result_layout(schedule(cfg))
+    frames = []
+
+    async def bench(ctx):
+        for s in x:
+            for i, v in enumerate(s):
+                ctx.set(dut.px, int(v)); ctx.set(dut.px_valid, 1); ctx.set(dut.px_last, int(i == len(s) - 1))
+                while True:
+                    _, _, ready = await ctx.tick().sample(dut.px_ready)
+                    if ready:
+                        break
+            ctx.set(dut.px_valid, 0)
+            bits = []
+            for _ in range(20_000):
+                _, _, frame, bit = await ctx.tick().sample(dut.res_frame, dut.res_bit)
+                if frame:
+                    bits.append(bit)
+                elif bits:
+                    break
+            frames.append(sum(b << i for i, b in enumerate(bits)))
+            assert len(bits) == layout.size
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    for i, word in enumerate(frames):
+        r = layout.from_bits(word)
+        assert (r.label, r.exit_layer, [int(v) for v in r.scores]) == \
+            (int(gold.label[i]), int(gold.exit_layer[i]), gold.scores[i].tolist())
+
+
+@pytest.mark.slow
+@needs_flow
+def test_tiny_engine_on_an_ice40_up5k(tmp_path, cli):
+    """The tiny engine through synth_ice40 and nextpnr-ice40 (about 70 s): it fits the UP5K
+    with every product but the normalisation's in LUTs."""
+    r = cli("fpga", *TINY, "--device", "iCE40UP5K", "--freq", "12", "--json", "--no-progress",
+            "--build-dir", str(tmp_path / "b"))
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["fits"] and rep["device"] == "iCE40UP5K" and rep["speed"] is None
+    assert rep["dsps"] <= 8 and rep["luts"] <= 5280 and rep["fmax_mhz"] > 5
+    assert rep["weights"]["location"].startswith("on chip")

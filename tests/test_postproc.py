@@ -116,3 +116,55 @@ def test_stage_count_is_the_schedules():
     bad = dataclasses.replace(s, latency=dataclasses.replace(s.latency, postproc=2))
     with pytest.raises(ValueError, match="stages"):
         PostProc(bad)
+
+
+def test_shifts_beyond_the_product_width_round_to_zero():
+    """Every shift the register can hold (up to 2**shift_bits - 1, far beyond the product's
+    width, where the unit short-cuts to 0) against exact integer arithmetic: layer rows
+    (clamped) and OP head rows (logit increments, signed: -1 and 0 differ)."""
+    cfg = AccelConfig(inputs=12, layers=(3, 3), classes=3, rows=1, cols=3, abits=4, wbits=4, afrac=1,
+                      mode="op", lfrac=2)
+    s = schedule(cfg)
+    dut = PostProc(s)
+    rng = np.random.default_rng(1)
+    amin, amax = -(1 << (cfg.accbits - 1)), (1 << (cfg.accbits - 1)) - 1
+    mmax = (1 << cfg.rsqrt_mant_bits) - 1
+    rows = []
+    for base in range(0, 1 << len(dut.shift_base)):
+        for head in (0, 1):
+            acc = [amin, amax, int(rng.integers(amin, 0))]
+            rows.append((base, head, acc, int(rng.integers(1, mmax + 1))))
+    got = {0: [], 1: []}
+
+    async def bench(ctx):
+        for i in range(len(rows) + PostProc.STAGES + 1):
+            if i < len(rows):
+                base, head, acc, m = rows[i]
+                ctx.set(dut.shift_base, base)
+                ctx.set(dut.row, {"valid": 1, "live": 1, "cp": 0, "tile": 0, "layer": 0, "head": head, "bias": 0,
+                                  "m": m, "s": 0, "acc": acc})
+            else:
+                ctx.set(dut.row, {"valid": 0})
+            await ctx.tick()
+            if ctx.get(dut.probe.valid):
+                p = ctx.get(dut.probe.payload)
+                got[0].append([(p.data >> (c * cfg.abits)) & cfg.amax for c in range(cfg.cols)])
+            if ctx.get(dut.logit.valid):
+                got[1].append([ctx.get(dut.logit.inc[c]) for c in range(cfg.cols)])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    want = {0: [], 1: []}
+    for base, head, acc, m in rows:
+        z = [int(rshr(np.array([a * m]), base)[0]) for a in acc]
+        want[head].append(z if head else [min(max(v, 0), cfg.amax) for v in z])
+    assert got[0] == want[0] and len(got[1]) == len(want[1]) == 1 << len(dut.shift_base)
+    # head increments are score_bits wide (real heads fit, see AccelConfig.score_bits): compare
+    # those that fit, which include every shift beyond the product's width (all 0)
+    lim = 1 << (cfg.score_bits - 1)
+    fits = [i for i, w in enumerate(want[1]) if all(-lim <= v < lim for v in w)]
+    assert [got[1][i] for i in fits] == [want[1][i] for i in fits]
+    assert set(range(cfg.product_bits + 1, 1 << len(dut.shift_base))) <= set(fits)
+    assert any(v == -1 for i in fits for v in want[1][i])     # rounding of negative products seen

@@ -109,26 +109,30 @@ class PostProc(wiring.Component):
                 m.d.sync += [plo[c].eq(acc[:lo_bits] * row.m), phi[c].eq(acc[lo_bits:].as_signed() * row.m)]
             else:
                 m.d.sync += phi[c].eq(acc * row.m)
-        # ---- stage B2: prod = acc * m
+        # ---- stage B2: prod = acc * m; the rounding term 2**(shift-1), registered. A shift
+        # beyond the product's width rounds every product to 0 (|prod| < 2**(pb-1) <=
+        # 2**(shift-2)): flagged (``big``), so the adder and shifter are pb + 2 bits wide
+        # instead of 2**shift_bits
+        pb = cfg.product_bits
         b = Signal(post_tag_layout(self.sched))
-        m.d.sync += [b.eq(b1), self.shift.eq(shift0)]
+        half, big = Signal(unsigned(pb + 1)), Signal()
+        m.d.sync += [b.eq(b1), self.shift.eq(shift0), big.eq(shift0 > pb),
+                     half.eq(Mux(shift0 > pb, 0, self.half(shift0, pb)))]
         m.d.sync += [self.prod[c].eq((phi[c] << lo_bits) + plo[c]) for c in range(C)]
-        # ---- stage C1: the rounding term
+        # ---- stage C1: the rounding term added
         c1 = Signal(post_tag_layout(self.sched))
-        shw = max(cfg.product_bits, 1 << cfg.shift_bits)      # never truncates 2**shift
-        half = Signal(unsigned(shw))
-        m.d.comb += half.eq(self.half(self.shift, shw))
-        shift1 = Signal.like(self.shift, name="shift1")
-        rsum = [Signal(signed(shw + 2), name=f"rsum{c}") for c in range(C)]
-        m.d.sync += [c1.eq(b), shift1.eq(self.shift)] + [rsum[c].eq(self.prod[c] + half) for c in range(C)]
+        shift1, big1 = Signal(range(pb + 1), name="shift1"), Signal()
+        rsum = [Signal(signed(pb + 2), name=f"rsum{c}") for c in range(C)]
+        m.d.sync += [c1.eq(b), shift1.eq(self.shift), big1.eq(big)]
+        m.d.sync += [rsum[c].eq(self.prod[c] + half) for c in range(C)]
         # ---- stage C2: the shift
         c2 = Signal(post_tag_layout(self.sched))
-        sh = [Signal(signed(shw + 2), name=f"sh{c}") for c in range(C)]
+        sh = [Signal(signed(pb + 2), name=f"sh{c}") for c in range(C)]
         m.d.sync += c2.eq(c1)
-        m.d.sync += [sh[c].eq(rsum[c] >> shift1) for c in range(C)]
+        m.d.sync += [sh[c].eq(Mux(big1, 0, rsum[c] >> shift1)) for c in range(C)]
         # ---- stage C3: the bias
         c3 = Signal(post_tag_layout(self.sched))
-        z = [Signal(signed(shw + 3), name=f"z{c}") for c in range(C)]
+        z = [Signal(signed(pb + 3), name=f"z{c}") for c in range(C)]
         m.d.sync += c3.eq(c2)
         m.d.sync += [z[c].eq(sh[c] + c2.bias[c * BL:(c + 1) * BL].as_signed()) for c in range(C)]
         # ---- stage C4: clamp (layers) / logit increment (heads)
