@@ -306,3 +306,25 @@ def test_const_mul_is_a_product_for_every_sign(k):
     sim.add_testbench(bench)
     sim.run()
     assert got == {v: v * k for v in range(-32, 32)}
+
+
+def test_lut_mul_is_a_product():
+    from amaranth.hdl import Module, Signal, unsigned
+    from amaranth.sim import Simulator as Sim
+    from ffaccel.hw.interfaces import lut_mul
+    a, b, y = Signal(unsigned(5)), Signal(unsigned(3)), Signal(unsigned(8))
+    m = Module()
+    m.d.comb += y.eq(lut_mul(a, b))
+    got = {}
+
+    async def bench(ctx):
+        for va in range(32):
+            for vb in range(8):
+                ctx.set(a, va)
+                ctx.set(b, vb)
+                got[va, vb] = ctx.get(y)
+
+    sim = Sim(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == {(va, vb): va * vb for va in range(32) for vb in range(8)}

@@ -188,3 +188,15 @@ def const_mul(x, k: int):
         t = x << i
         expr = (t if d > 0 else -t) if expr is None else (expr + t if d > 0 else expr - t)
     return expr
+
+
+def lut_mul(a, b):
+    """``a * b`` of two unsigned values as a balanced tree of shifted partial products (one
+    per bit of ``b``), which synthesis builds in LUTs and carry chains: for small products
+    (the 8-bit goodness squares) where a multiplier block's routing delay to and from the
+    fabric was the ECP5 critical path."""
+    from amaranth.hdl import Mux
+    terms = [Mux(b[i], a << i, 0) for i in range(len(b))]
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]

@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..schedule import Schedule
 from .actbanks import write_layout
-from .interfaces import Monitor, _idx, probe_layout, row_layout
+from .interfaces import Monitor, _idx, lut_mul, probe_layout, row_layout
 
 
 def logit_layout(sched: Schedule) -> data.StructLayout:
@@ -48,7 +48,7 @@ class PostProc(wiring.Component):
     - D: at C4's output a layer row is written to the output bank set (``write``: set
       ``(layer+1) % 2``, bank ``cp``, word ``tile``) and shown on ``probe``; D1 registers
       each lane's ``h^2``, D2 the sums of groups of four lanes, D3 their sum: the
-      ``goodness`` the accumulators add in stage E.
+      ``goodness`` the accumulators add in stage E (the squares in LUTs, ``lut_mul``).
 
     (C was one stage, then three: a wide add, a barrel shift, a second add and the clamp
     were the engine's critical path on an ECP5 in turn, and so were a ``cols``-input sum
@@ -169,7 +169,7 @@ class PostProc(wiring.Component):
         d1, d2 = Signal(tag), Signal(tag)
         sq = [Signal(unsigned(2 * cfg.abits), name=f"sq{c}") for c in range(cfg.cols)]
         m.d.sync += [d1.valid.eq(c_.valid), d1.good.eq(layer_row), d1.cp.eq(c_.cp), d1.layer.eq(c_.layer)]
-        m.d.sync += [sq[c].eq(h[c] * h[c]) for c in range(cfg.cols)]
+        m.d.sync += [sq[c].eq(lut_mul(h[c], h[c])) for c in range(cfg.cols)]
         quads = [sq[i:i + 4] for i in range(0, cfg.cols, 4)]
         part = [Signal(unsigned(cfg.goodness_reg_bits), name=f"part{i}") for i in range(len(quads))]
         m.d.sync += [d2.eq(d1)] + [p.eq(sum(q)) for p, q in zip(part, quads)]
