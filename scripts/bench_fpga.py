@@ -43,15 +43,15 @@ def config(name: str) -> AccelConfig:
     return AccelConfig(**fields)
 
 
-def row(name: str, rep: dict, est: dict) -> str:
+def row(name: str, rep: dict, est: dict | None) -> str:
     cp = rep.get("critical_path") or {}
     path = f"`{cp.get('from')}` -> `{cp.get('to')}`" if cp else "-"
     fits = "yes" if rep["fits"] else f"no ({rep['reason']})"
     sec = rep["seconds"]
     return (f"| {name} | {rep['config']} | {rep['luts'] or '-'} | {rep['ffs'] or '-'} | {rep['dsps']} | "
             f"{rep['pe_products_in_luts']} | {rep['brams']} | {rep['fmax_mhz'] or '-'} | {path} | {fits} | "
-            f"{sec['synth']} + {sec['pnr']} | {est['luts']:,d} / {est['ffs']:,d} / {est['dsps']} / "
-            f"{est['brams']} / {est['fmax_mhz']} |")
+            f"{sec['synth']} + {sec['pnr']} | " + (f"{est['luts']:,d} / {est['ffs']:,d} / {est['dsps']} / "
+                                                 f"{est['brams']} / {est['fmax_mhz']} |" if est else "- |"))
 
 
 def main(argv=None) -> int:
@@ -74,7 +74,10 @@ def main(argv=None) -> int:
         rep = implement(cfg, dev, package, speed, freq_mhz=args.freq, build_dir=args.build_dir,
                         progress=lambda phase: print(f"  {name}: {phase}", file=sys.stderr, flush=True))
         rep["seconds"]["total"] = round(time.perf_counter() - t0, 1)
-        est = estimate(cfg, dev)
+        try:
+            est = estimate(cfg, dev)
+        except ValueError:              # the model is not calibrated yet (its points come from here)
+            est = None
         out["rows"][name] = {"report": rep, "model": est}
         print(row(name, rep, est), flush=True)
     if args.json:
