@@ -80,13 +80,18 @@ class Accumulators(wiring.Component):
         score = [Signal(signed(cfg.score_bits), name=f"score{c}") for c in range(NC)] if mp else []
         logits = Array(Array(Signal(signed(cfg.score_bits), name=f"lg{r}_{c}") for c in range(NC))
                        for r in range(R)) if not mp else None
-        # stage E (and the OP logit adds); the controller's operations below win a conflict
+        # stage E (and the OP logit adds); the controller's operations below win a conflict.
+        # Each register has its own adder, enabled by the decoded copy: no read multiplexer
+        # in front of a shared adder (that was an ECP5 critical path)
         gd = self.goodness
-        with m.If(gd.valid):
-            m.d.sync += g[gd.cp].eq(g[gd.cp] + gd.sum)
-            if mp:
-                with m.If(self.score_enable(gd.layer)):
-                    m.d.sync += Array(score)[gd.cp].eq(Array(score)[gd.cp] + gd.sum)
+        for b in range(s.banks):
+            with m.If(gd.valid & (gd.cp == b)):
+                m.d.sync += self.g[b].eq(self.g[b] + gd.sum)
+        if mp:
+            with m.If(gd.valid & self.score_enable(gd.layer)):
+                for c in range(NC):
+                    with m.If(gd.cp == c):
+                        m.d.sync += score[c].eq(score[c] + gd.sum)
         if not mp:
             self._logit_add(m, logits)
         self._load(m, g)
@@ -128,10 +133,12 @@ class Accumulators(wiring.Component):
     def _logit_add(self, m: Module, logits):
         cfg, lg = self.sched.cfg, self.logit
         with m.If(lg.valid & self.score_enable(lg.layer)):
-            for c in self.logit_lanes():
-                for cls in range(c, cfg.classes, cfg.cols):
-                    with m.If(lg.tile == cls // cfg.cols):
-                        m.d.sync += logits[lg.cp][cls].eq(logits[lg.cp][cls] + lg.inc[c])
+            for r in range(cfg.rows):                       # decoded row: an adder each
+                with m.If(lg.cp == r):
+                    for c in self.logit_lanes():
+                        for cls in range(c, cfg.classes, cfg.cols):
+                            with m.If(lg.tile == cls // cfg.cols):
+                                m.d.sync += logits[r][cls].eq(logits[r][cls] + lg.inc[c])
 
     def _load(self, m: Module, g):
         """A loaded pixel's beat is registered (1), its square registered (2), then added:
