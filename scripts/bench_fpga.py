@@ -3,7 +3,7 @@
 synthesis and place-and-route (``ffaccel.fpga``), one after the other, and the calibrated
 resource / fmax model's prediction beside each measurement.
 
-    python scripts/bench_fpga.py [--only NAME ...] [--device LFE5U-85F] [--freq 100]
+    python scripts/bench_fpga.py [--only NAME ...] [--device LFE5U-85F] [--speed 6] [--freq 100]
                                  [--build-dir build/fpga] [--json OUT]
 
 Configs (MNIST 784-4x2000 on 4x4, 10x16 and 16x16 arrays, the issue's small 64-2x32 engine,
@@ -58,11 +58,12 @@ def main(argv=None) -> int:
     p = make_parser(PROG, __doc__.splitlines()[0])
     p.add_argument("--only", nargs="+", choices=sorted(CONFIGS), help="configs to run (default: all)")
     p.add_argument("--device", default="LFE5U-85F")
+    p.add_argument("--speed", type=int, default=None, help="speed grade (default: the slowest)")
     p.add_argument("--freq", type=float, default=100.0, help="target clock (MHz)")
     p.add_argument("--build-dir", type=path_arg, default=str(DEFAULT_BUILD_DIR))
     p.add_argument("--json", type=path_arg, metavar="OUT")
     args = p.parse_args(argv)
-    dev, package, speed = lookup(args.device)
+    dev, package, speed = lookup(args.device, None, args.speed)
     names = args.only or list(CONFIGS)
     out = {"device": dev.name, "package": package, "speed": speed, "target_mhz": args.freq, "rows": {}}
     print("| name | config | LUT4 | FF | MULT18X18D | PE products in LUTs | DP16KD | fmax MHz | critical path | "
