@@ -31,6 +31,8 @@ class Latencies:
     ``command``: the controller registers its issue command (the issue stage reads from it
     the cycle after the controller's counters say so).
     ``mem_read``: weight/bias/activation memories answer one cycle after the address.
+    ``read_reg``: the memories' read data registered before the operand select (the block
+    RAMs' output registers).
     ``operand``: the issue stage's registers at the array edge (row operands, weight
     lanes, row enables and the tile controls): the cycle after the data of the reads.
     ``product``: the PE's product register (``x * w``); the accumulate is the cycle after.
@@ -54,6 +56,7 @@ class Latencies:
 
     command: int = 1
     mem_read: int = 1
+    read_reg: int = 1
     operand: int = 1
     product: int = 1
     drain_go: int = 1
@@ -73,9 +76,9 @@ class Latencies:
     @property
     def tile_go(self) -> int:
         """A tile's last input issued to the array (its read data in, ``p1``) -> the drain's
-        first row: through the operand and product registers, the accumulate, the shadow
-        register."""
-        return self.operand + self.product + self.drain_go
+        first row: through the read-data, operand and product registers, the accumulate,
+        the shadow register."""
+        return self.read_reg + self.operand + self.product + self.drain_go
 
     @property
     def post(self) -> int:

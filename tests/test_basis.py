@@ -183,8 +183,9 @@ def test_issue_takes_generated_lanes_and_reads_no_weights_for_lls_heads():
             ctx.set(dut.cmd, {"valid": 1, "first": 1, "last": 0, "k": 0,
                               "tag": {"layer": 1, "head": head, "tile": 0, "src": 1}})
             seen.append(("en", head, ctx.get(dut.wmem.en)))
-            await ctx.tick()                                # p1: the lanes are selected
+            await ctx.tick()                                # p1: the read data arrives
             ctx.set(dut.cmd, {"valid": 0})
+            await ctx.tick()                                # registered; the lanes are selected
             await ctx.tick()                                # registered at the array edge
             seen.append(("w", head, [ctx.get(dut.w[c]) for c in range(3)]))
 

@@ -441,3 +441,13 @@ def test_fpga_section_adds_the_models_metrics_and_clock(tmp_path, env, cli, digi
         assert float(row["fmax_mhz"]) == e["fmax_mhz"] and int(row["fpga_luts"]) == e["luts"]
         assert int(row["fpga_fits"]) == 1
         assert abs(float(row["latency_us"]) - float(row["latency_cycles"]) / e["fmax_mhz"]) < 1e-6
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "examples").glob("dse_*.toml")),
+                         ids=lambda p: p.name)
+def test_example_spaces_load(path):
+    """Every example space in examples/ parses and validates (every design a valid config)."""
+    sp = load_space(path)
+    assert sp.grid() and sp.objectives
+    if "fpga" in path.name:
+        assert sp.fpga == {"device": "LFE5U-85F"} and "fpga_luts" in sp.metrics

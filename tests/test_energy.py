@@ -51,7 +51,7 @@ def _layer_by_hand(tog, cnt, cycles, bias_word_bits):
     return (
         (tog["array_x"] * 4 + tog["weight_bus"] * rows_per_weight) * MULT_BIT   # operands into multipliers
         + tog["pe_product"] * REG_BIT + tog["pe_acc"] * ACC_BIT + tog["pe_shadow"] * REG_BIT
-        + (tog["weight_bus"] + tog["array_x"] + tog["act_read"]) * REG_BIT   # operand registers
+        + (2 * tog["weight_bus"] + tog["array_x"] + 2 * tog["act_read"]) * REG_BIT   # read-data, operand regs
         + tog["act_write"] * REG_BIT
         + cnt["drained_rows"] * POST_ROW
         + cnt["weight_reads"] * WEIGHT_WORD

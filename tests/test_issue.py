@@ -7,8 +7,9 @@ while the enable is low). Checked against a plain-Python statement of the stage:
 - cycle t: weight word ``wbase + tile*n_in + k`` of the pass is read; the bank word
   ``k // cols`` is read only when ``k % cols == 0`` or on ``first``, only in the source
   set and only from the banks the pass needs;
-- cycle t+1: ``p1`` is the command; cycle t+2 (through the operand registers at the array
-  edge): ``w[c]`` is lane c of the weight word; ``x[r]`` is row r's operand (MP
+- cycle t+1: ``p1`` is the command (and the read data is registered); cycle t+3 (through
+  the operand registers at the array edge): ``w[c]`` is lane c of the weight word; ``x[r]``
+  is row r's operand (MP
   layer 1: ``label_value`` where k is the row's copy among the first ``classes`` inputs,
   else 0, the image pixel beyond; OP layer 1: ``neutral_value`` for ``k < classes``;
   otherwise the activation k of the row's copy / sample); gated rows see 0;
@@ -153,14 +154,11 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=2, clear_at=None):
         ctx.set(dut.clear, 0)
         held = {(s, b): 0 for s in range(2) for b in range(NB)}
         wheld = 0
-        prev = prev2 = None         # (cmd, pass, grp) of the previous cycle, and the one before
+        prev = prev2 = prev3 = None  # (cmd, pass, grp) of the previous cycle, and the two before
+        last_pass2 = None
         macs = 0
         wlab_due = []               # (cycle, tile expectation)
-        last_pass = None
-        for cyc, (cmd, p, grp) in enumerate(stream + [(None, None, 0)] * 3):
-            new_pass = p is not None and p is not last_pass and last_pass is not None
-            if p is not None:
-                last_pass = p
+        for cyc, (cmd, p, grp) in enumerate(stream + [(None, None, 0)] * 4):
             clear = clear_at is not None and cyc == clear_at
             ctx.set(dut.clear, int(clear))
             ctx.set(dut.cmd, cmd or IDLE)
@@ -183,10 +181,10 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=2, clear_at=None):
                     fail("bank read", cyc, cmd, sorted(ren), sorted(want), raddr)
             elif ren:
                 fail("bank read without a new word", cyc, cmd, sorted(ren))
-            # ---- cycle t+2: the array side of the command two cycles ago
-            pc = prev2[0] if prev2 else None
+            # ---- cycle t+3: the array side of the command three cycles ago
+            pc = prev3[0] if prev3 else None
             if pc is not None and pc["valid"]:
-                pp, pgrp = prev2[1], prev2[2]
+                pp, pgrp = prev3[1], prev3[2]
                 got_w = [ctx.get(dut.w[c]) for c in range(C)]
                 want_w = wmem[pp.wbase + pc["tag"]["tile"] * pp.n_in + pc["k"]]
                 if got_w != want_w:
@@ -216,7 +214,7 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=2, clear_at=None):
                 if pc["lab_last"]:
                     t = pc["tag"]["tile"]
                     wl = [wmem[prev[1].wbase + t * prev[1].n_in + j] for j in range(cfg.classes)]
-                    wlab_due.append((cyc + 1, wl))
+                    wlab_due.append((cyc + 2, wl))
             if ctx.get(dut.macs) != macs:
                 fail("macs", cyc, ctx.get(dut.macs), macs)
             for due, wl in list(wlab_due):
@@ -231,15 +229,19 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=2, clear_at=None):
                 held[sb] = mem[s][b][raddr] if raddr < sched.bank_depth else None
             if en:
                 wheld = pack(wmem[addr], cfg.wbits) if addr < len(wmem) else 0
-            # the counter: enabled rows x cols per streamed input in p1, unless cleared
+            # the counter: enabled rows x cols per streamed input, counted the cycle its read
+            # data is registered (the command two cycles ago), unless cleared
+            pc2 = prev2[0] if prev2 else None
+            if prev2 is not None and last_pass2 is not None and prev2[1] is not last_pass2:
+                state["macs_per_pass"].append(macs)    # the previous pass is counted in full
+            if prev2 is not None:
+                last_pass2 = prev2[1]
             if clear:
                 macs = 0
-            elif pc is not None and pc["valid"]:
-                macs += C * sum(expected_operand(sched, mem, pc, prev[2], r, nrows, exited)[0]
+            elif pc2 is not None and pc2["valid"]:
+                macs += C * sum(expected_operand(sched, mem, pc2, prev2[2], r, nrows, exited)[0]
                                 for r in range(R))
-            if new_pass:         # the previous pass's last input has now been counted
-                state["macs_per_pass"].append(macs)
-            prev2, prev = prev, ((cmd, p, grp) if cmd is not None else None)
+            prev3, prev2, prev = prev2, prev, ((cmd, p, grp) if cmd is not None else None)
             await ctx.tick()
         state["macs_per_pass"].append(macs)
         state["macs"] = ctx.get(dut.macs)
@@ -272,7 +274,7 @@ def test_passes_match_the_statement(name):
 
 def test_clear_zeroes_the_counter():
     sched = schedule(CONFIGS["mp_share"])
-    bad, state = simulate(sched, seed=3, pad_max=0, clear_at=9)     # mid-stream, p1 valid
+    bad, state = simulate(sched, seed=3, pad_max=0, clear_at=9)     # mid-stream, inputs counting
     assert not bad, bad
     total = sum(p.pe_ops(sched.cfg.cols) for p in sched.layer_passes)
     assert 0 < state["macs"] < total

@@ -70,16 +70,16 @@ def test_activity_model_matches_rtl(ci, tmp_path):
 # 32 inputs (10 of them the label), layers 16-16, 10 classes, a 4x4 array: worked out by hand
 # from the controller's phases (docs/architecture.md, "Cycles"): START 1, then per layer NORM
 # (one cycle per bank), STREAM (tiles x tile period), FLUSH (last tile's stream tail + drain +
-# 16 cycles: command, operand, product and shadow registers, drain stages A1 and A2, 9 post-processing
+# 17 cycles: command, read-data, operand, product and shadow registers, drain stages A1 and A2, 9 post-processing
 # stages, the flush test), EXIT 1 + 5 (MP: the exit comparator over 10 classes, 4 tree
 # levels and the threshold stage); OP: START 1 + NORM over the 4 rows, then per layer STREAM,
 # FLUSH, NORM 4, head STREAM, head FLUSH, EXIT 4 + 5, EXIT2 1.
 #
 # MP layer 1 (label sharing): 4 tiles; per tile 10 label-weight words + max(22 image inputs,
-#   10 rows drained) = 32 -> STREAM 128; FLUSH 22 + 10 + 10 + 16 - 32 = 26; NORM 10; EXIT 6: 170.
+#   10 rows drained) = 32 -> STREAM 128; FLUSH 22 + 10 + 10 + 17 - 32 = 27; NORM 10; EXIT 6: 171.
 # MP layer 2: 4 tiles x 3 copy groups (4, 4, 2 labels), each max(16 inputs, rows) = 16 ->
-#   STREAM 192; FLUSH 16 + 2 + 16 - 16 = 18; NORM 10; EXIT 6: 226.
-MP_CYCLES = {1: 1 + 170, 2: 1 + 170 + 226}
+#   STREAM 192; FLUSH 16 + 2 + 17 - 16 = 19; NORM 10; EXIT 6: 227.
+MP_CYCLES = {1: 1 + 171, 2: 1 + 171 + 227}
 # MACs: layer 1 once for the image (22 x 16) plus each label copy's one-hot input (10 x 16);
 # layer 2 for every label copy (10 x 16 x 16).
 MP_MACS = {1: 22 * 16 + 10 * 16, 2: 22 * 16 + 10 * 16 + 10 * 16 * 16}
@@ -87,14 +87,14 @@ MP_MACS = {1: 22 * 16 + 10 * 16, 2: 22 * 16 + 10 * 16 + 10 * 16 * 16}
 MP_WEIGHT_READS = {1: 4 * 32, 2: 4 * 32 + 4 * 16 * 3}
 # PE operations: layer 1, 4 tiles x 22 inputs x 4 columns x 1 row; layer 2, x 10 rows in use
 MP_PE_OPS = {1: 4 * 22 * 4, 2: 4 * 22 * 4 + 4 * 16 * 4 * 10}
-# OP, batch of b samples: layer 1 STREAM 4 x max(32, b) = 128, FLUSH 32 + b + 16 - 32, NORM 4,
-# head STREAM 3 tiles x max(16, b) = 48, head FLUSH 16 + b + 16 - 16, EXIT 4 + 5, EXIT2 1;
+# OP, batch of b samples: layer 1 STREAM 4 x max(32, b) = 128, FLUSH 32 + b + 17 - 32, NORM 4,
+# head STREAM 3 tiles x max(16, b) = 48, head FLUSH 16 + b + 17 - 16, EXIT 4 + 5, EXIT2 1;
 # layer 2 the same with STREAM 4 x 16 = 64.
 
 
 def _op_cycles(exit_layer: int, b: int) -> int:
-    l1 = 128 + (b + 16) + 4 + 48 + (b + 16) + 9 + 1
-    l2 = 64 + (b + 16) + 4 + 48 + (b + 16) + 9 + 1
+    l1 = 128 + (b + 17) + 4 + 48 + (b + 17) + 9 + 1
+    l2 = 64 + (b + 17) + 4 + 48 + (b + 17) + 9 + 1
     return 1 + 4 + l1 + (l2 if exit_layer == 2 else 0)
 
 

@@ -60,22 +60,22 @@ def test_passes_by_hand():
 
 def test_cycle_formula_by_hand():
     # MP, 6 inputs -> 4 on a 2x4 array, 2 classes, shared: one tile, k 4, 2 label words
-    # period 2 + max(4, 2) = 6; FLUSH 4 + 2 + 2 + 16 - 6 = 18 (post = 16: command, operand, product and
-    # shadow registers, drain stages A1 and A2, 9 post-processing stages, the flush test);
-    # NORM 2 + 6 + 18 + EXIT 1 + 2
+    # period 2 + max(4, 2) = 6; FLUSH 4 + 2 + 2 + 17 - 6 = 19 (post = 17: command, read-data, operand,
+    # product and shadow registers, drain stages A1 and A2, 9 post-processing stages, the flush test);
+    # NORM 2 + 6 + 19 + EXIT 1 + 2
     # (the exit comparator over 2 classes: one tree level and the threshold stage)
     s = schedule(AccelConfig(inputs=6, layers=(4,), classes=2, rows=2, cols=4))
     assert s.exit_latency == 2 and schedule(AccelConfig(inputs=16, layers=(4,), classes=10)).exit_latency == 5
-    assert s.latency.post == 16 and s.latency.tile_go == 3
-    assert s.inference_cycles(1) == {"total": 30, "setup": 1,
-                                     "layers": [{"layer": 1, "cycles": 29,
-                                                 "phases": {"norm": 2, "stream": 6, "flush": 18, "exit": 3}}]}
-    # OP, batch of 3 on 3 rows: layer 6 -> 4 (1 tile, period max(6, 3) = 6, FLUSH 6+3+16-6 = 19),
-    # head 4 -> 2 classes (1 tile, period max(4, 3) = 4, FLUSH 4+3+16-4 = 19), NORM 3, EXIT 3 + 2, EXIT2 1
+    assert s.latency.post == 17 and s.latency.tile_go == 4
+    assert s.inference_cycles(1) == {"total": 31, "setup": 1,
+                                     "layers": [{"layer": 1, "cycles": 30,
+                                                 "phases": {"norm": 2, "stream": 6, "flush": 19, "exit": 3}}]}
+    # OP, batch of 3 on 3 rows: layer 6 -> 4 (1 tile, period max(6, 3) = 6, FLUSH 6+3+17-6 = 20),
+    # head 4 -> 2 classes (1 tile, period max(4, 3) = 4, FLUSH 4+3+17-4 = 20), NORM 3, EXIT 3 + 2, EXIT2 1
     s = schedule(AccelConfig(inputs=6, layers=(4,), classes=2, rows=3, cols=4, mode="op"))
-    assert s.inference_cycles(1, 3)["total"] == (1 + 3) + (6 + 19 + 3 + 4 + 19 + 5 + 1)
+    assert s.inference_cycles(1, 3)["total"] == (1 + 3) + (6 + 20 + 3 + 4 + 20 + 5 + 1)
     # a batch of 1 (drained rows 1): periods are the streamed inputs alone
-    assert s.inference_cycles(1, 1)["layers"][0]["phases"]["flush"] == 6 + 1 + 16 - 6
+    assert s.inference_cycles(1, 1)["layers"][0]["phases"]["flush"] == 6 + 1 + 17 - 6
     with pytest.raises(ValueError, match="exit_layer"):
         s.inference_cycles(2)
 

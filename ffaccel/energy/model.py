@@ -139,8 +139,9 @@ class EnergyModel:
             "pe_product": tog["pe_product"] * self.e_reg,
             "pe_acc": tog["pe_acc"] * self.e_acc_t,
             "pe_shadow": tog["pe_shadow"] * self.e_reg,
-            # the weight lanes and row operands registered at the array edge, the bank reads
-            "operand_regs": (tog["weight_bus"] + tog["array_x"] + tog["act_read"]) * self.e_reg,
+            # the read data (weight word, bank words) registered, then the weight lanes and
+            # row operands at the array edge; the bank read registers
+            "operand_regs": (2 * tog["weight_bus"] + tog["array_x"] + 2 * tog["act_read"]) * self.e_reg,
             "act_write_data": tog["act_write"] * self.e_reg,
             "postproc": cnt["drained_rows"] * self.e_post_row,
             "weight_mem": cnt["weight_reads"] * self.e_weight,

@@ -15,7 +15,7 @@ from .issue import p1_layout
 
 class Drain(wiring.Component):
     """A tile ends on its last input (``p1.last``, or the last label word when shared);
-    ``Latencies.operand + product`` cycles later, when its last accumulate happens, the
+    ``Latencies.read_reg + operand + product`` cycles later, when its last accumulate happens, the
     tile's bias word is read, and the next cycle (``go``) row 0 is drained,
     then one row per cycle: the copy group's rows (MP), the label copies of the shared
     layer 1 (MP sharing: row 0 plus ``label_value`` times the copy's label weight), or the
@@ -62,7 +62,7 @@ class Drain(wiring.Component):
         # the tile's end as the issue stage sees it (its last input's data in), then as the
         # array does: through the operand and product registers
         done, dtag, pipe = (p1.valid & p1.last & ~p1.tag.shared) | p1.lab_last, p1.tag, []
-        for i in range(s.latency.operand + s.latency.product):
+        for i in range(s.latency.read_reg + s.latency.operand + s.latency.product):
             d, t = Signal(name=f"done{i}"), Signal(tag_layout(s), name=f"done_tag{i}")
             m.d.sync += [d.eq(done), t.eq(dtag)]
             done, dtag = d, t
@@ -113,7 +113,7 @@ class Drain(wiring.Component):
         R, C = cfg.rows, cfg.cols
         cp = self.norm_sel
         if cfg.mode == "mp":
-            m.d.comb += cp.eq(Mux(cur.shared, j, cur.grp * R + j))
+            m.d.comb += cp.eq(Mux(cur.shared, j, const_mul(cur.grp, R) + j))
             live = 1
         else:
             m.d.comb += cp.eq(j)

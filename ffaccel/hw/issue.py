@@ -1,5 +1,6 @@
-"""Issue / operand-select stage: weight and activation reads (cycle t), row operands of
-the MAC array selected (cycle t+1) and registered at the array edge."""
+"""Issue / operand-select stage: weight and activation reads (cycle t), the read data
+registered (t+1), row operands of the MAC array selected (t+2) and registered at the
+array edge."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..schedule import Schedule
-from .interfaces import MemRead, _idx, issue_layout, pass_field, tag_layout
+from .interfaces import MemRead, _idx, const_mul, issue_layout, pass_field, tag_layout
 
 
 def p1_layout(sched: Schedule) -> data.StructLayout:
@@ -21,7 +22,8 @@ def p1_layout(sched: Schedule) -> data.StructLayout:
 class Issue(wiring.Component):
     """Cycle t (``cmd``): read the weight word ``wbase + tile * n_in + k`` of the current
     pass, and the activation word ``k // cols`` of the banks the pass needs (a new word
-    only every ``cols`` inputs). Cycle t+1 (``p1``): select the array's operands: weight
+    only every ``cols`` inputs). Cycle t+1 (``p1``): the read data is registered (the block
+    RAMs' output registers, ``Latencies.read_reg``). Cycle t+2: select the array's operands: weight
     lanes down the columns, each row's operand (the activation lane, or the generated
     label / neutral pixel of layer 1), row enables with operand isolation (a gated row
     sees 0); they reach the array through a register stage (``Latencies.operand``), so no
@@ -35,9 +37,9 @@ class Issue(wiring.Component):
     def __init__(self, sched: Schedule):
         if not isinstance(sched, Schedule):
             raise TypeError(f"Issue: sched={sched!r} must be a Schedule")
-        if sched.latency.operand != 1:
-            raise ValueError(f"Issue: the schedule asks for {sched.latency.operand} operand register stages "
-                             "(this unit has 1)")
+        if (sched.latency.read_reg, sched.latency.operand) != (1, 1):
+            raise ValueError(f"Issue: the schedule asks for {sched.latency.read_reg} read-data and "
+                             f"{sched.latency.operand} operand register stages (this unit has 1 and 1)")
         self.sched = sched
         cfg, mm = sched.cfg, sched.memory
         R, C, NB = cfg.rows, cfg.cols, sched.banks
@@ -78,29 +80,38 @@ class Issue(wiring.Component):
         m.d.sync += [p1.valid.eq(cmd.valid), p1.first.eq(cmd.first), p1.last.eq(cmd.last),
                      p1.lab.eq(cmd.lab), p1.lab_last.eq(cmd.lab_last), p1.lane.eq(cmd.k % C),
                      p1.k.eq(cmd.k), p1.tag.eq(cmd.tag)]
-        # ---- cycle t+1: the array's operands, registered at the array edge
+        # ---- cycle t+1: the read data registered (the block RAMs' output registers)
+        p2 = self._p = Signal.like(p1, name="p2")
+        self._rd = [[Signal.like(self.rdata[st][b], name=f"rd{st}_{b}") for b in range(s.banks)] for st in range(2)]
+        wd = Signal.like(self.wmem.data, name="wd")
+        m.d.sync += [p2.eq(p1), wd.eq(self.wmem.data)]
+        m.d.sync += [self._rd[st][b].eq(self.rdata[st][b]) for st in range(2) for b in range(s.banks)]
+        if cfg.exit_head != "learned":
+            gw = [Signal.like(self.gen_w[c], name=f"gw{c}") for c in range(C)]
+            m.d.sync += [gw[c].eq(self.gen_w[c]) for c in range(C)]
+        # ---- cycle t+2: the array's operands, registered at the array edge
         lanes = []
         for c in range(C):
-            lane = self.wmem.data[c * cfg.wbits:(c + 1) * cfg.wbits].as_signed()
+            lane = wd[c * cfg.wbits:(c + 1) * cfg.wbits].as_signed()
             if cfg.exit_head != "learned":       # every OP head pass is generated
-                lane = Mux(p1.tag.head, self.gen_w[c], lane)
+                lane = Mux(p2.tag.head, gw[c], lane)
             lanes.append(lane)
             m.d.sync += self.w[c].eq(lane)
-        m.d.sync += [self.valid.eq(p1.valid), self.first.eq(p1.first), self.last.eq(p1.last)]
+        m.d.sync += [self.valid.eq(p2.valid), self.first.eq(p2.first), self.last.eq(p2.last)]
         enables = []
         for r in range(cfg.rows):
             x, en = self._operand(m, r)
             enables.append(en)
             # operand isolation: a gated row sees 0, so its multipliers do not toggle
-            m.d.sync += [self.row_en[r].eq(en), self.x[r].eq(Mux(en & p1.valid, x, 0))]
+            m.d.sync += [self.row_en[r].eq(en), self.x[r].eq(Mux(en & p2.valid, x, 0))]
         with m.If(self.clear):
             m.d.sync += self.macs.eq(0)
-        with m.Elif(p1.valid):
+        with m.Elif(p2.valid):
             m.d.sync += self.macs.eq(self.macs + sum(enables) * C)
         if s.share:
-            with m.If(p1.lab):
+            with m.If(p2.lab):
                 for j in range(cfg.classes):
-                    with m.If(p1.k == j):
+                    with m.If(p2.k == j):
                         m.d.sync += [self.wlab[j][c].eq(lanes[c]) for c in range(C)]
         return m
 
@@ -114,22 +125,23 @@ class Issue(wiring.Component):
 
     def _lane(self, word):
         cfg = self.sched.cfg
-        return Array(word[c * cfg.abits:(c + 1) * cfg.abits] for c in range(cfg.cols))[self.p1.lane]
+        return Array(word[c * cfg.abits:(c + 1) * cfg.abits] for c in range(cfg.cols))[self._p.lane]
 
     def _operand(self, m: Module, r: int):
-        """(operand, enable) of array row r in cycle t+1."""
-        s, cfg, p1 = self.sched, self.sched.cfg, self.p1
+        """(operand, enable) of array row r in cycle t+2, from the registered read data."""
+        s, cfg, p1 = self.sched, self.sched.cfg, self._p
+        rdata = self._rd
         R, NC, A = cfg.rows, cfg.classes, cfg.abits
         x = Signal(unsigned(A), name=f"x{r}")
         if cfg.mode == "op":
-            word = Mux(p1.tag.src, self.rdata[1][r], self.rdata[0][r])
+            word = Mux(p1.tag.src, rdata[1][r], rdata[0][r])
             first_layer = (p1.tag.layer == 0) & ~p1.tag.head
             m.d.comb += x.eq(Mux(first_layer & (p1.k < NC), cfg.neutral_value, self._lane(word)))
             return x, (r < self.nrows) & ~self.exited[r]
         # MP: row r holds copy grp * rows + r, read from its bank in the source set
         cands = [(g, g * R + r) for g in range(s.copy_groups) if g * R + r < NC]
         word = Signal(unsigned(cfg.act_word_bits), name=f"xword{r}")
-        words = [Mux(p1.tag.src, self.rdata[1][b], self.rdata[0][b]) for b in range(s.banks)]
+        words = [Mux(p1.tag.src, rdata[1][b], rdata[0][b]) for b in range(s.banks)]
         if len(cands) == 1:
             m.d.comb += word.eq(words[cands[0][1]])
         else:
@@ -138,12 +150,12 @@ class Issue(wiring.Component):
                     with m.Case(g):
                         m.d.comb += word.eq(words[b])
         copy = Signal(range(NC + R), name=f"copy{r}")
-        m.d.comb += copy.eq(p1.tag.grp * R + r)
+        m.d.comb += copy.eq(const_mul(p1.tag.grp, R) + r)
         with m.If(p1.tag.layer == 0):
             with m.If(p1.k < NC):
                 m.d.comb += x.eq(Mux(p1.k == copy, cfg.label_value, 0))
             with m.Else():
-                m.d.comb += x.eq(self._lane(self.rdata[0][0]))
+                m.d.comb += x.eq(self._lane(rdata[0][0]))
         with m.Else():
             m.d.comb += x.eq(self._lane(word))
         return x, (copy < NC) & Mux(p1.tag.shared, r == 0, 1)
