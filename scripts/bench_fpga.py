@@ -22,7 +22,7 @@ from ffaccel.cli import atomic_write_text, make_parser, path_arg, run_main
 from ffaccel.config import AccelConfig, parse_layers
 from ffaccel.fpga.devices import lookup
 from ffaccel.fpga.flow import DEFAULT_BUILD_DIR, implement
-from ffaccel.fpga.model import estimate
+from ffaccel.fpga.model import Point, estimate, holdout
 
 PROG = "bench_fpga"
 MNIST = {"inputs": 784, "classes": 10, "layers": "4x2000"}
@@ -41,6 +41,12 @@ def config(name: str) -> AccelConfig:
     fields = dict(CONFIGS[name])
     fields["layers"] = parse_layers(fields["layers"])
     return AccelConfig(**fields)
+
+
+def point(name: str, rep: dict) -> Point:
+    """A calibration point of ffaccel.fpga.model from a placed run's report."""
+    return Point(name, dict(CONFIGS[name]), luts=rep["luts"], ffs=rep["ffs"], dsps=rep["dsps"],
+                 lut_pes=rep["pe_products_in_luts"], brams=rep["brams"], fmax_mhz=rep["fmax_mhz"])
 
 
 def row(name: str, rep: dict, est: dict | None) -> str:
@@ -81,6 +87,17 @@ def main(argv=None) -> int:
             est = None
         out["rows"][name] = {"report": rep, "model": est}
         print(row(name, rep, est), flush=True)
+    # the model refitted without each measured point in turn, predicting it
+    points = tuple(point(name, r["report"]) for name, r in out["rows"].items() if r["report"]["fits"])
+    if len(points) >= 4:
+        out["leave_one_out"] = {}
+        print("\n| held out | LUT4 error | FF error | MULT18X18D error | DP16KD error | fmax error |")
+        print("| --- " * 6 + "|")
+        for pt in points:
+            h = out["leave_one_out"][pt.name] = holdout(pt.name, points)
+            e = h["error"]
+            print(f"| {pt.name} | {e['luts']:+.1%} | {e['ffs']:+.1%} | {e['dsps']:+.1%} | {e['brams']:+.1%} | "
+                  f"{e['fmax_mhz']:+.1%} |")
     if args.json:
         atomic_write_text(args.json, json.dumps(out, indent=2, default=str) + "\n")
     return 0

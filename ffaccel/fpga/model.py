@@ -37,6 +37,11 @@ from .devices import Device
 BRAM_SHAPES = ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))
 #: deepest bank kept in LUT RAM (one TRELLIS_DPR16X4 is 16 words deep)
 LUTRAM_DEPTH = 16
+#: LUT4s per bit of ``abits x wbits`` of a PE product built in LUTs (yosys ``booth``):
+#: measured, not fitted (the calibration points hold too few such PEs to fit it): the
+#: 784-4x2000 engine on 10 x 16 synthesised with 0 and with 70 PE products in LUTs,
+#: 48,384 and 58,976 LUT4 (LUT4 + 2 per CCU2C), 151 per 8x8 product
+LUT_PER_SOFT_BIT = 2.36
 
 
 @dataclass(frozen=True)
@@ -114,10 +119,11 @@ def fit(points: tuple[Point, ...]) -> Fit:
     y_dsp = np.array([p.dsps + p.lut_pes * pe_blocks(c) - c.rows * c.cols * pe_blocks(c)
                       for p, c in zip(points, cfgs)], dtype=float)
     dsps = np.linalg.lstsq(np.array([f["dsps"] for f in feats]), y_dsp, rcond=None)[0]
-    # LUTs: the PE products in LUTs add lut_pe * abits * wbits each (a fourth feature)
-    X = np.array([np.append(f["luts"], p.lut_pes * c.abits * c.wbits) for f, p, c in zip(feats, points, cfgs)])
-    sol = np.linalg.lstsq(X, np.array([p.luts for p in points], dtype=float), rcond=None)[0]
-    luts, lut_pe = sol[:-1], float(sol[-1])
+    # LUTs: the PE products in LUTs at their measured cost, the rest fitted
+    soft = np.array([p.lut_pes * c.abits * c.wbits * LUT_PER_SOFT_BIT for p, c in zip(points, cfgs)])
+    luts = np.linalg.lstsq(np.array([f["luts"] for f in feats]),
+                           np.array([p.luts for p in points], dtype=float) - soft, rcond=None)[0]
+    lut_pe = LUT_PER_SOFT_BIT
     ffs = np.linalg.lstsq(np.array([f["ffs"] for f in feats]), np.array([p.ffs for p in points], dtype=float),
                           rcond=None)[0]
     Xf = np.array([[1.0, -math.log2(p.luts)] for p in points])
