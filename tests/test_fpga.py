@@ -159,7 +159,7 @@ def test_model_fit_recovers_a_known_model_and_moves_excess_products_to_luts():
     import numpy as np
     from ffaccel.fpga.devices import DEVICES
     from ffaccel.fpga.model import LUT_PER_SOFT_BIT, Fit, estimate, fit, holdout
-    truth = Fit(dsps=np.array([4.0, 1.0]), luts=np.array([2.0, 30.0, 3000.0]), ffs=np.array([1.0, 5.0, 1500.0]),
+    truth = Fit(dsps=np.array([4.0, 1.0]), luts=np.array([2.0, 30.0, 10.0]), ffs=np.array([1.0, 5.0, 4.0]),
                 lut_pe=LUT_PER_SOFT_BIT, fmax=np.array([200.0, 8.0]), points=())
     pts = _synthetic_points(truth)
     # 16x16: 256 products + 65 others > 156 blocks: 165 products in LUTs

