@@ -237,8 +237,8 @@ def test_serial_top_gives_the_golden_result_bit_serially():
 @pytest.mark.slow
 @needs_flow
 def test_tiny_engine_on_an_ice40_up5k(tmp_path, cli):
-    """The tiny engine through synth_ice40 and nextpnr-ice40 (about 70 s): it fits the UP5K
-    with every product but the normalisation's in LUTs."""
+    """The tiny engine through synth_ice40 and nextpnr-ice40 (about 80 s): it fits the UP5K
+    (measured: 3,264 of 5,280 logic cells, 8 SB_MAC16 with one PE product in LUTs)."""
     r = cli("fpga", *TINY, "--device", "iCE40UP5K", "--freq", "12", "--json", "--no-progress",
             "--build-dir", str(tmp_path / "b"))
     assert r.returncode == 0, r.stderr
