@@ -216,9 +216,11 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
     except (FFAccelError, ConfigError) as e:
         # one line whatever the message quotes (a path with a newline in it, a parser's text)
         msg = str(e).replace("\r", "\\r").replace("\n", "\\n")
+        _quiet_half_built()
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _quiet_half_built()
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
@@ -231,6 +233,14 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
     finally:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+
+
+def _quiet_half_built() -> None:
+    """A run stopped in the middle of elaborating hardware leaves unit objects that were
+    never elaborated; Amaranth warns about each when it is collected. They say nothing
+    about the run's result: the one line is the message."""
+    import warnings
+    warnings.filterwarnings("ignore", message=r".* created but never used")
 
 
 def _term_as_interrupt(signum, frame):
