@@ -19,10 +19,10 @@ import sys
 import time
 
 from ffaccel.cli import atomic_write_text, make_parser, path_arg, run_main
-from ffaccel.config import AccelConfig, parse_layers
+from ffaccel.config import AccelConfig
 from ffaccel.fpga.devices import lookup
 from ffaccel.fpga.flow import DEFAULT_BUILD_DIR, implement
-from ffaccel.fpga.model import Point, estimate, holdout
+from ffaccel.fpga.model import Point, estimate, fields_config, holdout
 
 PROG = "bench_fpga"
 MNIST = {"inputs": 784, "classes": 10, "layers": "4x2000"}
@@ -38,9 +38,7 @@ CONFIGS = {
 
 
 def config(name: str) -> AccelConfig:
-    fields = dict(CONFIGS[name])
-    fields["layers"] = parse_layers(fields["layers"])
-    return AccelConfig(**fields)
+    return fields_config(CONFIGS[name])
 
 
 def point(name: str, rep: dict) -> Point:

@@ -130,7 +130,8 @@ def pe_blocks(cfg: AccelConfig) -> int:
     return _blocks(cfg.abits, cfg.wbits)
 
 
-def _fields_config(fields: dict) -> AccelConfig:
+def fields_config(fields: dict) -> AccelConfig:
+    """The config of a calibration point's fields (``layers`` may be a spec string)."""
     from ..config import parse_layers
     f = dict(fields)
     if isinstance(f.get("layers"), str):
@@ -152,7 +153,7 @@ def fit(points: tuple[Point, ...]) -> Fit:
     """Least squares of every target on ``points``."""
     if len(points) < 3:
         raise ValueError(f"fpga model: {len(points)} calibration points (need at least 3)")
-    cfgs = [_fields_config(p.fields) for p in points]
+    cfgs = [fields_config(p.fields) for p in points]
     feats = [_features(c) for c in cfgs]
     # multiplier demand: the placed blocks plus those the PEs in LUTs would have taken
     y_dsp = np.array([p.dsps + p.lut_pes * pe_blocks(c) - live_pes(c) * pe_blocks(c) - c.cols * norm_blocks(c)
@@ -211,7 +212,7 @@ def holdout(name: str, points: tuple[Point, ...] | None = None) -> dict:
     if not held:
         raise ValueError(f"fpga model: no calibration point {name!r} (known: {', '.join(p.name for p in pts)})")
     p = held[0]
-    est = estimate(_fields_config(p.fields), DEVICES["LFE5U-85F"], fit(tuple(q for q in pts if q.name != name)))
+    est = estimate(fields_config(p.fields), DEVICES["LFE5U-85F"], fit(tuple(q for q in pts if q.name != name)))
     meas = {"luts": p.luts, "ffs": p.ffs, "dsps": p.dsps, "brams": p.brams, "fmax_mhz": p.fmax_mhz}
     return {"name": name, "measured": meas, "predicted": {k: est[k] for k in meas},
             "error": {k: None if v is None else round((est[k] - v) / v, 4) if v else float(est[k] != v)
