@@ -36,6 +36,8 @@ class Latencies:
     ``operand``: the issue stage's registers at the array edge (row operands, weight
     lanes, row enables and the tile controls): the cycle after the data of the reads.
     ``product``: the PE's product register (``x * w``); the accumulate is the cycle after.
+    ``shift``: the drain's shift command -> the shadow registers move up a row (each PE
+    registers the command: no one register fans out to every shadow register bit).
     ``drain_go``: the tile's last accumulate -> the first drained row (sums in the shadow
     registers).
     ``select``: drain stage A: A1 (row 0, norm factors, label weight), A2 (label-share term).
@@ -59,6 +61,7 @@ class Latencies:
     read_reg: int = 1
     operand: int = 1
     product: int = 1
+    shift: int = 1
     drain_go: int = 1
     select: int = 2
     postproc: int = 9

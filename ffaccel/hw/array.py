@@ -16,7 +16,8 @@ class MacArray(wiring.Component):
     """``x[r]`` is multicast along row r, ``w[c]`` down column c; PE (r, c) accumulates
     ``x[r] * w[c]``. ``row_en[r]`` gates a row. ``result[r][c]`` holds the last finished
     tile's sums (all PEs finish a tile in the same cycle: no skew); ``shift`` moves every
-    column's shadow registers up one row (row r takes row r+1's, the bottom row holds), so
+    column's shadow registers up one row the cycle after (row r takes row r+1's, the bottom
+    row holds; ``PE.SHIFT``), so
     the drain reads every row at ``result[0]``: no row multiplexer, whose select fanned out
     to every sum bit (the engine's critical path on an FPGA, docs/results.md)."""
 

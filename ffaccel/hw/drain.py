@@ -21,7 +21,7 @@ class Drain(wiring.Component):
     layer 1 (MP sharing: row 0 plus ``label_value`` times the copy's label weight), or the
     batch rows (OP). Every row is read at the array's row 0 (``sums``): after each drained
     row but the last, ``shift`` moves the shadow registers up a row (never in the shared
-    layer, whose copies all come from row 0). Stage A (two registers, ``Latencies.select``)
+    layer, whose copies all come from row 0): raised ``Latencies.shift`` cycles before. Stage A (two registers, ``Latencies.select``)
     forms the row's sums, bias word and the normalisation factors ``(m, s)`` of its copy
     (looked up through ``norm_sel``/``norm_m``/``norm_s``).
     OP rows whose sample already exited are drained (fixed timing) but not ``live``.
@@ -31,8 +31,9 @@ class Drain(wiring.Component):
     def __init__(self, sched: Schedule):
         if not isinstance(sched, Schedule):
             raise TypeError(f"Drain: sched={sched!r} must be a Schedule")
-        if sched.latency.select != 2:
-            raise ValueError(f"Drain: the schedule asks for {sched.latency.select} stage A registers (this unit has 2)")
+        if (sched.latency.select, sched.latency.shift) != (2, 1):
+            raise ValueError(f"Drain: the schedule asks for {sched.latency.select} stage A registers and a shift "
+                             f"command {sched.latency.shift} cycles ahead (this unit has 2 and 1)")
         self.sched = sched
         cfg, mm = sched.cfg, sched.memory
         R, C = cfg.rows, cfg.cols
@@ -93,11 +94,16 @@ class Drain(wiring.Component):
             m.d.comb += [cur_valid.eq(1), cur_j.eq(0), cur.eq(tag), cur_bias.eq(bias_in)]
         with m.Else():
             m.d.comb += [cur_valid.eq(act & (j < n)), cur_j.eq(j), cur.eq(info), cur_bias.eq(bias)]
-        # shift the shadow registers after every drained row but the last (j < n - 1)
-        with m.If(go):
-            m.d.comb += self.shift.eq(~tag.shared & (n_go > 1))
-        with m.Else():
-            m.d.comb += self.shift.eq(act & ~info.shared & (j + 1 < n))
+        # shift the shadow registers after every drained row but the last (j < n - 1), in
+        # the cycles [go, go + n - 1): the PEs register the command (``Latencies.shift``),
+        # so it is raised the cycle before, from the state the next cycle will have
+        n_done = drained_rows(s, m, dtag.shared, dtag.grp, self.nrows)
+        with m.If(done):                                # go next: as its first row
+            m.d.comb += self.shift.eq(~dtag.shared & (n_done > 1))
+        with m.Elif(go):                                # row 1 next (j = 1, n = n_go)
+            m.d.comb += self.shift.eq(~tag.shared & (n_go > 2))
+        with m.Elif(act):                               # row j + 1 next
+            m.d.comb += self.shift.eq(~info.shared & (j + 2 < n))
         a1 = self._stage_a(m, cur_valid, cur_j, cur, cur_bias)
         m.d.comb += self.busy.eq(go | act | a1.valid | self.row.valid | Cat(*pipe).any())
         return m

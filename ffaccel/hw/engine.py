@@ -51,9 +51,10 @@ class Engine(wiring.Component):
                 raise TypeError(f"Engine: units[{name!r}]={cls!r} must be a subclass of {UNITS[name].__name__}")
         self.cfg = cfg
         self.sched: Schedule = schedule(cfg)
-        if self.sched.latency.product != PE.PIPELINE:
-            raise ValueError(f"Engine: the schedule asks for {self.sched.latency.product} product register stages "
-                             f"(the PE has {PE.PIPELINE})")
+        lat = self.sched.latency
+        if (lat.product, lat.shift) != (PE.PIPELINE, PE.SHIFT):
+            raise ValueError(f"Engine: the schedule asks for {lat.product} product register stages and a shift "
+                             f"{lat.shift} cycles after the command (the PE has {PE.PIPELINE} and {PE.SHIFT})")
         self.units = {**UNITS, **units}
         super().__init__(engine_signature(self.sched))
 

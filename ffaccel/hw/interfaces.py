@@ -22,6 +22,12 @@ from amaranth.lib.wiring import In, Out
 from ..schedule import Schedule
 
 
+#: attributes of a register that is one of several identical copies (the PE's tile
+#: controls, one per PE): synthesis would merge the copies back into one register with
+#: a fan-out of thousands, so the FPGA flow marks these ``keep`` (ffaccel.fpga.flow)
+REPLICA = {"ffaccel_replica": 1}
+
+
 def _check_width(owner: str, name: str, value, lo: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < lo:
         raise TypeError(f"{owner}: {name}={value!r} must be an integer >= {lo}")

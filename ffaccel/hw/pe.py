@@ -4,23 +4,29 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .interfaces import REPLICA
+
 
 class PE(wiring.Component):
     """A two-stage multiply-accumulate: cycle t registers ``prod <= x * w`` with the
-    controls (``valid & en``, ``first``, ``last``); cycle t+1 forms
+    controls (``valid & en``, ``first``, ``last``, ``shift``); cycle t+1 forms
     ``sum = (first ? 0 : acc) + prod`` and, for a valid enabled operand, ``acc <= sum``
     and on ``last`` also ``result <= sum`` (the shadow register the drain reads while the
-    next tile accumulates). Otherwise on ``shift``: ``result <= below`` (the shadow
-    register of the PE below: the column's shadow registers shift up one row, whatever
-    ``en``). ``x`` unsigned ``abits``, ``w`` signed ``wbits``. A disabled PE (``en`` low)
-    holds its accumulator: no toggles, no energy (row gating); its operand is isolated to
-    0 by the issue stage, so its product register holds 0.
+    next tile accumulates). Otherwise, on a ``shift`` of cycle t: ``result <= below``
+    (the shadow register of the PE below: the column's shadow registers shift up one row,
+    whatever ``en``). ``x`` unsigned ``abits``, ``w`` signed ``wbits``. A disabled PE
+    (``en`` low) holds its accumulator: no toggles, no energy (row gating); its operand is
+    isolated to 0 by the issue stage, so its product register holds 0.
 
     The product register splits the multiplier (a DSP block, or LUTs where the FPGA has
     too few) from the accumulator's carry chain: ``PIPELINE`` cycles, the schedule's
-    ``Latencies.product``."""
+    ``Latencies.product``. Every PE registers its own copy of the controls (``REPLICA``:
+    one register each would fan out to every accumulator bit of the array, thousands of
+    loads on a 10x16 array); ``shift`` acts ``SHIFT`` cycles after it is raised, the
+    schedule's ``Latencies.shift``."""
 
     PIPELINE = 1
+    SHIFT = 1
 
     def __init__(self, abits: int, wbits: int, accbits: int):
         for name, v, lo in (("abits", abits, 1), ("wbits", wbits, 2), ("accbits", accbits, 2)):
@@ -40,16 +46,15 @@ class PE(wiring.Component):
         m = Module()
         # unsigned abits x signed wbits fits signed abits + wbits
         prod = Signal(signed(self.abits + self.wbits))
-        go, first, last = Signal(), Signal(), Signal()
+        go, first, last, shift = (Signal(name=n, attrs=REPLICA) for n in ("go", "first", "last", "shift_q"))
         m.d.sync += [prod.eq(self.x * self.w), go.eq(self.valid & self.en), first.eq(self.first),
-                     last.eq(self.last)]
+                     last.eq(self.last), shift.eq(self.shift)]
         s = Signal(signed(self.accbits))
         m.d.comb += s.eq(Mux(first, 0, self.acc) + prod)
         with m.If(go):
             m.d.sync += self.acc.eq(s)
         with m.If(go & last):
             m.d.sync += self.result.eq(s)
-        with m.Elif(self.shift):
+        with m.Elif(shift):
             m.d.sync += self.result.eq(self.below)
         return m
-

@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..schedule import Schedule
 from .actbanks import write_layout
-from .interfaces import Monitor, _idx, lut_mul, probe_layout, row_layout
+from .interfaces import REPLICA, Monitor, _idx, lut_mul, probe_layout, row_layout
 
 
 def logit_layout(sched: Schedule) -> data.StructLayout:
@@ -121,15 +121,18 @@ class PostProc(wiring.Component):
         m.d.sync += [self.prod[c].eq((phi[c] << lo_bits) + plo[c]) for c in range(C)]
         # ---- stage C1: the rounding term added
         c1 = Signal(post_tag_layout(self.sched))
-        shift1, big1 = Signal(range(pb + 1), name="shift1"), Signal()
+        # the shift amount and its flag, one copy per lane (``REPLICA``): one register
+        # would steer every lane's shifter, hundreds of loads on a 16-column engine
+        shift1 = [Signal(range(pb + 1), name=f"shift1_{c}", attrs=REPLICA) for c in range(C)]
+        big1 = [Signal(name=f"big1_{c}", attrs=REPLICA) for c in range(C)]
         rsum = [Signal(signed(pb + 2), name=f"rsum{c}") for c in range(C)]
-        m.d.sync += [c1.eq(b), shift1.eq(self.shift), big1.eq(big)]
+        m.d.sync += [c1.eq(b)] + [shift1[c].eq(self.shift) for c in range(C)] + [big1[c].eq(big) for c in range(C)]
         m.d.sync += [rsum[c].eq(self.prod[c] + half) for c in range(C)]
         # ---- stage C2: the shift
         c2 = Signal(post_tag_layout(self.sched))
         sh = [Signal(signed(pb + 2), name=f"sh{c}") for c in range(C)]
         m.d.sync += c2.eq(c1)
-        m.d.sync += [sh[c].eq(Mux(big1, 0, rsum[c] >> shift1)) for c in range(C)]
+        m.d.sync += [sh[c].eq(Mux(big1[c], 0, rsum[c] >> shift1[c])) for c in range(C)]
         # ---- stage C3: the bias
         c3 = Signal(post_tag_layout(self.sched))
         z = [Signal(signed(pb + 3), name=f"z{c}") for c in range(C)]
