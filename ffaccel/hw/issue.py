@@ -9,7 +9,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..schedule import Schedule
-from .interfaces import MemRead, _idx, const_mul, issue_layout, pass_field, tag_layout
+from .interfaces import REPLICA, MemRead, _idx, const_mul, issue_layout, pass_field, tag_layout
 
 
 def p1_layout(sched: Schedule) -> data.StructLayout:
@@ -85,6 +85,12 @@ class Issue(wiring.Component):
         self._rd = [[Signal.like(self.rdata[st][b], name=f"rd{st}_{b}") for b in range(s.banks)] for st in range(2)]
         wd = Signal.like(self.wmem.data, name="wd")
         m.d.sync += [p2.eq(p1), wd.eq(self.wmem.data)]
+        # each row's copy of the source-set and lane selects (``REPLICA``): one register
+        # each would steer every row's operand multiplexer (1,115 loads on a 10x16 engine)
+        self._src = [Signal(name=f"src{r}", attrs=REPLICA) for r in range(cfg.rows)]
+        self._lanesel = [Signal.like(p1.lane, name=f"lane{r}", attrs=REPLICA) for r in range(cfg.rows)]
+        m.d.sync += [self._src[r].eq(p1.tag.src) for r in range(cfg.rows)]
+        m.d.sync += [self._lanesel[r].eq(p1.lane) for r in range(cfg.rows)]
         m.d.sync += [self._rd[st][b].eq(self.rdata[st][b]) for st in range(2) for b in range(s.banks)]
         if cfg.exit_head != "learned":
             gw = [Signal.like(self.gen_w[c], name=f"gw{c}") for c in range(C)]
@@ -123,9 +129,9 @@ class Issue(wiring.Component):
         group = (tag.grp == b // cfg.rows) if s.copy_groups > 1 else 1
         return Mux((tag.layer == 0) & ~tag.head, b == 0, group)
 
-    def _lane(self, word):
+    def _lane(self, word, r: int):
         cfg = self.sched.cfg
-        return Array(word[c * cfg.abits:(c + 1) * cfg.abits] for c in range(cfg.cols))[self._p.lane]
+        return Array(word[c * cfg.abits:(c + 1) * cfg.abits] for c in range(cfg.cols))[self._lanesel[r]]
 
     def _operand(self, m: Module, r: int):
         """(operand, enable) of array row r in cycle t+2, from the registered read data."""
@@ -134,14 +140,14 @@ class Issue(wiring.Component):
         R, NC, A = cfg.rows, cfg.classes, cfg.abits
         x = Signal(unsigned(A), name=f"x{r}")
         if cfg.mode == "op":
-            word = Mux(p1.tag.src, rdata[1][r], rdata[0][r])
+            word = Mux(self._src[r], rdata[1][r], rdata[0][r])
             first_layer = (p1.tag.layer == 0) & ~p1.tag.head
-            m.d.comb += x.eq(Mux(first_layer & (p1.k < NC), cfg.neutral_value, self._lane(word)))
+            m.d.comb += x.eq(Mux(first_layer & (p1.k < NC), cfg.neutral_value, self._lane(word, r)))
             return x, (r < self.nrows) & ~self.exited[r]
         # MP: row r holds copy grp * rows + r, read from its bank in the source set
         cands = [(g, g * R + r) for g in range(s.copy_groups) if g * R + r < NC]
         word = Signal(unsigned(cfg.act_word_bits), name=f"xword{r}")
-        words = [Mux(p1.tag.src, rdata[1][b], rdata[0][b]) for b in range(s.banks)]
+        words = [Mux(self._src[r], rdata[1][b], rdata[0][b]) for b in range(s.banks)]
         if len(cands) == 1:
             m.d.comb += word.eq(words[cands[0][1]])
         else:
@@ -155,7 +161,7 @@ class Issue(wiring.Component):
             with m.If(p1.k < NC):
                 m.d.comb += x.eq(Mux(p1.k == copy, cfg.label_value, 0))
             with m.Else():
-                m.d.comb += x.eq(self._lane(rdata[0][0]))
+                m.d.comb += x.eq(self._lane(rdata[0][0], r))
         with m.Else():
-            m.d.comb += x.eq(self._lane(word))
+            m.d.comb += x.eq(self._lane(word, r))
         return x, (copy < NC) & Mux(p1.tag.shared, r == 0, 1)
