@@ -114,12 +114,16 @@ def _cached(folder: Path, stamp: dict, outputs: tuple[str, ...]) -> bool:
 
 def soft_pes(cfg: AccelConfig, n: int, path: str = f"{ENGINE}.array") -> list[str]:
     """The ``n`` PEs (under ``path``) whose products are built in LUTs (yosys ``booth``)
-    instead of a DSP block: the last columns first, bottom row first (any choice gives the
-    same logic; this one is stable as ``n`` grows)."""
+    instead of a DSP block, spread over the rows and columns: the i-th is PE
+    ``(j % rows, (j + q) % cols)`` for ``i = q * lcm(rows, cols) + j``, so any first ``n``
+    hold about ``n / rows`` PEs of each row and ``n / cols`` of each column. A LUT
+    multiplier spreads its operand over dozens of LUTs: whole columns of them gave one
+    weight register 600 loads on the 10x16 engine. The order is stable as ``n`` grows."""
     # MP rows beyond the classes never hold a copy: synthesis removes their PEs, so moving
     # them would free nothing
     rows = min(cfg.rows, cfg.classes) if cfg.mode == "mp" else cfg.rows
-    order = [(r, c) for c in reversed(range(cfg.cols)) for r in reversed(range(rows))]
+    lcm = math.lcm(rows, cfg.cols)
+    order = [(j % rows, (j + q) % cfg.cols) for q in range(rows * cfg.cols // lcm) for j in range(lcm)]
     return [f"{path}.{pe_name(r, c)}" for r, c in order[:n]]
 
 
