@@ -25,7 +25,12 @@ class ActBanks(wiring.Component):
     disabled read port holds its data: no toggles); ``rdata`` one cycle later.
     Write: ``load`` (input pixels, lane mask ``lanes``) and ``drain`` (a drained row, all
     lanes) never overlap in time; ``load`` wins if they address the same bank.
-    ``lanes == 0``: no write. A read of a word written in the same cycle returns the old word.
+    ``lanes == 0``: no write. A read of a word written in the same cycle is undefined: the
+    engine never does one (a pass reads its source set and writes the other; pixels load
+    while no pass runs), and the memories say so to synthesis (``no_rw_check``), which
+    otherwise adds a bypass per bit to return the old word (on the 10x16 MNIST engine 2,560
+    flip-flops and a 1,197-load enable). The engine tests substitute banks that return
+    garbage on such a read and still match the golden model.
     """
 
     def __init__(self, sched: Schedule):
@@ -48,7 +53,8 @@ class ActBanks(wiring.Component):
         for st in range(2):
             for b in range(s.banks):
                 mem = m.submodules[f"act{st}_{b}"] = Memory(shape=unsigned(cfg.act_word_bits),
-                                                            depth=s.bank_depth, init=[])
+                                                            depth=s.bank_depth, init=[],
+                                                            attrs={"no_rw_check": 1})
                 rp, wp = mem.read_port(), mem.write_port(granularity=cfg.abits)
                 m.d.comb += [rp.addr.eq(self.raddr), rp.en.eq(self.ren[st][b]), self.rdata[st][b].eq(rp.data)]
                 for w in (self.drain, self.load):          # later statement wins: load

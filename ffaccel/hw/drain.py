@@ -9,7 +9,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..schedule import Schedule
-from .interfaces import MemRead, const_mul, drained_rows, pass_field, row_layout, tag_layout
+from .interfaces import REPLICA, MemRead, const_mul, drained_rows, pass_field, row_layout, tag_layout
 from .issue import p1_layout
 
 
@@ -131,11 +131,12 @@ class Drain(wiring.Component):
         m.d.sync += [a1.acc[c].eq(self.sums[c]) for c in range(C)]
         m.d.sync += row.eq(a1)
         if s.share:
-            shared = Signal()
+            # one copy of the flag per lane (``REPLICA``): it steers every sum bit of A2
+            shared = [Signal(name=f"shared{c}", attrs=REPLICA) for c in range(C)]
             wsel = [Signal(signed(cfg.wbits), name=f"wsel{c}") for c in range(C)]
-            m.d.sync += [shared.eq(cur.shared)]
+            m.d.sync += [shared[c].eq(cur.shared) for c in range(C)]
             m.d.sync += [wsel[c].eq(Array(self.wlab[i][c] for i in range(cfg.classes))[j]) for c in range(C)]
             for c in range(C):
-                with m.If(shared):
+                with m.If(shared[c]):
                     m.d.sync += row.acc[c].eq(a1.acc[c] + const_mul(wsel[c], self.label_value()))
         return a1
