@@ -301,6 +301,13 @@ class Schedule:
         return len(self.group_rows)
 
     @property
+    def live_rows(self) -> int:
+        """Array rows that ever hold an operand: MP the most rows a copy group uses (rows
+        beyond the classes never hold a label copy), OP every row (``group_rows`` is
+        ``(rows,)``). The array builds PEs for these rows only."""
+        return max(self.group_rows)
+
+    @property
     def share(self) -> bool:
         """MP layer-1 label sharing (``AccelConfig.share_layer1``)."""
         return self.cfg.share_layer1
@@ -389,7 +396,7 @@ class Schedule:
                     "label_words": p.label_words, "groups": list(p.groups) if p.groups else None,
                     "src_set": p.src, "generated": p.generated, "biased": p.biased}
         return {"banks": self.banks, "bank_depth": self.bank_depth, "copy_groups": self.copy_groups,
-                "group_rows": list(self.group_rows), "label_share": self.share,
+                "group_rows": list(self.group_rows), "live_rows": self.live_rows, "label_share": self.share,
                 "batch_size": self.batch_size, "post_latency": self.latency.post,
                 "exit_latency": self.exit_latency,
                 "setup_cycles": self.setup_cycles(),

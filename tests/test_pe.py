@@ -147,3 +147,37 @@ def test_array_shifts_shadow_registers_up_and_last_wins():
     assert seen[:5] == [loaded, loaded, once, twice, twice]
     # enabled rows load the new tile's sums, the gated row 2 shifts
     assert seen[5] == [[7 * (c + 2) for c in range(cols)], loaded[1], twice[3], loaded[3]]
+
+
+def test_array_rows_beyond_live_rows_have_no_pes():
+    """``live_rows``: the rows below it have no PEs (their results stay 0 whatever their
+    operands), and the last live row shifts in 0 from below."""
+    rows, cols = 4, 2
+    dut = MacArray(rows, cols, 4, 4, 12, live_rows=2)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.row_en, 0b1111)
+        for r in range(rows):
+            ctx.set(dut.x[r], r + 1)
+        for c in range(cols):
+            ctx.set(dut.w[c], c + 2)
+        ctx.set(dut.valid, 1); ctx.set(dut.first, 1); ctx.set(dut.last, 1)
+        await ctx.tick()
+        ctx.set(dut.valid, 0); ctx.set(dut.first, 0); ctx.set(dut.last, 0)
+        await ctx.tick()
+        seen.append([[ctx.get(dut.result[r][c]) for c in range(cols)] for r in range(rows)])
+        ctx.set(dut.shift, 1)
+        await ctx.tick()
+        ctx.set(dut.shift, 0)
+        await ctx.tick()
+        seen.append([[ctx.get(dut.result[r][c]) for c in range(cols)] for r in range(rows)])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    row = [[(r + 1) * (c + 2) for c in range(cols)] for r in range(2)]
+    assert seen == [[row[0], row[1], [0, 0], [0, 0]], [row[1], [0, 0], [0, 0], [0, 0]]]
+    with pytest.raises(ValueError, match="live_rows"):
+        MacArray(4, 2, 4, 4, 12, live_rows=5)

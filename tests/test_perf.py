@@ -16,6 +16,8 @@ CONFIGS = [
     AccelConfig(inputs=20, layers=(9, 7), classes=3, rows=2, cols=4, abits=5, afrac=2),
     AccelConfig(inputs=20, layers=(9, 7), classes=3, rows=2, cols=4, abits=5, afrac=2, label_share=False),
     AccelConfig(inputs=23, layers=(10, 6, 5), classes=4, rows=4, cols=3, abits=6, wbits=5, afrac=3),
+    # MP rows beyond the classes: the array has no PEs there (Schedule.live_rows)
+    AccelConfig(inputs=20, layers=(9, 7), classes=3, rows=5, cols=3, abits=5, afrac=2),
     AccelConfig(inputs=18, layers=(7, 9), classes=3, rows=3, cols=4, abits=4, afrac=1, mode="op"),
     AccelConfig(inputs=18, layers=(7, 9), classes=5, rows=3, cols=2, abits=4, afrac=1, mode="op", exit_head="lls"),
     AccelConfig(inputs=18, layers=(7, 9), classes=3, rows=3, cols=4, abits=4, afrac=1, mode="op",

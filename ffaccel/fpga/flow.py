@@ -119,9 +119,8 @@ def soft_pes(cfg: AccelConfig, n: int, path: str = f"{ENGINE}.array") -> list[st
     hold about ``n / rows`` PEs of each row and ``n / cols`` of each column. A LUT
     multiplier spreads its operand over dozens of LUTs: whole columns of them gave one
     weight register 600 loads on the 10x16 engine. The order is stable as ``n`` grows."""
-    # MP rows beyond the classes never hold a copy: synthesis removes their PEs, so moving
-    # them would free nothing
-    rows = min(cfg.rows, cfg.classes) if cfg.mode == "mp" else cfg.rows
+    # MP rows beyond the classes never hold a copy: the array has no PEs there
+    rows = schedule(cfg).live_rows
     lcm = math.lcm(rows, cfg.cols)
     order = [(j % rows, (j + q) % cfg.cols) for q in range(rows * cfg.cols // lcm) for j in range(lcm)]
     return [f"{path}.{pe_name(r, c)}" for r, c in order[:n]]
@@ -252,7 +251,7 @@ def implement(cfg: AccelConfig, dev: Device, package: str, speed: int, *, freq_m
         excess = syn["cells"].get(fam.dsp, 0) - dev.dsps
         if excess <= 0 or syn.get("small") or _luts(syn["cells"], fam) > dev.luts:
             break                             # (out of LUTs already: more in LUTs cannot help)
-        live = (min(cfg.rows, cfg.classes) if cfg.mode == "mp" else cfg.rows) * cfg.cols
+        live = schedule(cfg).live_rows * cfg.cols
         if syn["lut_pes"] >= live:
             # every PE multiplies in LUTs already: the other small products too (iCE40)
             syn = synthesize(cfg, root, timeout, progress, syn["lut_pes"], fam, small=True)

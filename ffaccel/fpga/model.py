@@ -97,10 +97,9 @@ def bram_blocks(cfg: AccelConfig) -> int:
 
 
 def live_pes(cfg: AccelConfig) -> int:
-    """PEs that ever multiply: in MP the rows beyond the classes never hold a label copy
-    (their operand is constant 0), so synthesis removes them."""
-    rows = min(cfg.rows, cfg.classes) if cfg.mode == "mp" else cfg.rows
-    return rows * cfg.cols
+    """PEs the array has: in MP the rows beyond the classes never hold a label copy and
+    have none (``Schedule.live_rows``)."""
+    return schedule(cfg).live_rows * cfg.cols
 
 
 def norm_blocks(cfg: AccelConfig) -> int:

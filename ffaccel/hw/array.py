@@ -19,13 +19,19 @@ class MacArray(wiring.Component):
     column's shadow registers up one row the cycle after (row r takes row r+1's, the bottom
     row holds; ``PE.SHIFT``), so
     the drain reads every row at ``result[0]``: no row multiplexer, whose select fanned out
-    to every sum bit (the engine's critical path on an FPGA, docs/results.md)."""
+    to every sum bit (the engine's critical path on an FPGA, docs/results.md).
 
-    def __init__(self, rows: int, cols: int, abits: int, wbits: int, accbits: int):
+    Rows from ``live_rows`` on (MP rows beyond the classes: ``Schedule.live_rows``) never
+    get an operand: they have no PEs, their ``result`` is 0, as the PEs' would stay."""
+
+    def __init__(self, rows: int, cols: int, abits: int, wbits: int, accbits: int, live_rows: int | None = None):
         for name, v in (("rows", rows), ("cols", cols)):
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"MacArray: {name}={v!r} must be an integer >= 1")
-        self.rows, self.cols = rows, cols
+        live_rows = rows if live_rows is None else live_rows
+        if not isinstance(live_rows, int) or not 1 <= live_rows <= rows:
+            raise ValueError(f"MacArray: live_rows={live_rows!r} must be an integer in 1..{rows}")
+        self.rows, self.cols, self.live_rows = rows, cols, live_rows
         self.abits, self.wbits, self.accbits = abits, wbits, accbits
         super().__init__({
             "x": In(unsigned(abits)).array(rows), "w": In(signed(wbits)).array(cols),
@@ -36,14 +42,17 @@ class MacArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         pes = {}
-        for r in range(self.rows):
+        for r in range(self.live_rows):
             for c in range(self.cols):
                 pe = pes[r, c] = PE(self.abits, self.wbits, self.accbits)
                 m.submodules[pe_name(r, c)] = pe
                 m.d.comb += [pe.x.eq(self.x[r]), pe.w.eq(self.w[c]), pe.valid.eq(self.valid),
                              pe.en.eq(self.row_en[r]), pe.first.eq(self.first), pe.last.eq(self.last),
                              self.result[r][c].eq(pe.result)]
-        for r in range(self.rows - 1):              # the bottom row never shifts: it holds
-            for c in range(self.cols):
-                m.d.comb += [pes[r, c].shift.eq(self.shift), pes[r, c].below.eq(pes[r + 1, c].result)]
+        for r in range(self.live_rows):             # the bottom row never shifts: it holds
+            if r == self.rows - 1:
+                break
+            for c in range(self.cols):              # (below the live rows: 0)
+                below = pes[r + 1, c].result if r + 1 < self.live_rows else 0
+                m.d.comb += [pes[r, c].shift.eq(self.shift), pes[r, c].below.eq(below)]
         return m

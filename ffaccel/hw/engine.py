@@ -65,7 +65,7 @@ class Engine(wiring.Component):
         regs = m.submodules.regfile = u["regfile"](s)
         banks = m.submodules.actbanks = u["actbanks"](s)
         iss = m.submodules.issue = u["issue"](s)
-        arr = m.submodules.array = MacArray(cfg.rows, cfg.cols, cfg.abits, cfg.wbits, cfg.accbits)
+        arr = m.submodules.array = MacArray(cfg.rows, cfg.cols, cfg.abits, cfg.wbits, cfg.accbits, s.live_rows)
         drain = m.submodules.drain = u["drain"](s)
         post = m.submodules.postproc = u["postproc"](s)
         acc = m.submodules.accum = u["accum"](s)
