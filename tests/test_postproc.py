@@ -20,11 +20,13 @@ def cases(draw):
     wbits = draw(st.integers(2, 8))
     cols = draw(st.integers(1, 5))
     mode = draw(st.sampled_from(["mp", "op"]))
+    rsqrt_frac = draw(st.integers(6, 14))
+    wfrac = (draw(st.integers(0, wbits + 2)), draw(st.integers(0, wbits + 2)))
+    # (the config refuses rsqrt_frac + wfrac - afrac < 0: a shift must be >= 0)
+    afrac = draw(st.integers(0, min(abits, rsqrt_frac + min(wfrac))))
     cfg = AccelConfig(inputs=draw(st.integers(12, 40)), layers=(cols, cols), classes=draw(st.integers(2, 6)),
                       rows=draw(st.integers(1, 4)), cols=cols, abits=abits, wbits=wbits,
-                      afrac=draw(st.integers(0, abits)), rsqrt_frac=draw(st.integers(6, 14)),
-                      lfrac=draw(st.integers(0, 6)), mode=mode,
-                      wfrac=(draw(st.integers(0, wbits + 2)), draw(st.integers(0, wbits + 2))))
+                      afrac=afrac, rsqrt_frac=rsqrt_frac, lfrac=draw(st.integers(0, 6)), mode=mode, wfrac=wfrac)
     seed = draw(st.integers(0, 2**31 - 1))
     return cfg, seed
 
