@@ -4,7 +4,7 @@ synthesis and place-and-route (``ffaccel.fpga``), one after the other, and the c
 resource / fmax model's prediction beside each measurement.
 
     python scripts/bench_fpga.py [--only NAME ...] [--device LFE5U-85F] [--speed 6] [--freq 100]
-                                 [--build-dir build/fpga] [--json OUT]
+                                 [--build-dir build/fpga] [--json OUT] [--timeout 21600]
 
 Configs (MNIST 784-4x2000 on 4x4, 10x16 and 16x16 arrays, the issue's small 64-2x32 engine,
 a tiny one, and a narrow one with 4-bit operands): see ``CONFIGS``. Tool runs are cached in
@@ -20,6 +20,7 @@ import time
 
 from ffaccel.cli import atomic_write_text, make_parser, path_arg, run_main
 from ffaccel.config import AccelConfig
+from ffaccel.errors import FFAccelError
 from ffaccel.fpga.devices import lookup
 from ffaccel.fpga.flow import DEFAULT_BUILD_DIR, implement
 from ffaccel.fpga.model import Point, estimate, fields_config, holdout
@@ -66,7 +67,11 @@ def main(argv=None) -> int:
     p.add_argument("--freq", type=float, default=100.0, help="target clock (MHz)")
     p.add_argument("--build-dir", type=path_arg, default=str(DEFAULT_BUILD_DIR))
     p.add_argument("--json", type=path_arg, metavar="OUT")
+    p.add_argument("--timeout", type=float, default=6 * 3600.0,
+                   help="seconds per tool run (the MNIST 10x16 placement ran past 2 hours on 2 shared cores)")
     args = p.parse_args(argv)
+    if not (args.timeout > 0 and args.timeout != float("inf")):
+        raise FFAccelError(f"--timeout={args.timeout} out of range (allowed: > 0 s)")
     dev, package, speed = lookup(args.device, None, args.speed)
     names = args.only or list(CONFIGS)
     out = {"device": dev.name, "package": package, "speed": speed, "target_mhz": args.freq, "rows": {}}
@@ -76,7 +81,7 @@ def main(argv=None) -> int:
     for name in names:
         cfg = config(name)
         t0 = time.perf_counter()
-        rep = implement(cfg, dev, package, speed, freq_mhz=args.freq, build_dir=args.build_dir,
+        rep = implement(cfg, dev, package, speed, freq_mhz=args.freq, build_dir=args.build_dir, timeout=args.timeout,
                         progress=lambda phase: print(f"  {name}: {phase}", file=sys.stderr, flush=True))
         rep["seconds"]["total"] = round(time.perf_counter() - t0, 1)
         try:

