@@ -21,8 +21,8 @@ class Drain(wiring.Component):
     layer 1 (MP sharing: row 0 plus ``label_value`` times the copy's label weight), or the
     batch rows (OP). Every row is read at the array's row 0 (``sums``): after each drained
     row but the last, ``shift`` moves the shadow registers up a row (never in the shared
-    layer, whose copies all come from row 0): raised ``Latencies.shift`` cycles before. Stage A (two registers, ``Latencies.select``)
-    forms the row's sums, bias word and the normalisation factors ``(m, s)`` of its copy
+    layer, whose copies all come from row 0), raised ``Latencies.shift`` cycles before.
+    Stage A (two registers, ``Latencies.select``) forms the row's sums, bias word and the normalisation factors ``(m, s)`` of its copy
     (looked up through ``norm_sel``/``norm_m``/``norm_s``).
     OP rows whose sample already exited are drained (fixed timing) but not ``live``.
     Subclasses may override :meth:`label_value` (mutation tests only).

@@ -87,10 +87,11 @@ class Issue(wiring.Component):
         m.d.sync += [p2.eq(p1), wd.eq(self.wmem.data)]
         # each row's copy of the source-set and lane selects (``REPLICA``): one register
         # each would steer every row's operand multiplexer (1,115 loads on a 10x16 engine)
-        self._src = [Signal(name=f"src{r}", attrs=REPLICA) for r in range(cfg.rows)]
-        self._lanesel = [Signal.like(p1.lane, name=f"lane{r}", attrs=REPLICA) for r in range(cfg.rows)]
-        m.d.sync += [self._src[r].eq(p1.tag.src) for r in range(cfg.rows)]
-        m.d.sync += [self._lanesel[r].eq(p1.lane) for r in range(cfg.rows)]
+        # (live rows only: the others never get an operand, and kept copies would stay)
+        self._src = [Signal(name=f"src{r}", attrs=REPLICA) for r in range(s.live_rows)]
+        self._lanesel = [Signal.like(p1.lane, name=f"lane{r}", attrs=REPLICA) for r in range(s.live_rows)]
+        m.d.sync += [self._src[r].eq(p1.tag.src) for r in range(s.live_rows)]
+        m.d.sync += [self._lanesel[r].eq(p1.lane) for r in range(s.live_rows)]
         m.d.sync += [self._rd[st][b].eq(self.rdata[st][b]) for st in range(2) for b in range(s.banks)]
         if cfg.exit_head != "learned":
             gw = [Signal.like(self.gen_w[c], name=f"gw{c}") for c in range(C)]
@@ -105,7 +106,7 @@ class Issue(wiring.Component):
             m.d.sync += self.w[c].eq(lane)
         m.d.sync += [self.valid.eq(p2.valid), self.first.eq(p2.first), self.last.eq(p2.last)]
         enables = []
-        for r in range(cfg.rows):
+        for r in range(s.live_rows):                # (rows beyond: x and row_en stay 0)
             x, en = self._operand(m, r)
             enables.append(en)
             # operand isolation: a gated row sees 0, so its multipliers do not toggle
@@ -147,7 +148,7 @@ class Issue(wiring.Component):
         # MP: row r holds copy grp * rows + r, read from its bank in the source set
         cands = [(g, g * R + r) for g in range(s.copy_groups) if g * R + r < NC]
         word = Signal(unsigned(cfg.act_word_bits), name=f"xword{r}")
-        words = [Mux(self._src[r], rdata[1][b], rdata[0][b]) for b in range(s.banks)]
+        words = {b: Mux(self._src[r], rdata[1][b], rdata[0][b]) for _, b in cands}
         if len(cands) == 1:
             m.d.comb += word.eq(words[cands[0][1]])
         else:
