@@ -3,10 +3,14 @@
 PY := .venv/bin/python
 LAYERS ?= 4x2000
 
-.PHONY: setup demo test test-slow clean
+.PHONY: setup data-ecg demo test test-slow clean
 
 setup:
 	@bash scripts/setup.sh
+
+# opt-in: MIT-BIH ECG records 100 and 101 (sha256-checked) for `--dataset ecg`
+data-ecg:
+	@bash scripts/setup.sh --ecg
 
 demo: setup
 	$(PY) -m ffaccel.gen --layers $(LAYERS)

@@ -23,7 +23,7 @@ from .config import AccelConfig, ConfigError, load_config_file, parse_layers
 from .errors import FFAccelError
 from .fsutil import atomic_write_bytes, atomic_write_text
 
-__all__ = ["FFAccelError", "atomic_write_bytes", "atomic_write_text", "make_parser", "add_config_args",
+__all__ = ["FFAccelError", "recall_text", "atomic_write_bytes", "atomic_write_text", "make_parser", "add_config_args",
            "config_overrides", "config_from_args", "workload_from_args", "run_main", "add_recipe_args",
            "recipe_from_args"]
 
@@ -199,6 +199,19 @@ def workload_from_args(args: argparse.Namespace):
                          limit=args.limit, seed=DEFAULT_SEED if args.seed is None else args.seed,
                          samples=DEFAULT_SAMPLES if args.samples is None else args.samples,
                          k=getattr(args, "exit_k", None))
+
+
+def recall_text(rep: dict, class_names=None) -> str:
+    """One line: balanced accuracy and per-class recall (with exit; full depth in brackets)
+    of an ``exit_report``; classes without a test sample are marked ``-``."""
+    rec, full = rep["per_class_recall"], rep["per_class_recall_full"]
+    names = list(class_names or rec)
+
+    def pct(v):
+        return "-" if v is None else f"{v * 100:.1f}%"
+    parts = [f"{n} {pct(rec[c])} ({pct(full[c])})" for n, c in zip(names, rec)]
+    return (f"balanced accuracy {rep['balanced_accuracy'] * 100:.2f}% with exit, "
+            f"{rep['balanced_accuracy_full'] * 100:.2f}% full depth; recall " + ", ".join(parts))
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], prog: str,

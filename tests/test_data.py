@@ -98,7 +98,7 @@ def assert_data_error(match: str, spec: str | Path, **kwargs: object) -> str:
 
 
 def test_datasets_constant() -> None:
-    assert DATASETS == ("mnist", "fashion-mnist", "digits")
+    assert DATASETS == ("mnist", "fashion-mnist", "digits", "ecg")
 
 
 def test_digits_shapes_split_and_determinism() -> None:

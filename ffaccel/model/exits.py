@@ -132,6 +132,22 @@ def layer_macs(fan_in, layers, classes: int, mode: str, share: bool) -> list[int
     return out
 
 
+def class_recall(label: np.ndarray, y: np.ndarray, classes: int) -> dict[str, float | None]:
+    """Recall of every class (``None`` for a class with no sample in ``y``)."""
+    label, y = np.asarray(label), np.asarray(y)
+    out: dict[str, float | None] = {}
+    for c in range(classes):
+        n = int((y == c).sum())
+        out[str(c)] = float(((label == c) & (y == c)).sum() / n) if n else None
+    return out
+
+
+def balanced_accuracy(label: np.ndarray, y: np.ndarray, classes: int) -> float:
+    """Mean recall over the classes that occur in ``y`` (sklearn's balanced accuracy)."""
+    rec = [r for r in class_recall(label, y, classes).values() if r is not None]
+    return float(np.mean(rec)) if rec else float("nan")
+
+
 def exit_report(exit_layer: np.ndarray, label: np.ndarray, label_full: np.ndarray, y: np.ndarray,
                 cfg) -> dict:
     """Accuracy and MAC figures of an exit decision (keys of ``ffaccel.eval --json``)."""
@@ -150,6 +166,10 @@ def exit_report(exit_layer: np.ndarray, label: np.ndarray, label_full: np.ndarra
         "mac_reduction": float(per[d] / macs),
         "macs_per_sample_noshare": macs_ns,
         "macs_full_noshare": int(per_ns[d]),
+        "per_class_recall": class_recall(label, y, cfg.classes),
+        "per_class_recall_full": class_recall(label_full, y, cfg.classes),
+        "balanced_accuracy": balanced_accuracy(label, y, cfg.classes),
+        "balanced_accuracy_full": balanced_accuracy(label_full, y, cfg.classes),
         "scored_layers": [i + 1 for i, v in enumerate(cfg.scored) if v],
         "mean_exit_layer": float(exit_layer.mean()),
         "exit_histogram": {str(i + 1): int(h) for i, h in enumerate(hist)},
