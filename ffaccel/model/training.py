@@ -27,7 +27,6 @@ def fit(ds, cfg, recipe: TrainRecipe, *, threads: int = 1, init: str | None = No
         raise TypeError(f"fit: recipe must be a TrainRecipe, not {type(recipe).__name__}")
     torch.set_num_threads(threads)
     xtr, ytr = recipe.subset(input_codes(ds.x_train, cfg), ds.y_train)
-    xva, xte = input_codes(ds.x_val, cfg), input_codes(ds.x_test, cfg)
 
     net = FFNet(cfg, seed=recipe.seed)
     if init:
@@ -45,9 +44,35 @@ def fit(ds, cfg, recipe: TrainRecipe, *, threads: int = 1, init: str | None = No
     if cfg.mode == "op" and cfg.exit_head == "learned":
         head_s = train_heads(net, xtr, ytr, recipe, progress=progress)
 
-    # which layers the cumulative score sums, chosen on the validation split
+    mask = "auto" if recipe.score_layers == "auto" else ()
+    cfg, val_acc, float_rep, qm, int_rep = finish(net, cfg, ds, xtr, ytr, mask)
+    steps = recipe.steps_per_epoch(len(xtr))
+    meta = {
+        "dataset": ds.provenance,
+        "recipe": recipe.to_dict(),
+        "train": {"algorithm": TrainRecipe.algorithm(cfg.exit_head), "threads": threads, "init": init,
+                  "train_samples": int(len(xtr)), "epochs": log.epochs, "steps": log.epochs * steps,
+                  "seconds": round(log.seconds + head_s, 1),
+                  "seconds_per_epoch": round(log.train_seconds_per_epoch, 2),
+                  "loss": [round(v, 6) for v in log.loss], "torch": torch.__version__,
+                  "scored_layers": [i + 1 for i, v in enumerate(cfg.scored) if v],
+                  "val_accuracy_all_layers": val_acc["all"], "val_accuracy_scored": val_acc["scored"]},
+        "float": float_rep,
+        "integer": int_rep,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return net, qm.cfg, meta
+
+
+def finish(net: FFNet, cfg, ds, xtr, ytr, mask):
+    """What follows the training of ``net`` (shared with imported networks): the scored
+    layers (``mask``: ``"auto"`` = chosen on the validation split, else the mask itself),
+    the float report with float thresholds, the integer formats (chosen on ``xtr``) and the
+    calibrated integer model with its report. Returns (cfg with the mask, validation
+    accuracy with all / the scored layers, float report, QuantModel, integer report)."""
+    xva, xte = input_codes(ds.x_val, cfg), input_codes(ds.x_test, cfg)
     own_val = net.layer_scores(xva)
-    mask = select_scored(own_val, ds.y_val) if recipe.score_layers == "auto" else ()
+    mask = select_scored(own_val, ds.y_val) if mask == "auto" else tuple(mask)
     cfg = cfg.replace(score_mask=mask)
     net.cfg = cfg
     val_acc = {"all": _acc(cumulative(own_val, (True,) * cfg.n_layers)[:, -1], ds.y_val),
@@ -65,22 +90,7 @@ def fit(ds, cfg, recipe: TrainRecipe, *, threads: int = 1, init: str | None = No
     qm = calibrate_integer(quantize(net, qcfg), xva, ds.y_val)
     res = GoldenModel(qm).run(xte)
     int_rep = exit_report(res.exit_layer, res.label, res.label_full, ds.y_test, qm.cfg)
-    steps = recipe.steps_per_epoch(len(xtr))
-    meta = {
-        "dataset": ds.provenance,
-        "recipe": recipe.to_dict(),
-        "train": {"algorithm": TrainRecipe.algorithm(cfg.exit_head), "threads": threads, "init": init,
-                  "train_samples": int(len(xtr)), "epochs": log.epochs, "steps": log.epochs * steps,
-                  "seconds": round(log.seconds + head_s, 1),
-                  "seconds_per_epoch": round(log.train_seconds_per_epoch, 2),
-                  "loss": [round(v, 6) for v in log.loss], "torch": torch.__version__,
-                  "scored_layers": [i + 1 for i, v in enumerate(cfg.scored) if v],
-                  "val_accuracy_all_layers": val_acc["all"], "val_accuracy_scored": val_acc["scored"]},
-        "float": float_rep,
-        "integer": int_rep,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    return net, qm.cfg, meta
+    return cfg, val_acc, float_rep, qm, int_rep
 
 
 def _acc(scores, y) -> float:
