@@ -10,7 +10,7 @@ loeweX/Forward-Forward trains all layers at once on mini-batches of 100 (SGD 1e-
 momentum 0.9, weight decay 3e-4, loss BCE on sum(h^2) - width, peer normalisation 0.03)
 for 100 epochs (here ``--lx-epochs``), with layers of 1000 (here ``--lx-width``).
 
-    python scripts/import_ff.py --json OUT.json      # about 6 minutes on one core
+    python scripts/import_ff.py --json OUT.json      # about 10 minutes on one core
 """
 
 from __future__ import annotations
@@ -116,9 +116,9 @@ def run_import(fmt, path, out, offset):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="import_ff", description=__doc__.splitlines()[0])
-    p.add_argument("--mp-steps", type=int, default=100)
-    p.add_argument("--mp-train", type=int, default=10000)
-    p.add_argument("--lx-epochs", type=int, default=1)
+    p.add_argument("--mp-steps", type=int, default=1000)
+    p.add_argument("--mp-train", type=int, default=5000)
+    p.add_argument("--lx-epochs", type=int, default=10)
     p.add_argument("--lx-width", type=int, default=500)
     p.add_argument("--out-dir", default=str(ROOT / "build" / "import"))
     p.add_argument("--json", metavar="OUT")

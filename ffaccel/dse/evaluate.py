@@ -22,7 +22,7 @@ from ..energy.model import area_cells, profile
 from ..energy.report import report
 from ..model.cache import cached_fit
 from ..model.checkpoint import check_compatible, load_checkpoint
-from ..model.exits import apply_exit, calibrate
+from ..model.exits import apply_exit, balanced_accuracy, calibrate
 from ..model.embed import input_codes
 from ..model.golden import GoldenModel, QuantModel
 from ..model.quant import CALIBRATION_SAMPLES, choose_formats, integer_thresholds, quantize
@@ -122,6 +122,7 @@ def evaluate(space: Space, point: dict) -> dict:
     fpga = _fpga_metrics(space, qcfg)
     return {
         "accuracy": float((label == y).mean()),
+        "balanced_accuracy": balanced_accuracy(label, y, qcfg.classes),
         "energy_pj": float(rep["total_pj"]),
         "latency_cycles": cyc,
         # at the FPGA's predicted clock when the space names one, else the nominal clock
