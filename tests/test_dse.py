@@ -126,6 +126,17 @@ def test_point_keys_follow_the_checkpoint_bytes(tmp_path):
     assert [r["point_key"] for r in rows] == [new.point_key(point)]
 
 
+def test_point_keys_follow_the_metric_list(tmp_path, monkeypatch):
+    """A store written before a metric existed re-evaluates instead of lacking it."""
+    import ffaccel.dse.space as space_mod
+    (tmp_path / "c.toml").write_text(SPACE.format(limit=60, ks="[1.0]", ckpt=tmp_path / "none.ckpt"))
+    sp = load_space(tmp_path / "c.toml")
+    point = sp.grid()[0]
+    key = sp.point_key(point)
+    monkeypatch.setattr(space_mod, "METRICS", tuple(m for m in METRICS if m != "balanced_accuracy"))
+    assert load_space(tmp_path / "c.toml").point_key(point) != key
+
+
 def test_pareto_front():
     rows = [{"a": 1, "b": 1}, {"a": 2, "b": 2}, {"a": 2, "b": 0}, {"a": 0, "b": 3}]
     front = pareto(rows, ("a:max", "b:min"))

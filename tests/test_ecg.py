@@ -78,6 +78,14 @@ def test_mitbih_names_use_the_inter_patient_split(tmp_path):
     assert len(ds.y_test) == 3 and len(ds.y_train) + len(ds.y_val) == 6
 
 
+def test_mitbih_names_on_one_side_fall_back_to_the_name_rule(tmp_path):
+    for i, name in enumerate(("106", "101")):                               # both DS1
+        write_record(tmp_path, name, [(200, "N"), (600, "V"), (1000, "N")], seed=i)
+    ds = ecg.load_wfdb(tmp_path, window=64)
+    assert ds.provenance["records"]["train"] == ["101"] and ds.provenance["records"]["test"] == ["106"]
+    assert ds.provenance["split_rule"].startswith("records sorted by name")
+
+
 def test_channel_mlii_is_preferred(tmp_path):
     write_record(tmp_path, "a", [(200, "N"), (600, "N")], channels=("V1", "MLII"))
     write_record(tmp_path, "b", [(200, "N"), (600, "N")], channels=("V1", "V2"))

@@ -122,20 +122,23 @@ def test_conversion_matches_their_inference(fmt, pixels):
 def test_offset_fold_brings_layer1_closer(pixels):
     lay = parse_state(mpezeshki_state(linears([64, 32, 16], seed=2)), "mpezeshki")
     drop, cfg, _ = convert(lay, 10, offset="drop")
-    fold, _, rec = convert(lay, 10, offset="fold", calib_u8=pixels)
+    fold, cfg_fold, rec = convert(lay, 10, offset="fold", calib_u8=pixels)
     assert rec["fold_weight_gain"] != 1.0
+    assert (cfg.label_value, cfg_fold.label_value) == (255, label_code("mpezeshki", "fold")) == (255, 222)
+    assert label_code("loewex", "fold") == 79
     # layer 1 pre-activation on their input (label 3) vs on ffaccel's unsigned codes
     x = their_inputs(pixels)
     v = x.copy()
     v[:, :10] = 0
     v[:, 3] = x.max()
     want = drop.layers[0](torch.as_tensor(v / np.linalg.norm(v, axis=1, keepdims=True))).detach().numpy()
-    u = pixels.astype(np.float64)
-    u[:, :10] = 0
-    u[:, 3] = cfg.label_value
-    u = torch.as_tensor(u / np.linalg.norm(u, axis=1, keepdims=True))
-    err_drop = np.abs(drop.layers[0](u).detach().numpy() - want).mean()
-    err_fold = np.abs(fold.layers[0](u).detach().numpy() - want).mean()
+    def unsigned(label):
+        u = pixels.astype(np.float64)
+        u[:, :10] = 0
+        u[:, 3] = label
+        return torch.as_tensor(u / np.linalg.norm(u, axis=1, keepdims=True))
+    err_drop = np.abs(drop.layers[0](unsigned(cfg.label_value)).detach().numpy() - want).mean()
+    err_fold = np.abs(fold.layers[0](unsigned(cfg_fold.label_value)).detach().numpy() - want).mean()
     assert err_fold < 0.5 * err_drop
 
 
@@ -208,3 +211,14 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, args, msg):
 def test_cli_module_is_importable():
     mod = importlib.import_module("ffaccel.import")
     assert mod.PROG == "ffaccel.import"
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"classes": 64}, "out of range"), ({"classes": 1}, "out of range"),
+    ({"classes": 10, "offset": "fold"}, "calibration pixels"), ({"classes": 10, "offset": "shift"}, "unknown offset"),
+])
+def test_convert_refuses_bad_arguments(kw, msg):
+    lay = parse_state(mpezeshki_state(linears([64, 8])), "mpezeshki")
+    classes = kw.pop("classes")
+    with pytest.raises(FFAccelError, match=msg):
+        convert(lay, classes, **kw)

@@ -1,7 +1,7 @@
 """Design spaces: a TOML file of fixed settings, axes and a search strategy.
 
     [workload]                      # what every design is measured on
-    dataset = "digits"              # mnist | fashion-mnist | digits | PATH
+    dataset = "digits"              # mnist | fashion-mnist | digits | ecg | wfdb:FOLDER | PATH
     layers = "2x64"                 # default network (an axis may vary it)
     limit = 300                     # test samples for accuracy, latency and energy
     val_limit = 10000               # validation samples for the exit thresholds
@@ -92,9 +92,12 @@ class Space:
         return [dict(zip(keys, vals)) for vals in itertools.product(*(self.axes[k] for k in keys))]
 
     def point_key(self, point: dict) -> str:
-        """Hash of everything an evaluation depends on (design and workload)."""
+        """Hash of everything an evaluation depends on (design and workload) and of what it
+        reports (the metric list: a store from before a metric was added evaluates again
+        instead of lacking it)."""
         blob = {"point": point, "base": self.base, "workload": self.workload,
-                "recipe": self.recipe.to_dict(), "fingerprint": self.fingerprint}
+                "recipe": self.recipe.to_dict(), "fingerprint": self.fingerprint,
+                "metrics": list(self.metrics)}
         if self.fpga:                       # (keys of spaces without one stay as they were)
             blob["fpga"] = self.fpga
         blob = json.dumps(blob, sort_keys=True)

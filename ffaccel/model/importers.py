@@ -26,9 +26,9 @@ Both codes feed ``(p/255 - mean)/std`` pixels (torchvision's MNIST ``Normalize``
 background); ffaccel's layer 1 takes unsigned pixel codes ``p``. The scale cancels in
 ``x/||x||``; the offset does not. ``offset="drop"`` feeds the pixel codes as they are (the
 label value becomes the pixel code of their label value: 255 for the batch maximum,
-``round(255 (std + mean))`` = 112 for a 1); ``offset="fold"`` also folds the offset's mean
-effect into layer 1 (weight gain and bias from the calibration inputs). The accuracy each
-costs is measured (docs/results.md).
+``round(255 (std + mean))`` = 112 for a 1); ``offset="fold"`` folds the offset's mean
+effect into layer 1 (weight gain and bias from the calibration inputs) and puts the label
+in offset-free units (222, 79). The accuracy each costs is measured (docs/results.md).
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def their_inputs(x_u8: np.ndarray, mean: float = NORM_MEAN, std: float = NORM_ST
 def _their_embed(lay: Layout, x: np.ndarray, label: int, classes: int, batch_max: float) -> np.ndarray:
     z = x.copy()
     z[:, :classes] = 0.0
-    z[:, label] = batch_max if lay.fmt == "mpezeshki" else 1.0
+    z[:, label] = batch_max if lay.fmt == "mpezeshki" else their_label(lay.fmt)
     return z
 
 
@@ -173,10 +173,20 @@ def ffaccel_scores_on(net: FFNet, lay: Layout, x: np.ndarray, classes: int,
 
 
 # ------------------------------------------------------------------ conversion
-def label_code(fmt: str, mean: float = NORM_MEAN, std: float = NORM_STD) -> int:
-    """The pixel code whose normalised value is their label value."""
-    their = (1.0 - mean) / std if fmt == "mpezeshki" else 1.0     # the batch max is the 255 pixel's
-    return max(1, min(255, math.floor(255.0 * (their * std + mean) + 0.5)))
+def their_label(fmt: str, mean: float = NORM_MEAN, std: float = NORM_STD) -> float:
+    """Their label value in their normalised units: the batch maximum (that of a 255
+    pixel) for mpezeshki, 1 for loewex."""
+    return (1.0 - mean) / std if fmt == "mpezeshki" else 1.0
+
+
+def label_code(fmt: str, offset: str = "drop", mean: float = NORM_MEAN, std: float = NORM_STD) -> int:
+    """ffaccel's label value for an imported network. ``drop``: the pixel code whose
+    normalised value is their label (255, 112); ``fold``: their label in the units of the
+    folded layer 1, pixel codes less the offset, ``255 std their`` (222, 79), so the label
+    slot, which their code never offsets, enters exactly."""
+    their = their_label(fmt, mean, std)
+    code = 255.0 * their * std + (255.0 * mean if offset == "drop" else 0.0)
+    return max(1, min(255, math.floor(code + 0.5)))
 
 
 def convert(lay: Layout, classes: int, *, offset: str = "drop", calib_u8: np.ndarray | None = None,
@@ -190,7 +200,7 @@ def convert(lay: Layout, classes: int, *, offset: str = "drop", calib_u8: np.nda
     if not isinstance(classes, int) or isinstance(classes, bool) or not 2 <= classes < lay.inputs:
         raise FFAccelError(f"--classes {classes!r} out of range (allowed: 2..{lay.inputs - 1}, "
                            "the label takes the first inputs)")
-    lv = label_code(lay.fmt, mean, std)
+    lv = label_code(lay.fmt, offset, mean, std)
     score_mask = (0,) + (1,) * (len(lay.layers) - 1) if lay.fmt == "loewex" else ()
     data = (base or AccelConfig()).to_dict()
     data.pop("schema", None)
@@ -225,7 +235,7 @@ def _fold(net: FFNet, lay: Layout, x_u8: np.ndarray, classes: int, lv: int, mean
     ``r = ||v||/||u||`` and ``1/||v||`` replaced by their means over the calibration inputs
     (label embedded), layer 1 becomes ``W/E[r] u/||u|| + b - o W m E[1/||v||]``."""
     o = 255.0 * mean
-    their = (1.0 - mean) / std if lay.fmt == "mpezeshki" else 1.0
+    their = their_label(lay.fmt, mean, std)
     u = np.asarray(x_u8, np.float64).copy()
     u[:, :classes] = 0.0
     u[:, 0] = lv                                    # one label copy: the norms differ little between labels
