@@ -176,7 +176,7 @@ def test_cli_imports_and_eval_reads_the_checkpoint(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "max abs diff" in r.stdout and "integer" in r.stdout
     net, cfg, meta = load_checkpoint(out)
-    assert cfg.layers == (32, 32) and cfg.label_value == 255 and meta["import"]["format"] == "mpezeshki"
+    assert cfg.layers == (32, 32) and cfg.label_value == 222 and meta["import"]["format"] == "mpezeshki"   # fold
     assert meta["import"]["compare"]["max_abs_diff_per_layer"] < 1e-4
     r = subprocess.run([sys.executable, "-m", "ffaccel.eval", "--checkpoint", str(out), "--dataset", "digits",
                         "--integer"], capture_output=True, text=True, cwd=ROOT, timeout=300)
