@@ -15,8 +15,8 @@ Each step runs in a build folder keyed by what it depends on, and is reused when
 stamp (written last) matches: synthesis by the engine's Verilog; place-and-route by the
 netlist, device, package, speed grade, target clock, seed and router.
 
-The router is nextpnr's ``router2``: on the 16x16 MNIST engine (43,125 LUTs) the default
-``router1`` still had 124,810 of 193,583 arcs to route after 30 minutes
+ECP5 designs are placed with nextpnr's electrostatic placer (``--placer static``) and
+routed with ``router1``: the only combination that routed the 10x16 MNIST engine
 (docs/architecture.md, "FPGA implementation").
 """
 
@@ -45,7 +45,13 @@ from .devices import Device
 from .serial import TOP, serial_verilog
 
 DEFAULT_BUILD_DIR = Path("build") / "fpga"
-ROUTER = "router2"
+# ECP5: nextpnr's electrostatic placer and router1. On the 10x16 MNIST engine (42,195 LUTs,
+# every multiplier block used) the default HeAP placement left router2 diverging at 12,000
+# to 15,000 overused wires and router1 stuck; the static placement cut the wirelength from
+# 458k to 332k, router2 then stalled at a few hundred overused wires and diverged, and
+# router1 routed it in 12 minutes (docs/results.md, "Routing the 10 x 16 engine").
+PLACER = "static"
+ROUTER = "router1"
 # registers marked as copies (``hw.interfaces.REPLICA``) are kept apart: yosys merges
 # identical registers, which would undo the replication of the PEs' controls
 KEEP_REPLICAS = "".join(f"setattr -set keep 1 a:{a} %ci1:+$dff[Q] t:$dff %i; " for a in REPLICA)
@@ -200,6 +206,8 @@ def place_and_route(syn: dict, dev: Device, package: str, speed: int, freq_mhz: 
                     timeout: float, progress: Callable[[str], None]) -> dict:
     stamp = {"netlist_sha256": syn["netlist_sha256"], "device": dev.name, "package": package, "speed": speed,
              "freq_mhz": freq_mhz, "seed": seed, "router": ROUTER}
+    if dev.family == "ecp5":
+        stamp["placer"] = PLACER
     key = _sha(json.dumps(stamp, sort_keys=True).encode())
     folder = syn["folder"].parent / f"pnr-{key[:16]}"
     t0 = time.perf_counter()
@@ -211,7 +219,8 @@ def place_and_route(syn: dict, dev: Device, package: str, speed: int, freq_mhz: 
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "stamp.json").unlink(missing_ok=True)
         atomic_write_bytes(folder / "synth.json", (syn["folder"] / "synth.json").read_bytes())
-        mode = ["--speed", str(speed), "--out-of-context"] if dev.family == "ecp5" else ["--pcf-allow-unconstrained"]
+        mode = (["--speed", str(speed), "--out-of-context", "--placer", PLACER] if dev.family == "ecp5"
+                else ["--pcf-allow-unconstrained"])
         rc, out = _run([yowasp_bin(fam.nextpnr), dev.flag, "--package", package, *mode,
                   "--json", "synth.json", "--freq", f"{freq_mhz:g}", "--timing-allow-fail",
                   "--seed", str(seed), "--router", ROUTER, "--report", "report.json"], folder, "pnr.log", timeout)
