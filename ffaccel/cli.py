@@ -23,7 +23,7 @@ from .config import AccelConfig, ConfigError, load_config_file, parse_layers
 from .errors import FFAccelError
 from .fsutil import atomic_write_bytes, atomic_write_text
 
-__all__ = ["FFAccelError", "recall_text", "atomic_write_bytes", "atomic_write_text", "make_parser", "add_config_args",
+__all__ = ["FFAccelError", "dataset_matching", "recall_text", "atomic_write_bytes", "atomic_write_text", "make_parser", "add_config_args",
            "config_overrides", "config_from_args", "workload_from_args", "run_main", "add_recipe_args",
            "recipe_from_args"]
 
@@ -199,6 +199,20 @@ def workload_from_args(args: argparse.Namespace):
                          limit=args.limit, seed=DEFAULT_SEED if args.seed is None else args.seed,
                          samples=DEFAULT_SAMPLES if args.samples is None else args.samples,
                          k=getattr(args, "exit_k", None))
+
+
+def dataset_matching(spec: str, inputs: int, classes: int, who: str):
+    """The data set ``spec``, checked against the ``inputs`` and ``classes`` that ``who``
+    (a checkpoint, an imported network) needs; a problem is one line."""
+    from .data import DataError, load_dataset
+    try:
+        ds = load_dataset(spec)
+    except DataError as e:
+        raise FFAccelError(str(e)) from None
+    if ds.inputs != inputs or ds.classes != classes:
+        raise FFAccelError(f"dataset {ds.name!r} has {ds.inputs} inputs / {ds.classes} classes; "
+                           f"{who} needs {inputs} / {classes}")
+    return ds
 
 
 def recall_text(rep: dict, class_names=None) -> str:

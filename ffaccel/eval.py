@@ -13,9 +13,8 @@ from typing import Sequence
 
 import torch
 
-from .cli import path_arg, check_threads, recall_text, FFAccelError, make_parser, run_main, strict_float, strict_int
+from .cli import path_arg, check_threads, dataset_matching, recall_text, FFAccelError, make_parser, run_main, strict_float, strict_int
 from .config import EXIT_POLICIES, MODES
-from .data import DataError, load_dataset
 from .model.checkpoint import load_checkpoint
 from .model.evaluation import evaluate, report_for_k, score_splits
 
@@ -46,13 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     net, cfg, meta = load_checkpoint(args.checkpoint)
     if args.mode and args.mode != cfg.mode:
         raise FFAccelError(f"--mode {args.mode} but checkpoint {args.checkpoint!r} was trained for {cfg.mode}")
-    try:
-        ds = load_dataset(args.dataset)
-    except DataError as e:
-        raise FFAccelError(str(e)) from None
-    if ds.inputs != cfg.inputs or ds.classes != cfg.classes:
-        raise FFAccelError(f"dataset {ds.name!r} has {ds.inputs} inputs / {ds.classes} classes; "
-                           f"checkpoint needs {cfg.inputs} / {cfg.classes}")
+    ds = dataset_matching(args.dataset, cfg.inputs, cfg.classes, "checkpoint")
     check_threads(args.threads)
     torch.set_num_threads(args.threads)
     k = cfg.exit_k if args.k is None else args.k

@@ -11,21 +11,16 @@ unsigned pixel codes, and the integer (hardware) accuracy.
 from __future__ import annotations
 
 import json
-import pickle
 import sys
 import time
-import warnings
-import zipfile
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from .cli import FFAccelError, check_threads, make_parser, path_arg, run_main, strict_int
-from .data import DataError, load_dataset
+from .cli import FFAccelError, check_threads, dataset_matching, make_parser, path_arg, run_main, strict_int
 from .fsutil import OutputError, check_writable
-from .model.checkpoint import checkpoint_bytes, save_checkpoint
+from .model.checkpoint import checkpoint_bytes, load_torch_file, save_checkpoint
 from .model.embed import input_codes
 from .model.exits import cumulative
 from .model.importers import (FORMATS, OFFSETS, convert, ffaccel_scores_on, parse_state,
@@ -53,21 +48,7 @@ def build_parser():
 
 
 def _load_state(path: str) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise FFAccelError(f"state dict {path!r} does not exist or is not a file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "unsupported global" in str(e).lower():
-            raise FFAccelError(f"state dict {path!r} holds objects other than tensors and plain data; "
-                               "refused (loading them could run code)") from None
-        raise FFAccelError(f"state dict {path!r} cannot be read: truncated or not a torch.save file") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise FFAccelError(f"state dict {path!r} cannot be read: {first}") from None
+    obj = load_torch_file(path, "state dict")
     if not isinstance(obj, dict):
         raise FFAccelError(f"state dict {path!r} holds a {type(obj).__name__}, not a dict of tensors")
     return obj
@@ -82,13 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     why = check_writable(args.out, folder=False)
     if why:
         raise FFAccelError(f"--out {args.out!r}: {why}")
-    try:
-        ds = load_dataset(args.dataset)
-    except DataError as e:
-        raise FFAccelError(str(e)) from None
-    if ds.inputs != lay.inputs or ds.classes != args.classes:
-        raise FFAccelError(f"dataset {ds.name!r} has {ds.inputs} inputs / {ds.classes} classes; the network "
-                           f"takes {lay.inputs} inputs and --classes is {args.classes}")
+    ds = dataset_matching(args.dataset, lay.inputs, args.classes, "the network (with --classes)")
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     net, cfg, rec = convert(lay, args.classes, offset="drop")

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from ffaccel.config import AccelConfig  # noqa: E402
 from ffaccel.data import DataError, load_dataset  # noqa: E402
+from ffaccel.fsutil import atomic_write_text  # noqa: E402
 from ffaccel.schedule import schedule  # noqa: E402
 BPM = 72
 BEAT_S = 60.0 / BPM
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
 
     # the DSE sizes the engine
-    dse = run(["ffaccel.dse", "--space", args.space, "--workers", "1", "--store", str(work / "dse.db"),
+    run(["ffaccel.dse", "--space", args.space, "--workers", "1", "--store", str(work / "dse.db"),
                "--out", str(work / "dse"), "--no-progress", "--json"])
     name = Path(args.space).stem
     with open(work / "dse" / f"{name}_points.csv", newline="") as f:
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
     }
     text = json.dumps(out, indent=2, default=str)
     if args.json:
-        Path(args.json).write_text(text + "\n")
+        atomic_write_text(args.json, text + "\n")
     print(text)
     return 0
 

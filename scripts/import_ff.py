@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ffaccel.data import load_dataset  # noqa: E402
+from ffaccel.fsutil import atomic_write_text  # noqa: E402
 from ffaccel.model.importers import their_inputs  # noqa: E402
 
 CLASSES = 10
@@ -160,7 +161,7 @@ def main(argv=None) -> int:
                           for k, v in rows.items()), file=sys.stderr)
     text = json.dumps(report, indent=2)
     if args.json:
-        Path(args.json).write_text(text + "\n")
+        atomic_write_text(args.json, text + "\n")
     print(text)
     return 0
 

@@ -186,7 +186,7 @@ def test_cli_imports_and_eval_reads_the_checkpoint(tmp_path):
 @pytest.mark.parametrize("args, msg", [
     (["--format", "loewex", "{sd}"], "not part of the loewex layout"),
     (["--format", "mpezeshki", "{tmp}/none.pt"], "does not exist"),
-    (["--format", "mpezeshki", "{bad}"], "cannot be read"),
+    (["--format", "mpezeshki", "{bad}"], "truncated or corrupt"),
     (["--format", "mpezeshki", "{obj}"], "objects other than tensors"),
     (["--format", "mpezeshki", "{sd}", "--compare", "0"], "--compare=0"),
     (["--format", "mpezeshki", "{sd}", "--dataset", "mnist-nope"], "unknown dataset"),

@@ -52,7 +52,7 @@ CASES = [
     ("energy", ["--layers", "2x8", "--inputs", "16", "--plots", "afile/p"], "afile' is not a folder"),
     ("verify", ["--layers", "2x8", "--inputs", "16", "--vcd", "afile/w.vcd"], "afile' is not a folder"),
     # messages in the user's terms
-    ("eval", ["--checkpoint", "adir", "--dataset", "digits"], "is a folder, not a checkpoint file"),
+    ("eval", ["--checkpoint", "adir", "--dataset", "digits"], "is a folder, not a file"),
     ("gen", ["--checkpoint", "CKPT", "--layers", "3x16", "-o", "r"], "has layers=(16, 16); the command asks for (16, 16, 16)"),
     ("perf", ["--checkpoint", "CKPT", "--dataset", "digits", "--mode", "op"], "has mode='mp'; the command asks for 'op'"),
     ("eval", ["--checkpoint", "EVIL", "--dataset", "digits"], "refused (loading them could run code)"),

@@ -45,26 +45,33 @@ def save_checkpoint(path: str | Path, net: FFNet, cfg: AccelConfig, meta: dict[s
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_checkpoint(path: str | Path) -> tuple[FFNet, AccelConfig, dict[str, Any]]:
-    """Load (net, config, meta); any problem is one clear :class:`FFAccelError`."""
+def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
+    """``torch.load`` of a file with tensors and plain data only (``weights_only``: loading
+    can never run code); any problem is one clear :class:`FFAccelError` naming ``what``."""
     p = Path(path)
     if p.is_dir():
-        raise FFAccelError(f"checkpoint {str(p)!r} is a folder, not a checkpoint file")
+        raise FFAccelError(f"{what} {str(p)!r} is a folder, not a file")
     if not p.is_file():
-        raise FFAccelError(f"checkpoint {str(p)!r} does not exist")
+        raise FFAccelError(f"{what} {str(p)!r} does not exist")
     try:
         with warnings.catch_warnings():             # torch's pickle-protocol notes: stderr keeps one line
             warnings.simplefilter("ignore")
-            blob = torch.load(p, map_location="cpu", weights_only=True)
+            return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "unsupported global" in str(e).lower():
-            raise FFAccelError(f"checkpoint {str(p)!r} holds objects other than tensors and plain data; "
+            raise FFAccelError(f"{what} {str(p)!r} holds objects other than tensors and plain data; "
                                "refused (loading them could run code)") from None
-        raise FFAccelError(f"checkpoint {str(p)!r} is truncated or corrupt ({type(e).__name__})") from None
+        raise FFAccelError(f"{what} {str(p)!r} is truncated or corrupt ({type(e).__name__})") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         first = re.sub(r"\x1b\[[0-9;]*m", "", first)[:200]        # no terminal escapes, one short line
-        raise FFAccelError(f"checkpoint {str(p)!r} is truncated or corrupt: {first}") from None
+        raise FFAccelError(f"{what} {str(p)!r} is truncated or corrupt: {first}") from None
+
+
+def load_checkpoint(path: str | Path) -> tuple[FFNet, AccelConfig, dict[str, Any]]:
+    """Load (net, config, meta); any problem is one clear :class:`FFAccelError`."""
+    p = Path(path)
+    blob = load_torch_file(p)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise FFAccelError(f"checkpoint {str(p)!r} is not an ffaccel checkpoint ({FORMAT})")
     try:
