@@ -49,7 +49,7 @@ import numpy as np
 from .data import DataError, Dataset, finish_dataset
 
 __all__ = ["AAMI", "CLASS_NAMES", "DEFAULT_WINDOW", "ECG_FILES", "ECG_SOURCE", "ecg_dir",
-           "load_ecg", "load_wfdb", "parse_wfdb_spec"]
+           "installed_problem", "load_ecg", "load_wfdb", "parse_wfdb_spec"]
 
 CLASS_NAMES = ("N", "S", "V", "F", "Q")
 #: AAMI EC57 class of each MIT-BIH beat annotation symbol
@@ -116,16 +116,25 @@ def _check_window(window: Any) -> int:
     return int(window)
 
 
-def load_ecg(window: int = DEFAULT_WINDOW) -> Dataset:
-    """The MIT-BIH records installed by ``make data-ecg``, each file checksummed first."""
+def installed_problem() -> str | None:
+    """Why the records of ``make data-ecg`` cannot be used (missing, or a file whose sha256
+    differs), or None when every file is there and checks."""
     root = ecg_dir()
     missing = [f for f in ECG_FILES if not (root / f).is_file()]
     if missing:
-        raise DataError(f"the ECG records are not installed ({root} lacks {', '.join(missing)}): {_SETUP_HINT}")
+        return f"the ECG records are not installed ({root} lacks {', '.join(missing)})"
     for f, want in ECG_FILES.items():
         if hashlib.sha256((root / f).read_bytes()).hexdigest() != want:
-            raise DataError(f"{root / f} does not match its sha256 (damaged or replaced): {_SETUP_HINT}")
-    ds = load_wfdb(root, window=window, name="ecg")
+            return f"{root / f} does not match its sha256 (damaged or replaced)"
+    return None
+
+
+def load_ecg(window: int = DEFAULT_WINDOW) -> Dataset:
+    """The MIT-BIH records installed by ``make data-ecg``, each file checksummed first."""
+    why = installed_problem()
+    if why:
+        raise DataError(f"{why}: {_SETUP_HINT}")
+    ds = load_wfdb(ecg_dir(), window=window, name="ecg")
     ds.provenance["source"] = f"MIT-BIH Arrhythmia Database records 100, 101 from {ECG_SOURCE['url']}"
     ds.provenance["source_sha256"] = ECG_SOURCE["sha256"]
     return ds

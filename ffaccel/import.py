@@ -78,16 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     x_their = their_inputs(ds.x_test)
     bmax = float(x_their.max())                  # their batch maximum (the whole test set)
     n = min(args.compare, len(x_their))
-    ref = reference_scores(lay, x_their[:n], args.classes, bmax)
-    ours = ffaccel_scores_on(net, lay, x_their[:n], args.classes, bmax)
+    ref_all = reference_scores(lay, x_their, args.classes, bmax)
+    ours_all = ffaccel_scores_on(net, lay, x_their, args.classes, bmax)
+    ref, ours = ref_all[:n], ours_all[:n]
     diff = np.abs(ours - ref)
     cmp = {"samples": n, "max_abs_diff_per_layer": float(diff.max()),
            "max_abs_diff_score": float(np.abs(cumulative(ours, mask)[:, -1] - cumulative(ref, mask)[:, -1]).max()),
            "score_magnitude": float(np.abs(ref).max())}
     cmp["max_abs_diff_relative"] = cmp["max_abs_diff_per_layer"] / max(cmp["score_magnitude"], 1e-300)
-    ref_all = reference_scores(lay, x_their, args.classes, bmax)
     acc_theirs = float((cumulative(ref_all, mask)[:, -1].argmax(1) == ds.y_test).mean())
-    ours_all = ffaccel_scores_on(net, lay, x_their, args.classes, bmax)
     acc_same = float((cumulative(ours_all, mask)[:, -1].argmax(1) == ds.y_test).mean())
     del ref_all, ours_all
 

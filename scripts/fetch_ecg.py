@@ -18,14 +18,8 @@ import sys
 import tarfile
 import urllib.request
 
-from ffaccel.ecg import ECG_FILES, ECG_SOURCE, ecg_dir
+from ffaccel.ecg import ECG_FILES, ECG_SOURCE, ecg_dir, installed_problem
 from ffaccel.fsutil import OutputError, atomic_write_dir
-
-
-def installed() -> bool:
-    root = ecg_dir()
-    return all((root / f).is_file() and hashlib.sha256((root / f).read_bytes()).hexdigest() == h
-               for f, h in ECG_FILES.items())
 
 
 def fetch(url: str, timeout: float) -> bytes:
@@ -56,7 +50,7 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds for the download")
     args = p.parse_args(argv)
     root = ecg_dir()
-    if installed():
+    if installed_problem() is None:
         print(f"ECG records already installed in {root}", file=sys.stderr)
         return 0
     try:
