@@ -171,6 +171,11 @@ class AccelConfig:
     """LightFF's knob: T_l = mu_l - k * sigma_l on the validation split."""
     label_share: bool = True
     """MP: compute W1 @ x_img once per sample and add the label column per copy."""
+    operand_copies: bool = False
+    """Every PE registers its own copy of its row operand and weight lane (``abits + wbits
+    + 3`` flip-flops per PE with the delayed controls; one cycle more per pass): the
+    multicast operand nets end at registers instead of crossing the array into the
+    multipliers (FPGA timing, docs/architecture.md, "Operand copies")."""
     # --- memory, clock, technology ---
     weight_mem: str = "dram"
     sram_kib: int = 512
@@ -216,8 +221,9 @@ class AccelConfig:
         _check_choice("weight_mem", self.weight_mem, WEIGHT_MEMS)
         _check_choice("tech", self.tech, TECH_NODES)
         _check_int("sram_kib", self.sram_kib, 1, 1 << 20)
-        if isinstance(self.label_share, bool) is False:
-            raise ConfigError(f"label_share={self.label_share!r} must be true or false")
+        for name in ("label_share", "operand_copies"):
+            if isinstance(getattr(self, name), bool) is False:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")
         if not isinstance(self.clock_mhz, (int, float)) or isinstance(self.clock_mhz, bool) \
                 or not 0.001 <= self.clock_mhz <= 10000.0:                  # (no float(): 10**400)
             raise ConfigError(f"clock_mhz={self.clock_mhz!r} out of range (allowed: 0.001..10000)")

@@ -36,6 +36,8 @@ class Latencies:
     ``operand``: the issue stage's registers at the array edge (row operands, weight
     lanes, row enables and the tile controls): the cycle after the data of the reads.
     ``product``: the PE's product register (``x * w``); the accumulate is the cycle after.
+    With ``AccelConfig.operand_copies`` the PE first registers its own copies of the
+    operands: 2 (:func:`latencies`).
     ``shift``: the drain's shift command -> the shadow registers move up a row (each PE
     registers the command: no one register fans out to every shadow register bit).
     ``drain_go``: the tile's last accumulate -> the first drained row (sums in the shadow
@@ -99,6 +101,12 @@ class Latencies:
 
 
 LATENCY = Latencies()
+
+
+def latencies(cfg: AccelConfig) -> Latencies:
+    """The pipeline depths of ``cfg``'s engine: :data:`LATENCY`, with the PEs' operand-copy
+    registers in the product latency where the config has them."""
+    return Latencies(product=2) if cfg.operand_copies else LATENCY
 
 
 # ---------------------------------------------------------------------------- memory map
@@ -272,7 +280,7 @@ class PassPlan:
     def stream_cycles(self, batch: int | None = None) -> int:
         return self.tiles * sum(self.period(n) for n in self.drained(batch))
 
-    def flush_cycles(self, batch: int | None = None, post: int = LATENCY.post) -> int:
+    def flush_cycles(self, batch: int | None, post: int) -> int:
         """Cycles of FLUSH after the last tile: the last tile's streaming tail beyond its
         period, its drain, and the post-processing latency ``post``."""
         d = self.drained(batch)
@@ -346,7 +354,7 @@ class Schedule:
         p = self.layer_passes[layer]
         if self.cfg.mode == "mp":
             return [("norm", self.banks), ("stream", p.stream_cycles()),
-                    ("flush", p.flush_cycles(post=self.latency.post)), ("exit", 1 + self.exit_latency)]
+                    ("flush", p.flush_cycles(None, self.latency.post)), ("exit", 1 + self.exit_latency)]
         b = self.cfg.rows if batch is None else batch
         h = self.head_passes[layer]
         R = self.cfg.rows
@@ -427,7 +435,8 @@ def _build(cfg: AccelConfig) -> Schedule:
                                         False, generated=lls, biased=not lls))
     return Schedule(cfg=cfg, banks=NC if mp else R, bank_depth=ceil_div(max((cfg.inputs,) + cfg.layers), C),
                     group_rows=group_rows, memory=mm,
-                    regs=_register_map(cfg), layer_passes=tuple(layer_passes), head_passes=tuple(head_passes))
+                    regs=_register_map(cfg), layer_passes=tuple(layer_passes), head_passes=tuple(head_passes),
+                    latency=latencies(cfg))
 
 
 @lru_cache(maxsize=256)

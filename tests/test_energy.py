@@ -38,9 +38,9 @@ CELLS = 8 * (3.80 * 64 + 13.2 * 20) + 4 * (7.43 * 260 + 74.3 * 20 + 9.9 * 64) + 
 LEAK_CYCLE = 2e-9 * CELLS / 200e6 * 1e12    # pJ per cycle
 
 TOGGLES = [{"weight_bus": 100, "act_read": 40, "array_x": 30, "pe_product": 150, "pe_acc": 200, "pe_shadow": 20,
-            "act_write": 10},
+            "act_write": 10, "pe_operand": 60},
            {"weight_bus": 50, "act_read": 20, "array_x": 10, "pe_product": 70, "pe_acc": 80, "pe_shadow": 8,
-            "act_write": 4}]
+            "act_write": 4, "pe_operand": 25}]
 COUNTS = [{"pe_ops": 64, "weight_reads": 8, "act_reads": 6, "act_writes": 2, "bias_reads": 1, "drained_rows": 2},
           {"pe_ops": 32, "weight_reads": 4, "act_reads": 2, "act_writes": 2, "bias_reads": 1, "drained_rows": 2}]
 CYCLES = [50, 30]
@@ -52,6 +52,7 @@ def _layer_by_hand(tog, cnt, cycles, bias_word_bits):
         (tog["array_x"] * 4 + tog["weight_bus"] * rows_per_weight) * MULT_BIT   # operands into multipliers
         + tog["pe_product"] * REG_BIT + tog["pe_acc"] * ACC_BIT + tog["pe_shadow"] * REG_BIT
         + (2 * tog["weight_bus"] + tog["array_x"] + 2 * tog["act_read"]) * REG_BIT   # read-data, operand regs
+        + tog["pe_operand"] * REG_BIT                                           # the PEs' operand copies
         + tog["act_write"] * REG_BIT
         + cnt["drained_rows"] * POST_ROW
         + cnt["weight_reads"] * WEIGHT_WORD

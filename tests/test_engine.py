@@ -1,6 +1,6 @@
 """Whole engine in the Amaranth simulator against the golden model, on random small configs
 (sizes not multiples of the array, copy groups, both modes, label sharing on and off,
-exits forced at every layer). The cocotb benches (sim/) repeat this on Verilator/Icarus."""
+the PEs' operand copies on and off, exits forced at every layer). The cocotb benches (sim/) repeat this on Verilator/Icarus."""
 
 import numpy as np
 import pytest
@@ -16,6 +16,12 @@ from ffaccel.schedule import schedule
 from ffaccel.workload import informative_config, sensitivity, spread_thresholds
 
 
+def _copies(inputs: int) -> bool:
+    """The PEs' operand copies on about half the entries, from a value already drawn (a
+    draw of its own would shift every later draw of the matrix)."""
+    return inputs % 2 == 1
+
+
 def random_config(rng) -> AccelConfig:
     inputs = int(rng.integers(8, 24))
     classes = int(rng.integers(2, min(6, inputs - 1) + 1))
@@ -24,7 +30,7 @@ def random_config(rng) -> AccelConfig:
         rng, inputs=inputs, classes=classes, layers=layers, rows=int(rng.integers(1, 5)),
         cols=int(rng.integers(1, 6)), abits=int(rng.integers(2, 7)), wbits=int(rng.integers(2, 7)),
         mode=str(rng.choice(["mp", "op"])), exit_policy=str(rng.choice(["max", "margin", "none"])),
-        label_share=bool(rng.integers(0, 2)))
+        label_share=bool(rng.integers(0, 2)), operand_copies=_copies(inputs))
 
 
 def random_lls_config(rng) -> AccelConfig:
@@ -35,7 +41,7 @@ def random_lls_config(rng) -> AccelConfig:
         layers=tuple(int(v) for v in rng.integers(1, 11, size=int(rng.integers(2, 4)))),   # heads past layer 1
         rows=int(rng.integers(1, 5)), cols=int(rng.integers(1, 6)), abits=int(rng.integers(2, 7)),
         wbits=int(rng.integers(2, 7)), mode="op", exit_policy=str(rng.choice(["max", "margin", "none"])),
-        exit_head=str(rng.choice(["lls", "lls-square"])))
+        exit_head=str(rng.choice(["lls", "lls-square"])), operand_copies=_copies(inputs))
 
 
 def check(qm: QuantModel, x: np.ndarray, units: dict | None = None):
@@ -173,8 +179,10 @@ def test_random_configs_exit_at_every_layer():
 def test_random_configs_skip_layers_in_the_score():
     """Some entries of the random matrix leave layers out of the score: inner ones (no exit
     after them) and trailing ones (an earlier layer decides)."""
-    masks = [random_case(seed)[0].cfg for seed in SEEDS]
-    masks = [c for c in masks if c.score_mask]
+    cfgs = [random_case(seed)[0].cfg for seed in SEEDS]
+    # (and both PE kinds, in both modes)
+    assert {(c.mode, c.operand_copies) for c in cfgs} == {(m, o) for m in ("mp", "op") for o in (False, True)}
+    masks = [c for c in cfgs if c.score_mask]
     assert any(c.decision_layer < c.n_layers for c in masks)
     assert any(not all(c.scored[:c.decision_layer]) for c in masks)
 

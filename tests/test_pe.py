@@ -9,10 +9,11 @@ from ffaccel.hw.array import MacArray
 from ffaccel.hw.pe import PE
 
 
+@pytest.mark.parametrize("copies", [False, True])
 @pytest.mark.parametrize("abits,wbits", [(8, 8), (1, 2), (5, 3)])
-def test_pe_accumulates_tiles_and_holds_when_disabled(abits, wbits):
+def test_pe_accumulates_tiles_and_holds_when_disabled(abits, wbits, copies):
     accbits = abits + wbits + 6
-    dut = PE(abits, wbits, accbits)
+    dut = PE(abits, wbits, accbits, copies)
     rng = np.random.default_rng(abits)
     amax, wlo, whi = (1 << abits) - 1, -(1 << (wbits - 1)), (1 << (wbits - 1)) - 1
     results = []
@@ -41,6 +42,8 @@ def test_pe_accumulates_tiles_and_holds_when_disabled(abits, wbits):
                 # a bubble between operands must not change anything
                 ctx.set(dut.valid, 0)
                 await ctx.tick()
+            for _ in range(PE.pipeline(copies) - 1):    # the operand copies' cycle
+                await ctx.tick()
             results.append((ctx.get(dut.result), ctx.get(dut.acc), ref["result"], ref["acc"]))
 
     sim = Simulator(dut)
@@ -54,9 +57,10 @@ def test_pe_accumulates_tiles_and_holds_when_disabled(abits, wbits):
     assert results[0][2] != 0
 
 
-def test_array_multicasts_operands():
+@pytest.mark.parametrize("copies", [False, True])
+def test_array_multicasts_operands(copies):
     rows, cols, k = 3, 4, 7
-    dut = MacArray(rows, cols, 6, 5, 20)
+    dut = MacArray(rows, cols, 6, 5, 20, operand_copies=copies)
     rng = np.random.default_rng(3)
     x = rng.integers(0, 64, size=(k, rows))
     w = rng.integers(-16, 16, size=(k, cols))
@@ -73,7 +77,8 @@ def test_array_multicasts_operands():
             ctx.set(dut.valid, 1); ctx.set(dut.first, i == 0); ctx.set(dut.last, i == k - 1)
             await ctx.tick()
         ctx.set(dut.valid, 0)
-        await ctx.tick()                               # the last product register
+        for _ in range(PE.pipeline(copies)):           # the last product register
+            await ctx.tick()
         await ctx.tick()                               # its accumulate
         out["r"] = [[ctx.get(dut.result[r][c]) for c in range(cols)] for r in range(rows)]
 
@@ -93,6 +98,8 @@ def test_array_multicasts_operands():
 def test_units_validate_their_parameters():
     with pytest.raises(ValueError, match="accbits"):
         PE(8, 8, 10)
+    with pytest.raises(ValueError, match="operand_copies"):
+        PE(8, 8, 20, operand_copies=1)
     with pytest.raises(ValueError, match="rows"):
         MacArray(0, 4, 8, 8, 28)
 

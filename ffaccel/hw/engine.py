@@ -52,9 +52,10 @@ class Engine(wiring.Component):
         self.cfg = cfg
         self.sched: Schedule = schedule(cfg)
         lat = self.sched.latency
-        if (lat.product, lat.shift) != (PE.PIPELINE, PE.SHIFT):
+        pipe = PE.pipeline(cfg.operand_copies)
+        if (lat.product, lat.shift) != (pipe, PE.SHIFT):
             raise ValueError(f"Engine: the schedule asks for {lat.product} product register stages and a shift "
-                             f"{lat.shift} cycles after the command (the PE has {PE.PIPELINE} and {PE.SHIFT})")
+                             f"{lat.shift} cycles after the command (the PE has {pipe} and {PE.SHIFT})")
         self.units = {**UNITS, **units}
         super().__init__(engine_signature(self.sched))
 
@@ -65,7 +66,8 @@ class Engine(wiring.Component):
         regs = m.submodules.regfile = u["regfile"](s)
         banks = m.submodules.actbanks = u["actbanks"](s)
         iss = m.submodules.issue = u["issue"](s)
-        arr = m.submodules.array = MacArray(cfg.rows, cfg.cols, cfg.abits, cfg.wbits, cfg.accbits, s.live_rows)
+        arr = m.submodules.array = MacArray(cfg.rows, cfg.cols, cfg.abits, cfg.wbits, cfg.accbits, s.live_rows,
+                                            cfg.operand_copies)
         drain = m.submodules.drain = u["drain"](s)
         post = m.submodules.postproc = u["postproc"](s)
         acc = m.submodules.accum = u["accum"](s)

@@ -19,22 +19,34 @@ class PE(wiring.Component):
     isolated to 0 by the issue stage, so its product register holds 0.
 
     The product register splits the multiplier (a DSP block, or LUTs where the FPGA has
-    too few) from the accumulator's carry chain: ``PIPELINE`` cycles, the schedule's
+    too few) from the accumulator's carry chain: :meth:`pipeline` cycles, the schedule's
     ``Latencies.product``. Every PE registers its own copy of the controls (``REPLICA``:
     one register each would fan out to every accumulator bit of the array, thousands of
     loads on a 10x16 array); ``shift`` acts ``SHIFT`` cycles after it is raised, the
-    schedule's ``Latencies.shift``."""
+    schedule's ``Latencies.shift``.
 
-    PIPELINE = 1
+    ``operand_copies``: the PE first registers its own copies ``xq``, ``wq`` of the
+    multicast operands (and of the controls that travel with them), so the product is
+    formed from registers beside the multiplier; the operand nets, one per row and column,
+    end at these registers (``AccelConfig.operand_copies``): :meth:`pipeline` is then 2."""
+
     SHIFT = 1
 
-    def __init__(self, abits: int, wbits: int, accbits: int):
+    @staticmethod
+    def pipeline(operand_copies: bool) -> int:
+        """Cycles from the operands at the PE's inputs to its product register."""
+        return 2 if operand_copies else 1
+
+    def __init__(self, abits: int, wbits: int, accbits: int, operand_copies: bool = False):
         for name, v, lo in (("abits", abits, 1), ("wbits", wbits, 2), ("accbits", accbits, 2)):
-            if not isinstance(v, int) or v < lo:
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ValueError(f"PE: {name}={v!r} must be an integer >= {lo}")
         if accbits < abits + wbits:
             raise ValueError(f"PE: accbits={accbits} cannot hold one product ({abits}+{wbits} bits)")
+        if not isinstance(operand_copies, bool):
+            raise ValueError(f"PE: operand_copies={operand_copies!r} must be true or false")
         self.abits, self.wbits, self.accbits = abits, wbits, accbits
+        self.operand_copies = operand_copies
         super().__init__({
             "x": In(unsigned(abits)), "w": In(signed(wbits)),
             "valid": In(1), "en": In(1), "first": In(1), "last": In(1),
@@ -44,11 +56,19 @@ class PE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        x, w, ok, first_in, last_in = self.x, self.w, self.valid & self.en, self.first, self.last
+        if self.operand_copies:
+            # this PE's own copies (``REPLICA``: yosys would merge a row's identical registers)
+            xq = Signal.like(self.x, name="xq", attrs=REPLICA)
+            wq = Signal.like(self.w, name="wq", attrs=REPLICA)
+            okq, firstq, lastq = (Signal(name=n, attrs=REPLICA) for n in ("go_q", "first_q", "last_q"))
+            m.d.sync += [xq.eq(x), wq.eq(w), okq.eq(ok), firstq.eq(first_in), lastq.eq(last_in)]
+            x, w, ok, first_in, last_in = xq, wq, okq, firstq, lastq
         # unsigned abits x signed wbits fits signed abits + wbits
         prod = Signal(signed(self.abits + self.wbits))
         go, first, last, shift = (Signal(name=n, attrs=REPLICA) for n in ("go", "first", "last", "shift_q"))
-        m.d.sync += [prod.eq(self.x * self.w), go.eq(self.valid & self.en), first.eq(self.first),
-                     last.eq(self.last), shift.eq(self.shift)]
+        m.d.sync += [prod.eq(x * w), go.eq(ok), first.eq(first_in),
+                     last.eq(last_in), shift.eq(self.shift)]
         s = Signal(signed(self.accbits))
         m.d.comb += s.eq(Mux(first, 0, self.acc) + prod)
         with m.If(go):

@@ -9,6 +9,9 @@ the RTL. It follows the RTL's streaming order exactly (docs/architecture.md, sec
 - ``pe_product``: the PE product registers (``abits + wbits``): ``x * w`` per streamed
   input, 0 while the row's operand is isolated (gaps, label words, gated rows).
 - ``pe_acc``: the PE accumulators (``accbits``), one update per streamed input.
+- ``pe_operand``: the PEs' own copies of their row operand and weight lane
+  (``AccelConfig.operand_copies``; 0 without): each copies its bus a cycle later, so
+  ``cols`` x the row operand toggles plus ``live_rows`` x the weight operand toggles.
 - ``pe_shadow``: the PE shadow (result) registers: one load per tile, then the drain's
   shifts (every column's registers move up a row after each drained row but the last).
 - ``act_write``: the activation-bank write data (0 -> word -> 0 per drained row, and the
@@ -31,7 +34,7 @@ from ..model.exits import layer_macs
 from ..model.golden import QuantModel
 from ..schedule import schedule
 
-COMPONENTS = ("weight_bus", "act_read", "array_x", "pe_product", "pe_acc", "pe_shadow", "act_write")
+COMPONENTS = ("weight_bus", "act_read", "array_x", "pe_operand", "pe_product", "pe_acc", "pe_shadow", "act_write")
 
 
 def popcount(a: np.ndarray, bits: int) -> int:
@@ -144,6 +147,7 @@ class PerfModel:
         if not toggles:
             return
         tg = cnt.toggles
+        bus0 = (tg["weight_bus"], tg["array_x"])
         # weight bus: stream words then label words, tile after tile
         seq = []
         for t in range(tiles):
@@ -178,6 +182,9 @@ class PerfModel:
         edge = popcount(Xs[:, 0], A) + popcount(Xs[:, -1], A)
         boundary = edge if gap else hamming(Xs[:, -1], Xs[:, 0], A)
         tg["array_x"] += tiles * within + (tiles - 1) * boundary + edge
+        if cfg.operand_copies:          # every live PE copies its row's and column's bus
+            tg["pe_operand"] += (self.sched.live_rows * (tg["weight_bus"] - bus0[0])
+                                 + C * (tg["array_x"] - bus0[1]))
         # PE product registers, accumulators and shadow registers, chunked over tiles
         PB = A + W
         ridx = np.asarray(rows)
