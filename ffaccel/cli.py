@@ -121,6 +121,8 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         g.add_argument(flag, dest=key, type=typ, default=argparse.SUPPRESS, help=hlp)
     g.add_argument("--no-label-share", dest="label_share", action="store_false", default=argparse.SUPPRESS,
                    help="MP: run every label copy of layer 1 in full (no W1 x_img sharing)")
+    g.add_argument("--zero-skip", dest="zero_skip", action="store_true", default=argparse.SUPPRESS,
+                   help="stream only the inputs that are non-zero (data-dependent cycles, fewer weight reads)")
     g.add_argument("--operand-copies", dest="operand_copies", action="store_true", default=argparse.SUPPRESS,
                    help="each PE registers its own copy of its operands (one cycle more per pass; FPGA timing)")
 
@@ -133,7 +135,7 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
         data.update(load_config_file(args.config))
     if getattr(args, "layers", None) is not None:
         data["layers"] = parse_layers(args.layers)
-    for key in [k for k, _, _ in _CONFIG_FLAGS.values()] + ["label_share", "operand_copies"]:
+    for key in [k for k, _, _ in _CONFIG_FLAGS.values()] + ["label_share", "operand_copies", "zero_skip"]:
         value = getattr(args, key, None)
         if value is not None:
             data[key] = value

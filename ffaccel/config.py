@@ -171,6 +171,10 @@ class AccelConfig:
     """LightFF's knob: T_l = mu_l - k * sigma_l on the validation split."""
     label_share: bool = True
     """MP: compute W1 @ x_img once per sample and add the label column per copy."""
+    zero_skip: bool = False
+    """Each pass streams only the inputs that are non-zero for some row it computes, word
+    by word (a word with none costs one empty cycle): fewer weight reads and cycles,
+    data-dependent cycle counts (docs/architecture.md, "Zero skipping")."""
     operand_copies: bool = False
     """Every PE registers its own copy of its row operand and weight lane (``abits + wbits
     + 3`` flip-flops per PE with the delayed controls; one cycle more per pass): the
@@ -221,7 +225,7 @@ class AccelConfig:
         _check_choice("weight_mem", self.weight_mem, WEIGHT_MEMS)
         _check_choice("tech", self.tech, TECH_NODES)
         _check_int("sram_kib", self.sram_kib, 1, 1 << 20)
-        for name in ("label_share", "operand_copies"):
+        for name in ("label_share", "operand_copies", "zero_skip"):
             if isinstance(getattr(self, name), bool) is False:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")
         if not isinstance(self.clock_mhz, (int, float)) or isinstance(self.clock_mhz, bool) \

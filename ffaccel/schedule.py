@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
+
 from .config import SHIFT_BASE_BITS, AccelConfig
 from .fixedpoint import ceil_div, clog2
 
@@ -267,8 +269,17 @@ class PassPlan:
     generated: bool = False       # weights generated on chip (LLS heads): no weight reads
     biased: bool = True           # a bias word per tile (LLS heads have none)
 
-    def period(self, drained_rows: int) -> int:
-        return self.label_words + max(self.k, drained_rows)
+    @property
+    def skips(self) -> bool:
+        """Whether the pass streams only the inputs that are non-zero somewhere (zero
+        skipping, ``AccelConfig.zero_skip``): every pass but one whose weights are
+        generated on chip (an LLS generator steps input by input)."""
+        return not self.generated
+
+    def period(self, drained_rows: int, k: int | None = None) -> int:
+        """Cycles of one tile: label words + max(streamed entries, drained rows); ``k``
+        the pass's stream length under zero skipping (:func:`skip_length`), else ``k``."""
+        return self.label_words + max(self.k if k is None else k, drained_rows)
 
     def drained(self, batch: int | None) -> tuple[int, ...]:
         if self.groups is not None:
@@ -277,18 +288,44 @@ class PassPlan:
             raise ValueError(f"{self.kind} pass of layer {self.layer + 1}: an OP pass needs the batch size")
         return (batch,)
 
-    def stream_cycles(self, batch: int | None = None) -> int:
-        return self.tiles * sum(self.period(n) for n in self.drained(batch))
+    def stream_cycles(self, batch: int | None = None, k: int | None = None) -> int:
+        return self.tiles * sum(self.period(n, k) for n in self.drained(batch))
 
-    def flush_cycles(self, batch: int | None, post: int) -> int:
+    def flush_cycles(self, batch: int | None, post: int, k: int | None = None) -> int:
         """Cycles of FLUSH after the last tile: the last tile's streaming tail beyond its
-        period, its drain, and the post-processing latency ``post``."""
+        period, its drain, and the post-processing latency ``post`` (``k`` as for
+        :meth:`period`)."""
         d = self.drained(batch)
-        return self.k + self.label_words + d[-1] + post - self.period(d[-1])
+        k = self.k if k is None else k
+        return k + self.label_words + d[-1] + post - self.period(d[-1], k)
 
     def pe_ops(self, cols: int, batch: int | None = None) -> int:
         en = self.enabled_rows if self.enabled_rows is not None else self.drained(batch)
         return self.tiles * self.k * cols * sum(en)
+
+
+def skip_entries(nonzero, lo: int, hi: int, cols: int) -> np.ndarray:
+    """The stream of one tile under zero skipping (docs/architecture.md, "Zero skipping"),
+    as the controller issues it: inputs ``lo..hi-1`` go by words of ``cols`` (word ``w``
+    holds inputs ``w*cols .. w*cols+cols-1``); a word streams one entry per input that is
+    non-zero in ``nonzero`` (a boolean sequence over the inputs: the pass's non-zero
+    map), lowest first, and a word without one streams a single empty entry (no weight
+    read, operand 0), marked -1."""
+    if not 0 <= lo < hi <= len(nonzero):
+        raise ValueError(f"skip_entries: inputs {lo}..{hi - 1} is not a range of the {len(nonzero)} inputs")
+    w0, w1 = lo // cols, (hi - 1) // cols + 1
+    bits = np.zeros((w1 - w0, cols + 1), dtype=bool)
+    flat = bits[:, :cols].reshape(-1)
+    flat[lo - w0 * cols: hi - w0 * cols] = np.asarray(nonzero[lo:hi], dtype=bool)
+    bits[:, :cols] = flat.reshape(-1, cols)
+    bits[:, cols] = ~bits[:, :cols].any(axis=1)          # the empty entry of an all-zero word
+    w, c = np.nonzero(bits)                               # word by word, lanes in order
+    return np.where(c == cols, -1, (w0 + w) * cols + c)
+
+
+def skip_length(nonzero, lo: int, hi: int, cols: int) -> int:
+    """Entries per tile under zero skipping: ``len(skip_entries(...))``."""
+    return len(skip_entries(nonzero, lo, hi, cols))
 
 
 # ---------------------------------------------------------------------------- schedule
@@ -342,8 +379,11 @@ class Schedule:
         """START (1), and in OP the first NORM over the batch's rows."""
         return 1 if self.cfg.mode == "mp" else 1 + self.cfg.rows
 
-    def layer_phases(self, layer: int, batch: int | None = None) -> list[tuple[str, int]]:
-        """(phase, cycles) of one layer (0-based) as the controller runs it.
+    def layer_phases(self, layer: int, batch: int | None = None,
+                     kept: tuple[int | None, int | None] | None = None) -> list[tuple[str, int]]:
+        """(phase, cycles) of one layer (0-based) as the controller runs it; ``kept``: the
+        stream lengths of its pass and OP head pass under zero skipping (None: every
+        input; ``ffaccel.perf.cycles.stream_lengths`` computes them from the data).
 
         MP: NORM (one cycle per bank), STREAM, FLUSH, EXIT (the score vector enters the
         exit comparator, its decision comes out ``exit_latency`` cycles later). OP (``batch``
@@ -352,26 +392,33 @@ class Schedule:
         the first layer's NORM is part of the set-up.
         """
         p = self.layer_passes[layer]
+        kl, kh = kept if kept is not None else (None, None)
         if self.cfg.mode == "mp":
-            return [("norm", self.banks), ("stream", p.stream_cycles()),
-                    ("flush", p.flush_cycles(None, self.latency.post)), ("exit", 1 + self.exit_latency)]
+            return [("norm", self.banks), ("stream", p.stream_cycles(None, kl)),
+                    ("flush", p.flush_cycles(None, self.latency.post, kl)), ("exit", 1 + self.exit_latency)]
         b = self.cfg.rows if batch is None else batch
         h = self.head_passes[layer]
         R = self.cfg.rows
         post = self.latency.post
-        return [("stream", p.stream_cycles(b)), ("flush", p.flush_cycles(b, post)), ("norm", R),
-                ("head_stream", h.stream_cycles(b)), ("head_flush", h.flush_cycles(b, post)),
+        return [("stream", p.stream_cycles(b, kl)), ("flush", p.flush_cycles(b, post, kl)), ("norm", R),
+                ("head_stream", h.stream_cycles(b, kh)), ("head_flush", h.flush_cycles(b, post, kh)),
                 ("exit", R + self.exit_latency), ("exit2", 1)]
 
-    def inference_cycles(self, exit_layer: int, batch: int | None = None) -> dict:
+    def inference_cycles(self, exit_layer: int, batch: int | None = None,
+                         kept: list[tuple[int | None, int | None]] | None = None) -> dict:
         """Cycles of one inference (MP sample, or OP batch whose deepest exit is
         ``exit_layer``), from START to the final exit decision, as the RTL's cycle counter
-        reports them: ``{"total", "setup", "layers": [...]}``."""
+        reports them: ``{"total", "setup", "layers": [...]}``. Under zero skipping the
+        cycles depend on the data: ``kept`` gives each visited layer's stream lengths
+        (:meth:`layer_phases`); a zero-skipping config refuses to go without them."""
         if not 1 <= exit_layer <= self.cfg.n_layers:
             raise ValueError(f"exit_layer={exit_layer} out of range 1..{self.cfg.n_layers}")
+        if self.cfg.zero_skip and (kept is None or len(kept) < exit_layer):
+            raise ValueError("inference_cycles: a zero-skipping engine's cycles depend on the data "
+                             "(pass the stream lengths, ffaccel.perf.cycles.stream_lengths)")
         layers = []
         for layer in range(exit_layer):
-            ph = self.layer_phases(layer, batch)
+            ph = self.layer_phases(layer, batch, kept[layer] if kept is not None else None)
             layers.append({"layer": layer + 1, "phases": dict(ph), "cycles": sum(c for _, c in ph)})
         setup = self.setup_cycles()
         return {"total": setup + sum(x["cycles"] for x in layers), "setup": setup, "layers": layers}

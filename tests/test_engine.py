@@ -11,7 +11,7 @@ from ffaccel.config import AccelConfig
 from ffaccel.hw.actbanks import ActBanks
 from ffaccel.hw.simtop import run_engine
 from ffaccel.model.golden import GoldenModel, QuantModel
-from ffaccel.perf.cycles import inference_cycles
+from ffaccel.perf.cycles import inference_cycles, unit_stream_lengths
 from ffaccel.schedule import schedule
 from ffaccel.workload import informative_config, sensitivity, spread_thresholds
 
@@ -22,6 +22,11 @@ def _copies(inputs: int) -> bool:
     return inputs % 2 == 1
 
 
+def _skip(classes: int) -> bool:
+    """Zero skipping on about half the entries (from a value already drawn, as above)."""
+    return classes % 2 == 0
+
+
 def random_config(rng) -> AccelConfig:
     inputs = int(rng.integers(8, 24))
     classes = int(rng.integers(2, min(6, inputs - 1) + 1))
@@ -30,18 +35,20 @@ def random_config(rng) -> AccelConfig:
         rng, inputs=inputs, classes=classes, layers=layers, rows=int(rng.integers(1, 5)),
         cols=int(rng.integers(1, 6)), abits=int(rng.integers(2, 7)), wbits=int(rng.integers(2, 7)),
         mode=str(rng.choice(["mp", "op"])), exit_policy=str(rng.choice(["max", "margin", "none"])),
-        label_share=bool(rng.integers(0, 2)), operand_copies=_copies(inputs))
+        label_share=bool(rng.integers(0, 2)), operand_copies=_copies(inputs), zero_skip=_skip(classes))
 
 
 def random_lls_config(rng) -> AccelConfig:
     """An OP config with LLS heads (sin or square basis generated on chip)."""
     inputs = int(rng.integers(8, 24))
+    classes = int(rng.integers(2, min(8, inputs - 1) + 1))
     return informative_config(
-        rng, inputs=inputs, classes=int(rng.integers(2, min(8, inputs - 1) + 1)),
+        rng, inputs=inputs, classes=classes,
         layers=tuple(int(v) for v in rng.integers(1, 11, size=int(rng.integers(2, 4)))),   # heads past layer 1
         rows=int(rng.integers(1, 5)), cols=int(rng.integers(1, 6)), abits=int(rng.integers(2, 7)),
         wbits=int(rng.integers(2, 7)), mode="op", exit_policy=str(rng.choice(["max", "margin", "none"])),
-        exit_head=str(rng.choice(["lls", "lls-square"])), operand_copies=_copies(inputs))
+        exit_head=str(rng.choice(["lls", "lls-square"])), operand_copies=_copies(inputs),
+        zero_skip=_skip(classes))
 
 
 def check(qm: QuantModel, x: np.ndarray, units: dict | None = None):
@@ -56,8 +63,10 @@ def check(qm: QuantModel, x: np.ndarray, units: dict | None = None):
     # contract 2: the cycle model equals the RTL's cycle counter, inference by inference
     s0 = 0
     for batch in batches:
-        deepest = int(gold.exit_layer[s0:s0 + len(batch)].max())
-        want = inference_cycles(cfg, deepest, batch=len(batch))["total"]
+        exits = gold.exit_layer[s0:s0 + len(batch)]
+        kept = unit_stream_lengths(cfg, batch, [a[s0:s0 + len(batch)] for a in gold.activations], exits) \
+            if cfg.zero_skip else None
+        want = inference_cycles(cfg, int(exits.max()), len(batch), kept)["total"]
         for i in range(s0, s0 + len(batch)):
             assert out[i].cycles == want, (cfg, i, out[i].cycles, want)
         s0 += len(batch)
@@ -94,6 +103,8 @@ def random_case(seed: int):
         cfg = random_lls_config(rng) if seed >= LLS_SEEDS.start else random_config(rng)
         qm = QuantModel.random(cfg, rng)
         x = rng.integers(0, cfg.amax + 1, size=(5 if cfg.mode == "mp" else cfg.rows + 2, cfg.inputs))
+        if cfg.zero_skip:                 # sparse inputs (a generator of its own: the draws above stay)
+            x[np.random.default_rng(seed).random(x.shape) < 0.6] = 0
         x[0, cfg.classes:] = 0            # zero image goodness
         x[-1] = cfg.amax                  # saturation
         if sensitivity(qm, x) < 0.2:
@@ -182,6 +193,7 @@ def test_random_configs_skip_layers_in_the_score():
     cfgs = [random_case(seed)[0].cfg for seed in SEEDS]
     # (and both PE kinds, in both modes)
     assert {(c.mode, c.operand_copies) for c in cfgs} == {(m, o) for m in ("mp", "op") for o in (False, True)}
+    assert {(c.mode, c.zero_skip) for c in cfgs} == {(m, o) for m in ("mp", "op") for o in (False, True)}
     masks = [c for c in cfgs if c.score_mask]
     assert any(c.decision_layer < c.n_layers for c in masks)
     assert any(not all(c.scored[:c.decision_layer]) for c in masks)

@@ -26,6 +26,11 @@ CONFIGS = [
     AccelConfig(inputs=20, layers=(9, 7), classes=3, rows=5, cols=3, abits=5, afrac=2, operand_copies=True),
     AccelConfig(inputs=18, layers=(7, 9), classes=5, rows=3, cols=2, abits=4, afrac=1, mode="op", exit_head="lls",
                 operand_copies=True),
+    # zero skipping (sparse inputs below): MP shared and unshared with copy groups, OP
+    AccelConfig(inputs=20, layers=(9, 7), classes=3, rows=2, cols=4, abits=5, afrac=2, zero_skip=True),
+    AccelConfig(inputs=23, layers=(10, 6, 5), classes=4, rows=3, cols=3, abits=6, wbits=5, afrac=3,
+                label_share=False, zero_skip=True),
+    AccelConfig(inputs=18, layers=(7, 9), classes=3, rows=3, cols=4, abits=4, afrac=1, mode="op", zero_skip=True),
 ]
 
 
@@ -52,6 +57,8 @@ def test_activity_model_matches_rtl(ci, tmp_path):
     qm = QuantModel.random(cfg, rng)
     n = 3 if cfg.mode == "mp" else 5
     x = rng.integers(0, cfg.amax + 1, size=(n, cfg.inputs))
+    if cfg.zero_skip:
+        x[rng.random(x.shape) < 0.6] = 0
     if cfg.n_layers > 1:   # make one sample exit early
         sc = GoldenModel(qm).run(x).layer_scores
         qm = QuantModel(cfg.replace(thresholds=tuple(int(np.median(sc[:, l].max(1))) for l in range(cfg.n_layers - 1))),
@@ -73,7 +80,12 @@ def test_activity_model_matches_rtl(ci, tmp_path):
             assert got.get(comp, 0) == want == 0
             continue
         assert want > 0
-        assert abs(got[comp] - want) <= 0.05 * got[comp], (comp, got[comp], want)
+        # exact but for the loaded pixels' write data (the model assumes an unstalled input
+        # stream; the bench's pixel stream pauses between samples) and the weight operand of
+        # LLS heads (the generator's register between passes: within 1%)
+        loose = comp == "act_write" or (comp == "weight_bus" and cfg.exit_head != "learned")
+        tol = 0.05 * got[comp] if loose else 0
+        assert abs(got[comp] - want) <= tol, (comp, got[comp], want)
 
 
 # 32 inputs (10 of them the label), layers 16-16, 10 classes, a 4x4 array: worked out by hand

@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from ..schedule import Schedule
 from .accum import load_layout, norm_layout
 from .actbanks import write_layout
-from .interfaces import _idx, drained_rows, issue_layout, pass_field, pixel_layout, result_layout
+from .interfaces import _idx, const_mul, drained_rows, issue_layout, pass_field, pixel_layout, result_layout
 
 
 class ResultBuffer(wiring.Component):
@@ -60,7 +60,7 @@ class Controller(wiring.Component):
             raise TypeError(f"Controller: sched={sched!r} must be a Schedule")
         self.sched = sched
         cfg = sched.cfg
-        super().__init__({
+        members = {
             "pixels": In(stream.Signature(pixel_layout(sched))),
             "result": Out(stream.Signature(result_layout(sched))),
             "issue": Out(issue_layout(sched)),
@@ -74,7 +74,11 @@ class Controller(wiring.Component):
             "cmp_fire": In(1), "cmp_label": In(range(cfg.classes)), "exit_enable": In(1),
             "score_mask": In(cfg.n_layers),
             "pipe_busy": In(1), "macs": In(48), "busy": Out(1),
-        })
+        }
+        if cfg.zero_skip:       # the non-zero map: read the words to stream, clear the sets
+            members.update({"nz_mask": In(cfg.cols), "nz_rset": Out(1), "nz_raddr": Out(_idx(sched.bank_depth)),
+                            "nz_clear": Out(2)})
+        super().__init__(members)
 
     def accept(self, valid):
         """Whether LOAD takes the pixel on offer (a correct engine: exactly when valid)."""
@@ -115,7 +119,7 @@ class Controller(wiring.Component):
             with m.State("NORM"):
                 self._norm(m, head=0)
             with m.State("STREAM"):
-                self._stream(m)
+                self._stream_skip(m) if cfg.zero_skip else self._stream(m)
             with m.State("FLUSH"):
                 # (the registered command of STREAM's last cycle is still on its way out)
                 with m.If(~self.pipe_busy & ~self.issue.valid & ~self.issue.lab):
@@ -147,7 +151,7 @@ class Controller(wiring.Component):
         st.ntiles = field("tiles", range(s.max_tiles + 1))
         st.label_words = field("label_words", range(cfg.classes + 1))
         st.shared = field("shared", 1)
-        drows = drained_rows(s, m, st.shared, st.grp, st.nrows)
+        drows = st.drows = drained_rows(s, m, st.shared, st.grp, st.nrows)
         # the tile period of PassPlan.period: label words + max(streamed inputs, drained rows)
         st.period = Signal.like(st.tcnt)
         m.d.comb += st.period.eq(st.label_words + Mux(st.K > drows, st.K, drows))
@@ -169,17 +173,79 @@ class Controller(wiring.Component):
             m.d.sync += st.k.eq(st.k + 1)
         with m.If(st.tcnt == st.period - 1):
             m.d.sync += [st.tcnt.eq(0), st.k.eq(0), st.labph.eq(0)]
-            with m.If(st.tile == st.ntiles - 1):
-                m.d.sync += st.tile.eq(0)
-                if s.copy_groups > 1:
-                    with m.If(st.shared | (st.grp == s.copy_groups - 1)):
-                        m.next = "FLUSH"
+            self._next_tile(m)
+
+    def _stream_skip(self, m: Module) -> None:
+        """One tile under zero skipping (docs/architecture.md, "Zero skipping"): the pass's
+        inputs word by word (``st.k`` counts words from the pass's first); a word streams
+        one entry per input set in the non-zero map, lowest first, or one empty entry when
+        none is; then the label words (MP sharing); the tile ends when both are done and
+        ``label_words + drained rows`` cycles have passed (``PassPlan.period`` of the
+        stream length). A pass whose weights are generated streams every input."""
+        s, cfg, st, iss = self.sched, self.sched.cfg, self._state, self._cmd
+        C = cfg.cols
+        field = lambda f, shape: pass_field(s, f, shape, st.layer, st.head)   # noqa: E731
+        src, generated = field("src", 1), field("generated", 1)
+        w_lo = field(lambda p: p.k_first // C, range(s.bank_depth))
+        w_hi = field(lambda p: (p.k_first + p.k - 1) // C, range(s.bank_depth))
+        lo_lanes = field(lambda p: ((1 << C) - 1) & ~((1 << (p.k_first % C)) - 1), C)
+        hi_lanes = field(lambda p: (1 << ((p.k_first + p.k - 1) % C + 1)) - 1, C)
+        wp = Signal(range(s.bank_depth + 1))
+        m.d.comb += [wp.eq(w_lo + st.k), self.nz_rset.eq(src), self.nz_raddr.eq(wp)]
+        # a layer pass writes the other set: empty its map first (its writes come
+        # Latencies.tile_go cycles later at the earliest)
+        with m.If(~st.head & (st.tile == 0) & (st.tcnt == 0) & (st.grp == 0) & ~st.labph & (st.k == 0)):
+            m.d.comb += self.nz_clear.eq(Mux(src, 0b01, 0b10))
+        lanes = Signal(C)
+        m.d.comb += lanes.eq(Mux(generated, (1 << C) - 1, self.nz_mask) & Mux(wp == w_lo, lo_lanes, (1 << C) - 1)
+                             & Mux(wp == w_hi, hi_lanes, (1 << C) - 1) & ~st.used)
+        low = Signal(C)                        # the lowest input left in this word
+        m.d.comb += low.eq(lanes & -lanes)
+        lane = Signal(range(C))
+        for c in reversed(range(C)):
+            with m.If(low[c]):
+                m.d.comb += lane.eq(c)
+        word_done, finish = Signal(), Signal()
+        m.d.comb += word_done.eq((lanes & ~low) == 0)
+        m.d.sync += st.tcnt.eq(st.tcnt + 1)
+        with m.If(~st.labph & ~st.sdone):
+            m.d.comb += [iss.valid.eq(1), iss.first.eq(st.tcnt == 0), iss.last.eq(word_done & (wp == w_hi)),
+                         iss.zero.eq(lanes == 0), iss.fresh.eq((lanes != 0) & (st.used == 0)),
+                         iss.k.eq(const_mul(wp, C) + lane)]
+            with m.If(word_done):
+                m.d.sync += [st.k.eq(st.k + 1), st.used.eq(0)]
+                with m.If(wp == w_hi):
+                    m.d.sync += st.sdone.eq(1)
+                    with m.If(st.shared):
+                        m.d.sync += [st.labph.eq(1), st.k.eq(0)]
                     with m.Else():
-                        m.d.sync += st.grp.eq(st.grp + 1)
-                else:
-                    m.next = "FLUSH"
+                        m.d.comb += finish.eq(1)
             with m.Else():
-                m.d.sync += st.tile.eq(st.tile + 1)
+                m.d.sync += st.used.eq(st.used | low)
+        with m.If(st.labph & (st.k < st.label_words)):
+            m.d.comb += [iss.lab.eq(1), iss.lab_last.eq(st.k == st.label_words - 1), iss.k.eq(st.k)]
+            m.d.sync += st.k.eq(st.k + 1)
+            with m.If(st.k == st.label_words - 1):
+                m.d.comb += finish.eq(1)
+        over = (st.sdone & ~st.labph) | (st.labph & (st.k >= st.label_words)) | finish
+        with m.If(over & (st.tcnt >= st.label_words + st.drows - 1)):
+            m.d.sync += [st.tcnt.eq(0), st.k.eq(0), st.labph.eq(0), st.sdone.eq(0), st.used.eq(0)]
+            self._next_tile(m)
+
+    def _next_tile(self, m: Module) -> None:
+        """The tile's last cycle: the next tile, the next copy group, or FLUSH."""
+        s, st = self.sched, self._state
+        with m.If(st.tile == st.ntiles - 1):
+            m.d.sync += st.tile.eq(0)
+            if s.copy_groups > 1:
+                with m.If(st.shared | (st.grp == s.copy_groups - 1)):
+                    m.next = "FLUSH"
+                with m.Else():
+                    m.d.sync += st.grp.eq(st.grp + 1)
+            else:
+                m.next = "FLUSH"
+        with m.Else():
+            m.d.sync += st.tile.eq(st.tile + 1)
 
     def _norm(self, m: Module, head: int) -> None:
         """rsqrt of the pass input's goodness, one copy per cycle (the accumulators clear it)."""
@@ -278,6 +344,8 @@ class Controller(wiring.Component):
             m.d.sync += st.nb_i.eq(st.nb_i + 1)
             with m.If(st.nb_i == (0 if self.sched.cfg.mode == "mp" else st.nrows - 1)):
                 m.d.sync += [st.nb_i.eq(0), st.layer.eq(0)]
+                if self.sched.cfg.zero_skip:      # the next load writes set 0: empty its map
+                    m.d.comb += self.nz_clear.eq(0b01)
                 m.next = "LOAD"
 
 
@@ -303,3 +371,6 @@ class _State:
         self.settle = Signal(range(s.latency.load + 1))   # SETTLE: the last squares on their way
         self.counting = Signal()
         self.cycles = Signal(32)
+        if cfg.zero_skip:
+            self.used = Signal(cfg.cols)           # inputs of the current word already streamed
+            self.sdone = Signal()                  # the tile's stream entries are all issued

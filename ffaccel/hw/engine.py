@@ -25,6 +25,7 @@ from .drain import Drain
 from .exitcmp import ExitCmp
 from .interfaces import engine_signature
 from .issue import Issue
+from .nzmap import NonzeroMap
 from .pe import PE
 from .postproc import PostProc
 from .regfile import RegFile
@@ -32,7 +33,8 @@ from .regfile import RegFile
 #: The replaceable units and their production classes. A verification bench may pass
 #: substitutes (``Engine(cfg, units={"postproc": FaultyPostProc})``): mutation tests.
 UNITS = {"controller": Controller, "regfile": RegFile, "actbanks": ActBanks, "issue": Issue,
-         "drain": Drain, "postproc": PostProc, "accum": Accumulators, "exitcmp": ExitCmp, "basis": LLSBasis}
+         "drain": Drain, "postproc": PostProc, "accum": Accumulators, "exitcmp": ExitCmp, "basis": LLSBasis,
+         "nzmap": NonzeroMap}
 
 
 class Engine(wiring.Component):
@@ -100,6 +102,11 @@ class Engine(wiring.Component):
         m.d.comb += [drain.sums[c].eq(arr.result[0][c]) for c in range(cfg.cols)] + [arr.shift.eq(drain.shift)]
         if s.share:
             m.d.comb += [drain.wlab[j][c].eq(iss.wlab[j][c]) for j in range(cfg.classes) for c in range(cfg.cols)]
+        if cfg.zero_skip:       # the non-zero map: written beside the banks, read by the controller
+            nz = m.submodules.nzmap = u["nzmap"](s)
+            self.elaborated["nzmap"] = nz
+            m.d.comb += [nz.load.eq(ctrl.load_bank), nz.drain.eq(post.write), nz.clear.eq(ctrl.nz_clear),
+                         nz.rset.eq(ctrl.nz_rset), nz.raddr.eq(ctrl.nz_raddr), ctrl.nz_mask.eq(nz.mask)]
         if cfg.exit_head != "learned":
             basis = m.submodules.basis = u["basis"](s)
             self.elaborated["basis"] = basis

@@ -114,10 +114,14 @@ def tag_layout(s: Schedule) -> data.StructLayout:
 
 
 def issue_layout(s: Schedule) -> data.StructLayout:
-    """The controller's command to the issue stage for one cycle."""
-    return data.StructLayout({
-        "valid": 1, "first": 1, "last": 1, "lab": 1, "lab_last": 1,
-        "k": range(s.max_stream + 1), "tag": tag_layout(s)})
+    """The controller's command to the issue stage for one cycle. Zero skipping adds
+    ``zero`` (an empty entry: no weight read, operand 0) and ``fresh`` (the first entry
+    of its activation word: read the word)."""
+    fields = {"valid": 1, "first": 1, "last": 1, "lab": 1, "lab_last": 1,
+              "k": range(s.max_stream + 1), "tag": tag_layout(s)}
+    if s.cfg.zero_skip:
+        fields.update({"zero": 1, "fresh": 1})
+    return data.StructLayout(fields)
 
 
 def row_layout(s: Schedule) -> data.StructLayout:
@@ -145,14 +149,16 @@ def engine_signature(s: Schedule) -> wiring.Signature:
     })
 
 
-def pass_field(sched: Schedule, field: str, shape, layer, head):
+def pass_field(sched: Schedule, field, shape, layer, head):
     """A field of the current pass of the schedule, muxed by ``layer`` (and ``head`` in OP):
-    how the RTL reads per-pass constants (tile counts, bases, streamed inputs ...)."""
+    how the RTL reads per-pass constants (tile counts, bases, streamed inputs ...).
+    ``field``: a ``PassPlan`` attribute name, or a function of the pass."""
     from amaranth.hdl import Array, Const, Mux
-    lt = Array(Const(int(getattr(p, field)), shape) for p in sched.layer_passes)[layer]
+    value = field if callable(field) else (lambda p: getattr(p, field))
+    lt = Array(Const(int(value(p)), shape) for p in sched.layer_passes)[layer]
     if not sched.head_passes:
         return lt
-    ht = Array(Const(int(getattr(p, field)), shape) for p in sched.head_passes)[layer]
+    ht = Array(Const(int(value(p)), shape) for p in sched.head_passes)[layer]
     return Mux(head, ht, lt)
 
 

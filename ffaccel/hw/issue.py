@@ -14,9 +14,11 @@ from .interfaces import REPLICA, MemRead, _idx, const_mul, issue_layout, pass_fi
 
 def p1_layout(sched: Schedule) -> data.StructLayout:
     """The issue command one cycle later (when the data of its reads arrive)."""
-    return data.StructLayout({"valid": 1, "first": 1, "last": 1, "lab": 1, "lab_last": 1,
-                              "lane": _idx(sched.cfg.cols), "k": range(sched.max_stream + 1),
-                              "tag": tag_layout(sched)})
+    fields = {"valid": 1, "first": 1, "last": 1, "lab": 1, "lab_last": 1,
+              "lane": _idx(sched.cfg.cols), "k": range(sched.max_stream + 1), "tag": tag_layout(sched)}
+    if sched.cfg.zero_skip:
+        fields["zero"] = 1                   # an empty entry (zero skipping): operand 0
+    return data.StructLayout(fields)
 
 
 class Issue(wiring.Component):
@@ -31,7 +33,11 @@ class Issue(wiring.Component):
     the label-weight words of a tile are captured in ``wlab`` for the drain.
     Passes whose weights are generated (LLS heads) read no weight memory: their lanes come
     from ``gen_w``.
-    ``macs`` counts the PE operations (enabled rows x cols per streamed input) since ``clear``.
+    Zero skipping: the controller's command marks empty entries (``zero``: no weight read,
+    every row's operand 0) and the first entry of each word (``fresh``: read the
+    activation word; the inputs of a word no longer all stream).
+    ``macs`` counts the PE operations (enabled rows x cols per streamed input, empty
+    entries not counted) since ``clear``.
     """
 
     def __init__(self, sched: Schedule):
@@ -69,10 +75,14 @@ class Issue(wiring.Component):
         wbase = pass_field(s, "wbase", unsigned(mm.waddr_bits), cmd.tag.layer, cmd.tag.head)
         n_in = pass_field(s, "n_in", range(s.max_stream + 1), cmd.tag.layer, cmd.tag.head)
         generated = pass_field(s, "generated", 1, cmd.tag.layer, cmd.tag.head)
-        with m.If((cmd.valid | cmd.lab) & ~generated):
+        skip = cfg.zero_skip
+        read_w = (cmd.valid | cmd.lab) & ~generated
+        with m.If(read_w & ~cmd.zero if skip else read_w):
             m.d.comb += [self.wmem.en.eq(1), self.wmem.addr.eq(wbase + cmd.tag.tile * n_in + cmd.k)]
         new_word = Signal()
-        m.d.comb += [new_word.eq(cmd.valid & ((cmd.k % C == 0) | cmd.first)), self.raddr.eq(cmd.k // C)]
+        # (zero skipping: the controller marks the first entry of each word it streams)
+        m.d.comb += [new_word.eq(cmd.valid & (cmd.fresh if skip else (cmd.k % C == 0) | cmd.first)),
+                     self.raddr.eq(cmd.k // C)]
         for st in range(2):
             for b in range(s.banks):
                 m.d.comb += self.ren[st][b].eq(new_word & (cmd.tag.src == st) & self._needed(b))
@@ -80,6 +90,8 @@ class Issue(wiring.Component):
         m.d.sync += [p1.valid.eq(cmd.valid), p1.first.eq(cmd.first), p1.last.eq(cmd.last),
                      p1.lab.eq(cmd.lab), p1.lab_last.eq(cmd.lab_last), p1.lane.eq(cmd.k % C),
                      p1.k.eq(cmd.k), p1.tag.eq(cmd.tag)]
+        if skip:
+            m.d.sync += p1.zero.eq(cmd.valid & cmd.zero)
         # ---- cycle t+1: the read data registered (the block RAMs' output registers)
         p2 = self._p = Signal.like(p1, name="p2")
         self._rd = [[Signal.like(self.rdata[st][b], name=f"rd{st}_{b}") for b in range(s.banks)] for st in range(2)]
@@ -106,14 +118,15 @@ class Issue(wiring.Component):
             m.d.sync += self.w[c].eq(lane)
         m.d.sync += [self.valid.eq(p2.valid), self.first.eq(p2.first), self.last.eq(p2.last)]
         enables = []
+        real = p2.valid & ~p2.zero if skip else p2.valid      # an empty entry has operand 0
         for r in range(s.live_rows):                # (rows beyond: x and row_en stay 0)
             x, en = self._operand(m, r)
             enables.append(en)
             # operand isolation: a gated row sees 0, so its multipliers do not toggle
-            m.d.sync += [self.row_en[r].eq(en), self.x[r].eq(Mux(en & p2.valid, x, 0))]
+            m.d.sync += [self.row_en[r].eq(en), self.x[r].eq(Mux(en & real, x, 0))]
         with m.If(self.clear):
             m.d.sync += self.macs.eq(0)
-        with m.Elif(p2.valid):
+        with m.Elif(real):
             m.d.sync += self.macs.eq(self.macs + sum(enables) * C)
         if s.share:
             with m.If(p2.lab):

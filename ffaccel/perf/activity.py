@@ -33,6 +33,7 @@ from ..model.embed import embed_all, embed_neutral
 from ..model.exits import layer_macs
 from ..model.golden import QuantModel
 from ..schedule import schedule
+from .cycles import lengths_of, nonzero_maps, pass_entries
 
 COMPONENTS = ("weight_bus", "act_read", "array_x", "pe_operand", "pe_product", "pe_acc", "pe_shadow", "act_write")
 
@@ -103,6 +104,8 @@ class _State:
         self.acc = np.zeros((cfg.rows, cfg.cols), dtype=np.int64)
         self.shadow = np.zeros((cfg.rows, cfg.cols), dtype=np.int64)
         self.bank = np.zeros((2, schedule(cfg).banks, cfg.cols), dtype=np.int64)
+        self.x = np.zeros(cfg.rows, dtype=np.int64)               # row operand buses
+        self.prod = np.zeros((cfg.rows, cfg.cols), dtype=np.int64)   # product registers
 
 
 class PerfModel:
@@ -121,37 +124,44 @@ class PerfModel:
 
     # ------------------------------------------------------------------ one pass
     def _pass(self, wt: np.ndarray, X: np.ndarray, rows: list[int], banks: list[tuple[int, np.ndarray]], *,
-              k_lo: int, k_hi: int, label_words: int, set_: int, period: int, drained: int, toggles: bool,
-              cnt: Counters, generated: bool = False, biased: bool = True) -> None:
-        """Stream ``wt`` (tiles, n_in, cols) over inputs k_lo..k_hi-1 for one copy group.
+              entries: np.ndarray, label_words: int, set_: int, drained: int, toggles: bool,
+              cnt: Counters, plan, generated: bool = False, biased: bool = True, follows: bool = False) -> None:
+        """Stream ``wt`` (tiles, n_in, cols) over the inputs ``entries`` for one copy group:
+        the tile's stream in order (every input ``k_first..k_first+k-1``, or under zero
+        skipping :func:`ffaccel.schedule.skip_entries`, -1 an empty entry).
 
         ``X`` (rows, n_in): the operands of the enabled array ``rows``; ``banks``: (bank, the
         vector it holds) for the activation banks this pass reads from set ``set_``;
         ``drained``: rows the drain reads per tile (it shifts the shadow registers
-        ``drained - 1`` times, none in the shared layer).
+        ``drained - 1`` times, none in the shared layer); ``plan`` the schedule's pass;
+        ``follows``: the next pass (copy group) starts the cycle after this one's last tile.
         """
         cfg, st = self.cfg, self.state
         C, A, W, ACC = cfg.cols, cfg.abits, cfg.wbits, cfg.accbits
         tiles = wt.shape[0]
-        K = k_hi - k_lo
+        K = len(entries)                              # entries per tile
+        real = entries >= 0
+        ks = entries[real]                            # the inputs streamed (weights read)
+        period = plan.period(drained, K)
         nrows = len(rows)
         if generated:
             cnt.basis_words += tiles * K
         else:
-            cnt.weight_reads += tiles * (K + label_words)
+            cnt.weight_reads += tiles * (len(ks) + label_words)
         cnt.bias_reads += tiles if biased else 0
-        cnt.pe_ops += tiles * K * C * nrows
-        first_word, last_word = k_lo // C, (k_hi - 1) // C
-        nwords = last_word - first_word + 1
+        cnt.pe_ops += tiles * len(ks) * C * nrows
+        read_words = np.unique(ks // C)               # one activation word read per word streamed
+        nwords = len(read_words)
         cnt.act_reads += tiles * nwords * len(banks)
         if not toggles:
             return
         tg = cnt.toggles
         bus0 = (tg["weight_bus"], tg["array_x"])
-        # weight bus: stream words then label words, tile after tile
+        # weight bus: stream words then label words, tile after tile (an empty entry reads
+        # nothing: the bus holds)
         seq = []
         for t in range(tiles):
-            seq.append(wt[t, k_lo:k_hi])
+            seq.append(wt[t, ks])
             if label_words:
                 seq.append(wt[t, :label_words])
         seq = np.concatenate(seq)
@@ -164,30 +174,41 @@ class PerfModel:
         else:
             tg["weight_bus"] += hamming(seq[0], st.w, W) + hamming(seq[1:], seq[:-1], W)
             st.w = seq[-1].copy()
-        # activation-bank read registers: one word per `cols` inputs
+        # activation-bank read registers: one read per word streamed
         for b, X_r in banks:
-            lanes = np.zeros(nwords * C, dtype=np.int64)
-            src = X_r[first_word * C: min((last_word + 1) * C, len(X_r))]
+            lanes = np.zeros((read_words[-1] + 1) * C, dtype=np.int64)
+            src = X_r[: len(lanes)]
             lanes[: len(src)] = src
-            words = lanes.reshape(nwords, C)
+            words = lanes.reshape(-1, C)[read_words]
             prev = st.bank[set_, b]
             one = hamming(words[1:], words[:-1], A) if nwords > 1 else 0
             wrap = hamming(words[0], words[-1], A)
             tg["act_read"] += hamming(words[0], prev, A) + tiles * one + (tiles - 1) * wrap
             st.bank[set_, b] = words[-1]
-        # row operand buses: x during streaming, 0 in gaps (label phase, period > K)
-        Xs = X[:, k_lo:k_hi]
+        # row operand buses: x during streaming, 0 in gaps (label phase, period > K) and
+        # on empty entries
+        Xs = np.where(real[None, :], X[:, np.maximum(entries, 0)], 0)
         within = hamming(Xs[:, 1:], Xs[:, :-1], A) if K > 1 else 0
         gap = period > K or label_words > 0
+        # the buses and product registers carry over into a pass that follows back to
+        # back (the next copy group); otherwise they return to 0 after the pass
+        follows = follows and not gap
+        ridx = np.asarray(rows)
+        others = np.setdiff1d(np.arange(cfg.rows), ridx)
+        prev_x, prev_p = st.x.copy(), st.prod.copy()
+        st.x[:], st.prod[:] = 0, 0
         edge = popcount(Xs[:, 0], A) + popcount(Xs[:, -1], A)
         boundary = edge if gap else hamming(Xs[:, -1], Xs[:, 0], A)
-        tg["array_x"] += tiles * within + (tiles - 1) * boundary + edge
+        start = hamming(Xs[:, 0], prev_x[ridx], A) + popcount(prev_x[others], A)
+        end = 0 if follows else popcount(Xs[:, -1], A)
+        if follows:
+            st.x[ridx] = Xs[:, -1]
+        tg["array_x"] += tiles * within + (tiles - 1) * boundary + start + end
         if cfg.operand_copies:          # every live PE copies its row's and column's bus
             tg["pe_operand"] += (self.sched.live_rows * (tg["weight_bus"] - bus0[0])
                                  + C * (tg["array_x"] - bus0[1]))
         # PE product registers, accumulators and shadow registers, chunked over tiles
         PB = A + W
-        ridx = np.asarray(rows)
         prev_acc = st.acc[ridx].copy()
         shifts = 0 if label_words else drained - 1
         chunk = max(1, (1 << 22) // max(1, nrows * K * C))
@@ -195,9 +216,13 @@ class PerfModel:
         dt = np.int32 if ACC <= 31 else np.int64
         Xd = Xs.astype(dt)
         prev_acc = prev_acc.astype(dt)
-        prev_prod = np.zeros((nrows, C), dtype=dt)              # 0 before the pass
+        prev_prod = prev_p[ridx].astype(dt)                     # what the previous pass left
+        tg["pe_product"] += popcount(prev_p[others], PB)          # rows this pass gates: to 0
+        if gap:                                                   # the first tile starts from it
+            first = Xd[:, 0, None] * wt[0, max(int(entries[0]), 0)].astype(dt)[None, :]
+            tg["pe_product"] += hamming(first, prev_prod, PB) - popcount(first, PB)
         for t0 in range(0, tiles, chunk):
-            wc = wt[t0:t0 + chunk, k_lo:k_hi].astype(dt)          # (tc, K, C)
+            wc = wt[t0:t0 + chunk, np.maximum(entries, 0)].astype(dt)   # (tc, K, C); x = 0 on empties
             prod = Xd[None, :, :, None] * wc[:, None, :, :]        # (tc, rows, K, C)
             if K > 1:
                 tg["pe_product"] += hamming(prod[:, :, 1:, :], prod[:, :, :-1, :], PB)
@@ -216,7 +241,9 @@ class PerfModel:
             tg["pe_shadow"] += self._shadow(fin, ridx, shifts)
             prev_acc = fin[-1]
         st.acc[ridx] = prev_acc
-        if not gap:
+        if follows:
+            st.prod[ridx] = prev_prod
+        elif not gap:
             tg["pe_product"] += popcount(prev_prod, PB)           # back to 0 after the pass
 
     def _shadow(self, fins: np.ndarray, ridx: np.ndarray, shifts: int) -> int:
@@ -253,12 +280,30 @@ class PerfModel:
         return C * (popcount(x[:1], A) + hamming(x[1:], x[:-1], A) + popcount(x[-1:], A))
 
     # ------------------------------------------------------------------ inference
-    def mp_sample(self, x: np.ndarray, acts: list[np.ndarray], exit_layer: int, toggles: bool = True) -> Counters:
-        """One MP inference: ``x`` (D,) input codes, ``acts[l]`` (classes, n_l) golden activations."""
+    def _maps(self, xs, acts, exits, maps, toggles: bool) -> list:
+        """The non-zero maps of an inference's passes under zero skipping (given, or from
+        the activations), else a None pair per layer."""
+        if not self.cfg.zero_skip:
+            return [(None, None)] * int(np.max(exits))
+        if maps is not None:
+            return list(maps)
+        if not toggles and not acts:
+            raise ValueError("zero skipping: the counters need the activations or the non-zero maps")
+        return nonzero_maps(self.cfg, xs, acts, exits)
+
+    def _entries(self, layer: int, head: bool, maps: list) -> np.ndarray:
+        return pass_entries(self.cfg, layer, head, maps[layer][int(head)])
+
+    def mp_sample(self, x: np.ndarray, acts: list[np.ndarray], exit_layer: int, toggles: bool = True,
+                  maps: list | None = None) -> Counters:
+        """One MP inference: ``x`` (D,) input codes, ``acts[l]`` (classes, n_l) golden
+        activations; ``maps`` the non-zero maps of zero skipping
+        (``perf.cycles.nonzero_maps``) where the activations are not given."""
         cfg, sched = self.cfg, self.sched
         R, C, NC, A = cfg.rows, cfg.cols, cfg.classes, cfg.abits
         cnt = Counters()
-        cnt.cycles = sched.inference_cycles(exit_layer)["total"]
+        maps = self._maps(x[None, :], acts, [exit_layer], maps, toggles)
+        cnt.cycles = sched.inference_cycles(exit_layer, kept=lengths_of(cfg, maps) if cfg.zero_skip else None)["total"]
         cnt.macs = int(sum(self._macs[:exit_layer]))
         copies0 = embed_all(x[None, :], cfg)[0]                          # (NC, D)
         if toggles:
@@ -268,18 +313,20 @@ class PerfModel:
             # without toggles only the shapes matter: the operands need not be known
             X = copies0 if layer == 0 or not toggles else acts[layer - 1]
             p = sched.layer_passes[layer]
+            entries = self._entries(layer, False, maps)
             if p.shared:
                 # the image streams through row 0; the label words follow each tile
-                self._pass(self._wt[0], X[:1], [0], [(0, x)], k_lo=p.k_first, k_hi=p.k_first + p.k,
-                           label_words=p.label_words, set_=p.src, period=p.period(p.groups[0]),
+                self._pass(self._wt[0], X[:1], [0], [(0, x)], entries=entries,
+                           label_words=p.label_words, set_=p.src, plan=p,
                            drained=p.groups[0], toggles=toggles, cnt=cnt)
             else:
                 for g, n in enumerate(p.groups):
                     rows = list(range(n))
                     Xg = X[g * R: g * R + n]
                     banks = [(0, x)] if layer == 0 else [(g * R + r, Xg[r]) for r in rows]
-                    self._pass(self._wt[layer], Xg, rows, banks, k_lo=0, k_hi=p.n_in, label_words=0,
-                               set_=p.src, period=p.period(n), drained=n, toggles=toggles, cnt=cnt)
+                    self._pass(self._wt[layer], Xg, rows, banks, entries=entries, label_words=0,
+                               set_=p.src, plan=p, drained=n, toggles=toggles, cnt=cnt,
+                               follows=g < len(p.groups) - 1)
             drained = NC * self.mm.tiles[layer]
             cnt.drained_rows += drained
             cnt.act_writes += drained
@@ -293,14 +340,16 @@ class PerfModel:
         return cnt
 
     def op_batch(self, xs: np.ndarray, acts: list[np.ndarray], exit_layers: np.ndarray,
-                 toggles: bool = True) -> Counters:
-        """One OP batch: ``xs`` (b, D), ``acts[l]`` (b, n_l), per-sample exit layers."""
+                 toggles: bool = True, maps: list | None = None) -> Counters:
+        """One OP batch: ``xs`` (b, D), ``acts[l]`` (b, n_l), per-sample exit layers;
+        ``maps`` as for :meth:`mp_sample`."""
         cfg, sched = self.cfg, self.sched
         C, A = cfg.cols, cfg.abits
         b = len(xs)
         deepest = int(exit_layers.max())
         cnt = Counters()
-        cnt.cycles = sched.inference_cycles(deepest, b)["total"]
+        maps = self._maps(xs, acts, exit_layers, maps, toggles)
+        cnt.cycles = sched.inference_cycles(deepest, b, lengths_of(cfg, maps) if cfg.zero_skip else None)["total"]
         cnt.macs = int(sum(sum(self._macs[:e]) for e in exit_layers))
         x0 = embed_neutral(xs, cfg)
         if toggles:
@@ -312,13 +361,12 @@ class PerfModel:
             held = xs if layer == 0 or not toggles else acts[layer - 1]
             hacts = acts[layer] if toggles else np.zeros((b, cfg.layers[layer]), dtype=np.int64)
             p, h = sched.layer_passes[layer], sched.head_passes[layer]
-            self._pass(self._wt[layer], X[live], live, [(r, held[r]) for r in live], k_lo=0,
-                       k_hi=p.n_in, label_words=0, set_=p.src, period=p.period(b), drained=b, toggles=toggles,
-                       cnt=cnt)
-            self._pass(self._ht[layer], hacts[live], live, [(r, hacts[r]) for r in live], k_lo=0,
-                       k_hi=h.n_in, label_words=0, set_=h.src, period=h.period(b), drained=b, toggles=toggles,
-                       cnt=cnt,
-                       generated=h.generated, biased=h.biased)
+            self._pass(self._wt[layer], X[live], live, [(r, held[r]) for r in live],
+                       entries=self._entries(layer, False, maps), label_words=0, set_=p.src, plan=p, drained=b,
+                       toggles=toggles, cnt=cnt)
+            self._pass(self._ht[layer], hacts[live], live, [(r, hacts[r]) for r in live],
+                       entries=self._entries(layer, True, maps), label_words=0, set_=h.src, plan=h, drained=b,
+                       toggles=toggles, cnt=cnt, generated=h.generated, biased=h.biased)
             drained = b * (self.mm.tiles[layer] + self.mm.head_tiles)
             cnt.drained_rows += drained
             cnt.act_writes += len(live) * self.mm.tiles[layer]

@@ -1,18 +1,100 @@
 """Cycle counts of the engine: the schedule's passes summed (docs/architecture.md,
 "Schedule"). Kept as a module so callers can say ``perf.cycles.inference_cycles``; the
-rules live in :mod:`ffaccel.schedule` alone."""
+rules live in :mod:`ffaccel.schedule` alone. Under zero skipping the stream lengths
+depend on the data: :func:`stream_lengths` reads them off the golden activations as the
+engine's non-zero map (``hw/nzmap.py``) holds them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+
 from ..config import AccelConfig
-from ..schedule import schedule
+from ..schedule import schedule, skip_entries
 
 
-def layer_phases(cfg: AccelConfig, layer: int, batch: int | None = None) -> list[tuple[str, int]]:
+def layer_phases(cfg: AccelConfig, layer: int, batch: int | None = None,
+                 kept: tuple[int | None, int | None] | None = None) -> list[tuple[str, int]]:
     """(phase, cycles) of one layer (0-based): :meth:`ffaccel.schedule.Schedule.layer_phases`."""
-    return schedule(cfg).layer_phases(layer, batch)
+    return schedule(cfg).layer_phases(layer, batch, kept)
 
 
-def inference_cycles(cfg: AccelConfig, exit_layer: int, batch: int | None = None) -> dict:
+def inference_cycles(cfg: AccelConfig, exit_layer: int, batch: int | None = None,
+                     kept: list | None = None) -> dict:
     """Cycles of one inference: :meth:`ffaccel.schedule.Schedule.inference_cycles`."""
-    return schedule(cfg).inference_cycles(exit_layer, batch)
+    return schedule(cfg).inference_cycles(exit_layer, batch, kept)
+
+
+def input_nonzero(cfg: AccelConfig, xs: np.ndarray) -> np.ndarray:
+    """The non-zero map of the loaded inputs ``xs`` (b, inputs) of one inference: a pixel
+    that is non-zero in some row; the label slots as the first layer's operands there
+    (MP: some copy holds the label value; OP: the neutral value)."""
+    nz = (np.asarray(xs) != 0).any(axis=0)
+    nz[: cfg.classes] = cfg.mode == "mp" or cfg.neutral_value != 0
+    return nz
+
+
+def nonzero_maps(cfg: AccelConfig, xs: np.ndarray, acts: Sequence[np.ndarray],
+                 exit_layers: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Per visited layer of one inference, the non-zero maps its pass and its OP head pass
+    read (``hw/nzmap.py``): boolean over the pass's inputs.
+
+    ``xs`` (b, inputs) the inference's input codes (MP: b = 1); ``acts[l]`` layer l's
+    activations, MP (classes, n_l) of the sample's label copies, OP (b, n_l) of the batch
+    rows; ``exit_layers`` (b,) each sample's exit layer (1-based). A layer's map is the OR
+    of the rows its pass wrote (OP: the rows still in the batch)."""
+    mp = cfg.mode == "mp"
+    exits = np.asarray(exit_layers)
+    out = []
+    for layer in range(int(exits.max())):
+        if layer == 0:
+            nz = input_nonzero(cfg, xs)
+        else:
+            a = np.asarray(acts[layer - 1])
+            nz = ((a if mp else a[exits > layer - 1]) != 0).any(axis=0)
+        hnz = None if mp else (np.asarray(acts[layer])[exits > layer] != 0).any(axis=0)
+        out.append((nz, hnz))
+    return out
+
+
+def pass_entries(cfg: AccelConfig, layer: int, head: bool, nonzero: np.ndarray | None) -> np.ndarray:
+    """The stream of one tile of a pass (input indices in order, -1 an empty entry): every
+    input, or under zero skipping :func:`ffaccel.schedule.skip_entries` of the pass's map."""
+    sched = schedule(cfg)
+    p = (sched.head_passes if head else sched.layer_passes)[layer]
+    if cfg.zero_skip and p.skips:
+        if nonzero is None:
+            raise ValueError(f"zero skipping: the {p.kind} pass of layer {layer + 1} needs its non-zero map")
+        return skip_entries(nonzero, p.k_first, p.k_first + p.k, cfg.cols)
+    return np.arange(p.k_first, p.k_first + p.k)
+
+
+def stream_lengths(cfg: AccelConfig, xs: np.ndarray, acts: Sequence[np.ndarray],
+                   exit_layers: Sequence[int]) -> list[tuple[int | None, int | None]]:
+    """Per visited layer of one inference, the stream lengths of its pass and its OP head
+    pass under zero skipping (None for a pass that streams every input), for
+    :meth:`ffaccel.schedule.Schedule.inference_cycles`; arguments as :func:`nonzero_maps`."""
+    return lengths_of(cfg, nonzero_maps(cfg, xs, acts, exit_layers))
+
+
+def lengths_of(cfg: AccelConfig, maps: Sequence[tuple]) -> list[tuple[int | None, int | None]]:
+    """:func:`stream_lengths` of the maps of :func:`nonzero_maps`."""
+    sched = schedule(cfg)
+    out = []
+    for layer, (nz, hnz) in enumerate(maps):
+        kl = len(pass_entries(cfg, layer, False, nz)) if sched.layer_passes[layer].skips else None
+        kh = None
+        if cfg.mode == "op" and sched.head_passes[layer].skips:
+            kh = len(pass_entries(cfg, layer, True, hnz))
+        out.append((kl, kh))
+    return out
+
+
+def unit_stream_lengths(cfg: AccelConfig, xs: np.ndarray, probed: Sequence[np.ndarray],
+                        exit_layers: Sequence[int]) -> list[tuple[int | None, int | None]]:
+    """:func:`stream_lengths` of one inference (MP sample, OP batch) from the golden
+    model's probed activations of its samples (``GoldenResult.activations``, each
+    (b, copies, n_l))."""
+    mp = cfg.mode == "mp"
+    return stream_lengths(cfg, xs, [a[0] if mp else a[:, 0] for a in probed], exit_layers)

@@ -1,0 +1,64 @@
+"""Non-zero map of the activation banks (zero skipping): per bank set, one bit per input
+index, set when the input is non-zero in some bank of the set."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..schedule import Schedule
+from .actbanks import write_layout
+from .interfaces import _idx
+
+
+class NonzeroMap(wiring.Component):
+    """Two sets (as the activation banks) of ``bank_depth`` words of ``cols`` bits: bit
+    ``c`` of word ``w`` of set ``s`` says that input ``w * cols + c`` is non-zero in some
+    bank of set ``s`` written since the set was cleared.
+
+    Writes mirror the banks' write ports: a ``drain`` word (a drained row) or a ``load``
+    lane (a pixel) ORs its non-zero lanes into its word. A loaded pixel at a label slot
+    (index below ``classes``) sets its bit to ``label_bit`` instead of its value's: in MP
+    some label copy holds the label value there, in OP every row holds the neutral value
+    (``label_bit`` is whether that is non-zero). ``clear[s]`` empties set ``s`` (the
+    controller clears a set before a pass or a load writes it; it never clears and writes
+    a set in one cycle). Read: ``mask`` is word ``raddr`` of set ``rset`` in the same cycle
+    (registers, no read latency), so the controller can pick the next input to stream in
+    the cycle it needs it.
+    """
+
+    def __init__(self, sched: Schedule):
+        if not isinstance(sched, Schedule):
+            raise TypeError(f"NonzeroMap: sched={sched!r} must be a Schedule")
+        self.sched = sched
+        cfg = sched.cfg
+        self.label_bit = int(cfg.mode == "mp" or cfg.neutral_value != 0)
+        super().__init__({
+            "load": In(write_layout(sched)), "drain": In(write_layout(sched)),
+            "clear": In(2),
+            "rset": In(1), "raddr": In(_idx(sched.bank_depth)), "mask": Out(unsigned(cfg.cols)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        s, cfg = self.sched, self.sched.cfg
+        C, A, NC = cfg.cols, cfg.abits, cfg.classes
+        words = [Array(Signal(unsigned(C), name=f"nz{st}_{w}") for w in range(s.bank_depth)) for st in range(2)]
+        for st in range(2):
+            with m.If(self.clear[st]):
+                m.d.sync += [w.eq(0) for w in words[st]]
+        # the label slots' bits, per word (inputs below `classes`)
+        label_lanes = Array(Const(sum(1 << c for c in range(C) if w * C + c < NC) if self.label_bit else 0, C)
+                            for w in range(s.bank_depth))
+        slot_lanes = Array(Const(sum(1 << c for c in range(C) if w * C + c < NC), C) for w in range(s.bank_depth))
+        for port, is_load in ((self.drain, False), (self.load, True)):
+            nz = Cat(*[port.data[c * A:(c + 1) * A] != 0 for c in range(C)]) & port.lanes
+            if is_load:
+                slots = slot_lanes[port.addr] & port.lanes
+                nz = (nz & ~slots) | (label_lanes[port.addr] & port.lanes)
+            for st in range(2):
+                with m.If((port.set == st) & (port.lanes != 0)):
+                    m.d.sync += words[st][port.addr].eq(words[st][port.addr] | nz)
+        m.d.comb += self.mask.eq(Array(words)[self.rset][self.raddr])
+        return m
