@@ -33,7 +33,7 @@ import numpy as np
 from .fsutil import check_writable
 from .cli import path_arg, check_seed, FFAccelError, add_config_args, config_from_args, config_overrides, make_parser, run_main, strict_float, strict_int
 from .config import AccelConfig
-from .sim.faults import FAULTS
+from .sim.faults import FAULTS, unbuilt_unit
 from .sim.runner import DEFAULT_BUILD_DIR, SIMS
 
 PROG = "ffaccel.verify"
@@ -121,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg.check_float64_exact()
         qm, x = verify_samples(cfg, args.seed, args.samples)
     cfg = qm.cfg
+    if args.fault and unbuilt_unit(args.fault, cfg):
+        raise FFAccelError(f"--fault {args.fault} changes nothing: this engine has no {unbuilt_unit(args.fault, cfg)}")
     if args.fault == "score_mask_ignored" and not cfg.score_mask:
         raise FFAccelError("--fault score_mask_ignored changes nothing when every layer is scored: give a "
                            "config that leaves a layer out (score_mask in --config, or a checkpoint that does)")

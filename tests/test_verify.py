@@ -69,12 +69,25 @@ CASES = {
                            mode="mp", exit_policy="max", label_share=True, score_mask=(1, 0, 1)),
     "op_skip_last": dict(inputs=16, layers=(6, 7, 5), classes=3, rows=2, cols=3, abits=5, wbits=4,
                          mode="op", exit_policy="margin", score_mask=(0, 1, 0)),
+    # zero skipping (sparse inputs: case_samples), with copy groups, unshared with operand
+    # copies, and OP with learned and LLS heads
+    "mp_zero_skip": dict(inputs=22, layers=(12, 9), classes=5, rows=2, cols=4, abits=4, wbits=4,
+                         mode="mp", exit_policy="max", label_share=True, zero_skip=True),
+    "mp_zero_skip_noshare": dict(inputs=19, layers=(7, 10), classes=4, rows=3, cols=3, abits=5, wbits=4,
+                                 mode="mp", exit_policy="margin", label_share=False, zero_skip=True,
+                                 operand_copies=True),
+    "op_zero_skip": dict(inputs=20, layers=(10, 7, 6), classes=3, rows=3, cols=4, abits=4, wbits=5,
+                         mode="op", exit_policy="max", zero_skip=True),
+    "op_zero_skip_lls": dict(inputs=17, layers=(8, 9), classes=4, rows=2, cols=3, abits=5, wbits=4,
+                             mode="op", exit_policy="margin", exit_head="lls", zero_skip=True),
 }
-VERILATOR_CASES = ["mp_groups_share", "op_margin", "mp_noshare_margin", "op_lls_sin"]
+VERILATOR_CASES = ["mp_groups_share", "op_margin", "mp_noshare_margin", "op_lls_sin", "mp_zero_skip_noshare",
+                   "op_zero_skip"]
 # (case, stall probability): stalls vary so timing independence is exercised too
 STALLS = {"mp_groups_share": 0.3, "op_margin": 0.4, "mp_noshare_margin": 0.2, "mp_one_layer_rows1": 0.0,
           "op_three_layers": 0.5, "mp_ten_classes": 0.3, "op_rows1_noexit": 0.3, "mp_margin_groups": 0.6,
-          "op_cols1": 0.3, "op_lls_square": 0.4, "op_lls_sin": 0.3, "mp_skip_middle": 0.3, "op_skip_last": 0.4}
+          "op_cols1": 0.3, "op_lls_square": 0.4, "op_lls_sin": 0.3, "mp_skip_middle": 0.3, "op_skip_last": 0.4,
+          "mp_zero_skip": 0.3, "mp_zero_skip_noshare": 0.5, "op_zero_skip": 0.4, "op_zero_skip_lls": 0.3}
 
 
 def case_samples(name: str, seed: int):
@@ -89,6 +102,8 @@ def case_samples(name: str, seed: int):
             s = seed + 100 * k
             n = 8 if base_cfg.mode == "mp" else 2 * base_cfg.rows + 1
             qm, x = verify_samples(base_cfg.replace(thresholds=()), s, n)
+            if base_cfg.zero_skip:            # sparse inputs, as images are
+                x[np.random.default_rng(s).random(x.shape) < 0.6] = 0
             x[0, base_cfg.classes:] = 0       # zero image goodness
             x[-1] = base_cfg.amax             # saturated input
             qm = spread_thresholds(qm, x)
@@ -192,7 +207,8 @@ FAULT_CASES = {"requant_round": "mp_groups_share", "probe_tile": "mp_noshare_mar
                "input_stall": "mp_groups_share", "exit_tie": "mp_ten_classes",
                "threshold_off_by_one": "mp_margin_groups", "label_share_term": "mp_groups_share",
                "op_head_increment": "op_margin", "lls_phase_restart": "op_lls_square",
-               "score_mask_ignored": "mp_skip_middle"}
+               "score_mask_ignored": "mp_skip_middle", "skip_ones": "mp_zero_skip_noshare",
+               "skip_map_stale": "op_zero_skip"}
 
 
 def fault_samples(fault: str):

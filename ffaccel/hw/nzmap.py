@@ -40,20 +40,28 @@ class NonzeroMap(wiring.Component):
             "rset": In(1), "raddr": In(_idx(sched.bank_depth)), "mask": Out(unsigned(cfg.cols)),
         })
 
+    def nonzero(self, value):
+        """Whether a written activation counts as non-zero (mutation tests override it)."""
+        return value != 0
+
+    def clears(self, clear):
+        """The clear command as the map obeys it (mutation tests override it)."""
+        return clear
+
     def elaborate(self, platform):
         m = Module()
         s, cfg = self.sched, self.sched.cfg
         C, A, NC = cfg.cols, cfg.abits, cfg.classes
         words = [Array(Signal(unsigned(C), name=f"nz{st}_{w}") for w in range(s.bank_depth)) for st in range(2)]
         for st in range(2):
-            with m.If(self.clear[st]):
+            with m.If(self.clears(self.clear[st])):
                 m.d.sync += [w.eq(0) for w in words[st]]
         # the label slots' bits, per word (inputs below `classes`)
         label_lanes = Array(Const(sum(1 << c for c in range(C) if w * C + c < NC) if self.label_bit else 0, C)
                             for w in range(s.bank_depth))
         slot_lanes = Array(Const(sum(1 << c for c in range(C) if w * C + c < NC), C) for w in range(s.bank_depth))
         for port, is_load in ((self.drain, False), (self.load, True)):
-            nz = Cat(*[port.data[c * A:(c + 1) * A] != 0 for c in range(C)]) & port.lanes
+            nz = Cat(*[self.nonzero(port.data[c * A:(c + 1) * A]) for c in range(C)]) & port.lanes
             if is_load:
                 slots = slot_lanes[port.addr] & port.lanes
                 nz = (nz & ~slots) | (label_lanes[port.addr] & port.lanes)

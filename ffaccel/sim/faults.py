@@ -11,6 +11,7 @@ from ..hw.basis import LLSBasis
 from ..hw.controller import Controller
 from ..hw.drain import Drain
 from ..hw.exitcmp import ExitCmp
+from ..hw.nzmap import NonzeroMap
 from ..hw.postproc import PostProc
 
 
@@ -68,6 +69,18 @@ class PhaseNeverRestarts(LLSBasis):
         return 0
 
 
+class OnesCountAsZero(NonzeroMap):
+    """Zero skipping: an activation of 1 counts as zero (its input is skipped)."""
+    def nonzero(self, value):
+        return value > 1
+
+
+class MapNeverClears(NonzeroMap):
+    """Zero skipping: the non-zero map keeps the bits of earlier layers and samples."""
+    def clears(self, clear):
+        return 0
+
+
 FAULTS = {
     "requant_round": {"postproc": RoundAtWrongBit},
     "probe_tile": {"postproc": WrongProbeTile},
@@ -78,6 +91,8 @@ FAULTS = {
     "op_head_increment": {"accum": HeadIncrementDropsLastLane},
     "lls_phase_restart": {"basis": PhaseNeverRestarts},
     "score_mask_ignored": {"accum": ScoresEveryLayer},
+    "skip_ones": {"nzmap": OnesCountAsZero},
+    "skip_map_stale": {"nzmap": MapNeverClears},
 }
 
 
@@ -87,3 +102,14 @@ def fault_units(fault: str | None) -> dict | None:
     if fault not in FAULTS:
         raise ValueError(f"fault={fault!r} (allowed: {', '.join(FAULTS)})")
     return FAULTS[fault]
+
+
+def unbuilt_unit(fault: str, cfg) -> str | None:
+    """The unit ``fault`` replaces when ``cfg``'s engine does not build it (the fault would
+    change nothing), with the option that builds it; else None."""
+    needs = {"nzmap": ("zero skipping", cfg.zero_skip), "basis": ("LLS heads", cfg.exit_head != "learned")}
+    for unit in FAULTS[fault]:
+        if unit in needs and not needs[unit][1]:
+            return f"{unit} ({needs[unit][0]})"
+    return None
+

@@ -425,7 +425,8 @@ def job_budget(cfg, batches, in_stall: float, out_stall: float) -> tuple[int, in
     sched = schedule(cfg)
     total = 0
     for b in batches:
-        compute = sched.inference_cycles(cfg.n_layers, len(b))["total"]
+        # (zero skipping: at most every input of every pass)
+        compute = sched.inference_cycles(cfg.n_layers, len(b), [(None, None)] * cfg.n_layers)["total"]
         load = cfg.inputs * len(b) / max(1e-3, 1.0 - in_stall)
         res = len(b) / max(1e-3, 1.0 - out_stall)
         total += compute + int(2 * load + 4 * res) + 16

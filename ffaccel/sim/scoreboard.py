@@ -67,6 +67,7 @@ def _unpack(word: int, cols: int, abits: int) -> list[int]:
 def compare(qm, x, out: dict) -> Report:
     """Score one bench output against ``GoldenModel(qm)`` on samples ``x`` (N, inputs)."""
     from ..model.golden import GoldenModel
+    from ..perf.cycles import unit_stream_lengths
     from ..schedule import schedule
 
     cfg = qm.cfg
@@ -93,8 +94,11 @@ def compare(qm, x, out: dict) -> Report:
 
     # results, cycles
     for s0, nb in batches:
-        deepest = int(gold.exit_layer[s0:s0 + nb].max())
-        want_cyc = sched.inference_cycles(deepest, nb)["total"]
+        exits = gold.exit_layer[s0:s0 + nb]
+        # zero skipping: the stream lengths from the golden activations
+        kept = unit_stream_lengths(cfg, x[s0:s0 + nb], [a[s0:s0 + nb] for a in gold.activations], exits) \
+            if cfg.zero_skip else None
+        want_cyc = sched.inference_cycles(int(exits.max()), nb, kept)["total"]
         for j in range(nb):
             i = s0 + j
             if i >= len(results):
