@@ -175,11 +175,13 @@ class AccelConfig:
     """Each pass streams only the inputs that are non-zero for some row it computes, word
     by word (a word with none costs one empty cycle): fewer weight reads and cycles,
     data-dependent cycle counts (docs/architecture.md, "Zero skipping")."""
-    operand_copies: bool = False
-    """Every PE registers its own copy of its row operand and weight lane (``abits + wbits
-    + 3`` flip-flops per PE with the delayed controls; one cycle more per pass): the
-    multicast operand nets end at registers instead of crossing the array into the
-    multipliers (FPGA timing, docs/architecture.md, "Operand copies")."""
+    mult_regs: bool = False
+    """Every multiplier block's operands are registered beside it: each PE registers its
+    own copy of its row operand and weight lane (with the controls that travel with them;
+    ``abits + wbits + 3`` flip-flops per PE, one cycle more per pass), and each
+    post-processing column its normalisation inputs (one more cycle per pass). The
+    multicast and cross-die nets then end at registers instead of crossing the die into a
+    multiplier (FPGA timing, docs/architecture.md, "Multiplier operand registers")."""
     # --- memory, clock, technology ---
     weight_mem: str = "dram"
     sram_kib: int = 512
@@ -225,7 +227,7 @@ class AccelConfig:
         _check_choice("weight_mem", self.weight_mem, WEIGHT_MEMS)
         _check_choice("tech", self.tech, TECH_NODES)
         _check_int("sram_kib", self.sram_kib, 1, 1 << 20)
-        for name in ("label_share", "operand_copies", "zero_skip"):
+        for name in ("label_share", "mult_regs", "zero_skip"):
             if isinstance(getattr(self, name), bool) is False:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")
         if not isinstance(self.clock_mhz, (int, float)) or isinstance(self.clock_mhz, bool) \

@@ -38,8 +38,8 @@ class Latencies:
     ``operand``: the issue stage's registers at the array edge (row operands, weight
     lanes, row enables and the tile controls): the cycle after the data of the reads.
     ``product``: the PE's product register (``x * w``); the accumulate is the cycle after.
-    With ``AccelConfig.operand_copies`` the PE first registers its own copies of the
-    operands: 2 (:func:`latencies`).
+    With ``AccelConfig.mult_regs`` the PE first registers its own copies of the
+    operands: 2 (:func:`latencies`); post-processing then has a stage B0 (10).
     ``shift``: the drain's shift command -> the shadow registers move up a row (each PE
     registers the command: no one register fans out to every shadow register bit).
     ``drain_go``: the tile's last accumulate -> the first drained row (sums in the shadow
@@ -106,9 +106,10 @@ LATENCY = Latencies()
 
 
 def latencies(cfg: AccelConfig) -> Latencies:
-    """The pipeline depths of ``cfg``'s engine: :data:`LATENCY`, with the PEs' operand-copy
-    registers in the product latency where the config has them."""
-    return Latencies(product=2) if cfg.operand_copies else LATENCY
+    """The pipeline depths of ``cfg``'s engine: :data:`LATENCY`, with the multipliers'
+    operand registers where the config has them (``AccelConfig.mult_regs``): the PEs' own
+    operand copies in the product latency, post-processing's stage B0."""
+    return Latencies(product=2, postproc=10) if cfg.mult_regs else LATENCY
 
 
 # ---------------------------------------------------------------------------- memory map

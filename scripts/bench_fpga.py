@@ -8,7 +8,7 @@ resource / fmax model's prediction beside each measurement.
 
 Configs (MNIST 784-4x2000 on 4x4, 10x16 and 16x16 arrays, the issue's small 64-2x32 engine,
 a tiny one, and a narrow one with 4-bit operands), each without and with the PEs' operand
-copies (``NAME+copies``): see ``CONFIGS``. Tool runs are cached in
+operand registers (``NAME+regs``, ``AccelConfig.mult_regs``): see ``CONFIGS``. Tool runs are cached in
 the build folder, so a second run only reports. Prints a Markdown table; ``--json`` writes
 every report (and the model's predictions) to OUT.
 """
@@ -24,7 +24,7 @@ from ffaccel.config import AccelConfig
 from ffaccel.errors import FFAccelError
 from ffaccel.fpga.devices import lookup
 from ffaccel.fpga.flow import DEFAULT_BUILD_DIR, implement
-from ffaccel.fpga.model import Point, copies, estimate, fields_config, holdout, kind
+from ffaccel.fpga.model import Point, estimate, fields_config, holdout, kind, regs
 
 PROG = "bench_fpga"
 MNIST = {"inputs": 784, "classes": 10, "layers": "4x2000"}
@@ -37,9 +37,9 @@ CONFIGS = {
     "mnist-10x16": {**MNIST, "rows": 10, "cols": 16},
     "mnist-16x16": {**MNIST, "rows": 16, "cols": 16},
 }
-# each again with the PEs' operand copies (AccelConfig.operand_copies): the engines the
-# FPGA flow is for; ffaccel.fpga.model fits each kind on its own points
-CONFIGS.update({f"{name}+copies": {**fields, "operand_copies": True} for name, fields in list(CONFIGS.items())})
+# each again with the multipliers' operand registers (AccelConfig.mult_regs): the engines
+# the FPGA flow is for; ffaccel.fpga.model fits each kind on its own points
+CONFIGS.update({f"{name}+regs": {**fields, "mult_regs": True} for name, fields in list(CONFIGS.items())})
 
 
 def config(name: str) -> AccelConfig:
@@ -96,8 +96,8 @@ def main(argv=None) -> int:
         print(row(name, rep, est), flush=True)
     # the model refitted without each measured point in turn, predicting it
     points = tuple(point(name, r["report"]) for name, r in out["rows"].items() if r["report"]["fits"])
-    # (each kind of engine, with or without operand copies, on its own points)
-    held = [pt for pt in points if len(kind(points, copies(pt))) >= 4]
+    # (each kind of engine, with or without the operand registers, on its own points)
+    held = [pt for pt in points if len(kind(points, regs(pt))) >= 4]
     if held:
         out["leave_one_out"] = {}
         print("\n| held out | LUT4 error | FF error | MULT18X18D error | DP16KD error | fmax error |")

@@ -26,6 +26,7 @@ from ..model.exits import apply_exit, balanced_accuracy, calibrate
 from ..model.embed import input_codes
 from ..model.golden import GoldenModel, QuantModel
 from ..model.quant import CALIBRATION_SAMPLES, choose_formats, integer_thresholds, quantize
+from ..perf.cycles import inference_maps, lengths_of
 from ..schedule import schedule
 from ..workload import Workload
 from .space import Space
@@ -106,7 +107,7 @@ def evaluate(space: Space, point: dict) -> dict:
     n = len(x)
     wl = Workload(qm, x, y, {"dataset": ds.name, "limit": n})
     # the activity profile depends on the model, the array and the data, not on k or memory
-    pkey = (id(qm0), qcfg.rows, qcfg.cols, qcfg.share_layer1)
+    pkey = (id(qm0), qcfg.rows, qcfg.cols, qcfg.share_layer1, qcfg.zero_skip, qcfg.mult_regs)
     if pkey not in _PROFILES:
         _PROFILES[pkey] = profile(wl, w["toggle_samples"])
     rep = report(wl, load_coeffs(tech=qcfg.tech), w["toggle_samples"], exit_layers=exit_layer,
@@ -114,7 +115,11 @@ def evaluate(space: Space, point: dict) -> dict:
     # an inference (MP sample, OP batch) runs to its deepest exit
     sch = schedule(qcfg)
     batches = sch.batches(n)
-    cyc = float(np.mean([sch.inference_cycles(int(exit_layer[lo:lo + size].max()), size)["total"]
+    # (zero skipping: each inference's stream lengths from its data)
+    maps = inference_maps(GoldenModel(qm), x, exit_layer, [(lo, lo + size) for lo, size in batches]) \
+        if qcfg.zero_skip else None
+    cyc = float(np.mean([sch.inference_cycles(int(exit_layer[lo:lo + size].max()), size,
+                                              lengths_of(qcfg, maps[lo]) if maps else None)["total"]
                          for lo, size in batches]))
     per_sample = cyc * len(batches) / n
     macs = float(np.mean(_macs_by_depth(qcfg)[exit_layer - 1]))

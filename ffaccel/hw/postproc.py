@@ -59,6 +59,9 @@ class PostProc(wiring.Component):
     """
 
     STAGES = 9
+    #: with ``AccelConfig.mult_regs``: stage B0 registers the row (and a copy of the
+    #: normalisation factor per column) beside the multiplier blocks first
+    STAGES_MULT_REGS = 10
     #: the normalisation product is split at this bit of the drained sum: a 17-bit
     #: unsigned and a signed high part, each within one 18x18 multiplier block
     SPLIT = 17
@@ -66,9 +69,10 @@ class PostProc(wiring.Component):
     def __init__(self, sched: Schedule):
         if not isinstance(sched, Schedule):
             raise TypeError(f"PostProc: sched={sched!r} must be a Schedule")
-        if sched.latency.postproc != self.STAGES:
+        stages = self.STAGES_MULT_REGS if sched.cfg.mult_regs else self.STAGES
+        if sched.latency.postproc != stages:
             raise ValueError(f"PostProc: the schedule asks for {sched.latency.postproc} stages "
-                             f"(this unit has {self.STAGES})")
+                             f"(this unit has {stages})")
         self.sched = sched
         cfg = sched.cfg
         super().__init__({
@@ -94,21 +98,31 @@ class PostProc(wiring.Component):
         m = Module()
         cfg, row = self.sched.cfg, self.row
         C, A, BL = cfg.cols, cfg.abits, cfg.bias_lane_bits
+        shift_base, busy0 = self.shift_base, Const(0)
+        ms = [row.m] * C
+        if cfg.mult_regs:
+            # ---- stage B0: the row registered beside the multiplier blocks (each column's
+            # lanes go to its own blocks; the factor m, one copy per column: ``REPLICA``)
+            r0 = Signal(row_layout(self.sched), name="b0")
+            sb0 = Signal.like(self.shift_base, name="shift_base0")
+            ms = [Signal.like(row.m, name=f"m0_{c}", attrs=REPLICA) for c in range(C)]
+            m.d.sync += [r0.eq(row), sb0.eq(self.shift_base)] + [x.eq(row.m) for x in ms]
+            row, shift_base, busy0 = r0, sb0, r0.valid
         # ---- stage B1: the partial products, each a multiplier block's output registered
         b1 = Signal(post_tag_layout(self.sched))
         shift0 = Signal.like(self.shift, name="shift0")
         m.d.sync += [b1.valid.eq(row.valid), b1.live.eq(row.live), b1.cp.eq(row.cp), b1.tile.eq(row.tile),
                      b1.layer.eq(row.layer), b1.head.eq(row.head), b1.bias.eq(row.bias),
-                     shift0.eq(self.shift_base + row.s)]
+                     shift0.eq(shift_base + row.s)]
         lo_bits = self.SPLIT if cfg.drain_bits > self.SPLIT + 1 else 0
         plo = [Signal(unsigned(lo_bits + cfg.rsqrt_mant_bits), name=f"plo{c}") for c in range(C)]
         phi = [Signal(signed(cfg.product_bits), name=f"phi{c}") for c in range(C)]
         for c in range(C):
             acc = row.acc[c]
             if lo_bits:
-                m.d.sync += [plo[c].eq(acc[:lo_bits] * row.m), phi[c].eq(acc[lo_bits:].as_signed() * row.m)]
+                m.d.sync += [plo[c].eq(acc[:lo_bits] * ms[c]), phi[c].eq(acc[lo_bits:].as_signed() * ms[c])]
             else:
-                m.d.sync += phi[c].eq(acc * row.m)
+                m.d.sync += phi[c].eq(acc * ms[c])
         # ---- stage B2: prod = acc * m; the rounding term 2**(shift-1), registered. A shift
         # beyond the product's width rounds every product to 0 (|prod| < 2**(pb-1) <=
         # 2**(shift-2)): flagged (``big``), so the adder and shifter are pb + 2 bits wide
@@ -148,7 +162,7 @@ class PostProc(wiring.Component):
         m.d.sync += [h[c].eq(Mux(z[c][-1], 0, Mux(z[c][A:].any(), cfg.amax, z[c][:A]))) for c in range(C)]
         m.d.sync += [inc[c].eq(z[c]) for c in range(C)]
         d_busy = self._stage_d(m, c_, h, inc)
-        m.d.comb += self.busy.eq(b1.valid | b.valid | c1.valid | c2.valid | c3.valid | c_.valid | d_busy)
+        m.d.comb += self.busy.eq(busy0 | b1.valid | b.valid | c1.valid | c2.valid | c3.valid | c_.valid | d_busy)
         return m
 
     def _stage_d(self, m: Module, c_, h, inc):

@@ -10,7 +10,7 @@ the RTL. It follows the RTL's streaming order exactly (docs/architecture.md, sec
   input, 0 while the row's operand is isolated (gaps, label words, gated rows).
 - ``pe_acc``: the PE accumulators (``accbits``), one update per streamed input.
 - ``pe_operand``: the PEs' own copies of their row operand and weight lane
-  (``AccelConfig.operand_copies``; 0 without): each copies its bus a cycle later, so
+  (``AccelConfig.mult_regs``; 0 without): each copies its bus a cycle later, so
   ``cols`` x the row operand toggles plus ``live_rows`` x the weight operand toggles.
 - ``pe_shadow``: the PE shadow (result) registers: one load per tile, then the drain's
   shifts (every column's registers move up a row after each drained row but the last).
@@ -204,7 +204,7 @@ class PerfModel:
         if follows:
             st.x[ridx] = Xs[:, -1]
         tg["array_x"] += tiles * within + (tiles - 1) * boundary + start + end
-        if cfg.operand_copies:          # every live PE copies its row's and column's bus
+        if cfg.mult_regs:          # every live PE copies its row's and column's bus
             tg["pe_operand"] += (self.sched.live_rows * (tg["weight_bus"] - bus0[0])
                                  + C * (tg["array_x"] - bus0[1]))
         # PE product registers, accumulators and shadow registers, chunked over tiles

@@ -98,3 +98,22 @@ def unit_stream_lengths(cfg: AccelConfig, xs: np.ndarray, probed: Sequence[np.nd
     (b, copies, n_l))."""
     mp = cfg.mode == "mp"
     return stream_lengths(cfg, xs, [a[0] if mp else a[:, 0] for a in probed], exit_layers)
+
+
+def inference_maps(gm, x: np.ndarray, exit_layer: np.ndarray, units: Sequence[tuple[int, int]],
+                   chunk: int = 64) -> dict:
+    """The non-zero maps (:func:`nonzero_maps`) of every inference ``(lo, hi)`` of
+    ``units`` over samples ``x`` (``exit_layer`` their exits), by its first sample, from
+    the golden model ``gm``'s activations, ``chunk`` inferences at a time (the activations
+    of a whole test set would not fit in memory)."""
+    cfg = gm.qm.cfg
+    mp = cfg.mode == "mp"
+    out = {}
+    for i in range(0, len(units), chunk):
+        part = units[i:i + chunk]
+        a0, a1 = part[0][0], part[-1][1]
+        acts = gm.run(x[a0:a1], probe=True).activations
+        for lo, hi in part:
+            a = [v[lo - a0] if mp else v[lo - a0:hi - a0, 0] for v in acts]
+            out[lo] = nonzero_maps(cfg, x[lo:hi], a, exit_layer[lo:hi])
+    return out

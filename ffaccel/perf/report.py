@@ -18,10 +18,11 @@ import numpy as np
 
 from ..config import AccelConfig
 from ..errors import FFAccelError
-from ..model.golden import GoldenModel
+from ..model.golden import GoldenModel, QuantModel
 from ..schedule import schedule
 from ..workload import Workload, dataset_workload, random_workload
 from .activity import COMPONENTS, PerfModel
+from .cycles import inference_maps
 
 
 def load_workload(overrides: Mapping[str, Any], *, checkpoint: str | None = None, dataset: str | None = None,
@@ -57,8 +58,11 @@ def analyse(wl: Workload, toggle_samples: int, models: tuple | None = None) -> d
     t1 = time.perf_counter()
     toggled = 0
     # without toggles an inference's counters depend only on its exit depths: compute each
-    # distinct case once (a 10k-sample run has a handful of them)
+    # distinct case once (a 10k-sample run has a handful of them); under zero skipping they
+    # depend on the data too: the non-zero maps of every inference, from the golden
+    # activations (a chunk of inferences at a time)
     counts_of: dict = {}
+    maps_of = inference_maps(gm, x, res.exit_layer, units) if cfg.zero_skip else None
     for lo, hi in units:
         want_t = toggled < toggle_samples
         if want_t:
@@ -68,6 +72,9 @@ def analyse(wl: Workload, toggle_samples: int, models: tuple | None = None) -> d
                 c = pm.mp_sample(x[lo], [a[0] for a in acts], int(res.exit_layer[lo]))
             else:
                 c = pm.op_batch(x[lo:hi], [a[:, 0, :] for a in acts], res.exit_layer[lo:hi])
+        elif cfg.zero_skip:
+            c = (pm.mp_sample(x[lo], [], int(res.exit_layer[lo]), toggles=False, maps=maps_of[lo]) if mp else
+                 pm.op_batch(x[lo:hi], [], res.exit_layer[lo:hi], toggles=False, maps=maps_of[lo]))
         else:
             key = tuple(res.exit_layer[lo:hi].tolist())
             if key not in counts_of:
@@ -86,9 +93,41 @@ def analyse(wl: Workload, toggle_samples: int, models: tuple | None = None) -> d
                     row["toggles"] = dict(c.toggles)
             samples.append(row)
     t_act = time.perf_counter() - t1
-    return {"samples": samples, "summary": summarise(cfg, res, inferences, n),
+    summary = summarise(cfg, res, inferences, n)
+    if cfg.zero_skip:
+        summary["zero_skip"] = skip_summary(qm, inferences, [res.exit_layer[lo:hi] for lo, hi in units], maps_of)
+    return {"samples": samples, "summary": summary,
             "timing": {"golden_s": round(t_gold, 3), "activity_s": round(t_act, 3),
                        "toggled_samples": toggled}}
+
+
+def skip_summary(qm, inferences, exits, maps_of) -> list[dict]:
+    """Per layer, what zero skipping saved over the inferences that ran it: weight reads
+    and the layer's cycles, against the same inferences streaming every input."""
+    from .cycles import lengths_of
+    cfg = qm.cfg
+    full = PerfModel(QuantModel(cfg.replace(zero_skip=False), qm.weights, qm.biases, qm.heads, qm.head_biases))
+    sch = schedule(cfg)
+    every = [(None, None)] * cfg.n_layers
+    refs: dict = {}
+    tot = np.zeros((cfg.n_layers, 5))          # inferences, reads, reads streaming all, cycles, cycles all
+    for (c, _, lo, hi), ex in zip(inferences, exits):
+        key = tuple(ex.tolist())
+        if key not in refs:
+            zeros = np.zeros((hi - lo, cfg.inputs), dtype=np.int64)
+            refs[key] = full.mp_sample(zeros[0], [], key[0], toggles=False) if cfg.mode == "mp" \
+                else full.op_batch(zeros, [], ex, toggles=False)
+        ref, deepest = refs[key], int(ex.max())
+        cyc = sch.inference_cycles(deepest, hi - lo, lengths_of(cfg, maps_of[lo]))["layers"]
+        cyc_all = sch.inference_cycles(deepest, hi - lo, every)["layers"]
+        for layer in range(deepest):
+            tot[layer] += (1, c.layer_counts[layer]["weight_reads"], ref.layer_counts[layer]["weight_reads"],
+                           cyc[layer]["cycles"], cyc_all[layer]["cycles"])
+    return [{"layer": layer + 1, "inferences": int(t[0]),
+             "weight_reads_per_inference": t[1] / t[0], "weight_reads_skipped": 1 - t[1] / t[2],
+             "cycles_per_inference": t[3] / t[0], "cycles_streaming_every_input": t[4] / t[0],
+             "cycle_reduction": t[4] / t[3]}
+            for layer, t in enumerate(tot) if t[0]]
 
 
 def summarise(cfg, res, inferences, n: int) -> dict:
@@ -120,7 +159,9 @@ def summarise(cfg, res, inferences, n: int) -> dict:
         if len(tots) > 1 and tots.mean() > 0:
             rse["total"] = float(tots.std(ddof=1) / np.sqrt(len(tots)) / tots.mean())
     sch = schedule(cfg)
-    full = sch.inference_cycles(cfg.decision_layer, sch.batch_size)   # full depth: to the decision layer
+    # full depth: to the decision layer (under zero skipping: streaming every input, the
+    # most it can take)
+    full = sch.inference_cycles(cfg.decision_layer, sch.batch_size, [(None, None)] * cfg.n_layers)
     compute = sum(l["phases"].get("stream", 0) + l["phases"].get("head_stream", 0) for l in full["layers"])
     return {
         "inferences": len(inferences), "samples": n,
