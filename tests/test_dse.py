@@ -462,3 +462,21 @@ def test_example_spaces_load(path):
     assert sp.grid() and sp.objectives
     if "fpga" in path.name:
         assert sp.fpga == {"device": "LFE5U-85F"} and "fpga_luts" in sp.metrics
+
+
+def test_zero_skip_axis_keeps_accuracy_and_cuts_cycles(tmp_path, env, cli, digits_ckpt):
+    """``zero_skip`` as an axis: the same network and exits, so the same accuracy; fewer
+    weight reads and cycles (the digits' zero pixels are skipped)."""
+    import csv
+    text = _space(tmp_path, digits_ckpt, ks="[1.0]").read_text()
+    text = text.replace("rows = [2, 5]", "rows = [2]").replace("wbits = [4, 8]", "wbits = [8]")
+    text = text.replace("cols = [4, 8]", "cols = [4]\nzero_skip = [false, true]")
+    (tmp_path / "z.toml").write_text(text)
+    r = cli("dse", "--no-progress", "--space", str(tmp_path / "z.toml"), "--store", str(tmp_path / "z.db"),
+            "--out", str(tmp_path / "out"), "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {row["zero_skip"]: row for row in csv.DictReader(open(tmp_path / "out" / "z_points.csv"))}
+    off, on = rows["False"], rows["True"]
+    assert float(on["accuracy"]) == float(off["accuracy"])
+    assert float(on["latency_cycles"]) < 0.9 * float(off["latency_cycles"])
+    assert float(on["energy_pj"]) < float(off["energy_pj"])

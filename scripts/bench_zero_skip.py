@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Zero skipping on trained networks (issue #14): the same checkpoint, exit knob and
+memory with ``zero_skip`` off and on. Per data set and setting: integer accuracy with
+exit, cycles and latency per sample (exact, every test sample), weight reads per
+inference, energy per inference (45 nm model), and per layer the weight reads skipped and
+the cycle reduction.
+
+    python scripts/bench_zero_skip.py [--cells mnist:runs/mnist_4x2000_mp_r3.ckpt,...]
+                                      [--k 1.5] [--weight-mem sram] [--limit N]
+                                      [--toggle-samples 16] [--json OUT]
+
+Prints a Markdown table; ``--json`` writes every figure to OUT.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ffaccel.cli import atomic_write_text, make_parser, path_arg, run_main, strict_float, strict_int
+from ffaccel.energy.coeffs import load_coeffs
+from ffaccel.energy.report import report
+from ffaccel.errors import FFAccelError
+from ffaccel.perf.report import analyse, load_workload
+
+PROG = "bench_zero_skip"
+DEFAULT_CELLS = "mnist:runs/mnist_4x2000_mp_r3.ckpt,fashion-mnist:runs/fmnist_4x2000_mp_r3.ckpt"
+
+
+def parse_cells(text: str) -> list[tuple[str, str]]:
+    cells = []
+    for item in text.split(","):
+        ds, sep, ckpt = item.partition(":")
+        if not sep or not ds or not ckpt:
+            raise FFAccelError(f"--cells {item!r}: expected DATASET:CHECKPOINT")
+        if not Path(ckpt).is_file():
+            raise FFAccelError(f"--cells {item!r}: checkpoint {ckpt!r} does not exist")
+        cells.append((ds, ckpt))
+    return cells
+
+
+def measure(dataset: str, ckpt: str, skip: bool, args) -> dict:
+    t0 = time.perf_counter()
+    wl = load_workload({"weight_mem": args.weight_mem, "zero_skip": skip}, checkpoint=ckpt, dataset=dataset,
+                       limit=args.limit, k=args.k)
+    perf = analyse(wl, 0)
+    s = perf["summary"]
+    labels = np.array([r["label"] for r in perf["samples"]])
+    energy = report(wl, load_coeffs(tech=wl.cfg.tech), args.toggle_samples)
+    out = {"dataset": dataset, "checkpoint": ckpt, "zero_skip": skip, "samples": s["samples"],
+           "accuracy": float((labels == np.asarray(wl.y)).mean()),
+           "cycles_per_sample": s["cycles_per_sample"], "latency_us": s["latency_us"],
+           "weight_reads_per_inference": s["weight_reads_per_inference"],
+           "energy_uj": energy["total_pj"] / 1e6, "full_depth_uj": energy["full_depth_pj"] / 1e6,
+           "energy_components_uj": {k: v / 1e6 for k, v in energy["components"].items()},
+           "exit_histogram": s["exit_histogram"], "per_layer": s.get("zero_skip"),
+           "seconds": round(time.perf_counter() - t0, 1)}
+    return out
+
+
+def main(argv=None) -> int:
+    p = make_parser(PROG, __doc__.splitlines()[0])
+    p.add_argument("--cells", default=DEFAULT_CELLS, help=f"DATASET:CHECKPOINT,... (default {DEFAULT_CELLS})")
+    p.add_argument("--k", type=strict_float, default=1.5, help="exit knob (default 1.5)")
+    p.add_argument("--weight-mem", choices=("sram", "dram"), default="sram")
+    p.add_argument("--limit", type=strict_int, default=None, help="first N test samples (default: all)")
+    p.add_argument("--toggle-samples", type=strict_int, default=16, help="inferences whose toggles are exact")
+    p.add_argument("--json", type=path_arg, metavar="OUT")
+    args = p.parse_args(argv)
+    cells = parse_cells(args.cells)
+    if args.toggle_samples < 1:
+        raise FFAccelError(f"--toggle-samples={args.toggle_samples} out of range (allowed: >= 1)")
+    if args.limit is not None and args.limit < 1:
+        raise FFAccelError(f"--limit={args.limit} out of range (allowed: >= 1)")
+    rows = []
+    print("| data set | zero skip | accuracy | cycles / sample | latency us | weight reads / inference | "
+          "energy uJ | full depth uJ |")
+    print("| --- " * 8 + "|")
+    for ds, ckpt in cells:
+        for skip in (False, True):
+            r = measure(ds, ckpt, skip, args)
+            rows.append(r)
+            print(f"| {ds} | {'on' if skip else 'off'} | {r['accuracy']:.2%} | {r['cycles_per_sample']:,.0f} | "
+                  f"{r['latency_us']:,.1f} | {r['weight_reads_per_inference']:,.0f} | {r['energy_uj']:.2f} | "
+                  f"{r['full_depth_uj']:.1f} |", flush=True)
+    print("\n| data set | layer | weight reads skipped | cycles / inference | streaming every input | reduction |")
+    print("| --- " * 6 + "|")
+    for r in rows:
+        for lay in r["per_layer"] or []:
+            print(f"| {r['dataset']} | {lay['layer']} | {lay['weight_reads_skipped']:.1%} | "
+                  f"{lay['cycles_per_inference']:,.0f} | {lay['cycles_streaming_every_input']:,.0f} | "
+                  f"{lay['cycle_reduction']:.2f}x |")
+    if args.json:
+        atomic_write_text(args.json, json.dumps({"k": args.k, "weight_mem": args.weight_mem, "rows": rows},
+                                                indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, PROG))
