@@ -123,8 +123,8 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
                    help="MP: run every label copy of layer 1 in full (no W1 x_img sharing)")
     g.add_argument("--zero-skip", dest="zero_skip", action="store_true", default=argparse.SUPPRESS,
                    help="stream only the inputs that are non-zero (data-dependent cycles, fewer weight reads)")
-    g.add_argument("--mult-regs", dest="mult_regs", action="store_true", default=argparse.SUPPRESS,
-                   help="register every multiplier's operands beside it (two cycles more per pass; FPGA timing)")
+    g.add_argument("--fpga-regs", dest="fpga_regs", action="store_true", default=argparse.SUPPRESS,
+                   help="registers beside the multipliers and block RAMs for FPGA timing (two cycles more per pass)")
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -135,7 +135,7 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
         data.update(load_config_file(args.config))
     if getattr(args, "layers", None) is not None:
         data["layers"] = parse_layers(args.layers)
-    for key in [k for k, _, _ in _CONFIG_FLAGS.values()] + ["label_share", "mult_regs", "zero_skip"]:
+    for key in [k for k, _, _ in _CONFIG_FLAGS.values()] + ["label_share", "fpga_regs", "zero_skip"]:
         value = getattr(args, key, None)
         if value is not None:
             data[key] = value

@@ -175,13 +175,14 @@ class AccelConfig:
     """Each pass streams only the inputs that are non-zero for some row it computes, word
     by word (a word with none costs one empty cycle): fewer weight reads and cycles,
     data-dependent cycle counts (docs/architecture.md, "Zero skipping")."""
-    mult_regs: bool = False
-    """Every multiplier block's operands are registered beside it: each PE registers its
-    own copy of its row operand and weight lane (with the controls that travel with them;
-    ``abits + wbits + 3`` flip-flops per PE, one cycle more per pass), and each
-    post-processing column its normalisation inputs (one more cycle per pass). The
-    multicast and cross-die nets then end at registers instead of crossing the die into a
-    multiplier (FPGA timing, docs/architecture.md, "Multiplier operand registers")."""
+    fpga_regs: bool = False
+    """Registers that cut the long wires of a die-sized FPGA implementation: each PE
+    registers its own copy of its row operand and weight lane (with the controls that
+    travel with them; ``abits + wbits + 3`` flip-flops per PE, one cycle more per pass),
+    each post-processing column its normalisation inputs (one more cycle per pass), each
+    activation bank its write (no cycle: hidden under the goodness stages). The multicast
+    and cross-die nets then end at registers placed beside the multiplier blocks and block
+    RAMs (docs/architecture.md, "FPGA registers")."""
     # --- memory, clock, technology ---
     weight_mem: str = "dram"
     sram_kib: int = 512
@@ -227,7 +228,7 @@ class AccelConfig:
         _check_choice("weight_mem", self.weight_mem, WEIGHT_MEMS)
         _check_choice("tech", self.tech, TECH_NODES)
         _check_int("sram_kib", self.sram_kib, 1, 1 << 20)
-        for name in ("label_share", "mult_regs", "zero_skip"):
+        for name in ("label_share", "fpga_regs", "zero_skip"):
             if isinstance(getattr(self, name), bool) is False:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")
         if not isinstance(self.clock_mhz, (int, float)) or isinstance(self.clock_mhz, bool) \

@@ -38,7 +38,7 @@ class Latencies:
     ``operand``: the issue stage's registers at the array edge (row operands, weight
     lanes, row enables and the tile controls): the cycle after the data of the reads.
     ``product``: the PE's product register (``x * w``); the accumulate is the cycle after.
-    With ``AccelConfig.mult_regs`` the PE first registers its own copies of the
+    With ``AccelConfig.fpga_regs`` the PE first registers its own copies of the
     operands: 2 (:func:`latencies`); post-processing then has a stage B0 (10).
     ``shift``: the drain's shift command -> the shadow registers move up a row (each PE
     registers the command: no one register fans out to every shadow register bit).
@@ -107,9 +107,9 @@ LATENCY = Latencies()
 
 def latencies(cfg: AccelConfig) -> Latencies:
     """The pipeline depths of ``cfg``'s engine: :data:`LATENCY`, with the multipliers'
-    operand registers where the config has them (``AccelConfig.mult_regs``): the PEs' own
+    operand registers where the config has them (``AccelConfig.fpga_regs``): the PEs' own
     operand copies in the product latency, post-processing's stage B0."""
-    return Latencies(product=2, postproc=10) if cfg.mult_regs else LATENCY
+    return Latencies(product=2, postproc=10) if cfg.fpga_regs else LATENCY
 
 
 # ---------------------------------------------------------------------------- memory map

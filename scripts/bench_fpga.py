@@ -8,7 +8,7 @@ resource / fmax model's prediction beside each measurement.
 
 Configs (MNIST 784-4x2000 on 4x4, 10x16 and 16x16 arrays, the issue's small 64-2x32 engine,
 a tiny one, and a narrow one with 4-bit operands), each without and with the PEs' operand
-operand registers (``NAME+regs``, ``AccelConfig.mult_regs``): see ``CONFIGS``. Tool runs are cached in
+operand registers (``NAME+regs``, ``AccelConfig.fpga_regs``): see ``CONFIGS``. Tool runs are cached in
 the build folder, so a second run only reports. Prints a Markdown table; ``--json`` writes
 every report (and the model's predictions) to OUT.
 """
@@ -37,9 +37,9 @@ CONFIGS = {
     "mnist-10x16": {**MNIST, "rows": 10, "cols": 16},
     "mnist-16x16": {**MNIST, "rows": 16, "cols": 16},
 }
-# each again with the multipliers' operand registers (AccelConfig.mult_regs): the engines
+# each again with the multipliers' operand registers (AccelConfig.fpga_regs): the engines
 # the FPGA flow is for; ffaccel.fpga.model fits each kind on its own points
-CONFIGS.update({f"{name}+regs": {**fields, "mult_regs": True} for name, fields in list(CONFIGS.items())})
+CONFIGS.update({f"{name}+regs": {**fields, "fpga_regs": True} for name, fields in list(CONFIGS.items())})
 
 
 def config(name: str) -> AccelConfig:

@@ -35,7 +35,7 @@ def random_config(rng) -> AccelConfig:
         rng, inputs=inputs, classes=classes, layers=layers, rows=int(rng.integers(1, 5)),
         cols=int(rng.integers(1, 6)), abits=int(rng.integers(2, 7)), wbits=int(rng.integers(2, 7)),
         mode=str(rng.choice(["mp", "op"])), exit_policy=str(rng.choice(["max", "margin", "none"])),
-        label_share=bool(rng.integers(0, 2)), mult_regs=_copies(inputs), zero_skip=_skip(classes))
+        label_share=bool(rng.integers(0, 2)), fpga_regs=_copies(inputs), zero_skip=_skip(classes))
 
 
 def random_lls_config(rng) -> AccelConfig:
@@ -47,7 +47,7 @@ def random_lls_config(rng) -> AccelConfig:
         layers=tuple(int(v) for v in rng.integers(1, 11, size=int(rng.integers(2, 4)))),   # heads past layer 1
         rows=int(rng.integers(1, 5)), cols=int(rng.integers(1, 6)), abits=int(rng.integers(2, 7)),
         wbits=int(rng.integers(2, 7)), mode="op", exit_policy=str(rng.choice(["max", "margin", "none"])),
-        exit_head=str(rng.choice(["lls", "lls-square"])), mult_regs=_copies(inputs),
+        exit_head=str(rng.choice(["lls", "lls-square"])), fpga_regs=_copies(inputs),
         zero_skip=_skip(classes))
 
 
@@ -192,7 +192,7 @@ def test_random_configs_skip_layers_in_the_score():
     after them) and trailing ones (an earlier layer decides)."""
     cfgs = [random_case(seed)[0].cfg for seed in SEEDS]
     # (and both PE kinds, in both modes)
-    assert {(c.mode, c.mult_regs) for c in cfgs} == {(m, o) for m in ("mp", "op") for o in (False, True)}
+    assert {(c.mode, c.fpga_regs) for c in cfgs} == {(m, o) for m in ("mp", "op") for o in (False, True)}
     assert {(c.mode, c.zero_skip) for c in cfgs} == {(m, o) for m in ("mp", "op") for o in (False, True)}
     masks = [c for c in cfgs if c.score_mask]
     assert any(c.decision_layer < c.n_layers for c in masks)

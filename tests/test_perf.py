@@ -23,9 +23,9 @@ CONFIGS = [
     AccelConfig(inputs=18, layers=(7, 9), classes=3, rows=3, cols=4, abits=4, afrac=1, mode="op",
                 exit_head="lls-square"),
     # each PE registers its own operand copies (one cycle more per pass)
-    AccelConfig(inputs=20, layers=(9, 7), classes=3, rows=5, cols=3, abits=5, afrac=2, mult_regs=True),
+    AccelConfig(inputs=20, layers=(9, 7), classes=3, rows=5, cols=3, abits=5, afrac=2, fpga_regs=True),
     AccelConfig(inputs=18, layers=(7, 9), classes=5, rows=3, cols=2, abits=4, afrac=1, mode="op", exit_head="lls",
-                mult_regs=True),
+                fpga_regs=True),
     # zero skipping (sparse inputs below): MP shared and unshared with copy groups, OP
     AccelConfig(inputs=20, layers=(9, 7), classes=3, rows=2, cols=4, abits=5, afrac=2, zero_skip=True),
     AccelConfig(inputs=23, layers=(10, 6, 5), classes=4, rows=3, cols=3, abits=6, wbits=5, afrac=3,
@@ -76,7 +76,7 @@ def test_activity_model_matches_rtl(ci, tmp_path):
     got = count_toggles(vcd)
     for comp in COMPONENTS:
         want = tot.toggles[comp]
-        if comp == "pe_operand" and not cfg.mult_regs:
+        if comp == "pe_operand" and not cfg.fpga_regs:
             assert got.get(comp, 0) == want == 0
             continue
         assert want > 0

@@ -27,7 +27,7 @@ def cases(draw):
     cfg = AccelConfig(inputs=draw(st.integers(12, 40)), layers=(cols, cols), classes=draw(st.integers(2, 6)),
                       rows=draw(st.integers(1, 4)), cols=cols, abits=abits, wbits=wbits,
                       afrac=afrac, rsqrt_frac=rsqrt_frac, lfrac=draw(st.integers(0, 6)), mode=mode, wfrac=wfrac,
-                      mult_regs=draw(st.booleans()))
+                      fpga_regs=draw(st.booleans()))
     seed = draw(st.integers(0, 2**31 - 1))
     return cfg, seed
 
@@ -43,7 +43,7 @@ def _run(cfg, rows):
     words, sums, incs = [], [], []
 
     async def bench(ctx):
-        for r in rows + [None] * (PostProc.STAGES_MULT_REGS + 1):
+        for r in rows + [None] * (PostProc.STAGES_FPGA_REGS + 1):
             if r is None:
                 ctx.set(dut.row, {"valid": 0})
             else:
@@ -116,7 +116,7 @@ def test_stage_count_is_the_schedules():
     import pytest
     s = schedule(AccelConfig(inputs=20, layers=(4,), classes=3, rows=2, cols=4))
     assert s.latency.postproc == PostProc.STAGES
-    assert schedule(s.cfg.replace(mult_regs=True)).latency.postproc == PostProc.STAGES_MULT_REGS
+    assert schedule(s.cfg.replace(fpga_regs=True)).latency.postproc == PostProc.STAGES_FPGA_REGS
     bad = dataclasses.replace(s, latency=dataclasses.replace(s.latency, postproc=2))
     with pytest.raises(ValueError, match="stages"):
         PostProc(bad)
@@ -141,7 +141,7 @@ def test_shifts_beyond_the_product_width_round_to_zero():
     got = {0: [], 1: []}
 
     async def bench(ctx):
-        for i in range(len(rows) + PostProc.STAGES_MULT_REGS + 1):
+        for i in range(len(rows) + PostProc.STAGES_FPGA_REGS + 1):
             if i < len(rows):
                 base, head, acc, m = rows[i]
                 ctx.set(dut.shift_base, base)

@@ -75,7 +75,7 @@ CASES = {
                          mode="mp", exit_policy="max", label_share=True, zero_skip=True),
     "mp_zero_skip_noshare": dict(inputs=19, layers=(7, 10), classes=4, rows=3, cols=3, abits=5, wbits=4,
                                  mode="mp", exit_policy="margin", label_share=False, zero_skip=True,
-                                 mult_regs=True),
+                                 fpga_regs=True),
     "op_zero_skip": dict(inputs=20, layers=(10, 7, 6), classes=3, rows=3, cols=4, abits=4, wbits=5,
                          mode="op", exit_policy="max", zero_skip=True),
     "op_zero_skip_lls": dict(inputs=17, layers=(8, 9), classes=4, rows=2, cols=3, abits=5, wbits=4,

@@ -107,7 +107,7 @@ def evaluate(space: Space, point: dict) -> dict:
     n = len(x)
     wl = Workload(qm, x, y, {"dataset": ds.name, "limit": n})
     # the activity profile depends on the model, the array and the data, not on k or memory
-    pkey = (id(qm0), qcfg.rows, qcfg.cols, qcfg.share_layer1, qcfg.zero_skip, qcfg.mult_regs)
+    pkey = (id(qm0), qcfg.rows, qcfg.cols, qcfg.share_layer1, qcfg.zero_skip, qcfg.fpga_regs)
     if pkey not in _PROFILES:
         _PROFILES[pkey] = profile(wl, w["toggle_samples"])
     rep = report(wl, load_coeffs(tech=qcfg.tech), w["toggle_samples"], exit_layers=exit_layer,

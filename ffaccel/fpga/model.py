@@ -18,7 +18,7 @@ instead of hours of tool time.
   classes: the score registers and the exit comparator), no constant, fitted by least
   squares on the calibration points.
 - fmax: ``f0 - f1 * log2(LUT4s)`` (routing grows with the design), fitted likewise.
-- Engines with and without the multipliers' operand registers (``AccelConfig.mult_regs``)
+- Engines with and without the multipliers' operand registers (``AccelConfig.fpga_regs``)
   are two sets of calibration points with a fit each: the registers move the critical path, so
   one fmax curve cannot serve both; an engine is estimated from its own kind's points.
 
@@ -176,26 +176,26 @@ def fit(points: tuple[Point, ...]) -> Fit:
 
 def regs(p: Point) -> bool:
     """Whether point ``p``'s engine has the multipliers' operand registers."""
-    return bool(p.fields.get("mult_regs", False))
+    return bool(p.fields.get("fpga_regs", False))
 
 
-def kind(points: tuple[Point, ...], mult_regs: bool) -> tuple[Point, ...]:
+def kind(points: tuple[Point, ...], fpga_regs: bool) -> tuple[Point, ...]:
     """The points of one kind of engine (with or without the multipliers' operand registers)."""
-    return tuple(p for p in points if regs(p) == mult_regs)
+    return tuple(p for p in points if regs(p) == fpga_regs)
 
 
 @lru_cache(maxsize=2)
-def calibrated(mult_regs: bool = False) -> Fit:
+def calibrated(fpga_regs: bool = False) -> Fit:
     """The fit on the calibration points of engines with (or without) the multipliers'
     operand registers."""
-    return fit(kind(POINTS, mult_regs))
+    return fit(kind(POINTS, fpga_regs))
 
 
 def estimate(cfg: AccelConfig, dev: Device, model: Fit | None = None) -> dict:
     """Predicted resources, fmax and fit of ``cfg``'s engine on ``dev`` (an ECP5)."""
     if dev.family != "ecp5":
         raise ValueError(f"fpga model: calibrated on ECP5 only, not {dev.family}")
-    fm = model or calibrated(cfg.mult_regs)
+    fm = model or calibrated(cfg.fpga_regs)
     f = _features(cfg)
     pes, pb = live_pes(cfg), pe_blocks(cfg)
     demand = pes * pb + cfg.cols * norm_blocks(cfg) + max(0.0, float(f["dsps"] @ fm.dsps))

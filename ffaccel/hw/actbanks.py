@@ -3,7 +3,7 @@ per label copy (MP) or per batch row (OP)."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, unsigned
+from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -31,6 +31,13 @@ class ActBanks(wiring.Component):
     otherwise adds a bypass per bit to return the old word (on the 10x16 MNIST engine 2,560
     flip-flops and a 1,197-load enable). The engine tests substitute banks that return
     garbage on such a read and still match the golden model.
+
+    With ``AccelConfig.fpga_regs`` each memory registers its write (address, data, lane
+    enables) beside it and applies it a cycle later: the write's nets no longer cross the
+    die into the block RAM in the cycle of the write. The engine reads a set no sooner than
+    several cycles after its last write (FLUSH waits for post-processing's goodness
+    stages, then EXIT and NORM; LOAD is followed by SETTLE and START), so no cycle is
+    added.
     """
 
     def __init__(self, sched: Schedule):
@@ -57,7 +64,16 @@ class ActBanks(wiring.Component):
                                                             attrs={"no_rw_check": 1})
                 rp, wp = mem.read_port(), mem.write_port(granularity=cfg.abits)
                 m.d.comb += [rp.addr.eq(self.raddr), rp.en.eq(self.ren[st][b]), self.rdata[st][b].eq(rp.data)]
-                for w in (self.drain, self.load):          # later statement wins: load
+                if not cfg.fpga_regs:
+                    for w in (self.drain, self.load):      # later statement wins: load
+                        with m.If((w.set == st) & (w.bank == b) & (w.lanes != 0)):
+                            m.d.comb += [wp.addr.eq(w.addr), wp.data.eq(w.data), wp.en.eq(w.lanes)]
+                    continue
+                # fpga_regs: the write registered beside this memory, applied a cycle later
+                reg = Signal(write_layout(s), name=f"w{st}_{b}")
+                m.d.sync += reg.lanes.eq(0)
+                for w in (self.drain, self.load):
                     with m.If((w.set == st) & (w.bank == b) & (w.lanes != 0)):
-                        m.d.comb += [wp.addr.eq(w.addr), wp.data.eq(w.data), wp.en.eq(w.lanes)]
+                        m.d.sync += [reg.addr.eq(w.addr), reg.data.eq(w.data), reg.lanes.eq(w.lanes)]
+                m.d.comb += [wp.addr.eq(reg.addr), wp.data.eq(reg.data), wp.en.eq(reg.lanes)]
         return m

@@ -54,7 +54,7 @@ class Engine(wiring.Component):
         self.cfg = cfg
         self.sched: Schedule = schedule(cfg)
         lat = self.sched.latency
-        pipe = PE.pipeline(cfg.mult_regs)
+        pipe = PE.pipeline(cfg.fpga_regs)
         if (lat.product, lat.shift) != (pipe, PE.SHIFT):
             raise ValueError(f"Engine: the schedule asks for {lat.product} product register stages and a shift "
                              f"{lat.shift} cycles after the command (the PE has {pipe} and {PE.SHIFT})")
@@ -69,7 +69,7 @@ class Engine(wiring.Component):
         banks = m.submodules.actbanks = u["actbanks"](s)
         iss = m.submodules.issue = u["issue"](s)
         arr = m.submodules.array = MacArray(cfg.rows, cfg.cols, cfg.abits, cfg.wbits, cfg.accbits, s.live_rows,
-                                            cfg.mult_regs)
+                                            cfg.fpga_regs)
         drain = m.submodules.drain = u["drain"](s)
         post = m.submodules.postproc = u["postproc"](s)
         acc = m.submodules.accum = u["accum"](s)

@@ -59,9 +59,9 @@ class PostProc(wiring.Component):
     """
 
     STAGES = 9
-    #: with ``AccelConfig.mult_regs``: stage B0 registers the row (and a copy of the
+    #: with ``AccelConfig.fpga_regs``: stage B0 registers the row (and a copy of the
     #: normalisation factor per column) beside the multiplier blocks first
-    STAGES_MULT_REGS = 10
+    STAGES_FPGA_REGS = 10
     #: the normalisation product is split at this bit of the drained sum: a 17-bit
     #: unsigned and a signed high part, each within one 18x18 multiplier block
     SPLIT = 17
@@ -69,7 +69,7 @@ class PostProc(wiring.Component):
     def __init__(self, sched: Schedule):
         if not isinstance(sched, Schedule):
             raise TypeError(f"PostProc: sched={sched!r} must be a Schedule")
-        stages = self.STAGES_MULT_REGS if sched.cfg.mult_regs else self.STAGES
+        stages = self.STAGES_FPGA_REGS if sched.cfg.fpga_regs else self.STAGES
         if sched.latency.postproc != stages:
             raise ValueError(f"PostProc: the schedule asks for {sched.latency.postproc} stages "
                              f"(this unit has {stages})")
@@ -98,9 +98,9 @@ class PostProc(wiring.Component):
         m = Module()
         cfg, row = self.sched.cfg, self.row
         C, A, BL = cfg.cols, cfg.abits, cfg.bias_lane_bits
-        shift_base, busy0 = self.shift_base, Const(0)
+        shift_base, busy0 = self.shift_base, None
         ms = [row.m] * C
-        if cfg.mult_regs:
+        if cfg.fpga_regs:
             # ---- stage B0: the row registered beside the multiplier blocks (each column's
             # lanes go to its own blocks; the factor m, one copy per column: ``REPLICA``)
             r0 = Signal(row_layout(self.sched), name="b0")
@@ -162,7 +162,8 @@ class PostProc(wiring.Component):
         m.d.sync += [h[c].eq(Mux(z[c][-1], 0, Mux(z[c][A:].any(), cfg.amax, z[c][:A]))) for c in range(C)]
         m.d.sync += [inc[c].eq(z[c]) for c in range(C)]
         d_busy = self._stage_d(m, c_, h, inc)
-        m.d.comb += self.busy.eq(busy0 | b1.valid | b.valid | c1.valid | c2.valid | c3.valid | c_.valid | d_busy)
+        busy = b1.valid | b.valid | c1.valid | c2.valid | c3.valid | c_.valid | d_busy
+        m.d.comb += self.busy.eq(busy if busy0 is None else busy0 | busy)
         return m
 
     def _stage_d(self, m: Module, c_, h, inc):

@@ -10,12 +10,13 @@ the RTL. It follows the RTL's streaming order exactly (docs/architecture.md, sec
   input, 0 while the row's operand is isolated (gaps, label words, gated rows).
 - ``pe_acc``: the PE accumulators (``accbits``), one update per streamed input.
 - ``pe_operand``: the PEs' own copies of their row operand and weight lane
-  (``AccelConfig.mult_regs``; 0 without): each copies its bus a cycle later, so
+  (``AccelConfig.fpga_regs``; 0 without): each copies its bus a cycle later, so
   ``cols`` x the row operand toggles plus ``live_rows`` x the weight operand toggles.
 - ``pe_shadow``: the PE shadow (result) registers: one load per tile, then the drain's
   shifts (every column's registers move up a row after each drained row but the last).
 - ``act_write``: the activation-bank write data (0 -> word -> 0 per drained row, and the
-  input pixels while a sample loads, assuming an unstalled input stream).
+  input pixels while a sample loads, assuming an unstalled input stream; with
+  ``fpga_regs`` each bank's write register, which holds its last word).
 
 Toggles are Hamming distances between successive values of each register or bus
 (two's complement at the register's width).
@@ -105,6 +106,7 @@ class _State:
         self.shadow = np.zeros((cfg.rows, cfg.cols), dtype=np.int64)
         self.bank = np.zeros((2, schedule(cfg).banks, cfg.cols), dtype=np.int64)
         self.x = np.zeros(cfg.rows, dtype=np.int64)               # row operand buses
+        self.wreg = np.zeros((2, schedule(cfg).banks, cfg.cols), dtype=np.int64)   # fpga_regs: bank writes
         self.prod = np.zeros((cfg.rows, cfg.cols), dtype=np.int64)   # product registers
 
 
@@ -204,7 +206,7 @@ class PerfModel:
         if follows:
             st.x[ridx] = Xs[:, -1]
         tg["array_x"] += tiles * within + (tiles - 1) * boundary + start + end
-        if cfg.mult_regs:          # every live PE copies its row's and column's bus
+        if cfg.fpga_regs:          # every live PE copies its row's and column's bus
             tg["pe_operand"] += (self.sched.live_rows * (tg["weight_bus"] - bus0[0])
                                  + C * (tg["array_x"] - bus0[1]))
         # PE product registers, accumulators and shadow registers, chunked over tiles
@@ -273,11 +275,34 @@ class PerfModel:
         st.shadow = S
         return tog
 
-    def _load_toggles(self, x: np.ndarray) -> int:
-        """Input bank write data while a sample loads: the pixel on every lane, one beat per
-        cycle (an unstalled input stream), 0 before and after."""
+    def _load_toggles(self, x: np.ndarray, bank: int) -> int:
+        """Input bank write data while a sample loads into ``bank`` of set 0: the pixel on
+        every lane, one beat per cycle (an unstalled input stream), 0 before and after; with
+        ``fpga_regs`` the bank's write register, which holds its last word instead."""
         A, C = self.cfg.abits, self.cfg.cols
-        return C * (popcount(x[:1], A) + hamming(x[1:], x[:-1], A) + popcount(x[-1:], A))
+        if not self.cfg.fpga_regs:
+            return C * (popcount(x[:1], A) + hamming(x[1:], x[:-1], A) + popcount(x[-1:], A))
+        return self._written(np.repeat(np.asarray(x)[:, None], C, axis=1), 0, bank)
+
+    def _written(self, words: np.ndarray, set_: int, bank: int) -> int:
+        """Toggles of a bank's write register (``fpga_regs``) over ``words`` (n, cols)
+        written in order: it holds each word until the next write to the bank."""
+        A, st = self.cfg.abits, self.state
+        tog = hamming(words[0], st.wreg[set_, bank], A) + (hamming(words[1:], words[:-1], A) if len(words) > 1 else 0)
+        st.wreg[set_, bank] = words[-1]
+        return tog
+
+    def _drain_toggles(self, rows: list[int], h: np.ndarray, layer: int) -> int:
+        """Write data of layer ``layer``'s drained rows: ``h`` (len(rows), n) into banks
+        ``rows`` of set ``(layer + 1) % 2``, tile after tile (0 -> word -> 0 each, or with
+        ``fpga_regs`` each bank's write register holding its last word)."""
+        A, C = self.cfg.abits, self.cfg.cols
+        tiles = self.mm.tiles[layer]
+        pad = np.zeros((len(rows), tiles * C), dtype=np.int64)
+        pad[:, : h.shape[1]] = h
+        if not self.cfg.fpga_regs:
+            return 2 * popcount(pad, A)
+        return sum(self._written(pad[i].reshape(tiles, C), (layer + 1) % 2, r) for i, r in enumerate(rows))
 
     # ------------------------------------------------------------------ inference
     def _maps(self, xs, acts, exits, maps, toggles: bool) -> list:
@@ -307,7 +332,7 @@ class PerfModel:
         cnt.macs = int(sum(self._macs[:exit_layer]))
         copies0 = embed_all(x[None, :], cfg)[0]                          # (NC, D)
         if toggles:
-            cnt.toggles["act_write"] += self._load_toggles(x)
+            cnt.toggles["act_write"] += self._load_toggles(x, 0)
         for layer in range(exit_layer):
             before, cbefore = dict(cnt.toggles), cnt.snapshot()
             # without toggles only the shapes matter: the operands need not be known
@@ -331,11 +356,7 @@ class PerfModel:
             cnt.drained_rows += drained
             cnt.act_writes += drained
             if toggles:
-                h = acts[layer]
-                tiles = self.mm.tiles[layer]
-                pad = np.zeros((NC, tiles * C), dtype=np.int64)
-                pad[:, : h.shape[1]] = h
-                cnt.toggles["act_write"] += 2 * popcount(pad, A)
+                cnt.toggles["act_write"] += self._drain_toggles(list(range(NC)), acts[layer], layer)
             cnt._close_layer(before, cbefore)
         return cnt
 
@@ -353,7 +374,7 @@ class PerfModel:
         cnt.macs = int(sum(sum(self._macs[:e]) for e in exit_layers))
         x0 = embed_neutral(xs, cfg)
         if toggles:
-            cnt.toggles["act_write"] += sum(self._load_toggles(xr) for xr in xs)
+            cnt.toggles["act_write"] += sum(self._load_toggles(xr, r) for r, xr in enumerate(xs))
         for layer in range(deepest):
             before, cbefore = dict(cnt.toggles), cnt.snapshot()
             live = [r for r in range(b) if exit_layers[r] > layer]
@@ -371,9 +392,6 @@ class PerfModel:
             cnt.drained_rows += drained
             cnt.act_writes += len(live) * self.mm.tiles[layer]
             if toggles:
-                tiles = self.mm.tiles[layer]
-                pad = np.zeros((len(live), tiles * C), dtype=np.int64)
-                pad[:, : acts[layer].shape[1]] = acts[layer][live]
-                cnt.toggles["act_write"] += 2 * popcount(pad, A)
+                cnt.toggles["act_write"] += self._drain_toggles(live, acts[layer][live], layer)
             cnt._close_layer(before, cbefore)
         return cnt
