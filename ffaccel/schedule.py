@@ -305,6 +305,14 @@ class PassPlan:
         return self.tiles * self.k * cols * sum(en)
 
 
+def word_span(lo: int, hi: int, cols: int) -> tuple[int, int, int, int]:
+    """The words of ``cols`` inputs that inputs ``lo..hi-1`` occupy: (first word, last word,
+    the lanes of the first word in the range, the lanes of the last word in the range) as
+    lane masks; the zero-skipping controller and :func:`skip_entries` both walk them."""
+    full = (1 << cols) - 1
+    return lo // cols, (hi - 1) // cols, full & ~((1 << (lo % cols)) - 1), (1 << ((hi - 1) % cols + 1)) - 1
+
+
 def skip_entries(nonzero, lo: int, hi: int, cols: int) -> np.ndarray:
     """The stream of one tile under zero skipping (docs/architecture.md, "Zero skipping"),
     as the controller issues it: inputs ``lo..hi-1`` go by words of ``cols`` (word ``w``
@@ -314,11 +322,14 @@ def skip_entries(nonzero, lo: int, hi: int, cols: int) -> np.ndarray:
     read, operand 0), marked -1."""
     if not 0 <= lo < hi <= len(nonzero):
         raise ValueError(f"skip_entries: inputs {lo}..{hi - 1} is not a range of the {len(nonzero)} inputs")
-    w0, w1 = lo // cols, (hi - 1) // cols + 1
-    bits = np.zeros((w1 - w0, cols + 1), dtype=bool)
-    flat = bits[:, :cols].reshape(-1)
-    flat[lo - w0 * cols: hi - w0 * cols] = np.asarray(nonzero[lo:hi], dtype=bool)
-    bits[:, :cols] = flat.reshape(-1, cols)
+    w0, w1, lo_lanes, hi_lanes = word_span(lo, hi, cols)
+    lanes = np.arange(cols)
+    bits = np.zeros((w1 - w0 + 1, cols + 1), dtype=bool)
+    padded = np.zeros((w1 + 1) * cols, dtype=bool)
+    padded[: min(len(nonzero), len(padded))] = np.asarray(nonzero[: len(padded)], dtype=bool)
+    bits[:, :cols] = padded[w0 * cols:].reshape(-1, cols)
+    bits[0, :cols] &= (lo_lanes >> lanes) & 1 == 1
+    bits[-1, :cols] &= (hi_lanes >> lanes) & 1 == 1
     bits[:, cols] = ~bits[:, :cols].any(axis=1)          # the empty entry of an all-zero word
     w, c = np.nonzero(bits)                               # word by word, lanes in order
     return np.where(c == cols, -1, (w0 + w) * cols + c)

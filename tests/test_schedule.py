@@ -5,6 +5,7 @@ tests/test_controller.py), and the structure rules of ffaccel/hw that it makes p
 import ast
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -105,3 +106,32 @@ def test_no_hardware_function_needs_a_scroll_bar():
                 if n > 80:
                     long.append(f"{path.name}:{node.name} {n} lines")
     assert not long, long
+
+
+def test_skip_entries_by_hand():
+    """Zero skipping's stream, worked out by hand: inputs 2..19 in words of 4; word 0
+    (inputs 2, 3 in range) has 3 set, word 1 has 5, word 2 none (one empty entry), word 3
+    has 12, word 4 has 19."""
+    from ffaccel.schedule import skip_entries, skip_length, word_span
+    nz = np.zeros(20, dtype=bool)
+    nz[[0, 3, 5, 12, 19]] = True                 # input 0 is outside the range
+    assert skip_entries(nz, 2, 20, 4).tolist() == [3, 5, -1, 12, 19]
+    assert skip_length(nz, 2, 20, 4) == 5
+    assert skip_entries(nz, 13, 19, 4).tolist() == [-1, -1]          # 12 and 19 are outside
+    assert skip_entries(np.ones(7, dtype=bool), 2, 7, 4).tolist() == [2, 3, 4, 5, 6]
+    assert word_span(2, 20, 4) == (0, 4, 0b1100, 0b1111)
+    assert word_span(13, 19, 4) == (3, 4, 0b1110, 0b0111)
+    with pytest.raises(ValueError, match="range"):
+        skip_entries(nz, 5, 5, 4)
+
+
+def test_zero_skipping_cycles_need_the_data():
+    cfg = AccelConfig(inputs=20, layers=(9, 7), classes=3, rows=2, cols=4, zero_skip=True)
+    with pytest.raises(ValueError, match="depend on the data"):
+        schedule(cfg).inference_cycles(2)
+    every = schedule(cfg).inference_cycles(2, kept=[(None, None)] * 2)["total"]
+    assert every == schedule(cfg.replace(zero_skip=False)).inference_cycles(2)["total"]
+    # layer 1 (shared): 3 tiles of 3 label words + max(17 image inputs, 3 rows) = 20 cycles;
+    # with 4 entries 3 + max(4, 3) = 7; FLUSH k + w + n + post - P is post + 3 either way
+    fewer = schedule(cfg).inference_cycles(2, kept=[(4, None), (None, None)])["total"]
+    assert every - fewer == 3 * (20 - 7)

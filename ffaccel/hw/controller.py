@@ -7,7 +7,7 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..schedule import Schedule
+from ..schedule import Schedule, word_span
 from .accum import load_layout, norm_layout
 from .actbanks import write_layout
 from .interfaces import _idx, const_mul, drained_rows, issue_layout, pass_field, pixel_layout, result_layout
@@ -186,10 +186,9 @@ class Controller(wiring.Component):
         C = cfg.cols
         field = lambda f, shape: pass_field(s, f, shape, st.layer, st.head)   # noqa: E731
         src, generated = field("src", 1), field("generated", 1)
-        w_lo = field(lambda p: p.k_first // C, range(s.bank_depth))
-        w_hi = field(lambda p: (p.k_first + p.k - 1) // C, range(s.bank_depth))
-        lo_lanes = field(lambda p: ((1 << C) - 1) & ~((1 << (p.k_first % C)) - 1), C)
-        hi_lanes = field(lambda p: (1 << ((p.k_first + p.k - 1) % C + 1)) - 1, C)
+        span = lambda i, shape: field(lambda p: word_span(p.k_first, p.k_first + p.k, C)[i], shape)  # noqa: E731
+        w_lo, w_hi = span(0, range(s.bank_depth)), span(1, range(s.bank_depth))
+        lo_lanes, hi_lanes = span(2, C), span(3, C)
         wp = Signal(range(s.bank_depth + 1))
         m.d.comb += [wp.eq(w_lo + st.k), self.nz_rset.eq(src), self.nz_raddr.eq(wp)]
         # a layer pass writes the other set: empty its map first (its writes come
