@@ -263,3 +263,19 @@ def test_bench_fpga_refuses_a_bad_timeout_before_any_work(tmp_path, value):
                        capture_output=True, text=True, cwd=Path(__file__).parent.parent)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--timeout" in r.stderr, r.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_engines_with_fpga_registers_have_their_own_fit():
+    """The calibration points of engines with ``fpga_regs`` form their own fit: an engine
+    is estimated from its kind's points, and a held-out point refits on its kind only."""
+    from ffaccel.fpga.devices import DEVICES
+    from ffaccel.fpga.model import POINTS, calibrated, estimate, holdout, kind
+    regs = kind(POINTS, True)
+    assert len(regs) >= 3 and all(p.name.endswith("+regs") for p in regs)
+    assert set(calibrated(True).points) == {p.name for p in regs}
+    assert not set(calibrated(False).points) & set(calibrated(True).points)
+    dev = DEVICES["LFE5U-85F"]
+    plain, with_regs = estimate(_cfg(rows=10, cols=16), dev), estimate(_cfg(rows=10, cols=16, fpga_regs=True), dev)
+    assert plain["fmax_mhz"] != with_regs["fmax_mhz"]
+    h = holdout("mnist-10x16+regs")
+    assert h["measured"]["fmax_mhz"] == 76.22

@@ -80,6 +80,20 @@ POINTS: tuple[Point, ...] = (
           luts=43543, ffs=26246, dsps=156, lut_pes=38, brams=80, fmax_mhz=66.73),
     Point("mnist-16x16", {"inputs": 784, "classes": 10, "layers": "4x2000", "rows": 16, "cols": 16},
           luts=43741, ffs=26265, dsps=156, lut_pes=38, brams=80, fmax_mhz=65.96),
+    # with the FPGA registers (``fpga_regs``), session 9: ``python scripts/bench_fpga.py --only
+    # tiny+regs small+regs narrow+regs mnist-4x4+regs mnist-10x16+regs`` (16x16 not placed)
+    Point("tiny+regs", {"inputs": 8, "classes": 2, "layers": "1x4", "rows": 2, "cols": 2, "fpga_regs": True},
+          luts=2462, ffs=1956, dsps=9, lut_pes=0, brams=0, fmax_mhz=120.08),
+    Point("small+regs", {"inputs": 64, "classes": 10, "layers": "2x32", "rows": 10, "cols": 4, "fpga_regs": True},
+          luts=11055, ffs=10463, dsps=50, lut_pes=0, brams=0, fmax_mhz=67.95),
+    Point("narrow+regs", {"inputs": 64, "classes": 10, "layers": "2x32", "rows": 6, "cols": 8, "abits": 4, "wbits": 4,
+                          "fpga_regs": True},
+          luts=9875, ffs=9308, dsps=58, lut_pes=0, brams=0, fmax_mhz=98.76),
+    Point("mnist-4x4+regs", {"inputs": 784, "classes": 10, "layers": "4x2000", "rows": 4, "cols": 4, "fpga_regs": True},
+          luts=9533, ffs=8949, dsps=26, lut_pes=0, brams=20, fmax_mhz=110.45),
+    Point("mnist-10x16+regs", {"inputs": 784, "classes": 10, "layers": "4x2000", "rows": 10, "cols": 16,
+                               "fpga_regs": True},
+          luts=38600, ffs=32874, dsps=156, lut_pes=38, brams=80, fmax_mhz=76.22),
 )
 
 
