@@ -187,3 +187,24 @@ def test_perf_and_energy_on_a_checkpoint(tmp_path, cli, digits_ckpt):
     assert (tmp_path / "p" / "energy_vs_accuracy.png").is_file()
     r = cli("perf", "--checkpoint", ck, "--dataset", "digits", "--layers", "3x16")
     assert r.returncode == 2 and "layers" in r.stderr
+
+
+@pytest.mark.parametrize("mode", ["mp", "op"])
+def test_zero_skipping_saves_weight_reads_on_sparse_inputs(mode):
+    """The same model and sparse inputs with zero skipping off and on: the energy report
+    gives each layer's weight reads skipped, and the energy falls with them."""
+    from ffaccel.model.golden import QuantModel
+    from ffaccel.workload import Workload, random_workload
+    cfg = AccelConfig(inputs=40, layers=(24, 16), classes=4, rows=4, cols=4, mode=mode, weight_mem="sram")
+    wl = random_workload(cfg, 3, 8)
+    x = wl.x.copy()
+    x[np.random.default_rng(3).random(x.shape) < 0.7] = 0
+    reps = {}
+    for skip in (False, True):
+        qm = QuantModel(wl.cfg.replace(zero_skip=skip), wl.qm.weights, wl.qm.biases, wl.qm.heads, wl.qm.head_biases)
+        reps[skip] = report(Workload(qm, x, None, {}), load_coeffs(), 4)
+    assert all("weight_reads_skipped" not in l for l in reps[False]["per_layer"])
+    skipped = [l["weight_reads_skipped"] for l in reps[True]["per_layer"]]
+    assert skipped[0] > 0.3 and all(0 <= s < 1 for s in skipped)
+    assert reps[True]["components"]["weight_mem"] < 0.8 * reps[False]["components"]["weight_mem"]
+    assert reps[True]["total_pj"] < reps[False]["total_pj"]

@@ -37,6 +37,7 @@ def report(wl, coeffs, toggle_samples: int, exit_layers: np.ndarray | None = Non
     full = sum(depth[cfg.decision_layer - 1].values()) / per     # full depth ends at the decision layer
     hist = np.bincount(exit_layers, minlength=cfg.n_layers + 1)[1:]
     per_layer = em.per_layer(prof)
+    skipped = _skipped(wl.qm, prof) if cfg.zero_skip else None
     ran = [(exit_layers > l).mean() for l in range(cfg.n_layers)]
     cyc = np.mean([sum(prof.cycles[:e]) + prof.setup_cycles for e, _ in units])
     t_s = cyc / (cfg.clock_mhz * 1e6)
@@ -46,7 +47,8 @@ def report(wl, coeffs, toggle_samples: int, exit_layers: np.ndarray | None = Non
         "full_depth_pj": full,
         "components": comp,
         "per_layer": [{"layer": l + 1, "pj_when_run": sum(per_layer[l].values()),
-                       "fraction_run": float(ran[l]), "components": per_layer[l]} for l in range(cfg.n_layers)],
+                       "fraction_run": float(ran[l]), "components": per_layer[l],
+                       **({"weight_reads_skipped": skipped[l]} if skipped else {})} for l in range(cfg.n_layers)],
         "energy_by_exit_layer_pj": {str(e + 1): sum(d.values()) / per for e, d in enumerate(depth)},
         "exit_histogram": {str(i + 1): int(h) for i, h in enumerate(hist)},
         "cycles_per_inference": float(cyc),
@@ -58,6 +60,20 @@ def report(wl, coeffs, toggle_samples: int, exit_layers: np.ndarray | None = Non
         "toggle_samples": prof.sampled, "tech": coeffs.tech,
         "_depth": depth,
     }
+
+
+def _skipped(qm, prof) -> list[float]:
+    """Zero skipping: per layer, the profiled inferences' weight reads skipped against the
+    same layer streaming every input."""
+    from ..model.golden import QuantModel
+    from ..perf.activity import PerfModel
+    cfg = qm.cfg
+    full = PerfModel(QuantModel(cfg.replace(zero_skip=False), qm.weights, qm.biases, qm.heads, qm.head_biases))
+    b = schedule(cfg).batch_size
+    L = cfg.n_layers
+    ref = full.mp_sample(np.zeros(cfg.inputs, dtype=np.int64), [], L, toggles=False) if cfg.mode == "mp" \
+        else full.op_batch(np.zeros((b, cfg.inputs), dtype=np.int64), [], np.full(b, L), toggles=False)
+    return [1 - prof.counts[l]["weight_reads"] / ref.layer_counts[l]["weight_reads"] for l in range(L)]
 
 
 def inference_depths(cfg, exit_layers: np.ndarray) -> list[tuple[int, int]]:
