@@ -55,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  per inference: weight reads {s['weight_reads_per_inference']:.0f}, activation reads "
           f"{s['act_reads_per_inference']:.0f}, writes {s['act_writes_per_inference']:.0f}")
     print("  toggles/inference: " + ", ".join(f"{k} {v:.3g}" for k, v in s["toggles_per_inference"].items()))
+    for lay in s.get("zero_skip", []):
+        print(f"  zero skip, layer {lay['layer']}: weight reads skipped {lay['weight_reads_skipped'] * 100:.1f}%, "
+              f"cycles {lay['cycles_per_inference']:.0f} ({lay['cycle_reduction']:.2f}x fewer)")
     print(f"  exit histogram {s['exit_histogram']}; wall {rep['timing']['total_s']:.2f} s")
     return 0
 
