@@ -172,9 +172,10 @@ class AccelConfig:
     label_share: bool = True
     """MP: compute W1 @ x_img once per sample and add the label column per copy."""
     zero_skip: bool = False
-    """Each pass streams only the inputs that are non-zero for some row it computes, word
-    by word (a word with none costs one empty cycle): fewer weight reads and cycles,
-    data-dependent cycle counts (docs/architecture.md, "Zero skipping")."""
+    """Each pass streams only the inputs that are non-zero in some bank of its input set
+    (MP: any label copy; OP: any row still in the batch), word by word (a word with none
+    costs one empty cycle): fewer weight reads and cycles, data-dependent cycle counts
+    (docs/architecture.md, "Zero skipping")."""
     fpga_regs: bool = False
     """Registers that cut the long wires of a die-sized FPGA implementation: each PE
     registers its own copy of its row operand and weight lane (with the controls that

@@ -313,6 +313,13 @@ def word_span(lo: int, hi: int, cols: int) -> tuple[int, int, int, int]:
     return lo // cols, (hi - 1) // cols, full & ~((1 << (lo % cols)) - 1), (1 << ((hi - 1) % cols + 1)) - 1
 
 
+def label_slot_nonzero(cfg: AccelConfig) -> bool:
+    """Zero skipping: whether the first layer's operand at a label slot (an input below
+    ``classes``) is non-zero in some row: in MP some label copy holds the label value
+    there, in OP every row holds the neutral value."""
+    return cfg.mode == "mp" or cfg.neutral_value != 0
+
+
 def skip_entries(nonzero, lo: int, hi: int, cols: int) -> np.ndarray:
     """The stream of one tile under zero skipping (docs/architecture.md, "Zero skipping"),
     as the controller issues it: inputs ``lo..hi-1`` go by words of ``cols`` (word ``w``
@@ -415,6 +422,12 @@ class Schedule:
         return [("stream", p.stream_cycles(b, kl)), ("flush", p.flush_cycles(b, post, kl)), ("norm", R),
                 ("head_stream", h.stream_cycles(b, kh)), ("head_flush", h.flush_cycles(b, post, kh)),
                 ("exit", R + self.exit_latency), ("exit2", 1)]
+
+    @property
+    def every_input(self) -> list[tuple[None, None]]:
+        """``kept`` for :meth:`inference_cycles` when every pass streams every input (the
+        most a zero-skipping engine takes)."""
+        return [(None, None)] * self.cfg.n_layers
 
     def inference_cycles(self, exit_layer: int, batch: int | None = None,
                          kept: list[tuple[int | None, int | None]] | None = None) -> dict:

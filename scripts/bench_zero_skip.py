@@ -21,10 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ffaccel.cli import atomic_write_text, make_parser, path_arg, run_main, strict_float, strict_int
+from ffaccel.cli import (atomic_write_text, dataset_matching, make_parser, path_arg, run_main, strict_float,
+                         strict_int)
 from ffaccel.energy.coeffs import load_coeffs
 from ffaccel.energy.report import report
 from ffaccel.errors import FFAccelError
+from ffaccel.fsutil import check_writable
+from ffaccel.model.checkpoint import checkpoint_config
 from ffaccel.perf.report import analyse, load_workload
 
 PROG = "bench_zero_skip"
@@ -39,6 +42,9 @@ def parse_cells(text: str) -> list[tuple[str, str]]:
             raise FFAccelError(f"--cells {item!r}: expected DATASET:CHECKPOINT")
         if not Path(ckpt).is_file():
             raise FFAccelError(f"--cells {item!r}: checkpoint {ckpt!r} does not exist")
+        # the data set must exist and match the network: checked before any cell runs
+        _, cfg = checkpoint_config(ckpt, {})
+        dataset_matching(ds, cfg.inputs, cfg.classes, f"--cells {item!r}")
         cells.append((ds, ckpt))
     return cells
 
@@ -71,6 +77,8 @@ def main(argv=None) -> int:
     p.add_argument("--toggle-samples", type=strict_int, default=16, help="inferences whose toggles are exact")
     p.add_argument("--json", type=path_arg, metavar="OUT")
     args = p.parse_args(argv)
+    if args.json and (why := check_writable(args.json, folder=False)):
+        raise FFAccelError(f"--json {args.json!r} cannot be written: {why}")
     cells = parse_cells(args.cells)
     if args.toggle_samples < 1:
         raise FFAccelError(f"--toggle-samples={args.toggle_samples} out of range (allowed: >= 1)")

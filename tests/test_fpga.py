@@ -277,5 +277,6 @@ def test_engines_with_fpga_registers_have_their_own_fit():
     dev = DEVICES["LFE5U-85F"]
     plain, with_regs = estimate(_cfg(rows=10, cols=16), dev), estimate(_cfg(rows=10, cols=16, fpga_regs=True), dev)
     assert plain["fmax_mhz"] != with_regs["fmax_mhz"]
+    # a held-out engine is predicted from the other engines of its kind: within 25% here
     h = holdout("mnist-10x16+regs")
-    assert h["measured"]["fmax_mhz"] == 76.22
+    assert abs(h["error"]["fmax_mhz"]) < 0.25 and h["error"]["dsps"] == 0

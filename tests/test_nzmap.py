@@ -11,10 +11,15 @@ from ffaccel.hw.nzmap import NonzeroMap
 from ffaccel.schedule import schedule
 
 
-@pytest.mark.parametrize("mode", ["mp", "op"])
-def test_map_follows_writes_and_clears(mode):
+# (mode, label value, the label slots' bit): MP some copy holds the label value; OP every
+# row holds the neutral value (label_value + 5) // 10, 0 for a label value of 3
+CASES = [("mp", 0, 1), ("mp", 3, 1), ("op", 0, 1), ("op", 3, 0)]
+
+
+@pytest.mark.parametrize("mode,label_value,label_bit", CASES)
+def test_map_follows_writes_and_clears(mode, label_value, label_bit):
     cfg = AccelConfig(inputs=14, layers=(9, 5), classes=3, rows=2, cols=4, abits=4, afrac=1, mode=mode,
-                      zero_skip=True)
+                      label_value=label_value, zero_skip=True)
     s = schedule(cfg)
     dut = NonzeroMap(s)
     rng = np.random.default_rng(1)
@@ -32,7 +37,7 @@ def test_map_follows_writes_and_clears(mode):
         for k, v in enumerate(x):
             ctx.set(dut.load, {"lanes": 1 << (k % C), "set": 0, "bank": 0, "addr": k // C, "data": word([v] * C)})
             await ctx.tick()
-            want[0, k // C, k % C] |= (dut.label_bit == 1) if k < cfg.classes else v != 0
+            want[0, k // C, k % C] |= bool(label_bit) if k < cfg.classes else v != 0
         ctx.set(dut.load, {"lanes": 0})
         for bank in range(s.banks):
             for t in range(D):
@@ -66,8 +71,8 @@ def test_map_follows_writes_and_clears(mode):
     assert any(m for _, _, m in before[D:])          # the drained rows set bits
 
 
-def test_label_bit_is_the_first_layers_operand():
-    base = dict(inputs=14, layers=(9,), classes=3, rows=2, cols=4, zero_skip=True)
-    assert NonzeroMap(schedule(AccelConfig(**base, mode="mp"))).label_bit == 1
-    op = AccelConfig(**base, mode="op")
-    assert NonzeroMap(schedule(op)).label_bit == int(op.neutral_value != 0)
+@pytest.mark.parametrize("mode,label_value,label_bit", CASES)
+def test_label_bit_is_the_first_layers_operand(mode, label_value, label_bit):
+    cfg = AccelConfig(inputs=14, layers=(9,), classes=3, rows=2, cols=4, abits=4, afrac=1, mode=mode,
+                      label_value=label_value, zero_skip=True)
+    assert NonzeroMap(schedule(cfg)).label_bit == label_bit

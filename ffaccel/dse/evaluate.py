@@ -133,6 +133,7 @@ def evaluate(space: Space, point: dict) -> dict:
         # at the FPGA's predicted clock when the space names one, else the nominal clock
         "latency_us": cyc / (fpga["fmax_mhz"] if fpga else qcfg.clock_mhz),
         "area_cells": float(area_cells(qcfg)),
+        # the network's MACs per PE-cycle (with zero skipping above 1 where it saves work)
         "utilisation": macs / (pes * per_sample),
         "macs_per_sample": macs,
         "mean_exit_layer": float(exit_layer.mean()),

@@ -65,14 +65,9 @@ def report(wl, coeffs, toggle_samples: int, exit_layers: np.ndarray | None = Non
 def _skipped(qm, prof) -> list[float]:
     """Zero skipping: per layer, the profiled inferences' weight reads skipped against the
     same layer streaming every input."""
-    from ..model.golden import QuantModel
-    from ..perf.activity import PerfModel
-    cfg = qm.cfg
-    full = PerfModel(QuantModel(cfg.replace(zero_skip=False), qm.weights, qm.biases, qm.heads, qm.head_biases))
-    b = schedule(cfg).batch_size
-    L = cfg.n_layers
-    ref = full.mp_sample(np.zeros(cfg.inputs, dtype=np.int64), [], L, toggles=False) if cfg.mode == "mp" \
-        else full.op_batch(np.zeros((b, cfg.inputs), dtype=np.int64), [], np.full(b, L), toggles=False)
+    from ..perf.activity import dense_model
+    L = qm.cfg.n_layers
+    ref = dense_model(qm).shape_counters(np.full(schedule(qm.cfg).batch_size, L))
     return [1 - prof.counts[l]["weight_reads"] / ref.layer_counts[l]["weight_reads"] for l in range(L)]
 
 

@@ -181,11 +181,11 @@ class Controller(wiring.Component):
         one entry per input set in the non-zero map, lowest first, or one empty entry when
         none is; then the label words (MP sharing); the tile ends when both are done and
         ``label_words + drained rows`` cycles have passed (``PassPlan.period`` of the
-        stream length). A pass whose weights are generated streams every input."""
+        stream length). A pass that does not skip (``PassPlan.skips``) streams every input."""
         s, cfg, st, iss = self.sched, self.sched.cfg, self._state, self._cmd
         C = cfg.cols
         field = lambda f, shape: pass_field(s, f, shape, st.layer, st.head)   # noqa: E731
-        src, generated = field("src", 1), field("generated", 1)
+        src, skips = field("src", 1), field("skips", 1)
         span = lambda i, shape: field(lambda p: word_span(p.k_first, p.k_first + p.k, C)[i], shape)  # noqa: E731
         w_lo, w_hi = span(0, range(s.bank_depth)), span(1, range(s.bank_depth))
         lo_lanes, hi_lanes = span(2, C), span(3, C)
@@ -196,7 +196,7 @@ class Controller(wiring.Component):
         with m.If(~st.head & (st.tile == 0) & (st.tcnt == 0) & (st.grp == 0) & ~st.labph & (st.k == 0)):
             m.d.comb += self.nz_clear.eq(Mux(src, 0b01, 0b10))
         lanes = Signal(C)
-        m.d.comb += lanes.eq(Mux(generated, (1 << C) - 1, self.nz_mask) & Mux(wp == w_lo, lo_lanes, (1 << C) - 1)
+        m.d.comb += lanes.eq(Mux(skips, self.nz_mask, (1 << C) - 1) & Mux(wp == w_lo, lo_lanes, (1 << C) - 1)
                              & Mux(wp == w_hi, hi_lanes, (1 << C) - 1) & ~st.used)
         low = Signal(C)                        # the lowest input left in this word
         m.d.comb += low.eq(lanes & -lanes)

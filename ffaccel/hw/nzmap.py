@@ -7,7 +7,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..schedule import Schedule
+from ..schedule import Schedule, label_slot_nonzero
 from .actbanks import write_layout
 from .interfaces import _idx
 
@@ -33,7 +33,7 @@ class NonzeroMap(wiring.Component):
             raise TypeError(f"NonzeroMap: sched={sched!r} must be a Schedule")
         self.sched = sched
         cfg = sched.cfg
-        self.label_bit = int(cfg.mode == "mp" or cfg.neutral_value != 0)
+        self.label_bit = int(label_slot_nonzero(cfg))
         super().__init__({
             "load": In(write_layout(sched)), "drain": In(write_layout(sched)),
             "clear": In(2),

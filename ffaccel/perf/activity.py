@@ -173,11 +173,11 @@ class PerfModel:
             # memory word after the pass
             tg["weight_bus"] += (hamming(seq[0], st.w, W) + hamming(seq[1:], seq[:-1], W)
                                  + hamming(seq[-1], st.w, W))
-        else:
+        elif len(seq):                  # (zero skipping may read no word at all)
             tg["weight_bus"] += hamming(seq[0], st.w, W) + hamming(seq[1:], seq[:-1], W)
             st.w = seq[-1].copy()
         # activation-bank read registers: one read per word streamed
-        for b, X_r in banks:
+        for b, X_r in (banks if nwords else []):
             lanes = np.zeros((read_words[-1] + 1) * C, dtype=np.int64)
             src = X_r[: len(lanes)]
             lanes[: len(src)] = src
@@ -304,6 +304,19 @@ class PerfModel:
             return 2 * popcount(pad, A)
         return sum(self._written(pad[i].reshape(tiles, C), (layer + 1) % 2, r) for i, r in enumerate(rows))
 
+    def shape_counters(self, exit_layers) -> Counters:
+        """Counters (no toggles) of one inference (MP sample, OP batch of
+        ``len(exit_layers)``) from its exit layers alone: without zero skipping the data
+        does not change them."""
+        cfg = self.cfg
+        if cfg.zero_skip:
+            raise ValueError("shape_counters: a zero-skipping engine's counters depend on the data")
+        exits = np.asarray(exit_layers)
+        zeros = np.zeros((len(exits), cfg.inputs), dtype=np.int64)
+        if cfg.mode == "mp":
+            return self.mp_sample(zeros[0], [], int(exits[0]), toggles=False)
+        return self.op_batch(zeros, [], exits, toggles=False)
+
     # ------------------------------------------------------------------ inference
     def _maps(self, xs, acts, exits, maps, toggles: bool) -> list:
         """The non-zero maps of an inference's passes under zero skipping (given, or from
@@ -395,3 +408,9 @@ class PerfModel:
                 cnt.toggles["act_write"] += self._drain_toggles(live, acts[layer][live], layer)
             cnt._close_layer(before, cbefore)
         return cnt
+
+
+def dense_model(qm: QuantModel) -> PerfModel:
+    """The activity model of ``qm``'s engine streaming every input (zero skipping off):
+    the reference zero skipping's savings are measured against."""
+    return PerfModel(QuantModel(qm.cfg.replace(zero_skip=False), qm.weights, qm.biases, qm.heads, qm.head_biases))

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..config import AccelConfig
-from ..schedule import schedule, skip_entries
+from ..schedule import label_slot_nonzero, schedule, skip_entries
 
 
 def layer_phases(cfg: AccelConfig, layer: int, batch: int | None = None,
@@ -31,7 +31,7 @@ def input_nonzero(cfg: AccelConfig, xs: np.ndarray) -> np.ndarray:
     that is non-zero in some row; the label slots as the first layer's operands there
     (MP: some copy holds the label value; OP: the neutral value)."""
     nz = (np.asarray(xs) != 0).any(axis=0)
-    nz[: cfg.classes] = cfg.mode == "mp" or cfg.neutral_value != 0
+    nz[: cfg.classes] = label_slot_nonzero(cfg)
     return nz
 
 

@@ -18,10 +18,10 @@ import numpy as np
 
 from ..config import AccelConfig
 from ..errors import FFAccelError
-from ..model.golden import GoldenModel, QuantModel
+from ..model.golden import GoldenModel
 from ..schedule import schedule
 from ..workload import Workload, dataset_workload, random_workload
-from .activity import COMPONENTS, PerfModel
+from .activity import COMPONENTS, PerfModel, dense_model
 from .cycles import inference_maps
 
 
@@ -78,8 +78,7 @@ def analyse(wl: Workload, toggle_samples: int, models: tuple | None = None) -> d
         else:
             key = tuple(res.exit_layer[lo:hi].tolist())
             if key not in counts_of:
-                counts_of[key] = (pm.mp_sample(x[lo], [], key[0], toggles=False) if mp else
-                                  pm.op_batch(x[lo:hi], [], res.exit_layer[lo:hi], toggles=False))
+                counts_of[key] = pm.shape_counters(res.exit_layer[lo:hi])
             c = counts_of[key]
         toggled += (hi - lo) if want_t else 0
         inferences.append((c, want_t, lo, hi))
@@ -106,20 +105,17 @@ def skip_summary(qm, inferences, exits, maps_of) -> list[dict]:
     and the layer's cycles, against the same inferences streaming every input."""
     from .cycles import lengths_of
     cfg = qm.cfg
-    full = PerfModel(QuantModel(cfg.replace(zero_skip=False), qm.weights, qm.biases, qm.heads, qm.head_biases))
+    full = dense_model(qm)
     sch = schedule(cfg)
-    every = [(None, None)] * cfg.n_layers
     refs: dict = {}
     tot = np.zeros((cfg.n_layers, 5))          # inferences, reads, reads streaming all, cycles, cycles all
     for (c, _, lo, hi), ex in zip(inferences, exits):
         key = tuple(ex.tolist())
         if key not in refs:
-            zeros = np.zeros((hi - lo, cfg.inputs), dtype=np.int64)
-            refs[key] = full.mp_sample(zeros[0], [], key[0], toggles=False) if cfg.mode == "mp" \
-                else full.op_batch(zeros, [], ex, toggles=False)
+            refs[key] = full.shape_counters(ex)
         ref, deepest = refs[key], int(ex.max())
         cyc = sch.inference_cycles(deepest, hi - lo, lengths_of(cfg, maps_of[lo]))["layers"]
-        cyc_all = sch.inference_cycles(deepest, hi - lo, every)["layers"]
+        cyc_all = sch.inference_cycles(deepest, hi - lo, sch.every_input)["layers"]
         for layer in range(deepest):
             tot[layer] += (1, c.layer_counts[layer]["weight_reads"], ref.layer_counts[layer]["weight_reads"],
                            cyc[layer]["cycles"], cyc_all[layer]["cycles"])
@@ -161,7 +157,7 @@ def summarise(cfg, res, inferences, n: int) -> dict:
     sch = schedule(cfg)
     # full depth: to the decision layer (under zero skipping: streaming every input, the
     # most it can take)
-    full = sch.inference_cycles(cfg.decision_layer, sch.batch_size, [(None, None)] * cfg.n_layers)
+    full = sch.inference_cycles(cfg.decision_layer, sch.batch_size, sch.every_input)
     compute = sum(l["phases"].get("stream", 0) + l["phases"].get("head_stream", 0) for l in full["layers"])
     return {
         "inferences": len(inferences), "samples": n,
@@ -169,7 +165,8 @@ def summarise(cfg, res, inferences, n: int) -> dict:
         "latency_us": float(cyc.mean() / cfg.clock_mhz),
         "cycles_per_sample": float(tot_cycles / n),
         "macs_per_sample": float(macs / n),
-        "utilisation_useful": float(macs / (pes * tot_cycles)),
+        # (zero skipping: the skipped products are 0, not useful work; what the PEs do is)
+        "utilisation_useful": float((pe_ops if cfg.zero_skip else macs) / (pes * tot_cycles)),
         "utilisation_pe_busy": float(pe_ops / (pes * tot_cycles)),
         "weight_reads_per_inference": per_unit("weight_reads"),
         "bias_reads_per_inference": per_unit("bias_reads"),

@@ -426,7 +426,7 @@ def job_budget(cfg, batches, in_stall: float, out_stall: float) -> tuple[int, in
     total = 0
     for b in batches:
         # (zero skipping: at most every input of every pass)
-        compute = sched.inference_cycles(cfg.n_layers, len(b), [(None, None)] * cfg.n_layers)["total"]
+        compute = sched.inference_cycles(cfg.n_layers, len(b), sched.every_input)["total"]
         load = cfg.inputs * len(b) / max(1e-3, 1.0 - in_stall)
         res = len(b) / max(1e-3, 1.0 - out_stall)
         total += compute + int(2 * load + 4 * res) + 16
