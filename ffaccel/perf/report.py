@@ -68,10 +68,11 @@ def analyse(wl: Workload, toggle_samples: int, models: tuple | None = None) -> d
         if want_t:
             pr = gm.run(x[lo:hi], probe=True)
             acts = [a[:, :, :] for a in pr.activations]
+            maps = maps_of[lo] if maps_of else None          # (zero skipping: already made)
             if mp:
-                c = pm.mp_sample(x[lo], [a[0] for a in acts], int(res.exit_layer[lo]))
+                c = pm.mp_sample(x[lo], [a[0] for a in acts], int(res.exit_layer[lo]), maps=maps)
             else:
-                c = pm.op_batch(x[lo:hi], [a[:, 0, :] for a in acts], res.exit_layer[lo:hi])
+                c = pm.op_batch(x[lo:hi], [a[:, 0, :] for a in acts], res.exit_layer[lo:hi], maps=maps)
         elif cfg.zero_skip:
             c = (pm.mp_sample(x[lo], [], int(res.exit_layer[lo]), toggles=False, maps=maps_of[lo]) if mp else
                  pm.op_batch(x[lo:hi], [], res.exit_layer[lo:hi], toggles=False, maps=maps_of[lo]))
