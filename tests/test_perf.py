@@ -176,3 +176,23 @@ def test_perf_op_batches_by_hand(cli):
 def test_perf_cli_errors_are_one_line(cli, bad, frag):
     r = cli("perf", "--layers", "2x16", "--inputs", "32", *bad)
     assert r.returncode == 2 and frag in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("mode", ["mp", "op"])
+def test_zero_skipping_report_paths_agree(mode):
+    """The perf report under zero skipping: inferences counted with toggles (activations
+    given) and without (non-zero maps made a chunk at a time) give the same cycles and
+    weight reads; the per-layer summary shows the skipped reads."""
+    from ffaccel.perf.report import analyse
+    from ffaccel.workload import Workload, random_workload
+    cfg = AccelConfig(inputs=30, layers=(12, 9), classes=3, rows=3, cols=4, abits=5, afrac=2, mode=mode,
+                      zero_skip=True)
+    wl = random_workload(cfg, 5, 9)
+    x = wl.x.copy()
+    x[np.random.default_rng(5).random(x.shape) < 0.7] = 0
+    wl = Workload(wl.qm, x, None, {})
+    full, bare = analyse(wl, len(x)), analyse(wl, 0)
+    assert [s["cycles"] for s in full["samples"]] == [s["cycles"] for s in bare["samples"]]
+    assert full["summary"]["weight_reads_per_inference"] == bare["summary"]["weight_reads_per_inference"]
+    layers = bare["summary"]["zero_skip"]
+    assert layers[0]["weight_reads_skipped"] > 0.3 and layers[0]["cycle_reduction"] > 1.2
