@@ -104,14 +104,23 @@ class Drain(wiring.Component):
             m.d.comb += self.shift.eq(~tag.shared & (n_go > 2))
         with m.Elif(act):                               # row j + 1 next
             m.d.comb += self.shift.eq(~info.shared & (j + 2 < n))
-        a1 = self._stage_a(m, cur_valid, cur_j, cur, cur_bias)
+        # fpga_regs: each lane's label-weight select (``cur_j``) as a register of its own,
+        # set the cycle before from the state that cycle will have (as the shift command):
+        # the drain's control no longer reaches across the die into every lane's select
+        jsel = None
+        if cfg.fpga_regs and s.share:
+            jsel = [Signal.like(cur_j, name=f"jsel{c}", attrs=REPLICA) for c in range(cfg.cols)]
+            nxt = Mux(done, 0, Mux(go, 1, j + 1))
+            m.d.sync += [x.eq(nxt) for x in jsel]
+        a1 = self._stage_a(m, cur_valid, cur_j, cur, cur_bias, jsel)
         m.d.comb += self.busy.eq(go | act | a1.valid | self.row.valid | Cat(*pipe).any())
         return m
 
-    def _stage_a(self, m: Module, valid, j, cur, bias):
+    def _stage_a(self, m: Module, valid, j, cur, bias, jsel=None):
         """Stage A1 registers row 0's sums, the row's metadata and its copy's norm factors
         (and with sharing the copy's label weights, selected by j); stage A2 adds the
-        label term ``label_value * wlab[j]`` (shared layer) and registers ``row``. (One
+        label term ``label_value * wlab[j]`` (shared layer) and registers ``row``; ``jsel``
+        (``fpga_regs``): each lane's own copy of ``j``, registered a cycle ahead. (One
         stage did both: the select, a multiplier and the add in one cycle were an ECP5
         critical path, docs/results.md; the constant product is shifted adds, not a
         multiplier block.)"""
@@ -135,7 +144,8 @@ class Drain(wiring.Component):
             shared = [Signal(name=f"shared{c}", attrs=REPLICA) for c in range(C)]
             wsel = [Signal(signed(cfg.wbits), name=f"wsel{c}") for c in range(C)]
             m.d.sync += [shared[c].eq(cur.shared) for c in range(C)]
-            m.d.sync += [wsel[c].eq(Array(self.wlab[i][c] for i in range(cfg.classes))[j]) for c in range(C)]
+            sel = jsel if jsel is not None else [j] * C
+            m.d.sync += [wsel[c].eq(Array(self.wlab[i][c] for i in range(cfg.classes))[sel[c]]) for c in range(C)]
             for c in range(C):
                 with m.If(shared[c]):
                     m.d.sync += row.acc[c].eq(a1.acc[c] + const_mul(wsel[c], self.label_value()))
