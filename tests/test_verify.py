@@ -80,6 +80,9 @@ CASES = {
                          mode="op", exit_policy="max", zero_skip=True),
     "op_zero_skip_lls": dict(inputs=17, layers=(8, 9), classes=4, rows=2, cols=3, abits=5, wbits=4,
                              mode="op", exit_policy="margin", exit_head="lls", zero_skip=True),
+    # the FPGA registers with label sharing (the drain's per-lane label-weight selects)
+    "mp_fpga_regs_share": dict(inputs=21, layers=(10, 7), classes=6, rows=4, cols=3, abits=5, wbits=4,
+                               mode="mp", exit_policy="max", label_share=True, fpga_regs=True),
 }
 VERILATOR_CASES = ["mp_groups_share", "op_margin", "mp_noshare_margin", "op_lls_sin", "mp_zero_skip_noshare",
                    "op_zero_skip"]
@@ -87,7 +90,8 @@ VERILATOR_CASES = ["mp_groups_share", "op_margin", "mp_noshare_margin", "op_lls_
 STALLS = {"mp_groups_share": 0.3, "op_margin": 0.4, "mp_noshare_margin": 0.2, "mp_one_layer_rows1": 0.0,
           "op_three_layers": 0.5, "mp_ten_classes": 0.3, "op_rows1_noexit": 0.3, "mp_margin_groups": 0.6,
           "op_cols1": 0.3, "op_lls_square": 0.4, "op_lls_sin": 0.3, "mp_skip_middle": 0.3, "op_skip_last": 0.4,
-          "mp_zero_skip": 0.3, "mp_zero_skip_noshare": 0.5, "op_zero_skip": 0.4, "op_zero_skip_lls": 0.3}
+          "mp_zero_skip": 0.3, "mp_zero_skip_noshare": 0.5, "op_zero_skip": 0.4, "op_zero_skip_lls": 0.3,
+          "mp_fpga_regs_share": 0.4}
 
 
 def case_samples(name: str, seed: int):
