@@ -28,7 +28,7 @@ class PE(wiring.Component):
     ``operand_copies``: the PE first registers its own copies ``xq``, ``wq`` of the
     multicast operands (and of the controls that travel with them), so the product is
     formed from registers beside the multiplier; the operand nets, one per row and column,
-    end at these registers (``AccelConfig.operand_copies``): :meth:`pipeline` is then 2."""
+    end at these registers (``AccelConfig.fpga_regs``): :meth:`pipeline` is then 2."""
 
     SHIFT = 1
 
