@@ -20,7 +20,7 @@ from ..fixedpoint import LLS_PHASE_BITS, ceil_div
 from ..model.exits import layer_macs
 from ..model.golden import GoldenModel
 from ..perf.activity import COMPONENTS, PerfModel
-from ..perf.cycles import stream_lengths
+from ..perf.cycles import lengths_of, nonzero_maps
 from ..schedule import schedule
 from ..workload import Workload
 from .coeffs import Coeffs
@@ -77,13 +77,14 @@ def profile(wl: Workload, toggle_samples: int) -> Profile:
         res = gm.run(xb, probe=True)
         acts = [a[0] for a in res.activations] if mp else [a[:, 0, :] for a in res.activations]
         exits = np.full(len(xb), L)
-        c = pm.mp_sample(xb[0], acts, L) if mp else pm.op_batch(xb, acts, exits)
+        # zero skipping: the non-zero maps once, for the counters and the cycles
+        maps = nonzero_maps(cfg, xb, acts, exits) if cfg.zero_skip else None
+        c = pm.mp_sample(xb[0], acts, L, maps=maps) if mp else pm.op_batch(xb, acts, exits, maps=maps)
         for layer in range(L):
             for k in COMPONENTS:
                 tog[layer][k] += c.layer_toggles[layer][k] / len(units)
         load += (sum(c.toggles.values()) - sum(sum(t.values()) for t in c.layer_toggles)) / len(units)
-        # zero skipping: the cycles of this inference's data (stream_lengths)
-        kept = stream_lengths(cfg, xb, acts, exits) if cfg.zero_skip else None
+        kept = lengths_of(cfg, maps) if cfg.zero_skip else None
         cyc = sched.inference_cycles(L, len(xb), kept)
         runs.append((c.layer_counts, [l["cycles"] for l in cyc["layers"]], len(xb)))
     # counts and cycles: the mean over the sampled inferences (without zero skipping they are
