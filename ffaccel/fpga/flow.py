@@ -38,6 +38,7 @@ from ..config import AccelConfig
 from ..errors import FFAccelError
 from ..fsutil import atomic_write_bytes
 from ..hw.array import pe_name
+from ..hw.dsp import FPGATarget
 from ..hw.generate import ENGINE, engine_verilog
 from ..hw.interfaces import REPLICA
 from ..schedule import schedule
@@ -124,9 +125,9 @@ def _cached(folder: Path, stamp: dict, outputs: tuple[str, ...]) -> bool:
         return False
 
 
-def soft_pes(cfg: AccelConfig, n: int, path: str = f"{ENGINE}.array") -> list[str]:
-    """The ``n`` PEs (under ``path``) whose products are built in LUTs (yosys ``booth``)
-    instead of a DSP block, spread over the rows and columns: the i-th is PE
+def soft_pe_coords(cfg: AccelConfig, n: int) -> list[tuple[int, int]]:
+    """The ``n`` PEs, as ``(row, col)``, whose products are built in LUTs instead of a
+    multiplier block, spread over the rows and columns: the i-th is PE
     ``(j % rows, (j + q) % cols)`` for ``i = q * lcm(rows, cols) + j``, so any first ``n``
     hold about ``n / rows`` PEs of each row and ``n / cols`` of each column. A LUT
     multiplier spreads its operand over dozens of LUTs: whole columns of them gave one
@@ -135,11 +136,29 @@ def soft_pes(cfg: AccelConfig, n: int, path: str = f"{ENGINE}.array") -> list[st
     rows = schedule(cfg).live_rows
     lcm = math.lcm(rows, cfg.cols)
     order = [(j % rows, (j + q) % cfg.cols) for q in range(rows * cfg.cols // lcm) for j in range(lcm)]
-    return [f"{path}.{pe_name(r, c)}" for r, c in order[:n]]
+    return order[:n]
 
 
-def design_verilog(cfg: AccelConfig, fam: Family) -> str:
-    return engine_verilog(cfg)[0] if fam.top == ENGINE else serial_verilog(cfg)
+def soft_pes(cfg: AccelConfig, n: int, path: str = f"{ENGINE}.array") -> list[str]:
+    """The modules (under ``path``) that hold the products of :func:`soft_pe_coords`
+    (with ``fpga_regs`` each PE's product unit, ``mul``), for yosys ``booth``."""
+    unit = ".mul" if cfg.fpga_regs else ""
+    return [f"{path}.{pe_name(r, c)}{unit}" for r, c in soft_pe_coords(cfg, n)]
+
+
+def fpga_target(cfg: AccelConfig, fam: Family, lut_pes: int = 0) -> FPGATarget | None:
+    """What the engine's elaboration is told: on an ECP5 with ``fpga_regs`` every
+    registered product is a MULT18X18D with its own input and output registers (yosys
+    does not move registers into the ECP5's blocks), but the ``lut_pes`` PEs built in
+    LUTs."""
+    if fam.dsp != "MULT18X18D" or not cfg.fpga_regs:
+        return None
+    return FPGATarget("MULT18X18D", soft_pes=soft_pe_coords(cfg, lut_pes))
+
+
+def design_verilog(cfg: AccelConfig, fam: Family, lut_pes: int = 0) -> str:
+    return engine_verilog(cfg, target=fpga_target(cfg, fam, lut_pes))[0] if fam.top == ENGINE \
+        else serial_verilog(cfg)
 
 
 def synthesize(cfg: AccelConfig, root: Path, timeout: float, progress: Callable[[str], None],
@@ -147,7 +166,7 @@ def synthesize(cfg: AccelConfig, root: Path, timeout: float, progress: Callable[
     """Synthesis of the design (``lut_pes`` of its PE products in LUTs, and with ``small``
     every other product of two operands of at most 8 bits: the goodness squares, the
     label term): the netlist folder and the cell counts by type."""
-    src = design_verilog(cfg, fam).encode()
+    src = design_verilog(cfg, fam, lut_pes).encode()
     # booth maps a $mul to soft logic; it needs the processes converted first
     soft = "".join(f"booth {name}/t:$mul; " for name in soft_pes(cfg, lut_pes, fam.pe_path))
     if small:

@@ -4,6 +4,7 @@ from amaranth.hdl import Module, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .dsp import mult_block
 from .pe import PE
 
 
@@ -48,7 +49,11 @@ class MacArray(wiring.Component):
         pes = {}
         for r in range(self.live_rows):
             for c in range(self.cols):
-                pe = pes[r, c] = PE(self.abits, self.wbits, self.accbits, self.operand_copies)
+                # an FPGA target builds each PE's registered product as a multiplier
+                # block, but those it moves to logic (more PEs than blocks)
+                block = mult_block(platform, (r, c) in getattr(platform, "soft_pes", ())) \
+                    if self.operand_copies else None
+                pe = pes[r, c] = PE(self.abits, self.wbits, self.accbits, self.operand_copies, block)
                 m.submodules[pe_name(r, c)] = pe
                 m.d.comb += [pe.x.eq(self.x[r]), pe.w.eq(self.w[c]), pe.valid.eq(self.valid),
                              pe.en.eq(self.row_en[r]), pe.first.eq(self.first), pe.last.eq(self.last),

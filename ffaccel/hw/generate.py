@@ -89,12 +89,13 @@ def icarus_time0_fix(verilog: str) -> str:
                                 f"{m.group(3)};\n`endif", verilog)
 
 
-def engine_verilog(cfg: AccelConfig, units: dict | None = None) -> tuple[str, list[dict]]:
-    """Verilog of the engine (``units``: substitute units, verification only) and its ports."""
+def engine_verilog(cfg: AccelConfig, units: dict | None = None, target=None) -> tuple[str, list[dict]]:
+    """Verilog of the engine (``units``: substitute units, verification only; ``target``:
+    an ``hw.dsp.FPGATarget``, the FPGA flow's choices of blocks) and its ports."""
     from amaranth.back import verilog
     from .engine import Engine
     eng = Engine(cfg, units=units)
-    text = icarus_time0_fix(verilog.convert(eng, name=ENGINE, emit_src=False))
+    text = icarus_time0_fix(verilog.convert(eng, name=ENGINE, emit_src=False, platform=target))
     return text, verilog_ports(eng)
 
 
@@ -151,10 +152,12 @@ def _npy(a: np.ndarray) -> bytes:
 
 
 def generate(cfg: AccelConfig, qm=None, units: dict | None = None,
-             progress: Callable[[str], None] | None = None) -> tuple[dict[str, bytes], dict]:
+             progress: Callable[[str], None] | None = None, target=None) -> tuple[dict[str, bytes], dict]:
     """All output files (name -> bytes) and the manifest (also among the files).
     ``units`` (verification only) substitutes engine units, see ``Engine``. ``progress``
-    is told each phase as it starts (a large engine takes minutes in the first)."""
+    is told each phase as it starts (a large engine takes minutes in the first).
+    ``target`` (an ``hw.dsp.FPGATarget``): the engine as the FPGA flow elaborates it, with
+    the simulation model of each block it instantiates among the files."""
     progress = progress or (lambda phase: None)
     from .images import image_lanes, to_hex_lines
 
@@ -165,8 +168,12 @@ def generate(cfg: AccelConfig, qm=None, units: dict | None = None,
     mm = sched.memory
     files: dict[str, bytes] = {}
     progress(f"elaborating the engine and converting it to Verilog ({cfg.summary()})")
-    eng_v, ports = engine_verilog(cfg, units)
+    eng_v, ports = engine_verilog(cfg, units, target)
     files[f"{ENGINE}.v"] = eng_v.encode()
+    block = getattr(target, "mult_block", None)
+    if block is not None and f"{block} " in eng_v:
+        from .dsp import SIM_MODELS
+        files[f"{block}.v"] = SIM_MODELS[block].encode()
     files[f"{TOP}.v"] = top_verilog(cfg, ports).encode()
     if qm is not None:
         progress("weight and bias images")

@@ -4,6 +4,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .dsp import RegisteredProduct
 from .interfaces import REPLICA
 
 
@@ -25,10 +26,12 @@ class PE(wiring.Component):
     loads on a 10x16 array); ``shift`` acts ``SHIFT`` cycles after it is raised, the
     schedule's ``Latencies.shift``.
 
-    ``operand_copies``: the PE first registers its own copies ``xq``, ``wq`` of the
+    ``operand_copies``: the PE first registers its own copies of the
     multicast operands (and of the controls that travel with them), so the product is
     formed from registers beside the multiplier; the operand nets, one per row and column,
-    end at these registers (``AccelConfig.fpga_regs``): :meth:`pipeline` is then 2."""
+    end at these registers (``AccelConfig.fpga_regs``): :meth:`pipeline` is then 2. The
+    copies and the product register are a :class:`RegisteredProduct`, which an FPGA
+    target builds as one multiplier block with its own registers (``block``)."""
 
     SHIFT = 1
 
@@ -37,7 +40,8 @@ class PE(wiring.Component):
         """Cycles from the operands at the PE's inputs to its product register."""
         return 2 if operand_copies else 1
 
-    def __init__(self, abits: int, wbits: int, accbits: int, operand_copies: bool = False):
+    def __init__(self, abits: int, wbits: int, accbits: int, operand_copies: bool = False,
+                 block: str | None = None):
         for name, v, lo in (("abits", abits, 1), ("wbits", wbits, 2), ("accbits", accbits, 2)):
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ValueError(f"PE: {name}={v!r} must be an integer >= {lo}")
@@ -46,7 +50,10 @@ class PE(wiring.Component):
         if not isinstance(operand_copies, bool):
             raise ValueError(f"PE: operand_copies={operand_copies!r} must be true or false")
         self.abits, self.wbits, self.accbits = abits, wbits, accbits
+        if block is not None and not operand_copies:
+            raise ValueError(f"PE: block={block!r} needs operand_copies (the block holds the operand registers)")
         self.operand_copies = operand_copies
+        self.block = block
         super().__init__({
             "x": In(unsigned(abits)), "w": In(signed(wbits)),
             "valid": In(1), "en": In(1), "first": In(1), "last": In(1),
@@ -56,19 +63,22 @@ class PE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        x, w, ok, first_in, last_in = self.x, self.w, self.valid & self.en, self.first, self.last
-        if self.operand_copies:
-            # this PE's own copies (``REPLICA``: yosys would merge a row's identical registers)
-            xq = Signal.like(self.x, name="xq", attrs=REPLICA)
-            wq = Signal.like(self.w, name="wq", attrs=REPLICA)
-            okq, firstq, lastq = (Signal(name=n, attrs=REPLICA) for n in ("go_q", "first_q", "last_q"))
-            m.d.sync += [xq.eq(x), wq.eq(w), okq.eq(ok), firstq.eq(first_in), lastq.eq(last_in)]
-            x, w, ok, first_in, last_in = xq, wq, okq, firstq, lastq
+        ok, first_in, last_in = self.valid & self.en, self.first, self.last
         # unsigned abits x signed wbits fits signed abits + wbits
         prod = Signal(signed(self.abits + self.wbits))
+        if self.operand_copies:
+            # this PE's own copies of the operands (in the product unit) and of the
+            # controls (``REPLICA``: yosys would merge a row's identical registers)
+            mul = m.submodules.mul = RegisteredProduct(self.x.shape(), self.w.shape(), prod.shape(),
+                                                       block=self.block, copies=True)
+            m.d.comb += [mul.a.eq(self.x), mul.b.eq(self.w), prod.eq(mul.p)]
+            okq, firstq, lastq = (Signal(name=n, attrs=REPLICA) for n in ("go_q", "first_q", "last_q"))
+            m.d.sync += [okq.eq(ok), firstq.eq(first_in), lastq.eq(last_in)]
+            ok, first_in, last_in = okq, firstq, lastq
+        else:
+            m.d.sync += prod.eq(self.x * self.w)
         go, first, last, shift = (Signal(name=n, attrs=REPLICA) for n in ("go", "first", "last", "shift_q"))
-        m.d.sync += [prod.eq(x * w), go.eq(ok), first.eq(first_in),
-                     last.eq(last_in), shift.eq(self.shift)]
+        m.d.sync += [go.eq(ok), first.eq(first_in), last.eq(last_in), shift.eq(self.shift)]
         s = Signal(signed(self.accbits))
         m.d.comb += s.eq(Mux(first, 0, self.acc) + prod)
         with m.If(go):

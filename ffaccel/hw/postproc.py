@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..schedule import Schedule
 from .actbanks import write_layout
+from .dsp import RegisteredProduct, mult_block
 from .interfaces import REPLICA, Monitor, _idx, lut_mul, probe_layout, row_layout
 
 
@@ -98,15 +99,13 @@ class PostProc(wiring.Component):
         m = Module()
         cfg, row = self.sched.cfg, self.row
         C, A, BL = cfg.cols, cfg.abits, cfg.bias_lane_bits
-        shift_base, busy0 = self.shift_base, None
-        ms = [row.m] * C
+        shift_base, busy0, row_in = self.shift_base, None, row
         if cfg.fpga_regs:
-            # ---- stage B0: the row registered beside the multiplier blocks (each column's
-            # lanes go to its own blocks; the factor m, one copy per column: ``REPLICA``)
+            # ---- stage B0: the row registered (its lanes and factor m go to the product
+            # units below, whose operand registers sit beside, or in, the multiplier blocks)
             r0 = Signal(row_layout(self.sched), name="b0")
             sb0 = Signal.like(self.shift_base, name="shift_base0")
-            ms = [Signal.like(row.m, name=f"m0_{c}", attrs=REPLICA) for c in range(C)]
-            m.d.sync += [r0.eq(row), sb0.eq(self.shift_base)] + [x.eq(row.m) for x in ms]
+            m.d.sync += [r0.eq(row), sb0.eq(self.shift_base)]
             row, shift_base, busy0 = r0, sb0, r0.valid
         # ---- stage B1: the partial products, each a multiplier block's output registered
         b1 = Signal(post_tag_layout(self.sched))
@@ -117,12 +116,19 @@ class PostProc(wiring.Component):
         lo_bits = self.SPLIT if cfg.drain_bits > self.SPLIT + 1 else 0
         plo = [Signal(unsigned(lo_bits + cfg.rsqrt_mant_bits), name=f"plo{c}") for c in range(C)]
         phi = [Signal(signed(cfg.product_bits), name=f"phi{c}") for c in range(C)]
+        # with ``fpga_regs`` B0 and B1 are one product unit per part, from the row that B0
+        # registers (a multiplier block with its own registers on an FPGA target)
+        src = row_in if cfg.fpga_regs else row
         for c in range(C):
-            acc = row.acc[c]
-            if lo_bits:
-                m.d.sync += [plo[c].eq(acc[:lo_bits] * ms[c]), phi[c].eq(acc[lo_bits:].as_signed() * ms[c])]
-            else:
-                m.d.sync += phi[c].eq(acc * ms[c])
+            parts = {"lo": (plo[c], src.acc[c][:lo_bits]), "hi": (phi[c], src.acc[c][lo_bits:].as_signed())} \
+                if lo_bits else {"hi": (phi[c], src.acc[c])}
+            for name, (out, a) in parts.items():
+                if cfg.fpga_regs:
+                    u = m.submodules[f"mul_{name}{c}"] = RegisteredProduct(
+                        a.shape(), src.m.shape(), out.shape(), block=mult_block(platform), copies=True)
+                    m.d.comb += [u.a.eq(a), u.b.eq(src.m), out.eq(u.p)]
+                else:
+                    m.d.sync += out.eq(a * src.m)
         # ---- stage B2: prod = acc * m; the rounding term 2**(shift-1), registered. A shift
         # beyond the product's width rounds every product to 0 (|prod| < 2**(pb-1) <=
         # 2**(shift-2)): flagged (``big``), so the adder and shifter are pb + 2 bits wide

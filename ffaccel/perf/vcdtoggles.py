@@ -2,8 +2,8 @@
 model's predictions), with a small streaming reader of its own (see :func:`count_toggles`).
 
 Components are matched by scope and variable name as the engine names them: PE scopes
-``pe_<r>_<c>`` (``prod`` product register, ``acc`` accumulator, ``result`` shadow, ``xq`` and
-``wq`` operand copies), the array's row operands
+``pe_<r>_<c>`` (``prod`` product register, ``acc`` accumulator, ``result`` shadow; the
+operand copies ``a_q`` and ``b_q`` of its ``mul`` unit), the array's row operands
 ``x__<r>`` and weight operands ``w__<c>`` (the weight-memory data, or the LLS basis
 generator's output while an LLS head streams), and the activation-bank
 memories ``act<s>_<b>`` (their read-port data, then write-port data).
@@ -26,8 +26,8 @@ def _match(scopes: tuple[str, ...], name: str, order: int) -> str | None:
             return "pe_product"
         if name == "result":
             return "pe_shadow"
-        if name in ("xq", "wq"):
-            return "pe_operand"
+    if leaf == "mul" and len(scopes) > 1 and re.fullmatch(r"pe_\d+_\d+", scopes[-2]) and name in ("a_q", "b_q"):
+        return "pe_operand"
     if leaf == "array" and re.fullmatch(r"x__\d+", name):
         return "array_x"
     if leaf == "array" and re.fullmatch(r"w__\d+", name):

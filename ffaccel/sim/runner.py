@@ -231,16 +231,18 @@ def _tail(path: Path, n: int = 30) -> str:
 
 
 def build(cfg, qm=None, sim: str = "verilator", build_dir: str | Path | None = None,
-          fault: str | None = None, *, waves: bool = False, abs_hex_paths: bool = False) -> BuildInfo:
+          fault: str | None = None, *, waves: bool = False, abs_hex_paths: bool = False,
+          target=None) -> BuildInfo:
     """Generate the RTL of ``cfg`` (+ weight images of ``qm``) and build it for ``sim``,
     reusing an identical earlier build. ``waves`` (Verilator only: a ``--trace`` build;
-    Icarus always includes the on-demand VCD module)."""
+    Icarus always includes the on-demand VCD module). ``target``: the engine as an FPGA
+    flow elaborates it (``hw.dsp.FPGATarget``), with its blocks' simulation models."""
     from ..hw.generate import TOP, generate
     from .faults import fault_units
     if sim not in SIMS:
         raise ValueError(f"sim={sim!r} (allowed: {', '.join(SIMS)})")
     t0 = time.perf_counter()
-    files, manifest = generate(build_config(cfg), qm, units=fault_units(fault))
+    files, manifest = generate(build_config(cfg), qm, units=fault_units(fault), target=target)
     root = Path(build_dir) if build_dir is not None else DEFAULT_BUILD_DIR
     root = root.resolve()
     srcs = {n: d for n, d in files.items() if n.endswith(".v")}
@@ -458,14 +460,15 @@ def run_engine_job(info: BuildInfo, cfg, batches, *, cfg_writes: Sequence | None
 
 def verify(qm, x, *, sim: str = "icarus", build_dir: str | Path | None = None, fault: str | None = None,
            in_stall: float = 0.0, out_stall: float = 0.0, seed: int = 0, cfg_writes: Sequence | None = None,
-           hw_cfg=None, vcd: str | Path | None = None, tag: str = "engine") -> dict[str, Any]:
+           hw_cfg=None, vcd: str | Path | None = None, tag: str = "engine", target=None) -> dict[str, Any]:
     """Build (cached), run and score: the RTL of ``hw_cfg`` (default ``qm.cfg``) on
     samples ``x`` against the golden model of ``qm``. ``cfg_writes`` default: write
-    ``qm.cfg``'s thresholds and exit enable through the cfg port."""
+    ``qm.cfg``'s thresholds and exit enable through the cfg port. ``target``: the engine
+    as an FPGA flow elaborates it (:func:`build`)."""
     from .scoreboard import compare
     cfg = qm.cfg
     hw = hw_cfg if hw_cfg is not None else cfg
-    info = build(hw, qm, sim=sim, build_dir=build_dir, fault=fault, waves=vcd is not None)
+    info = build(hw, qm, sim=sim, build_dir=build_dir, fault=fault, waves=vcd is not None, target=target)
     batches = make_batches(cfg, x)
     writes = threshold_writes(cfg) if cfg_writes is None else cfg_writes
     res = run_engine_job(info, cfg, batches, cfg_writes=writes, in_stall=in_stall, out_stall=out_stall,
