@@ -112,27 +112,41 @@ class Drain(wiring.Component):
             jsel = [Signal.like(cur_j, name=f"jsel{c}", attrs=REPLICA) for c in range(cfg.cols)]
             nxt = Mux(done, 0, Mux(go, 1, j + 1))
             m.d.sync += [x.eq(nxt) for x in jsel]
-        a1 = self._stage_a(m, cur_valid, cur_j, cur, cur_bias, jsel)
+        # fpga_regs: the drained row's copy index as a register, set the cycle before (the
+        # group's first copy when a tile is done, then one more per row): the copy-group
+        # product and add no longer precede the norm-factor select in the same cycle
+        cpq = None
+        if cfg.fpga_regs:
+            cpq = Signal(s.copy_index, name="cpq")
+            m.d.sync += cpq.eq(Mux(done, self._first_copy(dtag), cpq + 1))
+        a1 = self._stage_a(m, cur_valid, cur_j, cur, cur_bias, jsel, cpq)
         m.d.comb += self.busy.eq(go | act | a1.valid | self.row.valid | Cat(*pipe).any())
         return m
 
-    def _stage_a(self, m: Module, valid, j, cur, bias, jsel=None):
+    def _first_copy(self, tag):
+        """The copy index of a tile's first drained row (MP: its copy group's first copy,
+        0 in the shared layer; OP: row 0)."""
+        if self.sched.cfg.mode != "mp":
+            return 0
+        return Mux(tag.shared, 0, const_mul(tag.grp, self.sched.cfg.rows))
+
+    def _stage_a(self, m: Module, valid, j, cur, bias, jsel=None, cpq=None):
         """Stage A1 registers row 0's sums, the row's metadata and its copy's norm factors
         (and with sharing the copy's label weights, selected by j); stage A2 adds the
         label term ``label_value * wlab[j]`` (shared layer) and registers ``row``; ``jsel``
-        (``fpga_regs``): each lane's own copy of ``j``, registered a cycle ahead. (One
+        (``fpga_regs``): each lane's own copy of ``j``, registered a cycle ahead, and ``cpq``
+        the row's copy index, registered a cycle ahead. (One
         stage did both: the select, a multiplier and the add in one cycle were an ECP5
         critical path, docs/results.md; the constant product is shifted adds, not a
         multiplier block.)"""
         s, cfg, row = self.sched, self.sched.cfg, self.row
         R, C = cfg.rows, cfg.cols
         cp = self.norm_sel
-        if cfg.mode == "mp":
-            m.d.comb += cp.eq(Mux(cur.shared, j, const_mul(cur.grp, R) + j))
-            live = 1
+        if cpq is not None:
+            m.d.comb += cp.eq(cpq)
         else:
-            m.d.comb += cp.eq(j)
-            live = ~Array(self.exited[r] for r in range(R))[j]
+            m.d.comb += cp.eq(self._first_copy(cur) + j)
+        live = 1 if cfg.mode == "mp" else ~Array(self.exited[r] for r in range(R))[j]
         a1 = Signal(row_layout(s))
         m.d.sync += [a1.valid.eq(valid), a1.live.eq(live), a1.cp.eq(cp), a1.tile.eq(cur.tile),
                      a1.layer.eq(cur.layer), a1.head.eq(cur.head), a1.bias.eq(bias),
