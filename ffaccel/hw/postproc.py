@@ -124,8 +124,10 @@ class PostProc(wiring.Component):
                 if lo_bits else {"hi": (phi[c], src.acc[c])}
             for name, (out, a) in parts.items():
                 if cfg.fpga_regs:
+                    # (the part's own product width: the high part's fits one block where
+                    # the whole product's width would not)
                     u = m.submodules[f"mul_{name}{c}"] = RegisteredProduct(
-                        a.shape(), src.m.shape(), out.shape(), block=mult_block(platform), copies=True)
+                        a.shape(), src.m.shape(), (a * src.m).shape(), block=mult_block(platform), copies=True)
                     m.d.comb += [u.a.eq(a), u.b.eq(src.m), out.eq(u.p)]
                 else:
                     m.d.sync += out.eq(a * src.m)
