@@ -80,6 +80,8 @@ _CONFIG_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "--exit-policy": ("exit_policy", str, "early exit rule: max, margin or none"),
     "--exit-head": ("exit_head", str, "OP exit heads: learned, lls (sin basis) or lls-square (generated on chip)"),
     "--k": ("exit_k", strict_float, "LightFF threshold knob: T = mu - k*sigma"),
+    # (not --batch: the training recipe's mini-batch, on ffaccel.train with these flags)
+    "--infer-batch": ("batch", strict_int, "MP: samples per inference sharing each weight read (default 1)"),
     "--weight-mem": ("weight_mem", str, "weight memory level: sram or dram"),
     "--clock-mhz": ("clock_mhz", strict_float, "clock frequency in MHz"),
     "--tech": ("tech", str, "technology node, e.g. 45nm"),

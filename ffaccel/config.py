@@ -36,6 +36,7 @@ TECH_NODES = ("45nm", "32nm", "28nm", "22nm", "16nm", "7nm")
 MAX_LAYER = 1 << 16
 MAX_INPUTS = 1 << 20
 MAX_ARRAY_DIM = 256
+MAX_BATCH = 64
 #: The exit knob k (thresholds mu - k sigma): the range every tool and the DSE accept.
 K_RANGE = (-10.0, 10.0)
 WBITS_RANGE = (2, 16)
@@ -176,6 +177,13 @@ class AccelConfig:
     (MP: any label copy; OP: any row still in the batch), word by word (a word with none
     costs one empty cycle): fewer weight reads and cycles, data-dependent cycle counts
     (docs/architecture.md, "Zero skipping")."""
+    batch: int = 1
+    """MP: samples per inference (1..64). The engine holds ``batch x classes`` label copies,
+    ``rows`` at a time (copy groups); in the shared layer 1 each sample's image streams
+    through a row of its own (``batch <= rows``), so one weight read serves every sample
+    of the batch; a later layer streams the copy groups whose samples have not exited.
+    Results carry the sample's row in the batch (docs/architecture.md, "Batching"). OP
+    batches ``rows`` samples already (one per row): 1 there."""
     fpga_regs: bool = False
     """Registers that cut the long wires of a die-sized FPGA implementation: each PE
     registers its own copy of its row operand and weight lane (with the controls that
@@ -232,6 +240,13 @@ class AccelConfig:
         for name in ("label_share", "fpga_regs", "zero_skip"):
             if isinstance(getattr(self, name), bool) is False:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")
+        _check_int("batch", self.batch, 1, MAX_BATCH)
+        if self.batch > 1 and self.mode != "mp":
+            raise ConfigError(f"batch={self.batch}: OP batches `rows` samples already (one per row); "
+                              "batch is an MP field (allowed in OP: 1)")
+        if self.batch > self.rows and self.mode == "mp" and self.label_share:
+            raise ConfigError(f"batch={self.batch} > rows={self.rows}: the shared layer 1 streams each sample's "
+                              "image through a row of its own (use --no-label-share, or more rows)")
         if not isinstance(self.clock_mhz, (int, float)) or isinstance(self.clock_mhz, bool) \
                 or not 0.001 <= self.clock_mhz <= 10000.0:                  # (no float(): 10**400)
             raise ConfigError(f"clock_mhz={self.clock_mhz!r} out of range (allowed: 0.001..10000)")
@@ -451,6 +466,11 @@ class AccelConfig:
     def copies(self) -> int:
         """Label copies per sample in flight (MP: classes; OP: 1 sample per row)."""
         return self.classes if self.mode == "mp" else 1
+
+    @property
+    def batch_copies(self) -> int:
+        """Label copies of an MP batch (``batch x classes``; OP: ``rows``, one per sample)."""
+        return self.batch * self.classes if self.mode == "mp" else self.rows
 
     @property
     def neutral_value(self) -> int:

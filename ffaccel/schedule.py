@@ -289,14 +289,20 @@ class PassPlan:
             raise ValueError(f"{self.kind} pass of layer {self.layer + 1}: an OP pass needs the batch size")
         return (batch,)
 
-    def stream_cycles(self, batch: int | None = None, k: int | None = None) -> int:
-        return self.tiles * sum(self.period(n, k) for n in self.drained(batch))
+    def _streamed(self, batch: int | None, groups) -> list[int]:
+        d = self.drained(batch)
+        return list(d) if groups is None else [d[g] for g in groups]
 
-    def flush_cycles(self, batch: int | None, post: int, k: int | None = None) -> int:
+    def stream_cycles(self, batch: int | None = None, k: int | None = None, groups=None) -> int:
+        """Cycles of the pass's tiles: ``groups`` the copy groups it streams (MP batches:
+        :meth:`Schedule.live_groups`; None: all)."""
+        return self.tiles * sum(self.period(n, k) for n in self._streamed(batch, groups))
+
+    def flush_cycles(self, batch: int | None, post: int, k: int | None = None, groups=None) -> int:
         """Cycles of FLUSH after the last tile: the last tile's streaming tail beyond its
         period, its drain, and the post-processing latency ``post`` (``k`` as for
-        :meth:`period`)."""
-        d = self.drained(batch)
+        :meth:`period`, ``groups`` as for :meth:`stream_cycles`)."""
+        d = self._streamed(batch, groups)
         k = self.k if k is None else k
         return k + self.label_words + d[-1] + post - self.period(d[-1], k)
 
@@ -351,7 +357,7 @@ def skip_length(nonzero, lo: int, hi: int, cols: int) -> int:
 @dataclass(frozen=True)
 class Schedule:
     cfg: AccelConfig
-    banks: int                    # activation banks per set (MP: one per class; OP: one per row)
+    banks: int                    # activation banks per set (MP: one per label copy of the batch; OP: one per row)
     bank_depth: int               # words of ``cols`` activations per bank
     group_rows: tuple[int, ...]   # rows of each copy group (MP: label copies ``rows`` at a time)
     memory: MemoryMap
@@ -385,8 +391,30 @@ class Schedule:
     # -------------------------------------------------------------- batching
     @property
     def batch_size(self) -> int:
-        """Samples per inference: MP one (its label copies fill the rows); OP ``rows``."""
-        return 1 if self.cfg.mode == "mp" else self.cfg.rows
+        """Samples per inference: MP ``batch`` (their label copies fill the rows, copy
+        group by copy group); OP ``rows``."""
+        return self.cfg.batch if self.cfg.mode == "mp" else self.cfg.rows
+
+    @property
+    def tags(self) -> int:
+        """Sample tags (a result's ``row``, the exit comparator's tag): ``rows`` at least."""
+        return max(self.cfg.rows, self.batch_size)
+
+    def group_samples(self, g: int) -> range:
+        """MP: the samples of the batch whose label copies copy group ``g`` holds (copy
+        ``b * classes + c`` is sample b's copy of label c)."""
+        lo = g * self.cfg.rows
+        return range(lo // self.cfg.classes, (lo + self.group_rows[g] - 1) // self.cfg.classes + 1)
+
+    def live_groups(self, layer: int, live) -> tuple[int, ...]:
+        """MP: the copy groups layer ``layer``'s pass streams when the samples ``live`` (of
+        the batch) are still in it: every group holding a copy of a live sample (the shared
+        layer 1 streams its one group, all samples at once). None: every sample."""
+        p = self.layer_passes[layer]
+        if p.shared or live is None:
+            return tuple(range(len(p.groups)))
+        live = set(live)
+        return tuple(g for g in range(len(p.groups)) if live.intersection(self.group_samples(g)))
 
     def batches(self, n: int) -> list[tuple[int, int]]:
         """(first sample, size) of every inference over ``n`` samples, in input order."""
@@ -399,13 +427,15 @@ class Schedule:
         return 1 if self.cfg.mode == "mp" else 1 + self.cfg.rows
 
     def layer_phases(self, layer: int, batch: int | None = None,
-                     kept: tuple[int | None, int | None] | None = None) -> list[tuple[str, int]]:
+                     kept: tuple[int | None, int | None] | None = None, live=None) -> list[tuple[str, int]]:
         """(phase, cycles) of one layer (0-based) as the controller runs it; ``kept``: the
         stream lengths of its pass and OP head pass under zero skipping (None: every
         input; ``ffaccel.perf.cycles.stream_lengths`` computes them from the data).
 
-        MP: NORM (one cycle per bank), STREAM, FLUSH, EXIT (the score vector enters the
-        exit comparator, its decision comes out ``exit_latency`` cycles later). OP (``batch``
+        MP: NORM (one cycle per bank), STREAM (the copy groups of the samples ``live`` in
+        the batch, :meth:`live_groups`), FLUSH, EXIT (one sample's score vector enters the
+        exit comparator per cycle, ``batch`` of them, the last one's decision comes out
+        ``exit_latency`` cycles later). OP (``batch``
         samples): STREAM, FLUSH, NORM, head STREAM, head FLUSH, EXIT (one row enters the
         comparator per cycle, the last row's decision ``exit_latency`` cycles after it), EXIT2;
         the first layer's NORM is part of the set-up.
@@ -413,8 +443,10 @@ class Schedule:
         p = self.layer_passes[layer]
         kl, kh = kept if kept is not None else (None, None)
         if self.cfg.mode == "mp":
-            return [("norm", self.banks), ("stream", p.stream_cycles(None, kl)),
-                    ("flush", p.flush_cycles(None, self.latency.post, kl)), ("exit", 1 + self.exit_latency)]
+            g = self.live_groups(layer, live)
+            return [("norm", self.banks), ("stream", p.stream_cycles(None, kl, g)),
+                    ("flush", p.flush_cycles(None, self.latency.post, kl, g)),
+                    ("exit", self.batch_size + self.exit_latency)]
         b = self.cfg.rows if batch is None else batch
         h = self.head_passes[layer]
         R = self.cfg.rows
@@ -430,12 +462,20 @@ class Schedule:
         return [(None, None)] * self.cfg.n_layers
 
     def inference_cycles(self, exit_layer: int, batch: int | None = None,
-                         kept: list[tuple[int | None, int | None]] | None = None) -> dict:
-        """Cycles of one inference (MP sample, or OP batch whose deepest exit is
+                         kept: list[tuple[int | None, int | None]] | None = None, exits=None) -> dict:
+        """Cycles of one inference (an MP or OP batch whose deepest exit is
         ``exit_layer``), from START to the final exit decision, as the RTL's cycle counter
         reports them: ``{"total", "setup", "layers": [...]}``. Under zero skipping the
         cycles depend on the data: ``kept`` gives each visited layer's stream lengths
-        (:meth:`layer_phases`); a zero-skipping config refuses to go without them."""
+        (:meth:`layer_phases`); a zero-skipping config refuses to go without them. MP
+        batches: ``exits``, each sample's exit layer (its length the samples loaded;
+        None: ``batch`` samples, all exiting at ``exit_layer``), decides the copy groups
+        each layer streams."""
+        if exits is not None:
+            exits = [int(e) for e in exits]
+            if not exits or max(exits) != exit_layer or len(exits) > self.batch_size:
+                raise ValueError(f"exits={exits}: expected 1..{self.batch_size} exit layers, the deepest "
+                                 f"{exit_layer}")
         if not 1 <= exit_layer <= self.cfg.n_layers:
             raise ValueError(f"exit_layer={exit_layer} out of range 1..{self.cfg.n_layers}")
         if self.cfg.zero_skip and (kept is None or len(kept) < exit_layer):
@@ -443,7 +483,8 @@ class Schedule:
                              "(pass the stream lengths, ffaccel.perf.cycles.stream_lengths)")
         layers = []
         for layer in range(exit_layer):
-            ph = self.layer_phases(layer, batch, kept[layer] if kept is not None else None)
+            live = None if exits is None else [b for b, e in enumerate(exits) if e > layer]
+            ph = self.layer_phases(layer, batch, kept[layer] if kept is not None else None, live)
             layers.append({"layer": layer + 1, "phases": dict(ph), "cycles": sum(c for _, c in ph)})
         setup = self.setup_cycles()
         return {"total": setup + sum(x["cycles"] for x in layers), "setup": setup, "layers": layers}
@@ -461,7 +502,7 @@ class Schedule:
     @property
     def max_period(self) -> int:
         """Longest tile period of any pass (bounds the controller's tile-cycle counter)."""
-        return max([p.period(max(self.cfg.rows, self.cfg.classes))
+        return max([p.period(max(self.cfg.rows, self.cfg.batch_copies))
                     for p in self.layer_passes + self.head_passes])
 
     @property
@@ -477,7 +518,9 @@ class Schedule:
                     "src_set": p.src, "generated": p.generated, "biased": p.biased}
         return {"banks": self.banks, "bank_depth": self.bank_depth, "copy_groups": self.copy_groups,
                 "group_rows": list(self.group_rows), "live_rows": self.live_rows, "label_share": self.share,
-                "batch_size": self.batch_size, "post_latency": self.latency.post,
+                "batch_size": self.batch_size, "group_samples": [[r.start, r.stop] for r in
+                                                                 map(self.group_samples, range(self.copy_groups))]
+                if self.cfg.mode == "mp" else None, "post_latency": self.latency.post,
                 "exit_latency": self.exit_latency,
                 "setup_cycles": self.setup_cycles(),
                 "passes": [pdict(p) for p in self.layer_passes + self.head_passes]}
@@ -487,14 +530,16 @@ def _build(cfg: AccelConfig) -> Schedule:
     R, C, NC = cfg.rows, cfg.cols, cfg.classes
     mp = cfg.mode == "mp"
     mm = _memory_map(cfg)
-    G = ceil_div(NC, R) if mp else 1
-    group_rows = tuple([R] * (G - 1) + [NC - (G - 1) * R]) if mp else (R,)
+    NCB = cfg.batch_copies                  # MP: the label copies of the batch
+    G = ceil_div(NCB, R) if mp else 1
+    group_rows = tuple([R] * (G - 1) + [NCB - (G - 1) * R]) if mp else (R,)
     share = cfg.share_layer1
     layer_passes, head_passes = [], []
     for l, (n_in, n_out) in enumerate(zip(cfg.fan_in, cfg.layers)):
         shared = share and l == 0
         if shared:
-            p = PassPlan("layer", l, mm.tiles[l], n_in, n_in - NC, NC, NC, (NC,), (1,),
+            # each sample's image on a row of its own; every copy of the batch drained
+            p = PassPlan("layer", l, mm.tiles[l], n_in, n_in - NC, NC, NC, (NCB,), (cfg.batch,),
                          mm.wbase[l], mm.bbase[l], 0, True)
         else:
             p = PassPlan("layer", l, mm.tiles[l], n_in, n_in, 0, 0, group_rows if mp else None,
@@ -505,7 +550,7 @@ def _build(cfg: AccelConfig) -> Schedule:
             head_passes.append(PassPlan("head", l, mm.head_tiles, n_out, n_out, 0, 0, None, None,
                                         0 if lls else mm.hbase[l], 0 if lls else mm.hbbase[l], (l + 1) % 2,
                                         False, generated=lls, biased=not lls))
-    return Schedule(cfg=cfg, banks=NC if mp else R, bank_depth=ceil_div(max((cfg.inputs,) + cfg.layers), C),
+    return Schedule(cfg=cfg, banks=NCB, bank_depth=ceil_div(max((cfg.inputs,) + cfg.layers), C),
                     group_rows=group_rows, memory=mm,
                     regs=_register_map(cfg), layer_passes=tuple(layer_passes), head_passes=tuple(head_passes),
                     latency=latencies(cfg))

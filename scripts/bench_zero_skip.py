@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
-"""Zero skipping on trained networks (issue #14): the same checkpoint, exit knob and
-memory with ``zero_skip`` off and on. Per data set and setting: integer accuracy with
-exit, cycles and latency per sample (exact, every test sample), weight reads per
-inference, energy per inference (45 nm model), and per layer the weight reads skipped and
-the cycle reduction.
+"""Zero skipping and batching on trained networks (issue #14): the same checkpoint, exit
+knob and memory with ``zero_skip`` off and on, for each MP batch size B (``--batches``;
+B samples share every weight read). Per data set and setting: integer accuracy with exit,
+cycles per sample (throughput) and latency per sample (a batch's results leave together:
+the batch's cycles), exact for every test sample; weight reads per sample (exact); energy
+per sample (45 nm model; the batch's energy over its samples) with its largest
+components; per layer the weight reads skipped and the cycle reduction.
+
+A batch needs a row per sample in the shared layer 1: a batch larger than the config's
+rows runs on an array with B rows (the table says which).
 
     python scripts/bench_zero_skip.py [--cells mnist:runs/mnist_4x2000_mp_r3.ckpt,...]
-                                      [--k 1.5] [--weight-mem sram] [--limit N]
+                                      [--batches 1] [--k 1.5] [--weight-mem sram] [--limit N]
                                       [--toggle-samples 16] [--json OUT]
 
-Prints a Markdown table; ``--json`` writes every figure to OUT.
+Prints Markdown tables; ``--json`` writes every figure to OUT.
 """
 
 from __future__ import annotations
@@ -49,18 +54,34 @@ def parse_cells(text: str) -> list[tuple[str, str]]:
     return cells
 
 
-def measure(dataset: str, ckpt: str, skip: bool, args) -> dict:
+def parse_batches(text: str) -> list[int]:
+    try:
+        out = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise FFAccelError(f"--batches {text!r}: expected batch sizes like 1,2,4,8") from None
+    if not out or any(not 1 <= b <= 64 for b in out):
+        raise FFAccelError(f"--batches {text!r}: each batch size must be in 1..64")
+    return out
+
+
+def measure(dataset: str, ckpt: str, skip: bool, batch: int, args) -> dict:
     t0 = time.perf_counter()
-    wl = load_workload({"weight_mem": args.weight_mem, "zero_skip": skip}, checkpoint=ckpt, dataset=dataset,
-                       limit=args.limit, k=args.k)
+    _, base = checkpoint_config(ckpt, {})
+    over = {"weight_mem": args.weight_mem, "zero_skip": skip, "batch": batch}
+    if batch > base.rows:
+        over["rows"] = batch
+    wl = load_workload(over, checkpoint=ckpt, dataset=dataset, limit=args.limit, k=args.k)
     perf = analyse(wl, 0)
     s = perf["summary"]
     labels = np.array([r["label"] for r in perf["samples"]])
     energy = report(wl, load_coeffs(tech=wl.cfg.tech), args.toggle_samples)
-    out = {"dataset": dataset, "checkpoint": ckpt, "zero_skip": skip, "samples": s["samples"],
+    out = {"dataset": dataset, "checkpoint": ckpt, "zero_skip": skip, "batch": batch,
+           "array": f"{wl.cfg.rows}x{wl.cfg.cols}", "samples": s["samples"],
            "accuracy": float((labels == np.asarray(wl.y)).mean()),
            "cycles_per_sample": s["cycles_per_sample"], "latency_us": s["latency_us"],
+           "latency_cycles": s["cycles_per_inference"],
            "weight_reads_per_inference": s["weight_reads_per_inference"],
+           "weight_reads_per_sample": s["weight_reads_per_sample"],
            "energy_uj": energy["total_pj"] / 1e6, "full_depth_uj": energy["full_depth_pj"] / 1e6,
            "energy_components_uj": {k: v / 1e6 for k, v in energy["components"].items()},
            "exit_histogram": s["exit_histogram"], "per_layer": s.get("zero_skip"),
@@ -71,6 +92,7 @@ def measure(dataset: str, ckpt: str, skip: bool, args) -> dict:
 def main(argv=None) -> int:
     p = make_parser(PROG, __doc__.splitlines()[0])
     p.add_argument("--cells", default=DEFAULT_CELLS, help=f"DATASET:CHECKPOINT,... (default {DEFAULT_CELLS})")
+    p.add_argument("--batches", default="1", help="MP batch sizes B (config field batch), comma-separated (default 1)")
     p.add_argument("--k", type=strict_float, default=1.5, help="exit knob (default 1.5)")
     p.add_argument("--weight-mem", choices=("sram", "dram"), default="sram")
     p.add_argument("--limit", type=strict_int, default=None, help="first N test samples (default: all)")
@@ -80,31 +102,41 @@ def main(argv=None) -> int:
     if args.json and (why := check_writable(args.json, folder=False)):
         raise FFAccelError(f"--json {args.json!r} cannot be written: {why}")
     cells = parse_cells(args.cells)
+    batches = parse_batches(args.batches)
     if args.toggle_samples < 1:
         raise FFAccelError(f"--toggle-samples={args.toggle_samples} out of range (allowed: >= 1)")
     if args.limit is not None and args.limit < 1:
         raise FFAccelError(f"--limit={args.limit} out of range (allowed: >= 1)")
     rows = []
-    print("| data set | zero skip | accuracy | cycles / sample | latency us | weight reads / inference | "
-          "energy uJ | full depth uJ |")
-    print("| --- " * 8 + "|")
+    print("| data set | zero skip | B | array | accuracy | cycles / sample | latency / sample (us) | "
+          "weight reads / sample | energy / sample (uJ) | weight memory (uJ) | s |")
+    print("| --- " * 11 + "|")
     for ds, ckpt in cells:
         for skip in (False, True):
-            r = measure(ds, ckpt, skip, args)
-            rows.append(r)
-            print(f"| {ds} | {'on' if skip else 'off'} | {r['accuracy']:.2%} | {r['cycles_per_sample']:,.0f} | "
-                  f"{r['latency_us']:,.1f} | {r['weight_reads_per_inference']:,.0f} | {r['energy_uj']:.2f} | "
-                  f"{r['full_depth_uj']:.1f} |", flush=True)
-    print("\n| data set | layer | weight reads skipped | cycles / inference | streaming every input | reduction |")
-    print("| --- " * 6 + "|")
+            for batch in batches:
+                r = measure(ds, ckpt, skip, batch, args)
+                rows.append(r)
+                print(f"| {ds} | {'on' if skip else 'off'} | {batch} | {r['array']} | {r['accuracy']:.2%} | "
+                      f"{r['cycles_per_sample']:,.0f} | {r['latency_us']:,.1f} | {r['weight_reads_per_sample']:,.0f} | "
+                      f"{r['energy_uj']:.2f} | {r['energy_components_uj']['weight_mem']:.2f} | {r['seconds']:.0f} |",
+                      flush=True)
+    print("\n| data set | zero skip | B | layer | inferences | weight reads skipped | cycles / inference | "
+          "streaming every input | reduction |")
+    print("| --- " * 9 + "|")
     for r in rows:
         for lay in r["per_layer"] or []:
-            print(f"| {r['dataset']} | {lay['layer']} | {lay['weight_reads_skipped']:.1%} | "
-                  f"{lay['cycles_per_inference']:,.0f} | {lay['cycles_streaming_every_input']:,.0f} | "
-                  f"{lay['cycle_reduction']:.2f}x |")
+            print(f"| {r['dataset']} | on | {r['batch']} | {lay['layer']} | {lay['inferences']:,d} | "
+                  f"{lay['weight_reads_skipped']:.1%} | {lay['cycles_per_inference']:,.0f} | "
+                  f"{lay['cycles_streaming_every_input']:,.0f} | {lay['cycle_reduction']:.2f}x |")
+    print("\n| data set | zero skip | B | largest energy components per sample (uJ) |")
+    print("| --- " * 4 + "|")
+    for r in rows:
+        top = sorted(r["energy_components_uj"].items(), key=lambda kv: -kv[1])[:4]
+        print(f"| {r['dataset']} | {'on' if r['zero_skip'] else 'off'} | {r['batch']} | "
+              + ", ".join(f"{k} {v:.3f}" for k, v in top) + " |")
     if args.json:
-        atomic_write_text(args.json, json.dumps({"k": args.k, "weight_mem": args.weight_mem, "rows": rows},
-                                                indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps({"k": args.k, "weight_mem": args.weight_mem, "batches": batches,
+                                                 "rows": rows}, indent=2) + "\n")
     return 0
 
 

@@ -15,10 +15,12 @@ Checked against a plain-Python statement of the unit:
   each: row j of the tile is on ``row`` ``tile_go + select + j`` cycles after the tile's
   end, with ``valid``, ``cp`` (MP: ``grp*rows + j``; shared layer 1: ``j``; OP: ``j``),
   ``tile``, ``layer``, ``head``, the bias word, ``(m, s)`` of copy ``cp``, ``live`` (OP:
-  the row's sample has not exited) and ``acc`` (the array's sums of row j, or with
-  sharing ``sums[0] + label_value * wlab[j]``);
-- it drains exactly the copy group's rows (MP, ``schedule.group_rows``), ``classes`` rows
-  (MP sharing) or ``nrows`` (OP), and nothing else.
+  the row's sample is loaded and has not exited; MP sample ``cp // classes``) and ``acc``
+  (the array's sums of row j, or with sharing ``sums[b] + label_value * wlab[j % classes]``
+  of sample ``b = j // classes``, whose row the shifts after each sample's last label copy
+  bring to row 0);
+- it drains exactly the copy group's rows (MP, ``schedule.group_rows``), ``batch x
+  classes`` rows (MP sharing) or ``nrows`` (OP), and nothing else.
 """
 
 import random
@@ -40,6 +42,12 @@ CONFIGS = {
     "mp_share": AccelConfig(inputs=7, classes=3, layers=(5, 3), rows=3, cols=2, abits=3, wbits=4, afrac=1),
     "op": AccelConfig(inputs=7, classes=3, layers=(5, 4), rows=3, cols=2, abits=3, wbits=4, afrac=1,
                       mode="op", lfrac=2),
+    # MP batches: the shared layer drains 3 samples x 2 label copies from row 0, shifting
+    # after each sample; without sharing, copy groups that hold two samples' copies
+    "mp_batch_share": AccelConfig(inputs=7, classes=2, layers=(5, 3), rows=3, cols=2, abits=3, wbits=4,
+                                  afrac=1, batch=3),
+    "mp_batch_groups": AccelConfig(inputs=8, classes=3, layers=(4, 5), rows=2, cols=3, abits=3, wbits=3,
+                                   afrac=1, batch=2, label_share=False),
     # OP heads over 2 inputs drain 3 rows: the tile period is set by the drain
     "op_short": AccelConfig(inputs=6, classes=2, layers=(2, 3), rows=3, cols=2, abits=3, wbits=3, afrac=1,
                             mode="op", lfrac=2),
@@ -79,7 +87,7 @@ def p1_stream(sched, nrows, pad):
                 cyc += [None] * (p.period(n) - len(cyc) + pad())
                 out += [(c, info) for c in cyc]
         # FLUSH (and NORM) between passes: the last tile's rows leave before the next pass
-        out += [(None, None)] * (max(cfg.rows, cfg.classes) + 4)
+        out += [(None, None)] * (max(cfg.rows, sched.banks) + 4)
     return out
 
 
@@ -92,7 +100,7 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=0):
     R, C, NC = cfg.rows, cfg.cols, cfg.classes
     lat = sched.latency
     rng = random.Random(seed)
-    nrows = R if nrows is None else nrows
+    nrows = sched.batch_size if nrows is None else nrows
     amax = (1 << (cfg.accbits - 1)) - 1
     ncp = max(sched.banks, R) + R
     M = [rng.randrange(1 << cfg.rsqrt_mant_bits) for _ in range(ncp)]
@@ -125,17 +133,16 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=0):
         moves = set()                      # cycles the shadow registers move up a row in
         bias_due = {}                      # cycle -> bias word address
         tile_sums, tile_wlab = None, None
-        pending_sums, pending_wlab = {}, []
-        end = len(stream) + 2 * max(R, NC) + 6
+        pending_sums, pending_wlab = {}, {}
+        end = len(stream) + 2 * max(R, sched.banks) + 6
         for cyc in range(end):
             p1, info = stream[cyc] if cyc < len(stream) else (None, None)
             # the array's shadow registers (loaded tile_go - 1 cycles after p1), issue's wlab
-            # registers (one cycle after p1)
+            # registers (two cycles after p1)
             if cyc in pending_sums:
                 sums = pending_sums.pop(cyc)
-            for j, vals in pending_wlab:
+            for j, vals in pending_wlab.pop(cyc, []):
                 wlab[j] = vals
-            pending_wlab = []
             ctx.set(dut.p1, p1 or IDLE)
             for c in range(C):
                 ctx.set(dut.sums[c], sums[0][c])
@@ -190,7 +197,9 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=0):
                 pending_sums[cyc + lat.tile_go] = tile_sums
             if p1 is not None and p1["lab"]:
                 vals = [rng.randrange(cfg.wmin, cfg.wmax + 1) for _ in range(C)]
-                pending_wlab.append((p1["k"], vals))
+                # the issue stage registers the read data (p2), then captures the word:
+                # the drain sees it two cycles after p1
+                pending_wlab.setdefault(cyc + 2, []).append((p1["k"], vals))
                 tile_wlab = (tile_wlab or {}) if p1["k"] else {}
                 tile_wlab[p1["k"]] = vals
             if ends:
@@ -202,14 +211,17 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=0):
                 windows.append((cyc + 1, first + n - 1))
                 if not tag["shared"]:
                     shifts_due.update(range(go - lat.shift, go + n - 1 - lat.shift))
+                else:                      # after each sample's last label copy but the last
+                    shifts_due.update(go - lat.shift + j for j in range(n - 1) if j % NC == NC - 1)
                 for j in range(n):
                     if cfg.mode == "mp":
                         cp = j if tag["shared"] else tag["grp"] * R + j
-                        live = 1
+                        smp = cp // NC
                     else:
-                        cp, live = j, int(not exited >> j & 1)
-                    if tag["shared"]:
-                        acc = [tile_sums[0][c] + cfg.label_value * tile_wlab[j][c] for c in range(C)]
+                        cp = smp = j
+                    live = int(smp < nrows and not exited >> smp & 1)
+                    if tag["shared"]:      # sample j // classes's row, label copy j % classes
+                        acc = [tile_sums[j // NC][c] + cfg.label_value * tile_wlab[j % NC][c] for c in range(C)]
                     else:
                         acc = list(tile_sums[j])
                     assert first + j not in due, "the stimulus overlaps two drains"
@@ -254,6 +266,17 @@ def test_shared_layer_drains_classes_rows_per_tile():
     assert not bad, bad
 
 
+@pytest.mark.parametrize("name", ["mp_batch_share", "mp_batch_groups"])
+def test_mp_batch_partial_and_exited_samples(name):
+    """A batch's rows are live while their sample is loaded and has not exited."""
+    sched = schedule(CONFIGS[name])
+    B = sched.batch_size
+    for nrows in range(1, B + 1):
+        for exited in (0, 1, 1 << (nrows - 1)):
+            bad, _ = simulate(sched, seed=nrows * 8 + exited, nrows=nrows, exited=exited, pad_max=1)
+            assert not bad, (nrows, exited, bad)
+
+
 @pytest.mark.parametrize("name", ["op", "op_short"])
 def test_op_partial_batches_and_exited_rows(name):
     sched = schedule(CONFIGS[name])
@@ -268,17 +291,14 @@ def test_op_partial_batches_and_exited_rows(name):
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_random_contents_and_padding(name):
     sched = schedule(CONFIGS[name])
-    R = sched.cfg.rows
-    op = sched.cfg.mode == "op"
+    B = sched.batch_size
 
     # the drawn values are seeds and counts: shrinking a failure would only cost time
     @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow],
               phases=[Phase.explicit, Phase.reuse, Phase.generate])
-    @given(seed=st.integers(0, 1 << 30), nrows=st.integers(1, R), exited=st.integers(0, (1 << R) - 1),
+    @given(seed=st.integers(0, 1 << 30), nrows=st.integers(1, B), exited=st.integers(0, (1 << B) - 1),
            pad=st.integers(0, 3))
     def check(seed, nrows, exited, pad):
-        if not op:
-            nrows, exited = R, 0
         bad, _ = simulate(sched, seed, nrows=nrows, exited=exited, pad_max=pad)
         assert not bad, bad
 

@@ -27,15 +27,27 @@ def _skip(classes: int) -> bool:
     return classes % 2 == 0
 
 
+def _batch(mode: str, rows: int, share: bool, layers: tuple) -> int:
+    """MP batches of 1 to 3 samples (from values already drawn, as above); the shared
+    layer 1 holds at most ``rows`` samples."""
+    if mode != "mp":
+        return 1
+    b = 1 + sum(layers) % 3
+    return min(b, rows) if share else b
+
+
 def random_config(rng) -> AccelConfig:
     inputs = int(rng.integers(8, 24))
     classes = int(rng.integers(2, min(6, inputs - 1) + 1))
     layers = tuple(int(v) for v in rng.integers(1, 11, size=int(rng.integers(1, 4))))
+    rows, cols = int(rng.integers(1, 5)), int(rng.integers(1, 6))
+    abits, wbits = int(rng.integers(2, 7)), int(rng.integers(2, 7))
+    mode, policy = str(rng.choice(["mp", "op"])), str(rng.choice(["max", "margin", "none"]))
+    share = bool(rng.integers(0, 2))
     return informative_config(
-        rng, inputs=inputs, classes=classes, layers=layers, rows=int(rng.integers(1, 5)),
-        cols=int(rng.integers(1, 6)), abits=int(rng.integers(2, 7)), wbits=int(rng.integers(2, 7)),
-        mode=str(rng.choice(["mp", "op"])), exit_policy=str(rng.choice(["max", "margin", "none"])),
-        label_share=bool(rng.integers(0, 2)), fpga_regs=_copies(inputs), zero_skip=_skip(classes))
+        rng, inputs=inputs, classes=classes, layers=layers, rows=rows, cols=cols, abits=abits, wbits=wbits,
+        mode=mode, exit_policy=policy, label_share=share, fpga_regs=_copies(inputs), zero_skip=_skip(classes),
+        batch=_batch(mode, rows, share, layers))
 
 
 def random_lls_config(rng) -> AccelConfig:
@@ -66,25 +78,27 @@ def check(qm: QuantModel, x: np.ndarray, units: dict | None = None):
         exits = gold.exit_layer[s0:s0 + len(batch)]
         kept = unit_stream_lengths(cfg, batch, [a[s0:s0 + len(batch)] for a in gold.activations], exits) \
             if cfg.zero_skip else None
-        want = inference_cycles(cfg, int(exits.max()), len(batch), kept)["total"]
+        want = inference_cycles(cfg, int(exits.max()), len(batch), kept, exits)["total"]
         for i in range(s0, s0 + len(batch)):
             assert out[i].cycles == want, (cfg, i, out[i].cycles, want)
         s0 += len(batch)
+    # results carry their sample's row in the batch
+    s0 = 0
+    for batch in batches:
+        assert [out[i].row for i in range(s0, s0 + len(batch))] == list(range(len(batch))), (cfg, s0)
+        s0 += len(batch)
     # activations: the probe beats arrive batch by batch; each batch emits one beat per
-    # (visited layer, live copy, tile)
+    # (visited layer, live copy, tile): MP copy b * classes + c is sample b's label copy c
     idx, s0 = 0, 0
+    per = cfg.classes if cfg.mode == "mp" else 1
     for batch in batches:
         nb = len(batch)
         count = 0
         for layer in range(cfg.n_layers):
             tiles = -(-cfg.layers[layer] // cfg.cols)
-            if cfg.mode == "mp":
-                count += tiles * cfg.classes if layer < gold.exit_layer[s0] else 0
-            else:
-                count += tiles * sum(1 for s in range(s0, s0 + nb) if layer < gold.exit_layer[s])
+            count += tiles * per * sum(1 for s in range(s0, s0 + nb) if layer < gold.exit_layer[s])
         for lay, cp, t, vals in probes[idx: idx + count]:
-            s = s0 + (cp if cfg.mode == "op" else 0)
-            copy = cp if cfg.mode == "mp" else 0
+            s, copy = s0 + cp // per, cp % per
             n = cfg.layers[lay]
             lo, hi = t * cfg.cols, min(n, (t + 1) * cfg.cols)
             assert vals[: hi - lo] == gold.activations[lay][s, copy, lo:hi].tolist(), (cfg, s, lay, copy, t)

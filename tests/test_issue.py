@@ -32,11 +32,20 @@ CONFIGS = {
     # MP without sharing, 5 copies on 2 rows: three copy groups (2, 2, 1)
     "mp_groups": AccelConfig(inputs=8, classes=5, layers=(7, 4), rows=2, cols=3, abits=3, wbits=4,
                              afrac=1, label_share=False),
+    # 3 copies on 2 rows: row 1 holds a copy in the first group only (gated in the second)
+    "mp_groups_short": AccelConfig(inputs=8, classes=3, layers=(5, 4), rows=2, cols=3, abits=3, wbits=4,
+                                   afrac=1, label_share=False),
     # MP sharing with copy groups; the shared stream starts at k=5 (not a word boundary)
     "mp_share_groups": AccelConfig(inputs=9, classes=5, layers=(4, 3), rows=2, cols=3, abits=2, wbits=3,
                                    afrac=0),
     # MP sharing, one copy group
     "mp_share": AccelConfig(inputs=7, classes=3, layers=(5, 3), rows=3, cols=2, abits=3, wbits=4, afrac=1),
+    # MP batches: three samples' images on three rows (shared), or two samples' copies in
+    # groups that straddle the samples (no sharing)
+    "mp_batch_share": AccelConfig(inputs=7, classes=2, layers=(5, 3), rows=3, cols=2, abits=3, wbits=4, afrac=1,
+                                  batch=3),
+    "mp_batch_groups": AccelConfig(inputs=8, classes=3, layers=(4, 5), rows=2, cols=3, abits=3, wbits=3, afrac=1,
+                                   batch=2, label_share=False),
     # OP: layers and heads
     "op": AccelConfig(inputs=7, classes=3, layers=(5, 4), rows=3, cols=2, abits=3, wbits=4, afrac=1,
                       mode="op", lfrac=2),
@@ -102,15 +111,21 @@ def expected_operand(sched, mem, cmd, grp, r, nrows, exited):
         else:
             x = mem[tag["src"]][r][k // C][k % C]
         return en, x
+    # MP: copy b * classes + c is sample b's copy of label c; sample b's image in bank b
+    live = lambda b: b < nrows and not exited >> b & 1          # noqa: E731
+    if tag["shared"]:                               # sample r's image through row r
+        en = r < sched.batch_size and live(r)
+        return en, (mem[0][r][k // C][k % C] if r < sched.batch_size else 0)
     copy = grp * R + r
-    en = copy < NC and (not tag["shared"] or r == 0)
+    smp = copy // NC
+    en = copy < sched.banks and live(smp)
     if first_layer:
         if k < NC:
-            x = cfg.label_value if k == copy else 0
+            x = cfg.label_value if k == copy % NC else 0
         else:
-            x = mem[0][0][k // C][k % C]           # the image: bank 0 of set 0
+            x = mem[0][smp][k // C][k % C]           # the sample's image: bank smp of set 0
     else:
-        x = mem[tag["src"]][copy][k // C][k % C] if copy < NC else None
+        x = mem[tag["src"]][copy][k // C][k % C] if copy < sched.banks else None
     return en, x
 
 
@@ -119,9 +134,12 @@ def needed_banks(sched, cmd, nrows, exited):
     tag = cmd["tag"]
     if cfg.mode == "op":
         return {b for b in range(sched.banks) if b < nrows and not exited >> b & 1}
-    if tag["layer"] == 0:
-        return {0}
-    return {b for b in range(sched.banks) if b // cfg.rows == tag["grp"]}
+    live = lambda b: b < nrows and not exited >> b & 1          # noqa: E731
+    if tag["layer"] == 0:                           # the images of the samples in flight
+        if tag["shared"]:
+            return {b for b in range(sched.batch_size) if live(b)}
+        return {b for b in sched.group_samples(tag["grp"]) if live(b)}
+    return {b for b in range(sched.banks) if b // cfg.rows == tag["grp"] and live(b // cfg.classes)}
 
 
 def simulate(sched, seed, nrows=None, exited=0, pad_max=2, clear_at=None):
@@ -130,7 +148,7 @@ def simulate(sched, seed, nrows=None, exited=0, pad_max=2, clear_at=None):
     R, C, NB = cfg.rows, cfg.cols, sched.banks
     rng = random.Random(seed)
     if nrows is None:
-        nrows = R
+        nrows = sched.batch_size
     mem = [[[[rng.randrange(cfg.amax + 1) for _ in range(C)] for _ in range(sched.bank_depth)]
             for _ in range(NB)] for _ in range(2)]
     wmem = [[rng.randrange(cfg.wmin, cfg.wmax + 1) for _ in range(C)]
@@ -298,18 +316,15 @@ def test_op_partial_batches_and_exited_rows():
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_random_memories_batches_and_padding(name):
     sched = schedule(CONFIGS[name])
-    R = sched.cfg.rows
-    op = sched.cfg.mode == "op"
+    B = sched.batch_size
 
     # the drawn values are seeds and counts: shrinking a failure would only cost time
     @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow],
               phases=[Phase.explicit, Phase.reuse, Phase.generate])
-    @given(seed=st.integers(0, 1 << 30), nrows=st.integers(1, R), exited=st.integers(0, (1 << R) - 1),
+    @given(seed=st.integers(0, 1 << 30), nrows=st.integers(1, B), exited=st.integers(0, (1 << B) - 1),
            pad=st.integers(0, 3), clear=st.none() | st.integers(0, 60))
     def check(seed, nrows, exited, pad, clear):
-        if not op:
-            nrows, exited = R, 0
-        bad, _ = simulate(sched, seed, nrows=nrows, exited=exited & ((1 << nrows) - 1) if op else 0,
+        bad, _ = simulate(sched, seed, nrows=nrows, exited=exited & ((1 << nrows) - 1),
                           pad_max=pad, clear_at=clear)
         assert not bad, bad
 

@@ -11,6 +11,7 @@ from ffaccel.hw.simtop import run_engine
 from ffaccel.model.golden import GoldenModel, QuantModel
 from ffaccel.perf.activity import COMPONENTS, Counters, PerfModel
 from ffaccel.perf.vcdtoggles import count_toggles
+from ffaccel.schedule import schedule
 
 CONFIGS = [
     AccelConfig(inputs=20, layers=(9, 7), classes=3, rows=2, cols=4, abits=5, afrac=2),
@@ -31,6 +32,11 @@ CONFIGS = [
     AccelConfig(inputs=23, layers=(10, 6, 5), classes=4, rows=3, cols=3, abits=6, wbits=5, afrac=3,
                 label_share=False, zero_skip=True),
     AccelConfig(inputs=18, layers=(7, 9), classes=3, rows=3, cols=4, abits=4, afrac=1, mode="op", zero_skip=True),
+    # MP batches: three images on three rows (shared layer 1, zero skipping: the map of the
+    # batch), and without sharing copy groups that straddle two samples
+    AccelConfig(inputs=20, layers=(9, 7), classes=2, rows=3, cols=4, abits=5, afrac=2, batch=3, zero_skip=True),
+    AccelConfig(inputs=20, layers=(9, 7, 5), classes=3, rows=4, cols=3, abits=5, afrac=2, batch=2,
+                label_share=False),
 ]
 
 
@@ -39,10 +45,10 @@ def _model_counters(qm, x, gold, batches):
     tot, per = Counters(), []
     s0 = 0
     for b in batches:
+        idx = slice(s0, s0 + len(b))
         if qm.cfg.mode == "mp":
-            c = pm.mp_sample(x[s0], [a[s0, :] for a in gold.activations], int(gold.exit_layer[s0]))
+            c = pm.mp_batch(x[idx], [a[idx] for a in gold.activations], gold.exit_layer[idx])
         else:
-            idx = slice(s0, s0 + len(b))
             c = pm.op_batch(x[idx], [a[idx, 0, :] for a in gold.activations], gold.exit_layer[idx])
         per.append(c)
         tot.add(c)
@@ -55,7 +61,7 @@ def test_activity_model_matches_rtl(ci, tmp_path):
     cfg = CONFIGS[ci]
     rng = np.random.default_rng(ci)
     qm = QuantModel.random(cfg, rng)
-    n = 3 if cfg.mode == "mp" else 5
+    n = 3 * cfg.batch - 1 if cfg.mode == "mp" else 5      # (MP batches: a partial one)
     x = rng.integers(0, cfg.amax + 1, size=(n, cfg.inputs))
     if cfg.zero_skip:
         x[rng.random(x.shape) < 0.6] = 0
@@ -66,7 +72,7 @@ def test_activity_model_matches_rtl(ci, tmp_path):
                         qm.weights, qm.biases, qm.heads, qm.head_biases)
         cfg = qm.cfg
     gold = GoldenModel(qm).run(x, probe=True)
-    batches = [x[i:i + 1] for i in range(n)] if cfg.mode == "mp" else [x[:3], x[3:]]
+    batches = [x[s0:s0 + size] for s0, size in schedule(cfg).batches(n)] if cfg.mode == "mp" else [x[:3], x[3:]]
     vcd = tmp_path / "run.vcd"
     out, _ = run_engine(qm, batches, vcd=str(vcd))
     tot, per = _model_counters(qm, x, gold, batches)

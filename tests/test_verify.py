@@ -83,15 +83,22 @@ CASES = {
     # the FPGA registers with label sharing (the drain's per-lane label-weight selects)
     "mp_fpga_regs_share": dict(inputs=21, layers=(10, 7), classes=6, rows=4, cols=3, abits=5, wbits=4,
                                mode="mp", exit_policy="max", label_share=True, fpga_regs=True),
+    # MP batches (issue #14): three images on three rows of the shared layer 1 with zero
+    # skipping (the batch's map), a partial last batch; without sharing, copy groups that
+    # straddle two samples and skip the groups of exited samples
+    "mp_batch_share_skip": dict(inputs=19, layers=(9, 8, 6), classes=3, rows=3, cols=4, abits=5, wbits=4,
+                                mode="mp", exit_policy="max", label_share=True, zero_skip=True, batch=3),
+    "mp_batch_groups": dict(inputs=17, layers=(8, 9), classes=3, rows=4, cols=3, abits=6, wbits=5,
+                            mode="mp", exit_policy="margin", label_share=False, batch=4, fpga_regs=True),
 }
 VERILATOR_CASES = ["mp_groups_share", "op_margin", "mp_noshare_margin", "op_lls_sin", "mp_zero_skip_noshare",
-                   "op_zero_skip"]
+                   "op_zero_skip", "mp_batch_share_skip", "mp_batch_groups"]
 # (case, stall probability): stalls vary so timing independence is exercised too
 STALLS = {"mp_groups_share": 0.3, "op_margin": 0.4, "mp_noshare_margin": 0.2, "mp_one_layer_rows1": 0.0,
           "op_three_layers": 0.5, "mp_ten_classes": 0.3, "op_rows1_noexit": 0.3, "mp_margin_groups": 0.6,
           "op_cols1": 0.3, "op_lls_square": 0.4, "op_lls_sin": 0.3, "mp_skip_middle": 0.3, "op_skip_last": 0.4,
           "mp_zero_skip": 0.3, "mp_zero_skip_noshare": 0.5, "op_zero_skip": 0.4, "op_zero_skip_lls": 0.3,
-          "mp_fpga_regs_share": 0.4}
+          "mp_fpga_regs_share": 0.4, "mp_batch_share_skip": 0.4, "mp_batch_groups": 0.3}
 
 
 def case_samples(name: str, seed: int):
@@ -212,7 +219,8 @@ FAULT_CASES = {"requant_round": "mp_groups_share", "probe_tile": "mp_noshare_mar
                "threshold_off_by_one": "mp_margin_groups", "label_share_term": "mp_groups_share",
                "op_head_increment": "op_margin", "lls_phase_restart": "op_lls_square",
                "score_mask_ignored": "mp_skip_middle", "skip_ones": "mp_zero_skip_noshare",
-               "skip_map_stale": "op_zero_skip"}
+               "skip_map_stale": "op_zero_skip", "result_tag": "mp_batch_share_skip",
+               "exited_groups_streamed": "mp_batch_groups"}
 
 
 def fault_samples(fault: str):

@@ -107,7 +107,7 @@ def evaluate(space: Space, point: dict) -> dict:
     n = len(x)
     wl = Workload(qm, x, y, {"dataset": ds.name, "limit": n})
     # the activity profile depends on the model, the array and the data, not on k or memory
-    pkey = (id(qm0), qcfg.rows, qcfg.cols, qcfg.share_layer1, qcfg.zero_skip, qcfg.fpga_regs)
+    pkey = (id(qm0), qcfg.rows, qcfg.cols, qcfg.share_layer1, qcfg.zero_skip, qcfg.fpga_regs, qcfg.batch)
     if pkey not in _PROFILES:
         _PROFILES[pkey] = profile(wl, w["toggle_samples"])
     rep = report(wl, load_coeffs(tech=qcfg.tech), w["toggle_samples"], exit_layers=exit_layer,
@@ -119,7 +119,8 @@ def evaluate(space: Space, point: dict) -> dict:
     maps = inference_maps(GoldenModel(qm), x, exit_layer, [(lo, lo + size) for lo, size in batches]) \
         if qcfg.zero_skip else None
     cyc = float(np.mean([sch.inference_cycles(int(exit_layer[lo:lo + size].max()), size,
-                                              lengths_of(qcfg, maps[lo]) if maps else None)["total"]
+                                              lengths_of(qcfg, maps[lo]) if maps else None,
+                                              exit_layer[lo:lo + size])["total"]
                          for lo, size in batches]))
     per_sample = cyc * len(batches) / n
     macs = float(np.mean(_macs_by_depth(qcfg)[exit_layer - 1]))
@@ -130,6 +131,8 @@ def evaluate(space: Space, point: dict) -> dict:
         "balanced_accuracy": balanced_accuracy(label, y, qcfg.classes),
         "energy_pj": float(rep["total_pj"]),
         "latency_cycles": cyc,
+        # throughput: a batch's samples share its cycles (the latency is the batch's)
+        "cycles_per_sample": per_sample,
         # at the FPGA's predicted clock when the space names one, else the nominal clock
         "latency_us": cyc / (fpga["fmax_mhz"] if fpga else qcfg.clock_mhz),
         "area_cells": float(area_cells(qcfg)),

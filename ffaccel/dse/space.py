@@ -46,8 +46,8 @@ from ..errors import FFAccelError
 from ..config import AccelConfig, ConfigError, parse_error_text, parse_layers
 from ..model.recipe import FF_ALGORITHM, LLS_ALGORITHM, TrainRecipe
 
-METRICS = ("accuracy", "balanced_accuracy", "energy_pj", "latency_cycles", "latency_us", "area_cells", "utilisation",
-           "macs_per_sample", "mean_exit_layer")
+METRICS = ("accuracy", "balanced_accuracy", "energy_pj", "latency_cycles", "cycles_per_sample", "latency_us",
+           "area_cells", "utilisation", "macs_per_sample", "mean_exit_layer")
 #: the metrics a space with an [fpga] section adds (ffaccel.fpga.model)
 FPGA_METRICS = ("fpga_luts", "fpga_ffs", "fpga_dsps", "fpga_brams", "fmax_mhz", "fpga_fits")
 FPGA_KEYS = ("device",)

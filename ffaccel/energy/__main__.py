@@ -75,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rep["k_sweep"] = sweep
     if args.plots:
         rep["plots"] = write_plots(rep, Path(args.plots), sweep)
-    rep.pop("_depth")
+    for key in ("_depth", "_layers", "_setup"):
+        rep.pop(key)
     rep["seconds"] = round(time.perf_counter() - t0, 2)
     rep["config"] = wl.cfg.to_dict(resolved=True)
     if args.json:

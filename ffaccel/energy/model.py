@@ -75,17 +75,17 @@ def profile(wl: Workload, toggle_samples: int) -> Profile:
     runs = []                   # (counts, cycles) per layer of each inference
     for xb in units:
         res = gm.run(xb, probe=True)
-        acts = [a[0] for a in res.activations] if mp else [a[:, 0, :] for a in res.activations]
+        acts = list(res.activations) if mp else [a[:, 0, :] for a in res.activations]
         exits = np.full(len(xb), L)
         # zero skipping: the non-zero maps once, for the counters and the cycles
         maps = nonzero_maps(cfg, xb, acts, exits) if cfg.zero_skip else None
-        c = pm.mp_sample(xb[0], acts, L, maps=maps) if mp else pm.op_batch(xb, acts, exits, maps=maps)
+        c = pm.mp_batch(xb, acts, exits, maps=maps) if mp else pm.op_batch(xb, acts, exits, maps=maps)
         for layer in range(L):
             for k in COMPONENTS:
                 tog[layer][k] += c.layer_toggles[layer][k] / len(units)
         load += (sum(c.toggles.values()) - sum(sum(t.values()) for t in c.layer_toggles)) / len(units)
         kept = lengths_of(cfg, maps) if cfg.zero_skip else None
-        cyc = sched.inference_cycles(L, len(xb), kept)
+        cyc = sched.inference_cycles(L, len(xb), kept, exits)
         runs.append((c.layer_counts, [l["cycles"] for l in cyc["layers"]], len(xb)))
     # counts and cycles: the mean over the sampled inferences (without zero skipping they are
     # all alike); OP over its full batches where there is one

@@ -27,19 +27,20 @@ def report(wl, coeffs, toggle_samples: int, exit_layers: np.ndarray | None = Non
         prof = dataclasses.replace(prof, cfg=cfg)
     em = EnergyModel(cfg, coeffs)
     depth = em.by_depth(prof)
+    layers, setup = em.per_layer(prof), em.setup(prof)
     if exit_layers is None:
         exit_layers = GoldenModel(wl.qm).run(wl.x, early_exit=True).exit_layer
     sch = schedule(cfg)
-    per = sch.batch_size        # samples sharing an inference's energy (MP 1, OP rows)
+    per = sch.batch_size        # samples sharing an inference's energy (MP batch, OP rows)
     units = inference_depths(cfg, exit_layers)
-    comp = energy_per_sample(depth, units, len(exit_layers))
+    comp = energy_per_sample(setup, layers, units, len(exit_layers))
     total = sum(comp.values())
     full = sum(depth[cfg.decision_layer - 1].values()) / per     # full depth ends at the decision layer
     hist = np.bincount(exit_layers, minlength=cfg.n_layers + 1)[1:]
     per_layer = em.per_layer(prof)
     skipped = _skipped(wl.qm, prof) if cfg.zero_skip else None
     ran = [(exit_layers > l).mean() for l in range(cfg.n_layers)]
-    cyc = np.mean([sum(prof.cycles[:e]) + prof.setup_cycles for e, _ in units])
+    cyc = np.mean([sum(f * c for f, c in zip(fr, prof.cycles)) + prof.setup_cycles for _, _, fr in units])
     t_s = cyc / (cfg.clock_mhz * 1e6)
     lb = float(np.mean([em.lower_bound_pj(int(e)) for e in exit_layers]))
     return {
@@ -58,7 +59,7 @@ def report(wl, coeffs, toggle_samples: int, exit_layers: np.ndarray | None = Non
         "weight_mem": cfg.weight_mem, "e_weight_word_pj": em.e_weight, "area_cells_model": em.cells,
         "heads": em.head_costs(),
         "toggle_samples": prof.sampled, "tech": coeffs.tech,
-        "_depth": depth,
+        "_depth": depth, "_layers": layers, "_setup": setup,
     }
 
 
@@ -71,17 +72,38 @@ def _skipped(qm, prof) -> list[float]:
     return [1 - prof.counts[l]["weight_reads"] / ref.layer_counts[l]["weight_reads"] for l in range(L)]
 
 
-def inference_depths(cfg, exit_layers: np.ndarray) -> list[tuple[int, int]]:
-    """(depth, samples) of every inference: an OP batch runs to its deepest exit."""
-    return [(int(exit_layers[lo:lo + size].max()), size) for lo, size in schedule(cfg).batches(len(exit_layers))]
+def inference_depths(cfg, exit_layers: np.ndarray) -> list[tuple[int, int, tuple]]:
+    """(depth, samples, share) of every inference: a batch runs to its deepest exit; the
+    share of each visited layer's work it does, against the profiled inference (every
+    sample in every layer): an MP batch's later passes stream only the copy groups of the
+    samples still in it (``Schedule.live_groups``), 1 elsewhere."""
+    sch = schedule(cfg)
+    out = []
+    for lo, size in sch.batches(len(exit_layers)):
+        ex = exit_layers[lo:lo + size]
+        depth = int(ex.max())
+        share = []
+        for layer in range(depth):
+            p = sch.layer_passes[layer]
+            if cfg.mode == "mp" and not p.shared:
+                live = [b for b, e in enumerate(ex) if e > layer]
+                share.append(len(sch.live_groups(layer, live)) / len(p.groups))
+            else:
+                share.append(1.0)
+        out.append((depth, size, tuple(share)))
+    return out
 
 
-def energy_per_sample(depth: list[dict], units: list[tuple[int, int]], n: int) -> dict:
-    """Component energies per sample of ``n`` samples run as ``units`` (depth, samples)."""
+def energy_per_sample(setup: dict, layers: list[dict], units: list[tuple], n: int) -> dict:
+    """Component energies per sample of ``n`` samples run as ``units`` (depth, samples,
+    share of each visited layer, :func:`inference_depths`): an inference costs the set-up
+    plus each visited layer's profiled energy times its share. (The share scales the
+    layer's profiled energy, NORM and EXIT included: exact for the weight reads of a copy
+    group under a fixed stream length, an approximation otherwise.)"""
     comp = dict.fromkeys(ENERGY_COMPONENTS, 0.0)
-    for e, _ in units:
+    for _, _, share in units:
         for k in ENERGY_COMPONENTS:
-            comp[k] += depth[e - 1][k] / n
+            comp[k] += (setup[k] + sum(f * layers[l][k] for l, f in enumerate(share))) / n
     return comp
 
 
@@ -100,7 +122,7 @@ def k_sweep(checkpoint: str, dataset: str, limit, cfg, rep: dict, ks) -> list:
         r = report_for_k(sva, ste, cfg, ds, k=k, policy=cfg.exit_policy, integer=True, exits=True)
         el = r.pop("exit_layers")
         # the same accounting as report(): an OP batch's energy is its deepest exit's
-        e = sum(energy_per_sample(depth, inference_depths(cfg, el), len(el)).values())
+        e = sum(energy_per_sample(rep["_setup"], rep["_layers"], inference_depths(cfg, el), len(el)).values())
         out.append({"k": k, "accuracy": r["accuracy"], "total_pj": e, "mean_exit_layer": r["mean_exit_layer"],
                     "exit_histogram": r["exit_histogram"]})
     return out

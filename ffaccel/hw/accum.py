@@ -17,7 +17,7 @@ from .rsqrt import RSqrt
 def load_layout(sched: Schedule) -> data.StructLayout:
     cfg = sched.cfg
     return data.StructLayout({"valid": 1, "pixel": unsigned(cfg.abits), "label_px": 1, "last": 1,
-                              "row": range(cfg.rows + 1)})
+                              "row": range(sched.tags + 1)})
 
 
 def norm_layout(sched: Schedule) -> data.StructLayout:
@@ -40,7 +40,8 @@ class Accumulators(wiring.Component):
       of row ``cp``, when ``score_mask`` has the head's layer.
     - ``start``: clears the scores and the input goodness.
     - ``sel`` -> ``m``, ``s``: the normalisation factors of a copy (for the drain).
-    - ``score_row`` -> ``scores``: MP the label scores, OP the logits of that row.
+    - ``score_row`` -> ``scores``: MP the label scores of that sample, OP the logits of
+      that row.
 
     Subclasses may override :meth:`logit_lanes` and :meth:`score_enable` (mutation tests only).
     """
@@ -61,7 +62,7 @@ class Accumulators(wiring.Component):
             "goodness": In(goodness_layout(sched)), "logit": In(logit_layout(sched)),
             "sel": In(sched.copy_index), "score_mask": In(cfg.n_layers),
             "m": Out(unsigned(cfg.rsqrt_mant_bits)), "s": Out(unsigned(cfg.rsqrt_shift_bits)),
-            "score_row": In(_idx(cfg.rows)),
+            "score_row": In(_idx(sched.tags)),
             "scores": Out(signed(cfg.score_bits)).array(cfg.classes),
         })
         gb = cfg.goodness_reg_bits
@@ -77,7 +78,8 @@ class Accumulators(wiring.Component):
         m_r = Array(Signal(unsigned(cfg.rsqrt_mant_bits), name=f"m{b}") for b in range(s.banks))
         s_r = Array(Signal(unsigned(cfg.rsqrt_shift_bits), name=f"s{b}") for b in range(s.banks))
         m.d.comb += [self.m.eq(m_r[self.sel]), self.s.eq(s_r[self.sel])]
-        score = [Signal(signed(cfg.score_bits), name=f"score{c}") for c in range(NC)] if mp else []
+        # MP: a score per label copy of the batch (copy b * classes + c: sample b, label c)
+        score = [Signal(signed(cfg.score_bits), name=f"score{c}") for c in range(s.banks)] if mp else []
         logits = Array(Array(Signal(signed(cfg.score_bits), name=f"lg{r}_{c}") for c in range(NC))
                        for r in range(R)) if not mp else None
         # stage E (and the OP logit adds); the controller's operations below win a conflict.
@@ -89,7 +91,7 @@ class Accumulators(wiring.Component):
                 m.d.sync += self.g[b].eq(self.g[b] + gd.sum)
         if mp:
             with m.If(gd.valid & self.score_enable(gd.layer)):
-                for c in range(NC):
+                for c in range(s.banks):
                     with m.If(gd.cp == c):
                         m.d.sync += score[c].eq(score[c] + gd.sum)
         if not mp:
@@ -100,8 +102,13 @@ class Accumulators(wiring.Component):
             m.d.sync += [self.g_img.eq(0)] + [sc.eq(0) for sc in score]
             if not mp:
                 m.d.sync += [logits[r][c].eq(0) for r in range(R) for c in range(NC)]
+        B = s.batch_size
         for c in range(NC):
-            m.d.comb += self.scores[c].eq(score[c] if mp else Array(logits[r][c] for r in range(R))[self.score_row])
+            if mp:
+                sc = score[c] if B == 1 else Array(score[b * NC + c] for b in range(B))[self.score_row]
+            else:
+                sc = Array(logits[r][c] for r in range(R))[self.score_row]
+            m.d.comb += self.scores[c].eq(sc)
         return m
 
     def _norm(self, m: Module, g, rs, m_r, s_r):
@@ -154,8 +161,13 @@ class Accumulators(wiring.Component):
                 m.d.sync += self.g_img.eq(self.g_img + sq)
             with m.If(ld.last):
                 if cfg.mode == "mp":
+                    # every label copy of the sample: its image and the label pixel
                     g0 = self.g_img + sq + cfg.label_value ** 2
-                    m.d.sync += [g[b].eq(g0) for b in range(self.sched.banks)]
+                    NC = cfg.classes
+                    for b in range(self.sched.batch_size):
+                        with m.If(ld.row == b):
+                            m.d.sync += [self.g[b * NC + c].eq(g0) for c in range(NC)]
+                    m.d.sync += self.g_img.eq(0)
                 else:
                     g0 = self.g_img + sq + cfg.classes * cfg.neutral_value ** 2
                     m.d.sync += [g[ld.row].eq(g0), self.g_img.eq(0)]

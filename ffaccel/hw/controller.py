@@ -15,7 +15,7 @@ from .interfaces import _idx, const_mul, drained_rows, issue_layout, pass_field,
 
 class ResultBuffer(wiring.Component):
     """One result (label, exit layer, scores) per sample of a batch (the schedule's batch
-    size: MP one, OP ``rows``), written at the sample's exit decision, read while the
+    size: MP ``batch``, OP ``rows``), written at the sample's exit decision, read while the
     results stream out."""
 
     def __init__(self, sched: Schedule):
@@ -51,8 +51,8 @@ class Controller(wiring.Component):
     Per-pass constants (streamed inputs, tiles, label words, bank set, sharing) are read
     from the schedule's passes; the tile period is ``label_words + max(k, drained rows)``
     (:meth:`ffaccel.schedule.PassPlan.period`). ``cycles`` counts from START to the final
-    exit decision (the cycle model's figure). Subclasses may override :meth:`accept`
-    (mutation tests only).
+    exit decision (the cycle model's figure). Subclasses may override :meth:`accept`,
+    :meth:`result_row` and :meth:`streamed_samples` (mutation tests only).
     """
 
     def __init__(self, sched: Schedule):
@@ -64,13 +64,13 @@ class Controller(wiring.Component):
             "pixels": In(stream.Signature(pixel_layout(sched))),
             "result": Out(stream.Signature(result_layout(sched))),
             "issue": Out(issue_layout(sched)),
-            "nrows": Out(range(cfg.rows + 1)), "exited": Out(cfg.rows),
+            "nrows": Out(range(sched.batch_size + 1)), "exited": Out(sched.batch_size),
             "load_bank": Out(write_layout(sched)), "load": Out(load_layout(sched)),
             "start": Out(1), "norm": Out(norm_layout(sched)),
             "layer": Out(_idx(cfg.n_layers)), "last_layer": Out(1),
-            "score_row": Out(_idx(cfg.rows)), "scores": In(signed(cfg.score_bits)).array(cfg.classes),
-            "cmp_valid": Out(1), "cmp_tag": Out(range(cfg.rows)),
-            "cmp_o_valid": In(1), "cmp_o_tag": In(range(cfg.rows)),
+            "score_row": Out(_idx(sched.tags)), "scores": In(signed(cfg.score_bits)).array(cfg.classes),
+            "cmp_valid": Out(1), "cmp_tag": Out(range(sched.tags)),
+            "cmp_o_valid": In(1), "cmp_o_tag": In(range(sched.tags)),
             "cmp_fire": In(1), "cmp_label": In(range(cfg.classes)), "exit_enable": In(1),
             "score_mask": In(cfg.n_layers),
             "pipe_busy": In(1), "macs": In(48), "busy": Out(1),
@@ -83,6 +83,15 @@ class Controller(wiring.Component):
     def accept(self, valid):
         """Whether LOAD takes the pixel on offer (a correct engine: exactly when valid)."""
         return valid
+
+    def result_row(self, idx):
+        """The tag of the result read from result-buffer row ``idx`` (a correct engine: ``idx``)."""
+        return idx
+
+    def streamed_samples(self):
+        """The samples whose copy groups a pass streams (a correct engine: those still in
+        the batch, :meth:`_live`)."""
+        return self._live()
 
     def elaborate(self, platform):
         m = Module()
@@ -119,6 +128,7 @@ class Controller(wiring.Component):
             with m.State("NORM"):
                 self._norm(m, head=0)
             with m.State("STREAM"):
+                m.d.sync += st.pstart.eq(0)
                 self._stream_skip(m) if cfg.zero_skip else self._stream(m)
             with m.State("FLUSH"):
                 # (the registered command of STREAM's last cycle is still on its way out)
@@ -193,7 +203,7 @@ class Controller(wiring.Component):
         m.d.comb += [wp.eq(w_lo + st.k), self.nz_rset.eq(src), self.nz_raddr.eq(wp)]
         # a layer pass writes the other set: empty its map first (its writes come
         # Latencies.tile_go cycles later at the earliest)
-        with m.If(~st.head & (st.tile == 0) & (st.tcnt == 0) & (st.grp == 0) & ~st.labph & (st.k == 0)):
+        with m.If(~st.head & st.pstart):
             m.d.comb += self.nz_clear.eq(Mux(src, 0b01, 0b10))
         lanes = Signal(C)
         m.d.comb += lanes.eq(Mux(skips, self.nz_mask, (1 << C) - 1) & Mux(wp == w_lo, lo_lanes, (1 << C) - 1)
@@ -232,19 +242,41 @@ class Controller(wiring.Component):
             self._next_tile(m)
 
     def _next_tile(self, m: Module) -> None:
-        """The tile's last cycle: the next tile, the next copy group, or FLUSH."""
+        """The tile's last cycle: the next tile, the next copy group holding a copy of a
+        live sample (``Schedule.live_groups``), or FLUSH."""
         s, st = self.sched, self._state
         with m.If(st.tile == st.ntiles - 1):
             m.d.sync += st.tile.eq(0)
             if s.copy_groups > 1:
-                with m.If(st.shared | (st.grp == s.copy_groups - 1)):
+                glive = self._live_groups()
+                # (group 0 is never after the current one)
+                later = Cat(0, *[glive[g] & (st.grp < g) for g in range(1, s.copy_groups)])
+                with m.If(st.shared | (later == 0)):
                     m.next = "FLUSH"
                 with m.Else():
-                    m.d.sync += st.grp.eq(st.grp + 1)
+                    m.d.sync += st.grp.eq(self._lowest(m, later, "next_grp"))
             else:
                 m.next = "FLUSH"
         with m.Else():
             m.d.sync += st.tile.eq(st.tile + 1)
+
+    def _live(self):
+        """The samples of the batch still in it: loaded and not exited."""
+        st = self._state
+        return Cat(*[(b < st.nrows) & ~st.exited[b] for b in range(self.sched.batch_size)])
+
+    def _live_groups(self):
+        """MP: a bit per copy group, set when the group holds a copy of a live sample."""
+        s, live = self.sched, self.streamed_samples()
+        return Cat(*[Cat(*[live[b] for b in s.group_samples(g)]).any() for g in range(s.copy_groups)])
+
+    def _lowest(self, m: Module, bits, name: str):
+        """The index of the lowest set bit of ``bits`` (0 when none is)."""
+        idx = Signal(range(max(len(bits), 2)), name=name)
+        for i in reversed(range(len(bits))):
+            with m.If(bits[i]):
+                m.d.comb += idx.eq(i)
+        return idx
 
     def _norm(self, m: Module, head: int) -> None:
         """rsqrt of the pass input's goodness, one copy per cycle (the accumulators clear it)."""
@@ -252,32 +284,35 @@ class Controller(wiring.Component):
         m.d.comb += self.norm.en.eq(1)
         m.d.sync += st.nb_i.eq(st.nb_i + 1)
         with m.If(st.nb_i == self.sched.banks - 1):
-            m.d.sync += [st.nb_i.eq(0), st.tile.eq(0), st.k.eq(0), st.tcnt.eq(0), st.head.eq(head)]
+            m.d.sync += [st.nb_i.eq(0), st.tile.eq(0), st.k.eq(0), st.tcnt.eq(0), st.head.eq(head),
+                         st.pstart.eq(1)]
             if not head:
-                m.d.sync += [st.grp.eq(0), st.labph.eq(0)]
+                # MP: the first copy group holding a live sample's copy (the shared
+                # layer's one group holds them all)
+                first = self._lowest(m, self._live_groups(), "first_grp") if self.sched.copy_groups > 1 else 0
+                m.d.sync += [st.grp.eq(Mux(st.shared, 0, first)), st.labph.eq(0)]
             m.next = "STREAM"
 
     # ------------------------------------------------------------------ load / exit / result
     def _load(self, m: Module) -> None:
-        cfg, st = self.sched.cfg, self._state
+        """Each sample of a batch into its bank of set 0 (MP and OP: bank = its row in the
+        batch); the batch ends on a beat with ``last`` or when it holds ``batch_size``
+        samples."""
+        s, cfg, st = self.sched, self.sched.cfg, self._state
         C, px = cfg.cols, self.pixels.payload
         m.d.comb += self.pixels.ready.eq(1)
         with m.If(self.accept(self.pixels.valid)):
             lb, ld = self.load_bank, self.load
-            m.d.comb += [lb.lanes.eq(1 << (st.pix % C)), lb.set.eq(0), lb.bank.eq(0 if cfg.mode == "mp" else st.lrow),
+            m.d.comb += [lb.lanes.eq(1 << (st.pix % C)), lb.set.eq(0), lb.bank.eq(st.lrow),
                          lb.addr.eq(st.pix // C), lb.data.eq(Cat(*([px.data] * C))),
                          ld.valid.eq(1), ld.pixel.eq(px.data), ld.label_px.eq(st.pix < cfg.classes),
                          ld.last.eq(st.pix == cfg.inputs - 1), ld.row.eq(st.lrow)]
             m.d.sync += st.pix.eq(st.pix + 1)
             with m.If(st.pix == cfg.inputs - 1):
-                m.d.sync += st.pix.eq(0)
-                if cfg.mode == "mp":
+                m.d.sync += [st.pix.eq(0), st.lrow.eq(st.lrow + 1)]
+                with m.If(px.last | (st.lrow == s.batch_size - 1)):
+                    m.d.sync += [st.nrows.eq(st.lrow + 1), st.lrow.eq(0)]
                     m.next = "SETTLE"
-                else:
-                    m.d.sync += st.lrow.eq(st.lrow + 1)
-                    with m.If(px.last | (st.lrow == cfg.rows - 1)):
-                        m.d.sync += [st.nrows.eq(st.lrow + 1), st.lrow.eq(0)]
-                        m.next = "SETTLE"
 
     def _fire(self):
         """With exits disabled, or after a layer the score skips, only the decision layer decides."""
@@ -291,19 +326,27 @@ class Controller(wiring.Component):
         m.d.comb += [rb.scores[c].eq(self.scores[c]) for c in range(self.sched.cfg.classes)]
 
     def _exit_mp(self, m: Module) -> None:
-        """The score vector enters the comparator on EXIT's first cycle; its decision comes
-        out ``exit_latency`` cycles later."""
-        st = self._state
-        m.d.comb += self.cmp_valid.eq(st.ecnt == 0)
+        """One sample's score vector enters the comparator per cycle, ``batch_size`` of
+        them; as each decision comes out, a live sample whose rule fires leaves the batch
+        (its result recorded). With the last decision (``batch_size + exit_latency`` cycles):
+        RESULT when no sample is left or the layer was the decision layer, else the next
+        layer."""
+        st, B, E = self._state, self.sched.batch_size, self.sched.exit_latency
+        m.d.comb += self.cmp_valid.eq(st.ecnt < B)
         m.d.sync += st.ecnt.eq(st.ecnt + 1)
-        with m.If(self.cmp_o_valid):
-            m.d.sync += st.ecnt.eq(0)
-            with m.If(self._fire()):
-                self._record(m, 0)
-                m.d.sync += [st.counting.eq(0), st.nb_i.eq(0)]
+        row, live = self.cmp_o_tag, self._live()
+        leaves = Signal(B)
+        with m.If(self.cmp_o_valid & live.bit_select(row, 1) & self._fire()):
+            self._record(m, row)
+            m.d.comb += leaves.eq(1 << row)
+            m.d.sync += st.exited.eq(st.exited | (1 << row))
+        with m.If(st.ecnt == B + E - 1):
+            m.d.sync += [st.ecnt.eq(0), st.nb_i.eq(0)]
+            with m.If(((live & ~leaves) == 0) | self.last_layer):
+                m.d.sync += st.counting.eq(0)
                 m.next = "RESULT"
             with m.Else():
-                m.d.sync += [st.layer.eq(st.layer + 1), st.nb_i.eq(0)]
+                m.d.sync += st.layer.eq(st.layer + 1)
                 m.next = "NORM"
 
     def _exit_op(self, m: Module) -> None:
@@ -330,18 +373,18 @@ class Controller(wiring.Component):
             m.next = "RESULT"
         with m.Else():
             m.d.sync += [st.layer.eq(st.layer + 1), st.tile.eq(0), st.k.eq(0), st.tcnt.eq(0), st.grp.eq(0),
-                         st.labph.eq(0)]
+                         st.labph.eq(0), st.pstart.eq(1)]
             m.next = "STREAM"
 
     def _result(self, m: Module) -> None:
         st, rb, res = self._state, self._rb, self.result
         m.d.comb += [rb.rrow.eq(st.nb_i), res.valid.eq(1), res.payload.label.eq(rb.r_label),
-                     res.payload.exit_layer.eq(rb.r_exit_layer), res.payload.row.eq(st.nb_i),
+                     res.payload.exit_layer.eq(rb.r_exit_layer), res.payload.row.eq(self.result_row(st.nb_i)),
                      res.payload.cycles.eq(st.cycles), res.payload.macs.eq(self.macs)]
         m.d.comb += [res.payload.scores[c].eq(rb.r_scores[c]) for c in range(self.sched.cfg.classes)]
         with m.If(res.ready):
             m.d.sync += st.nb_i.eq(st.nb_i + 1)
-            with m.If(st.nb_i == (0 if self.sched.cfg.mode == "mp" else st.nrows - 1)):
+            with m.If(st.nb_i == st.nrows - 1):
                 m.d.sync += [st.nb_i.eq(0), st.layer.eq(0)]
                 if self.sched.cfg.zero_skip:      # the next load writes set 0: empty its map
                     m.d.comb += self.nz_clear.eq(0b01)
@@ -361,12 +404,14 @@ class _State:
         self.k = Signal(range(s.max_stream + 1))
         self.tcnt = Signal(range(s.max_period + 1))
         self.labph = Signal()                      # MP sharing: label-weight phase of a tile
-        self.nrows = Signal(range(R + 1))          # OP: samples in the batch
-        self.exited = Signal(R)
+        B = s.batch_size
+        self.nrows = Signal(range(B + 1))          # samples in the batch
+        self.exited = Signal(B)
         self.nb_i = Signal(range(max(s.banks, R) + 1))   # NORM / RESULT index
-        self.ecnt = Signal(range(R + s.exit_latency + 1))   # EXIT: rows into the comparator
+        self.ecnt = Signal(range(s.tags + s.exit_latency + 1))   # EXIT: rows into the comparator
         self.pix = Signal(range(cfg.inputs + 1))
-        self.lrow = Signal(range(R + 1))
+        self.lrow = Signal(range(B + 1))
+        self.pstart = Signal()                     # the first cycle of a layer pass is next
         self.settle = Signal(range(s.latency.load + 1))   # SETTLE: the last squares on their way
         self.counting = Signal()
         self.cycles = Signal(32)

@@ -4,7 +4,7 @@ stage A)."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -42,7 +42,7 @@ class Drain(wiring.Component):
             "sums": In(signed(cfg.accbits)).array(C),
             "shift": Out(1),
             "bmem": Out(MemRead(mm.baddr_bits, mm.bias_word_bits)),
-            "nrows": In(range(R + 1)), "exited": In(R),
+            "nrows": In(range(sched.batch_size + 1)), "exited": In(sched.batch_size),
             "norm_sel": Out(sched.copy_index),
             "norm_m": In(unsigned(cfg.rsqrt_mant_bits)), "norm_s": In(unsigned(cfg.rsqrt_shift_bits)),
             "row": Out(row_layout(sched)),
@@ -80,7 +80,8 @@ class Drain(wiring.Component):
         bias_in = Mux(pass_field(s, "biased", 1, tag.layer, tag.head), self.bmem.data, 0)
         n_go = drained_rows(s, m, tag.shared, tag.grp, self.nrows)
         # drain counter: row 0 in the ``go`` cycle, rows 1..n-1 after it
-        act, j, n = Signal(), Signal(range(max(R, NC) + 1)), Signal(range(max(R, NC) + 1))
+        top = max(R, s.banks) + 1
+        act, j, n = Signal(), Signal(range(top)), Signal(range(top))
         info = Signal(tag_layout(s))
         bias = Signal(unsigned(cfg.bias_word_bits))
         with m.If(go):
@@ -89,64 +90,73 @@ class Drain(wiring.Component):
             m.d.sync += j.eq(j + 1)
             with m.If(j == n - 1):
                 m.d.sync += act.eq(0)
-        cur_valid, cur_j, cur, cur_bias = Signal(), Signal.like(j), Signal(tag_layout(s)), Signal.like(bias)
+        cur_valid, cur, cur_bias = Signal(), Signal(tag_layout(s)), Signal.like(bias)
         with m.If(go):
-            m.d.comb += [cur_valid.eq(1), cur_j.eq(0), cur.eq(tag), cur_bias.eq(bias_in)]
+            m.d.comb += [cur_valid.eq(1), cur.eq(tag), cur_bias.eq(bias_in)]
         with m.Else():
-            m.d.comb += [cur_valid.eq(act & (j < n)), cur_j.eq(j), cur.eq(info), cur_bias.eq(bias)]
+            m.d.comb += [cur_valid.eq(act & (j < n)), cur.eq(info), cur_bias.eq(bias)]
+        # the drained row's copy, sample and label copy (``cp``, ``smp``, ``cls``) as
+        # registers set the cycle before: the group's first when a tile is done, then the
+        # next copy each cycle (no group product or add before the norm-factor select)
+        cp, smp, cls = (Signal(s.copy_index, name="cp_q"), Signal(range(s.batch_size + 1), name="smp_q"),
+                        Signal(range(NC), name="cls_q"))
+        nxt_cp, nxt_smp, nxt_cls = self._next_copy(m, done, dtag, cp, smp, cls)
+        m.d.sync += [cp.eq(nxt_cp), smp.eq(nxt_smp), cls.eq(nxt_cls)]
         # shift the shadow registers after every drained row but the last (j < n - 1), in
         # the cycles [go, go + n - 1): the PEs register the command (``Latencies.shift``),
-        # so it is raised the cycle before, from the state the next cycle will have
+        # so it is raised the cycle before, from the state the next cycle will have. The
+        # shared layer 1 drains every label copy of a sample from row 0, then shifts the
+        # next sample's row up (after the sample's last label copy)
         n_done = drained_rows(s, m, dtag.shared, dtag.grp, self.nrows)
+        last_cls = nxt_cls == NC - 1
         with m.If(done):                                # go next: as its first row
-            m.d.comb += self.shift.eq(~dtag.shared & (n_done > 1))
+            m.d.comb += self.shift.eq((n_done > 1) & (~dtag.shared | last_cls))
         with m.Elif(go):                                # row 1 next (j = 1, n = n_go)
-            m.d.comb += self.shift.eq(~tag.shared & (n_go > 2))
+            m.d.comb += self.shift.eq((n_go > 2) & (~tag.shared | last_cls))
         with m.Elif(act):                               # row j + 1 next
-            m.d.comb += self.shift.eq(~info.shared & (j + 2 < n))
-        # fpga_regs: each lane's label-weight select (``cur_j``) as a register of its own,
-        # set the cycle before from the state that cycle will have (as the shift command):
-        # the drain's control no longer reaches across the die into every lane's select
+            m.d.comb += self.shift.eq((j + 2 < n) & (~info.shared | last_cls))
+        # fpga_regs: each lane's label-weight select (the label copy) as a register of its
+        # own, set the cycle before as the others: the drain's control no longer reaches
+        # across the die into every lane's select
         jsel = None
         if cfg.fpga_regs and s.share:
-            jsel = [Signal.like(cur_j, name=f"jsel{c}", attrs=REPLICA) for c in range(cfg.cols)]
-            nxt = Mux(done, 0, Mux(go, 1, j + 1))
-            m.d.sync += [x.eq(nxt) for x in jsel]
-        # fpga_regs: the drained row's copy index as a register, set the cycle before (the
-        # group's first copy when a tile is done, then one more per row): the copy-group
-        # product and add no longer precede the norm-factor select in the same cycle
-        cpq = None
-        if cfg.fpga_regs:
-            cpq = Signal(s.copy_index, name="cpq")
-            m.d.sync += cpq.eq(Mux(done, self._first_copy(dtag), cpq + 1))
-        a1 = self._stage_a(m, cur_valid, cur_j, cur, cur_bias, jsel, cpq)
+            jsel = [Signal.like(cls, name=f"jsel{c}", attrs=REPLICA) for c in range(cfg.cols)]
+            m.d.sync += [x.eq(nxt_cls) for x in jsel]
+        a1 = self._stage_a(m, cur_valid, cur, cur_bias, cp, smp, jsel or [cls] * cfg.cols)
         m.d.comb += self.busy.eq(go | act | a1.valid | self.row.valid | Cat(*pipe).any())
         return m
 
-    def _first_copy(self, tag):
-        """The copy index of a tile's first drained row (MP: its copy group's first copy,
-        0 in the shared layer; OP: row 0)."""
-        if self.sched.cfg.mode != "mp":
-            return 0
-        return Mux(tag.shared, 0, const_mul(tag.grp, self.sched.cfg.rows))
+    def _next_copy(self, m: Module, done, dtag, cp, smp, cls):
+        """The copy index, sample and label copy of the next cycle's row: a done tile's
+        group's first copy (MP: copy ``grp * rows``, 0 in the shared layer; OP: row 0),
+        else one copy on (MP: the label copies of a sample, then the next sample's; OP:
+        the next row, a sample each)."""
+        s, cfg = self.sched, self.sched.cfg
+        NC, R = cfg.classes, cfg.rows
+        if cfg.mode == "mp":
+            first = [g * R for g in range(s.copy_groups)]
+            cp0 = Mux(dtag.shared, 0, Array(Const(v, s.copy_index) for v in first)[dtag.grp])
+            smp0 = Mux(dtag.shared, 0, Array(Const(v // NC, range(s.batch_size + 1)) for v in first)[dtag.grp])
+            cls0 = Mux(dtag.shared, 0, Array(Const(v % NC, range(NC)) for v in first)[dtag.grp])
+            wrap = cls == NC - 1
+            return (Mux(done, cp0, cp + 1), Mux(done, smp0, Mux(wrap, smp + 1, smp)),
+                    Mux(done, cls0, Mux(wrap, 0, cls + 1)))
+        return Mux(done, 0, cp + 1), Mux(done, 0, smp + 1), 0
 
-    def _stage_a(self, m: Module, valid, j, cur, bias, jsel=None, cpq=None):
+    def _stage_a(self, m: Module, valid, cur, bias, cp, smp, sel):
         """Stage A1 registers row 0's sums, the row's metadata and its copy's norm factors
-        (and with sharing the copy's label weights, selected by j); stage A2 adds the
-        label term ``label_value * wlab[j]`` (shared layer) and registers ``row``; ``jsel``
-        (``fpga_regs``): each lane's own copy of ``j``, registered a cycle ahead, and ``cpq``
-        the row's copy index, registered a cycle ahead. (One
-        stage did both: the select, a multiplier and the add in one cycle were an ECP5
-        critical path, docs/results.md; the constant product is shifted adds, not a
-        multiplier block.)"""
+        (and with sharing the row's label weights, selected per lane by ``sel``: the label
+        copy, each lane's own register with ``fpga_regs``); stage A2 adds the label term
+        ``label_value * wlab[label copy]`` (shared layer) and registers ``row``. A row is
+        ``live`` when its sample is still in the batch (loaded, not exited). (One stage
+        did both: the select, a multiplier and the add in one cycle were an ECP5 critical
+        path, docs/results.md; the constant product is shifted adds, not a multiplier
+        block.)"""
         s, cfg, row = self.sched, self.sched.cfg, self.row
-        R, C = cfg.rows, cfg.cols
-        cp = self.norm_sel
-        if cpq is not None:
-            m.d.comb += cp.eq(cpq)
-        else:
-            m.d.comb += cp.eq(self._first_copy(cur) + j)
-        live = 1 if cfg.mode == "mp" else ~Array(self.exited[r] for r in range(R))[j]
+        C = cfg.cols
+        m.d.comb += self.norm_sel.eq(cp)
+        B = s.batch_size
+        live = (smp < self.nrows) & ~Array(self.exited[b] for b in range(B))[smp]
         a1 = Signal(row_layout(s))
         m.d.sync += [a1.valid.eq(valid), a1.live.eq(live), a1.cp.eq(cp), a1.tile.eq(cur.tile),
                      a1.layer.eq(cur.layer), a1.head.eq(cur.head), a1.bias.eq(bias),
@@ -158,7 +168,6 @@ class Drain(wiring.Component):
             shared = [Signal(name=f"shared{c}", attrs=REPLICA) for c in range(C)]
             wsel = [Signal(signed(cfg.wbits), name=f"wsel{c}") for c in range(C)]
             m.d.sync += [shared[c].eq(cur.shared) for c in range(C)]
-            sel = jsel if jsel is not None else [j] * C
             m.d.sync += [wsel[c].eq(Array(self.wlab[i][c] for i in range(cfg.classes))[sel[c]]) for c in range(C)]
             for c in range(C):
                 with m.If(shared[c]):

@@ -73,7 +73,7 @@ class Engine(wiring.Component):
         drain = m.submodules.drain = u["drain"](s)
         post = m.submodules.postproc = u["postproc"](s)
         acc = m.submodules.accum = u["accum"](s)
-        cmp_ = m.submodules.exitcmp = u["exitcmp"](cfg.classes, cfg.score_bits, cfg.exit_policy, cfg.rows)
+        cmp_ = m.submodules.exitcmp = u["exitcmp"](cfg.classes, cfg.score_bits, cfg.exit_policy, s.tags)
         # the unit instances of this elaboration (tests read their signals' widths)
         self.elaborated = {"controller": ctrl, "regfile": regs, "actbanks": banks, "issue": iss, "array": arr,
                            "drain": drain, "postproc": post, "accum": acc, "exitcmp": cmp_}

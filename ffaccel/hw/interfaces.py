@@ -94,7 +94,7 @@ def pixel_layout(s: Schedule) -> data.StructLayout:
 def result_layout(s: Schedule) -> data.StructLayout:
     cfg = s.cfg
     return data.StructLayout({
-        "label": range(cfg.classes), "exit_layer": range(cfg.n_layers + 1), "row": _idx(cfg.rows),
+        "label": range(cfg.classes), "exit_layer": range(cfg.n_layers + 1), "row": _idx(s.tags),
         "scores": data.ArrayLayout(signed(cfg.score_bits), cfg.classes),
         "cycles": unsigned(32), "macs": unsigned(48)})
 
@@ -102,7 +102,7 @@ def result_layout(s: Schedule) -> data.StructLayout:
 def probe_layout(s: Schedule) -> data.StructLayout:
     cfg = s.cfg
     return data.StructLayout({
-        "layer": _idx(cfg.n_layers), "copy": _idx(max(cfg.rows, cfg.classes)),
+        "layer": _idx(cfg.n_layers), "copy": _idx(max(cfg.rows, s.banks)),
         "tile": _idx(max(s.memory.tiles)), "data": unsigned(cfg.act_word_bits)})
 
 
@@ -164,10 +164,11 @@ def pass_field(sched: Schedule, field, shape, layer, head):
 
 def drained_rows(sched: Schedule, m, shared, grp, nrows):
     """Rows drained per tile of the current pass (the schedule's ``PassPlan.drained``):
-    MP the copy group's rows (all label copies in the shared layer 1), OP the batch."""
+    MP the copy group's rows (all label copies of the batch in the shared layer 1), OP the
+    batch."""
     from amaranth.hdl import Array, Const, Mux, Signal
     cfg = sched.cfg
-    n = Signal(range(max(cfg.rows, cfg.classes) + 1))
+    n = Signal(range(max(cfg.rows, sched.banks) + 1))
     if cfg.mode == "mp":
         rows_g = Array(Const(v, range(cfg.rows + 1)) for v in sched.group_rows)[grp]
         all_copies = sched.layer_passes[0].groups[0] if sched.share else cfg.rows

@@ -4,12 +4,12 @@ array edge."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..schedule import Schedule
-from .interfaces import REPLICA, MemRead, _idx, const_mul, issue_layout, pass_field, tag_layout
+from .interfaces import REPLICA, MemRead, _idx, issue_layout, pass_field, tag_layout
 
 
 def p1_layout(sched: Schedule) -> data.StructLayout:
@@ -51,7 +51,7 @@ class Issue(wiring.Component):
         R, C, NB = cfg.rows, cfg.cols, sched.banks
         members = {
             "cmd": In(issue_layout(sched)),
-            "nrows": In(range(R + 1)), "exited": In(R),
+            "nrows": In(range(sched.batch_size + 1)), "exited": In(sched.batch_size),
             "raddr": Out(_idx(sched.bank_depth)),
             "ren": Out(1).array(2, NB),
             "rdata": In(unsigned(cfg.act_word_bits)).array(2, NB),
@@ -135,13 +135,28 @@ class Issue(wiring.Component):
                         m.d.sync += [self.wlab[j][c].eq(lanes[c]) for c in range(C)]
         return m
 
+    def _live(self, b: int):
+        """Whether sample b of the batch is in it (loaded, not exited)."""
+        return (b < self.nrows) & ~self.exited[b]
+
     def _needed(self, b: int):
-        """Whether bank b holds an operand of the current pass (read only those)."""
+        """Whether bank b holds an operand of the current pass (read only those): OP the
+        rows still in the batch; MP layer 1 the images of the samples in flight (bank =
+        the sample), later layers the copies of the current group whose sample is live."""
         s, cfg, tag = self.sched, self.sched.cfg, self.cmd.tag
         if cfg.mode == "op":
-            return (b < self.nrows) & ~self.exited[b]
-        group = (tag.grp == b // cfg.rows) if s.copy_groups > 1 else 1
-        return Mux((tag.layer == 0) & ~tag.head, b == 0, group)
+            return self._live(b)
+        NC, R = cfg.classes, cfg.rows
+        if b < s.batch_size:                    # a sample's image (layer 1)
+            if s.share:
+                image = self._live(b)
+            else:                               # the samples of the group's copies
+                image = Array(Const(b in s.group_samples(g), 1) for g in range(s.copy_groups))[tag.grp] \
+                    & self._live(b) if s.copy_groups > 1 else self._live(b)
+        else:
+            image = 0
+        group = (tag.grp == b // R) if s.copy_groups > 1 else 1
+        return Mux((tag.layer == 0) & ~tag.head, image, group & self._live(b // NC))
 
     def _lane(self, word, r: int):
         cfg = self.sched.cfg
@@ -158,24 +173,35 @@ class Issue(wiring.Component):
             first_layer = (p1.tag.layer == 0) & ~p1.tag.head
             m.d.comb += x.eq(Mux(first_layer & (p1.k < NC), cfg.neutral_value, self._lane(word, r)))
             return x, (r < self.nrows) & ~self.exited[r]
-        # MP: row r holds copy grp * rows + r, read from its bank in the source set
-        cands = [(g, g * R + r) for g in range(s.copy_groups) if g * R + r < NC]
+        # MP: row r holds copy grp * rows + r (sample copy // classes, label copy % classes),
+        # read from its bank in the source set; layer 1 reads the sample's image (bank =
+        # the sample), the shared layer 1 streams sample r's image through row r
+        NCB, B = s.banks, s.batch_size
+        cands = [(g, g * R + r) for g in range(s.copy_groups) if g * R + r < NCB]
         word = Signal(unsigned(cfg.act_word_bits), name=f"xword{r}")
+        image = Signal(unsigned(cfg.act_word_bits), name=f"ximage{r}")
+        label = Signal(range(NC), name=f"xlabel{r}")
+        live = Signal(name=f"xlive{r}")
         words = {b: Mux(self._src[r], rdata[1][b], rdata[0][b]) for _, b in cands}
-        if len(cands) == 1:
-            m.d.comb += word.eq(words[cands[0][1]])
-        else:
+        def pick(cp):
+            return [word.eq(words[cp]), image.eq(rdata[0][cp // NC]), label.eq(cp % NC), live.eq(self._live(cp // NC))]
+        if s.copy_groups == 1:
+            m.d.comb += pick(cands[0][1])
+        else:                           # (a group without a copy on this row: disabled)
             with m.Switch(p1.tag.grp):
-                for g, b in cands:
+                for g, cp in cands:
                     with m.Case(g):
-                        m.d.comb += word.eq(words[b])
-        copy = Signal(range(NC + R), name=f"copy{r}")
-        m.d.comb += copy.eq(const_mul(p1.tag.grp, R) + r)
+                        m.d.comb += pick(cp)
+        shared_x = self._lane(rdata[0][r], r) if r < B else 0
         with m.If(p1.tag.layer == 0):
-            with m.If(p1.k < NC):
-                m.d.comb += x.eq(Mux(p1.k == copy, cfg.label_value, 0))
+            with m.If(p1.tag.shared):
+                m.d.comb += x.eq(shared_x)
+            with m.Elif(p1.k < NC):
+                m.d.comb += x.eq(Mux(p1.k == label, cfg.label_value, 0))
             with m.Else():
-                m.d.comb += x.eq(self._lane(rdata[0][0], r))
+                m.d.comb += x.eq(self._lane(image, r))
         with m.Else():
             m.d.comb += x.eq(self._lane(word, r))
-        return x, (copy < NC) & Mux(p1.tag.shared, r == 0, 1)
+        shared_en = self._live(r) if r < B else 0
+        copy_en = live if cands else 0
+        return x, Mux(p1.tag.shared, shared_en, copy_en)

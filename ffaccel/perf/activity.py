@@ -127,7 +127,8 @@ class PerfModel:
     # ------------------------------------------------------------------ one pass
     def _pass(self, wt: np.ndarray, X: np.ndarray, rows: list[int], banks: list[tuple[int, np.ndarray]], *,
               entries: np.ndarray, label_words: int, set_: int, drained: int, toggles: bool,
-              cnt: Counters, plan, generated: bool = False, biased: bool = True, follows: bool = False) -> None:
+              cnt: Counters, plan, generated: bool = False, biased: bool = True, follows: bool = False,
+              shifts: int | None = None) -> None:
         """Stream ``wt`` (tiles, n_in, cols) over the inputs ``entries`` for one copy group:
         the tile's stream in order (every input ``k_first..k_first+k-1``, or under zero
         skipping :func:`ffaccel.schedule.skip_entries`, -1 an empty entry).
@@ -135,7 +136,8 @@ class PerfModel:
         ``X`` (rows, n_in): the operands of the enabled array ``rows``; ``banks``: (bank, the
         vector it holds) for the activation banks this pass reads from set ``set_``;
         ``drained``: rows the drain reads per tile (it shifts the shadow registers
-        ``drained - 1`` times, none in the shared layer); ``plan`` the schedule's pass;
+        ``drained - 1`` times; ``shifts`` when given: the shared layer 1 shifts after each
+        sample of the batch but the last); ``plan`` the schedule's pass;
         ``follows``: the next pass (copy group) starts the cycle after this one's last tile.
         """
         cfg, st = self.cfg, self.state
@@ -212,7 +214,7 @@ class PerfModel:
         # PE product registers, accumulators and shadow registers, chunked over tiles
         PB = A + W
         prev_acc = st.acc[ridx].copy()
-        shifts = 0 if label_words else drained - 1
+        shifts = drained - 1 if shifts is None else shifts
         chunk = max(1, (1 << 22) // max(1, nrows * K * C))
         # partial sums fit int32 when the accumulator does (half the memory traffic)
         dt = np.int32 if ACC <= 31 else np.int64
@@ -314,7 +316,7 @@ class PerfModel:
         exits = np.asarray(exit_layers)
         zeros = np.zeros((len(exits), cfg.inputs), dtype=np.int64)
         if cfg.mode == "mp":
-            return self.mp_sample(zeros[0], [], int(exits[0]), toggles=False)
+            return self.mp_batch(zeros, [], exits, toggles=False)
         return self.op_batch(zeros, [], exits, toggles=False)
 
     # ------------------------------------------------------------------ inference
@@ -332,51 +334,74 @@ class PerfModel:
     def _entries(self, layer: int, head: bool, maps: list) -> np.ndarray:
         return pass_entries(self.cfg, layer, head, maps[layer][int(head)])
 
-    def mp_sample(self, x: np.ndarray, acts: list[np.ndarray], exit_layer: int, toggles: bool = True,
-                  maps: list | None = None) -> Counters:
-        """One MP inference: ``x`` (D,) input codes, ``acts[l]`` (classes, n_l) golden
-        activations; ``maps`` the non-zero maps of zero skipping
-        (``perf.cycles.nonzero_maps``) where the activations are not given."""
+    def mp_batch(self, xs: np.ndarray, acts: list[np.ndarray], exit_layers, toggles: bool = True,
+                 maps: list | None = None) -> Counters:
+        """One MP inference of a batch: ``xs`` (b, D) input codes, ``acts[l]`` (b, classes,
+        n_l) golden activations, per-sample exit layers; ``maps`` the non-zero maps of zero
+        skipping (``perf.cycles.nonzero_maps``) where the activations are not given. Copy
+        ``s * classes + c`` (sample s, label c) is bank ``s*classes + c`` and row
+        ``(s*classes + c) % rows`` of copy group ``(s*classes + c) // rows``; the shared
+        layer 1 streams sample s's image through row s."""
         cfg, sched = self.cfg, self.sched
-        R, C, NC, A = cfg.rows, cfg.cols, cfg.classes, cfg.abits
+        R, NC = cfg.rows, cfg.classes
+        exits = np.asarray(exit_layers)
+        b = len(xs)
+        deepest = int(exits.max())
         cnt = Counters()
-        maps = self._maps(x[None, :], acts, [exit_layer], maps, toggles)
-        cnt.cycles = sched.inference_cycles(exit_layer, kept=lengths_of(cfg, maps) if cfg.zero_skip else None)["total"]
-        cnt.macs = int(sum(self._macs[:exit_layer]))
-        copies0 = embed_all(x[None, :], cfg)[0]                          # (NC, D)
+        maps = self._maps(xs, acts, exits, maps, toggles)
+        kept = lengths_of(cfg, maps) if cfg.zero_skip else None
+        cnt.cycles = sched.inference_cycles(deepest, b, kept, exits)["total"]
+        cnt.macs = int(sum(sum(self._macs[:e]) for e in exits))
+        copies0 = embed_all(xs, cfg)                                     # (b, NC, D)
         if toggles:
-            cnt.toggles["act_write"] += self._load_toggles(x, 0)
-        for layer in range(exit_layer):
+            cnt.toggles["act_write"] += sum(self._load_toggles(x, s) for s, x in enumerate(xs))
+        for layer in range(deepest):
             before, cbefore = dict(cnt.toggles), cnt.snapshot()
-            # without toggles only the shapes matter: the operands need not be known
-            X = copies0 if layer == 0 or not toggles else acts[layer - 1]
+            live = [s for s in range(b) if exits[s] > layer]
             p = sched.layer_passes[layer]
             entries = self._entries(layer, False, maps)
+            # without toggles only the shapes matter: the operands need not be known
+            def operand(s, c):
+                if layer == 0 or not toggles:
+                    return copies0[s, c]
+                return acts[layer - 1][s, c]
             if p.shared:
-                # the image streams through row 0; the label words follow each tile
-                self._pass(self._wt[0], X[:1], [0], [(0, x)], entries=entries,
-                           label_words=p.label_words, set_=p.src, plan=p,
-                           drained=p.groups[0], toggles=toggles, cnt=cnt)
+                # sample s's image through row s; the label words follow each tile; the
+                # drain reads every copy of the batch, shifting after each sample's last
+                self._pass(self._wt[0], xs[live], live, [(s, xs[s]) for s in live], entries=entries,
+                           label_words=p.label_words, set_=p.src, plan=p, drained=p.groups[0], toggles=toggles,
+                           cnt=cnt, shifts=sched.batch_size - 1)
+                streamed = p.groups[0]
             else:
-                for g, n in enumerate(p.groups):
-                    rows = list(range(n))
-                    Xg = X[g * R: g * R + n]
-                    banks = [(0, x)] if layer == 0 else [(g * R + r, Xg[r]) for r in rows]
+                groups = sched.live_groups(layer, live)
+                streamed = 0
+                for i, g in enumerate(groups):
+                    n = p.groups[g]
+                    cps = [g * R + r for r in range(n)]
+                    rows = [r for r, cp in zip(range(n), cps) if cp // NC in live]
+                    Xg = np.array([operand(cp // NC, cp % NC) for cp in (g * R + r for r in rows)]).reshape(
+                        len(rows), -1)
+                    if layer == 0:              # the images of the group's live samples
+                        banks = [(s, xs[s]) for s in sched.group_samples(g) if s in live]
+                    else:
+                        banks = [(g * R + r, Xg[i_]) for i_, r in enumerate(rows)]
                     self._pass(self._wt[layer], Xg, rows, banks, entries=entries, label_words=0,
                                set_=p.src, plan=p, drained=n, toggles=toggles, cnt=cnt,
-                               follows=g < len(p.groups) - 1)
-            drained = NC * self.mm.tiles[layer]
-            cnt.drained_rows += drained
-            cnt.act_writes += drained
+                               follows=i < len(groups) - 1)
+                    streamed += n
+            cnt.drained_rows += streamed * self.mm.tiles[layer]
+            cnt.act_writes += NC * len(live) * self.mm.tiles[layer]
             if toggles:
-                cnt.toggles["act_write"] += self._drain_toggles(list(range(NC)), acts[layer], layer)
+                banks = [s * NC + c for s in live for c in range(NC)]
+                h = np.concatenate([acts[layer][s] for s in live])
+                cnt.toggles["act_write"] += self._drain_toggles(banks, h, layer)
             cnt._close_layer(before, cbefore)
         return cnt
 
     def op_batch(self, xs: np.ndarray, acts: list[np.ndarray], exit_layers: np.ndarray,
                  toggles: bool = True, maps: list | None = None) -> Counters:
         """One OP batch: ``xs`` (b, D), ``acts[l]`` (b, n_l), per-sample exit layers;
-        ``maps`` as for :meth:`mp_sample`."""
+        ``maps`` as for :meth:`mp_batch`."""
         cfg, sched = self.cfg, self.sched
         C, A = cfg.cols, cfg.abits
         b = len(xs)

@@ -15,15 +15,15 @@ from ..schedule import label_slot_nonzero, schedule, skip_entries
 
 
 def layer_phases(cfg: AccelConfig, layer: int, batch: int | None = None,
-                 kept: tuple[int | None, int | None] | None = None) -> list[tuple[str, int]]:
+                 kept: tuple[int | None, int | None] | None = None, live=None) -> list[tuple[str, int]]:
     """(phase, cycles) of one layer (0-based): :meth:`ffaccel.schedule.Schedule.layer_phases`."""
-    return schedule(cfg).layer_phases(layer, batch, kept)
+    return schedule(cfg).layer_phases(layer, batch, kept, live)
 
 
 def inference_cycles(cfg: AccelConfig, exit_layer: int, batch: int | None = None,
-                     kept: list | None = None) -> dict:
+                     kept: list | None = None, exits=None) -> dict:
     """Cycles of one inference: :meth:`ffaccel.schedule.Schedule.inference_cycles`."""
-    return schedule(cfg).inference_cycles(exit_layer, batch, kept)
+    return schedule(cfg).inference_cycles(exit_layer, batch, kept, exits)
 
 
 def input_nonzero(cfg: AccelConfig, xs: np.ndarray) -> np.ndarray:
@@ -40,10 +40,10 @@ def nonzero_maps(cfg: AccelConfig, xs: np.ndarray, acts: Sequence[np.ndarray],
     """Per visited layer of one inference, the non-zero maps its pass and its OP head pass
     read (``hw/nzmap.py``): boolean over the pass's inputs.
 
-    ``xs`` (b, inputs) the inference's input codes (MP: b = 1); ``acts[l]`` layer l's
-    activations, MP (classes, n_l) of the sample's label copies, OP (b, n_l) of the batch
-    rows; ``exit_layers`` (b,) each sample's exit layer (1-based). A layer's map is the OR
-    of the rows its pass wrote (OP: the rows still in the batch)."""
+    ``xs`` (b, inputs) the inference's input codes; ``acts[l]`` layer l's activations, MP
+    (b, classes, n_l) of the samples' label copies, OP (b, n_l) of the batch rows;
+    ``exit_layers`` (b,) each sample's exit layer (1-based). A layer's map is the OR of the
+    rows its pass wrote: the copies (MP) or rows (OP) of the samples still in the batch."""
     mp = cfg.mode == "mp"
     exits = np.asarray(exit_layers)
     out = []
@@ -51,8 +51,8 @@ def nonzero_maps(cfg: AccelConfig, xs: np.ndarray, acts: Sequence[np.ndarray],
         if layer == 0:
             nz = input_nonzero(cfg, xs)
         else:
-            a = np.asarray(acts[layer - 1])
-            nz = ((a if mp else a[exits > layer - 1]) != 0).any(axis=0)
+            a = np.asarray(acts[layer - 1])[exits > layer - 1]
+            nz = (a.reshape(-1, a.shape[-1]) != 0).any(axis=0)
         hnz = None if mp else (np.asarray(acts[layer])[exits > layer] != 0).any(axis=0)
         out.append((nz, hnz))
     return out
@@ -97,7 +97,7 @@ def unit_stream_lengths(cfg: AccelConfig, xs: np.ndarray, probed: Sequence[np.nd
     model's probed activations of its samples (``GoldenResult.activations``, each
     (b, copies, n_l))."""
     mp = cfg.mode == "mp"
-    return stream_lengths(cfg, xs, [a[0] if mp else a[:, 0] for a in probed], exit_layers)
+    return stream_lengths(cfg, xs, [a if mp else a[:, 0] for a in probed], exit_layers)
 
 
 def inference_maps(gm, x: np.ndarray, exit_layer: np.ndarray, units: Sequence[tuple[int, int]],
@@ -114,6 +114,6 @@ def inference_maps(gm, x: np.ndarray, exit_layer: np.ndarray, units: Sequence[tu
         a0, a1 = part[0][0], part[-1][1]
         acts = gm.run(x[a0:a1], probe=True).activations
         for lo, hi in part:
-            a = [v[lo - a0] if mp else v[lo - a0:hi - a0, 0] for v in acts]
+            a = [v[lo - a0:hi - a0] if mp else v[lo - a0:hi - a0, 0] for v in acts]
             out[lo] = nonzero_maps(cfg, x[lo:hi], a, exit_layer[lo:hi])
     return out

@@ -22,6 +22,7 @@ from ..model.golden import GoldenModel
 from ..schedule import schedule
 from ..workload import Workload, dataset_workload, random_workload
 from .activity import COMPONENTS, PerfModel, dense_model
+from ..model.exits import layer_macs
 from .cycles import inference_maps
 
 
@@ -62,6 +63,7 @@ def analyse(wl: Workload, toggle_samples: int, models: tuple | None = None) -> d
     # depend on the data too: the non-zero maps of every inference, from the golden
     # activations (a chunk of inferences at a time)
     counts_of: dict = {}
+    macs_by_depth = np.cumsum(layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, cfg.share_layer1))
     maps_of = inference_maps(gm, x, res.exit_layer, units) if cfg.zero_skip else None
     for lo, hi in units:
         want_t = toggled < toggle_samples
@@ -70,11 +72,11 @@ def analyse(wl: Workload, toggle_samples: int, models: tuple | None = None) -> d
             acts = [a[:, :, :] for a in pr.activations]
             maps = maps_of[lo] if maps_of else None          # (zero skipping: already made)
             if mp:
-                c = pm.mp_sample(x[lo], [a[0] for a in acts], int(res.exit_layer[lo]), maps=maps)
+                c = pm.mp_batch(x[lo:hi], acts, res.exit_layer[lo:hi], maps=maps)
             else:
                 c = pm.op_batch(x[lo:hi], [a[:, 0, :] for a in acts], res.exit_layer[lo:hi], maps=maps)
         elif cfg.zero_skip:
-            c = (pm.mp_sample(x[lo], [], int(res.exit_layer[lo]), toggles=False, maps=maps_of[lo]) if mp else
+            c = (pm.mp_batch(x[lo:hi], [], res.exit_layer[lo:hi], toggles=False, maps=maps_of[lo]) if mp else
                  pm.op_batch(x[lo:hi], [], res.exit_layer[lo:hi], toggles=False, maps=maps_of[lo]))
         else:
             key = tuple(res.exit_layer[lo:hi].tolist())
@@ -85,8 +87,8 @@ def analyse(wl: Workload, toggle_samples: int, models: tuple | None = None) -> d
         inferences.append((c, want_t, lo, hi))
         for i in range(lo, hi):
             row = {"index": i, "label": int(res.label[i]), "exit_layer": int(res.exit_layer[i]),
-                   "cycles": c.cycles, "macs": c.macs // (hi - lo) if not mp else c.macs}
-            if mp:
+                   "cycles": c.cycles, "macs": int(macs_by_depth[res.exit_layer[i] - 1]) if mp else c.macs // (hi - lo)}
+            if mp and hi - lo == 1:     # (an MP batch's counters are the batch's)
                 row.update({"pe_ops": c.pe_ops, "weight_reads": c.weight_reads, "act_reads": c.act_reads,
                             "act_writes": c.act_writes})
                 if want_t:
@@ -115,8 +117,8 @@ def skip_summary(qm, inferences, exits, maps_of) -> list[dict]:
         if key not in refs:
             refs[key] = full.shape_counters(ex)
         ref, deepest = refs[key], int(ex.max())
-        cyc = sch.inference_cycles(deepest, hi - lo, lengths_of(cfg, maps_of[lo]))["layers"]
-        cyc_all = sch.inference_cycles(deepest, hi - lo, sch.every_input)["layers"]
+        cyc = sch.inference_cycles(deepest, hi - lo, lengths_of(cfg, maps_of[lo]), ex)["layers"]
+        cyc_all = sch.inference_cycles(deepest, hi - lo, sch.every_input, ex)["layers"]
         for layer in range(deepest):
             tot[layer] += (1, c.layer_counts[layer]["weight_reads"], ref.layer_counts[layer]["weight_reads"],
                            cyc[layer]["cycles"], cyc_all[layer]["cycles"])
@@ -170,6 +172,7 @@ def summarise(cfg, res, inferences, n: int) -> dict:
         "utilisation_useful": float((pe_ops if cfg.zero_skip else macs) / (pes * tot_cycles)),
         "utilisation_pe_busy": float(pe_ops / (pes * tot_cycles)),
         "weight_reads_per_inference": per_unit("weight_reads"),
+        "weight_reads_per_sample": float(sum(c.weight_reads for c, *_ in inferences) / n),
         "bias_reads_per_inference": per_unit("bias_reads"),
         "act_reads_per_inference": per_unit("act_reads"),
         "act_writes_per_inference": per_unit("act_writes"),

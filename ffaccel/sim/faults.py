@@ -4,7 +4,7 @@ caught by the verification (tests/test_verify.py)."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, unsigned
+from amaranth.hdl import Cat, Const, unsigned
 
 from ..hw.accum import Accumulators
 from ..hw.basis import LLSBasis
@@ -81,6 +81,19 @@ class MapNeverClears(NonzeroMap):
         return 0
 
 
+class ResultTagSwapped(Controller):
+    """Results of a batch carry the tag of the neighbouring row (rows 0 and 1 swapped, ...)."""
+    def result_row(self, idx):
+        return idx ^ 1
+
+
+class StreamsExitedSamples(Controller):
+    """MP batches: a pass also streams the copy groups of samples that have exited."""
+    def streamed_samples(self):
+        st = self._state
+        return Cat(*[b < st.nrows for b in range(self.sched.batch_size)])
+
+
 FAULTS = {
     "requant_round": {"postproc": RoundAtWrongBit},
     "probe_tile": {"postproc": WrongProbeTile},
@@ -93,6 +106,8 @@ FAULTS = {
     "score_mask_ignored": {"accum": ScoresEveryLayer},
     "skip_ones": {"nzmap": OnesCountAsZero},
     "skip_map_stale": {"nzmap": MapNeverClears},
+    "result_tag": {"controller": ResultTagSwapped},
+    "exited_groups_streamed": {"controller": StreamsExitedSamples},
 }
 
 

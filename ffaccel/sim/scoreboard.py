@@ -1,9 +1,12 @@
 """Scoreboard: a bench run of the engine (the JSON :mod:`ffaccel.sim.bench_engine` writes) against
 the bit-exact golden model, in plain Python outside the simulator.
 
-Per sample it checks the label, the exit layer, the final scores, the result row (OP),
-the result's ``cycles`` against the schedule's cycle model (deepest exit of the batch,
-batch size) and every activation word the probe showed for the sample's layers
+Results are matched to samples by their tag: a batch's results (MP ``batch`` samples, OP
+``rows``) are the next results of the stream, each carrying its sample's ``row`` in the
+batch; a row out of the batch, a row given twice or a row missing is an error. Per
+sample it checks the label, the exit layer, the final scores, the result's ``cycles``
+against the schedule's cycle model (the batch's exits and size) and every activation
+word the probe showed for the sample's layers
 (values of the real neurons, zeros in the padding lanes of the last tile, no beat
 missing, duplicated or extra). Whole-run checks: no timeout, no spurious result or probe
 beat once the inputs ran out.
@@ -92,19 +95,31 @@ def compare(qm, x, out: dict) -> Report:
     samples: list[SampleOutcome] = []
     batches = sched.batches(n)
 
-    # results, cycles
+    # results, matched by tag (the row in the batch), cycles
+    r0 = 0
     for s0, nb in batches:
         exits = gold.exit_layer[s0:s0 + nb]
         # zero skipping: the stream lengths from the golden activations
         kept = unit_stream_lengths(cfg, x[s0:s0 + nb], [a[s0:s0 + nb] for a in gold.activations], exits) \
             if cfg.zero_skip else None
-        want_cyc = sched.inference_cycles(int(exits.max()), nb, kept)["total"]
+        want_cyc = sched.inference_cycles(int(exits.max()), nb, kept, exits)["total"]
+        got: dict[int, dict] = {}
+        for r in results[r0:r0 + nb]:
+            j = r.get("row", 0)
+            if not 0 <= j < nb:
+                for i in range(s0, s0 + nb):
+                    errs[i].append(f"a result tagged row {j}, outside the batch of {nb}")
+            elif j in got:
+                errs[s0 + j].append(f"two results tagged row {j}")
+            else:
+                got[j] = r
+        r0 += nb
         for j in range(nb):
             i = s0 + j
-            if i >= len(results):
+            if j not in got:
                 errs[i].append("no result")
                 continue
-            r = results[i]
+            r = got[j]
             exp = (int(gold.label[i]), int(gold.exit_layer[i]), [int(v) for v in gold.scores[i]])
             if r["label"] != exp[0]:
                 errs[i].append(f"label {r['label']} != {exp[0]}")
@@ -112,8 +127,6 @@ def compare(qm, x, out: dict) -> Report:
                 errs[i].append(f"exit_layer {r['exit_layer']} != {exp[1]}")
             if r["scores"] != exp[2]:
                 errs[i].append(f"scores {r['scores']} != {exp[2]}")
-            if cfg.mode == "op" and r["row"] != j:
-                errs[i].append(f"row {r['row']} != {j}")
             if r["cycles"] != want_cyc:
                 errs[i].append(f"cycles {r['cycles']} != {want_cyc} (perf model)")
 
@@ -126,6 +139,8 @@ def compare(qm, x, out: dict) -> Report:
             continue
         got[tag].append((lay, cp, t, word))
     C, A = cfg.cols, cfg.abits
+    # a probe's copy: MP b * classes + c (sample b of the batch, label copy c), OP the row
+    per = cfg.classes if cfg.mode == "mp" else 1
     for s0, nb in batches:
         expected: dict[tuple, tuple[int, list[int]]] = {}
         for j in range(nb):
@@ -133,9 +148,8 @@ def compare(qm, x, out: dict) -> Report:
             for lay in range(int(gold.exit_layer[i])):
                 n_out = cfg.layers[lay]
                 tiles = sched.memory.tiles[lay]
-                copies = range(cfg.classes) if cfg.mode == "mp" else [j]
-                for cp in copies:
-                    copy = cp if cfg.mode == "mp" else 0
+                for copy in range(per):
+                    cp = j * per + copy
                     act = gold.activations[lay][i, copy]
                     for t in range(tiles):
                         lo, hi = t * C, min(n_out, (t + 1) * C)
@@ -144,7 +158,7 @@ def compare(qm, x, out: dict) -> Report:
         seen: set = set()
         for lay, cp, t, word in got[s0]:
             key = (lay, cp, t)
-            owner = (s0 + cp) if (cfg.mode == "op" and 0 <= cp < nb) else s0
+            owner = s0 + cp // per if 0 <= cp // per < nb else s0
             if key not in expected:
                 for j in range(nb):
                     errs[s0 + j].append(f"unexpected probe beat layer {lay + 1} copy {cp} tile {t}")
