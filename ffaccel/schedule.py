@@ -289,22 +289,29 @@ class PassPlan:
             raise ValueError(f"{self.kind} pass of layer {self.layer + 1}: an OP pass needs the batch size")
         return (batch,)
 
-    def _streamed(self, batch: int | None, groups) -> list[int]:
+    def _streamed(self, batch: int | None, groups, k) -> list[tuple[int, int]]:
+        """(drained rows, stream length) of each copy group streamed: ``k`` one length
+        for all, or one per group of ``groups`` (MP zero skipping: each group streams the
+        non-zero map of its own samples)."""
         d = self.drained(batch)
-        return list(d) if groups is None else [d[g] for g in groups]
+        gs = list(range(len(d))) if groups is None else list(groups)
+        ks = list(k) if isinstance(k, (tuple, list)) else [k] * len(gs)
+        if len(ks) != len(gs):
+            raise ValueError(f"{self.kind} pass of layer {self.layer + 1}: {len(ks)} stream lengths for "
+                             f"{len(gs)} copy groups")
+        return [(d[g], self.k if kk is None else kk) for g, kk in zip(gs, ks)]
 
-    def stream_cycles(self, batch: int | None = None, k: int | None = None, groups=None) -> int:
+    def stream_cycles(self, batch: int | None = None, k=None, groups=None) -> int:
         """Cycles of the pass's tiles: ``groups`` the copy groups it streams (MP batches:
-        :meth:`Schedule.live_groups`; None: all)."""
-        return self.tiles * sum(self.period(n, k) for n in self._streamed(batch, groups))
+        :meth:`Schedule.live_groups`; None: all); ``k`` as for :meth:`_streamed`."""
+        return self.tiles * sum(self.period(n, kk) for n, kk in self._streamed(batch, groups, k))
 
-    def flush_cycles(self, batch: int | None, post: int, k: int | None = None, groups=None) -> int:
+    def flush_cycles(self, batch: int | None, post: int, k=None, groups=None) -> int:
         """Cycles of FLUSH after the last tile: the last tile's streaming tail beyond its
-        period, its drain, and the post-processing latency ``post`` (``k`` as for
-        :meth:`period`, ``groups`` as for :meth:`stream_cycles`)."""
-        d = self._streamed(batch, groups)
-        k = self.k if k is None else k
-        return k + self.label_words + d[-1] + post - self.period(d[-1], k)
+        period, its drain, and the post-processing latency ``post`` (``k`` and ``groups``
+        as for :meth:`stream_cycles`)."""
+        n, kk = self._streamed(batch, groups, k)[-1]
+        return kk + self.label_words + n + post - self.period(n, kk)
 
     def pe_ops(self, cols: int, batch: int | None = None) -> int:
         en = self.enabled_rows if self.enabled_rows is not None else self.drained(batch)

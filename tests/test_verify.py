@@ -220,7 +220,7 @@ FAULT_CASES = {"requant_round": "mp_groups_share", "probe_tile": "mp_noshare_mar
                "op_head_increment": "op_margin", "lls_phase_restart": "op_lls_square",
                "score_mask_ignored": "mp_skip_middle", "skip_ones": "mp_zero_skip_noshare",
                "skip_map_stale": "op_zero_skip", "result_tag": "mp_batch_share_skip",
-               "exited_groups_streamed": "mp_batch_groups"}
+               "exited_groups_streamed": "mp_batch_groups", "skip_batch_map": "mp_batch_share_skip"}
 
 
 def fault_samples(fault: str):

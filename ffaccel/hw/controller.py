@@ -3,7 +3,7 @@ schedule lists them, decides exits and returns results."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -52,7 +52,7 @@ class Controller(wiring.Component):
     from the schedule's passes; the tile period is ``label_words + max(k, drained rows)``
     (:meth:`ffaccel.schedule.PassPlan.period`). ``cycles`` counts from START to the final
     exit decision (the cycle model's figure). Subclasses may override :meth:`accept`,
-    :meth:`result_row` and :meth:`streamed_samples` (mutation tests only).
+    :meth:`result_row`, :meth:`streamed_samples` and :meth:`map_samples` (mutation tests only).
     """
 
     def __init__(self, sched: Schedule):
@@ -77,7 +77,7 @@ class Controller(wiring.Component):
         }
         if cfg.zero_skip:       # the non-zero map: read the words to stream, clear the sets
             members.update({"nz_mask": In(cfg.cols), "nz_rset": Out(1), "nz_raddr": Out(_idx(sched.bank_depth)),
-                            "nz_clear": Out(2)})
+                            "nz_rsel": Out(sched.batch_size if cfg.mode == "mp" else 1), "nz_clear": Out(2)})
         super().__init__(members)
 
     def accept(self, valid):
@@ -200,7 +200,8 @@ class Controller(wiring.Component):
         w_lo, w_hi = span(0, range(s.bank_depth)), span(1, range(s.bank_depth))
         lo_lanes, hi_lanes = span(2, C), span(3, C)
         wp = Signal(range(s.bank_depth + 1))
-        m.d.comb += [wp.eq(w_lo + st.k), self.nz_rset.eq(src), self.nz_raddr.eq(wp)]
+        m.d.comb += [wp.eq(w_lo + st.k), self.nz_rset.eq(src), self.nz_raddr.eq(wp),
+                     self.nz_rsel.eq(self.map_samples())]
         # a layer pass writes the other set: empty its map first (its writes come
         # Latencies.tile_go cycles later at the earliest)
         with m.If(~st.head & st.pstart):
@@ -269,6 +270,20 @@ class Controller(wiring.Component):
         """MP: a bit per copy group, set when the group holds a copy of a live sample."""
         s, live = self.sched, self.streamed_samples()
         return Cat(*[Cat(*[live[b] for b in s.group_samples(g)]).any() for g in range(s.copy_groups)])
+
+    def map_samples(self):
+        """Zero skipping: the samples whose non-zero maps the current pass streams (MP:
+        the live samples of the copy group, all of them in the shared layer 1; OP: its
+        one map). Mutation tests override it."""
+        s, st = self.sched, self._state
+        if s.cfg.mode != "mp":
+            return 1
+        live = self._live()
+        if s.copy_groups == 1:
+            return live
+        in_group = Array(Const(sum(1 << b for b in s.group_samples(g)), s.batch_size)
+                         for g in range(s.copy_groups))[st.grp]
+        return live & Mux(st.shared, (1 << s.batch_size) - 1, in_group)
 
     def _lowest(self, m: Module, bits, name: str):
         """The index of the lowest set bit of ``bits`` (0 when none is)."""

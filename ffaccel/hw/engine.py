@@ -106,7 +106,8 @@ class Engine(wiring.Component):
             nz = m.submodules.nzmap = u["nzmap"](s)
             self.elaborated["nzmap"] = nz
             m.d.comb += [nz.load.eq(ctrl.load_bank), nz.drain.eq(post.write), nz.clear.eq(ctrl.nz_clear),
-                         nz.rset.eq(ctrl.nz_rset), nz.raddr.eq(ctrl.nz_raddr), ctrl.nz_mask.eq(nz.mask)]
+                         nz.rset.eq(ctrl.nz_rset), nz.rsel.eq(ctrl.nz_rsel), nz.raddr.eq(ctrl.nz_raddr),
+                         ctrl.nz_mask.eq(nz.mask)]
         if cfg.exit_head != "learned":
             basis = m.submodules.basis = u["basis"](s)
             self.elaborated["basis"] = basis

@@ -359,7 +359,11 @@ class PerfModel:
             before, cbefore = dict(cnt.toggles), cnt.snapshot()
             live = [s for s in range(b) if exits[s] > layer]
             p = sched.layer_passes[layer]
-            entries = self._entries(layer, False, maps)
+            # zero skipping: each streamed group's stream from its own samples' map
+            group_maps = maps[layer][0] if cfg.zero_skip else None
+
+            def entries(i):
+                return pass_entries(cfg, layer, False, group_maps[i] if group_maps is not None else None)
             # without toggles only the shapes matter: the operands need not be known
             def operand(s, c):
                 if layer == 0 or not toggles:
@@ -368,7 +372,7 @@ class PerfModel:
             if p.shared:
                 # sample s's image through row s; the label words follow each tile; the
                 # drain reads every copy of the batch, shifting after each sample's last
-                self._pass(self._wt[0], xs[live], live, [(s, xs[s]) for s in live], entries=entries,
+                self._pass(self._wt[0], xs[live], live, [(s, xs[s]) for s in live], entries=entries(0),
                            label_words=p.label_words, set_=p.src, plan=p, drained=p.groups[0], toggles=toggles,
                            cnt=cnt, shifts=sched.batch_size - 1)
                 streamed = p.groups[0]
@@ -385,7 +389,7 @@ class PerfModel:
                         banks = [(s, xs[s]) for s in sched.group_samples(g) if s in live]
                     else:
                         banks = [(g * R + r, Xg[i_]) for i_, r in enumerate(rows)]
-                    self._pass(self._wt[layer], Xg, rows, banks, entries=entries, label_words=0,
+                    self._pass(self._wt[layer], Xg, rows, banks, entries=entries(i), label_words=0,
                                set_=p.src, plan=p, drained=n, toggles=toggles, cnt=cnt,
                                follows=i < len(groups) - 1)
                     streamed += n

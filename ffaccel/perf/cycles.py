@@ -42,18 +42,35 @@ def nonzero_maps(cfg: AccelConfig, xs: np.ndarray, acts: Sequence[np.ndarray],
 
     ``xs`` (b, inputs) the inference's input codes; ``acts[l]`` layer l's activations, MP
     (b, classes, n_l) of the samples' label copies, OP (b, n_l) of the batch rows;
-    ``exit_layers`` (b,) each sample's exit layer (1-based). A layer's map is the OR of the
-    rows its pass wrote: the copies (MP) or rows (OP) of the samples still in the batch."""
+    ``exit_layers`` (b,) each sample's exit layer (1-based). OP: a layer's map is the OR of
+    the rows its pass wrote (the samples still in the batch). MP: each copy group the pass
+    streams (``Schedule.live_groups``) reads the OR of the maps of its live samples (a
+    sample's map: its image, or the OR of its label copies), so a layer's entry is a
+    tuple, one map per streamed group (the shared layer 1: one group, every sample)."""
     mp = cfg.mode == "mp"
     exits = np.asarray(exit_layers)
     out = []
+    if mp:
+        sched = schedule(cfg)
+        for layer in range(int(exits.max())):
+            live = [b for b in range(len(xs)) if exits[b] > layer]
+            if layer == 0:
+                own = {b: input_nonzero(cfg, xs[b:b + 1]) for b in live}
+            else:
+                own = {b: (np.asarray(acts[layer - 1][b]) != 0).any(axis=0) for b in live}
+            p = sched.layer_passes[layer]
+            maps = []
+            for g in sched.live_groups(layer, live):
+                samples = live if p.shared else [b for b in sched.group_samples(g) if b in own]
+                maps.append(np.logical_or.reduce([own[b] for b in samples]))
+            out.append((tuple(maps), None))
+        return out
     for layer in range(int(exits.max())):
         if layer == 0:
             nz = input_nonzero(cfg, xs)
         else:
-            a = np.asarray(acts[layer - 1])[exits > layer - 1]
-            nz = (a.reshape(-1, a.shape[-1]) != 0).any(axis=0)
-        hnz = None if mp else (np.asarray(acts[layer])[exits > layer] != 0).any(axis=0)
+            nz = (np.asarray(acts[layer - 1])[exits > layer - 1] != 0).any(axis=0)
+        hnz = (np.asarray(acts[layer])[exits > layer] != 0).any(axis=0)
         out.append((nz, hnz))
     return out
 
@@ -83,7 +100,11 @@ def lengths_of(cfg: AccelConfig, maps: Sequence[tuple]) -> list[tuple[int | None
     sched = schedule(cfg)
     out = []
     for layer, (nz, hnz) in enumerate(maps):
-        kl = len(pass_entries(cfg, layer, False, nz)) if sched.layer_passes[layer].skips else None
+        kl = None
+        if sched.layer_passes[layer].skips:
+            # MP: one length per streamed copy group
+            kl = tuple(len(pass_entries(cfg, layer, False, g)) for g in nz) if cfg.mode == "mp" \
+                else len(pass_entries(cfg, layer, False, nz))
         kh = None
         if cfg.mode == "op" and sched.head_passes[layer].skips:
             kh = len(pass_entries(cfg, layer, True, hnz))

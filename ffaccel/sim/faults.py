@@ -94,6 +94,13 @@ class StreamsExitedSamples(Controller):
         return Cat(*[b < st.nrows for b in range(self.sched.batch_size)])
 
 
+class StreamsTheBatchMap(Controller):
+    """MP batches, zero skipping: every copy group streams the union of the batch's
+    non-zero maps instead of its own samples'."""
+    def map_samples(self):
+        return self._live()
+
+
 FAULTS = {
     "requant_round": {"postproc": RoundAtWrongBit},
     "probe_tile": {"postproc": WrongProbeTile},
@@ -108,6 +115,7 @@ FAULTS = {
     "skip_map_stale": {"nzmap": MapNeverClears},
     "result_tag": {"controller": ResultTagSwapped},
     "exited_groups_streamed": {"controller": StreamsExitedSamples},
+    "skip_batch_map": {"controller": StreamsTheBatchMap},
 }
 
 
@@ -123,6 +131,11 @@ def unbuilt_unit(fault: str, cfg) -> str | None:
     """The unit ``fault`` replaces when ``cfg``'s engine does not build it (the fault would
     change nothing), with the option that builds it; else None."""
     needs = {"nzmap": ("zero skipping", cfg.zero_skip), "basis": ("LLS heads", cfg.exit_head != "learned")}
+    batch = cfg.mode == "mp" and cfg.batch > 1
+    if fault == "skip_batch_map" and not (cfg.zero_skip and batch):
+        return "MP batch (--infer-batch) with zero skipping"
+    if fault == "exited_groups_streamed" and not batch:
+        return "MP batch (--infer-batch)"
     for unit in FAULTS[fault]:
         if unit in needs and not needs[unit][1]:
             return f"{unit} ({needs[unit][0]})"
