@@ -480,3 +480,23 @@ def test_zero_skip_axis_keeps_accuracy_and_cuts_cycles(tmp_path, env, cli, digit
     assert float(on["accuracy"]) == float(off["accuracy"])
     assert float(on["latency_cycles"]) < 0.9 * float(off["latency_cycles"])
     assert float(on["energy_pj"]) < float(off["energy_pj"])
+
+
+def test_batch_axis_keeps_accuracy_and_shares_weight_reads(tmp_path, env, cli, digits_ckpt):
+    """``batch`` (MP samples per inference) as an axis: the same network and exits, so the
+    same accuracy; each weight read of the shared layer 1 serves the batch, so less energy
+    and fewer cycles per sample; the batch's latency is longer than one sample's."""
+    import csv
+    text = _space(tmp_path, digits_ckpt, ks="[1.0]").read_text()
+    text = text.replace("rows = [2, 5]", "rows = [5]").replace("wbits = [4, 8]", "wbits = [8]")
+    text = text.replace("cols = [4, 8]", "cols = [4]\nbatch = [1, 4]")
+    (tmp_path / "b.toml").write_text(text)
+    r = cli("dse", "--no-progress", "--space", str(tmp_path / "b.toml"), "--store", str(tmp_path / "b.db"),
+            "--out", str(tmp_path / "out"), "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {row["batch"]: row for row in csv.DictReader(open(tmp_path / "out" / "b_points.csv"))}
+    one, four = rows["1"], rows["4"]
+    assert float(four["accuracy"]) == float(one["accuracy"])
+    assert float(four["energy_pj"]) < float(one["energy_pj"])
+    assert float(four["cycles_per_sample"]) < float(one["cycles_per_sample"])
+    assert float(four["latency_cycles"]) > float(one["latency_cycles"])

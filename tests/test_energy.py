@@ -14,6 +14,7 @@ from ffaccel.config import AccelConfig
 from ffaccel.energy.coeffs import load_coeffs, node_factor
 from ffaccel.energy.model import ENERGY_COMPONENTS, Profile
 from ffaccel.energy.report import report
+from ffaccel.schedule import schedule
 from ffaccel.errors import FFAccelError
 from ffaccel.workload import random_workload
 
@@ -208,3 +209,17 @@ def test_zero_skipping_saves_weight_reads_on_sparse_inputs(mode):
     assert skipped[0] > 0.3 and all(0 <= s < 1 for s in skipped)
     assert reps[True]["components"]["weight_mem"] < 0.8 * reps[False]["components"]["weight_mem"]
     assert reps[True]["total_pj"] < reps[False]["total_pj"]
+
+
+def test_area_counts_the_maps_and_the_batch_registers():
+    """The zero-skipping maps (one per sample of an MP batch) and a batch's per-copy
+    registers are flip-flops the cell fit does not cover: counted one cell per bit."""
+    from ffaccel.energy.model import area_cells, state_cells
+    base = AccelConfig()
+    s = schedule(base)
+    assert state_cells(base) == 0
+    one = base.replace(zero_skip=True)
+    assert state_cells(one) == 2 * s.bank_depth * base.cols
+    eight = one.replace(batch=8)
+    assert state_cells(eight) > 8 * state_cells(one)
+    assert area_cells(eight) - area_cells(one) == state_cells(eight) - state_cells(one)

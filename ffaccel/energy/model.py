@@ -45,7 +45,23 @@ def area_cells(cfg: AccelConfig) -> float:
     # scripts/synth_stats.py): square +455 cells, sin +896 (a fit at one point: the
     # increment mux grows with head tiles, the sin table with wbits)
     basis = {"lls-square": 114.0, "lls": 224.0}.get(cfg.exit_head, 0.0)
-    return cfg.rows * cfg.cols * pe + cfg.cols * (post + basis) + 9034.0
+    return cfg.rows * cfg.cols * pe + cfg.cols * (post + basis) + 9034.0 + state_cells(cfg)
+
+
+def state_cells(cfg: AccelConfig) -> float:
+    """Flip-flop cells the fit does not cover (one cell per bit, not fitted): the zero
+    skipping maps (``2 x maps x bank_depth x cols`` bits, a map per sample of an MP batch),
+    and what an MP batch adds to one sample's registers: per extra label copy its
+    goodness, score and normalisation factors, per extra sample a result-buffer entry."""
+    sched = schedule(cfg)
+    cells = 0.0
+    if cfg.zero_skip:
+        maps = sched.batch_size if cfg.mode == "mp" else 1
+        cells += 2 * maps * sched.bank_depth * cfg.cols
+    if cfg.mode == "mp" and cfg.batch > 1:
+        per_copy = cfg.goodness_reg_bits + cfg.score_bits + cfg.rsqrt_mant_bits + cfg.rsqrt_shift_bits
+        cells += (sched.banks - cfg.classes) * per_copy + (cfg.batch - 1) * cfg.classes * cfg.score_bits
+    return cells
 
 
 @dataclass
