@@ -301,10 +301,14 @@ class PassPlan:
                              f"{len(gs)} copy groups")
         return [(d[g], self.k if kk is None else kk) for g, kk in zip(gs, ks)]
 
-    def stream_cycles(self, batch: int | None = None, k=None, groups=None) -> int:
+    def stream_cycles(self, batch: int | None = None, k=None, groups=None, group_wait: bool = False) -> int:
         """Cycles of the pass's tiles: ``groups`` the copy groups it streams (MP batches:
-        :meth:`Schedule.live_groups`; None: all); ``k`` as for :meth:`_streamed`."""
-        return self.tiles * sum(self.period(n, kk) for n, kk in self._streamed(batch, groups, k))
+        :meth:`Schedule.live_groups`; None: all); ``k`` as for :meth:`_streamed`;
+        ``group_wait`` (:attr:`Schedule.group_wait`): the first tile of each copy group
+        after the first waits ``n - 1`` cycles, ``n`` the rows the previous group drains."""
+        streamed = self._streamed(batch, groups, k)
+        wait = sum(n - 1 for n, _ in streamed[:-1]) if group_wait else 0
+        return self.tiles * sum(self.period(n, kk) for n, kk in streamed) + wait
 
     def flush_cycles(self, batch: int | None, post: int, k=None, groups=None) -> int:
         """Cycles of FLUSH after the last tile: the last tile's streaming tail beyond its
@@ -403,6 +407,18 @@ class Schedule:
         return self.cfg.batch if self.cfg.mode == "mp" else self.cfg.rows
 
     @property
+    def group_wait(self) -> bool:
+        """Whether a copy group's first tile waits ``n - 1`` cycles (``n`` the previous
+        group's drained rows) before it streams: MP batches with zero skipping, where each
+        group streams its own samples' non-zero map, so a group may stream fewer entries
+        than the one before. A tile's drain reads its ``n`` rows from the shadow registers
+        in the cycles after its last entry; the next tile's last entry (and with it the
+        next shadow load) must come ``n`` cycles after this one's at the earliest. Within a
+        group the period ``max(K, n) >= n`` keeps that; at a group change the next group's
+        ``K`` is not known before it streams, and the wait covers any ``K >= 1``."""
+        return self.cfg.mode == "mp" and self.cfg.zero_skip and self.cfg.batch > 1 and self.copy_groups > 1
+
+    @property
     def tags(self) -> int:
         """Sample tags (a result's ``row``, the exit comparator's tag): ``rows`` at least."""
         return max(self.cfg.rows, self.batch_size)
@@ -451,7 +467,7 @@ class Schedule:
         kl, kh = kept if kept is not None else (None, None)
         if self.cfg.mode == "mp":
             g = self.live_groups(layer, live)
-            return [("norm", self.banks), ("stream", p.stream_cycles(None, kl, g)),
+            return [("norm", self.banks), ("stream", p.stream_cycles(None, kl, g, self.group_wait)),
                     ("flush", p.flush_cycles(None, self.latency.post, kl, g)),
                     ("exit", self.batch_size + self.exit_latency)]
         b = self.cfg.rows if batch is None else batch

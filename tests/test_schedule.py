@@ -135,3 +135,20 @@ def test_zero_skipping_cycles_need_the_data():
     # with 4 entries 3 + max(4, 3) = 7; FLUSH k + w + n + post - P is post + 3 either way
     fewer = schedule(cfg).inference_cycles(2, kept=[(4, None), (None, None)])["total"]
     assert every - fewer == 3 * (20 - 7)
+
+
+def test_group_wait_of_mp_batches_with_zero_skipping():
+    """MP batches with zero skipping: each copy group streams its own samples' map, so its
+    stream length may be shorter than the previous group's; the first tile of each group
+    after the first waits n - 1 cycles (n: the previous group's drained rows)."""
+    cfg = AccelConfig(inputs=20, layers=(9, 7), classes=2, rows=3, cols=4, abits=5, afrac=2, batch=3,
+                      zero_skip=True)
+    s = schedule(cfg)
+    assert s.group_wait and s.group_rows == (3, 3)
+    assert not schedule(cfg.replace(batch=1)).group_wait          # one sample's map for every group
+    assert not schedule(cfg.replace(zero_skip=False)).group_wait  # every group streams every input
+    p = s.layer_passes[1]
+    # tiles x (max(k, n) per group) + (3 - 1) before the second group
+    assert p.stream_cycles(None, (5, 2), (0, 1), True) == p.tiles * (5 + 3) + 2
+    assert p.stream_cycles(None, (5,), (1,), True) == p.tiles * 5
+    assert p.stream_cycles(None, (5, 2), (0, 1), False) == p.tiles * (5 + 3)

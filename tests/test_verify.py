@@ -90,6 +90,10 @@ CASES = {
                                 mode="mp", exit_policy="max", label_share=True, zero_skip=True, batch=3),
     "mp_batch_groups": dict(inputs=17, layers=(8, 9), classes=3, rows=4, cols=3, abits=6, wbits=5,
                             mode="mp", exit_policy="margin", label_share=False, batch=4, fpga_regs=True),
+    # eight samples on eight rows; later layers in two groups of four samples each, which
+    # share their weight reads
+    "mp_batch8_skip": dict(inputs=14, layers=(7, 6, 5), classes=2, rows=8, cols=3, abits=5, wbits=4,
+                           mode="mp", exit_policy="max", label_share=True, zero_skip=True, batch=8),
 }
 VERILATOR_CASES = ["mp_groups_share", "op_margin", "mp_noshare_margin", "op_lls_sin", "mp_zero_skip_noshare",
                    "op_zero_skip", "mp_batch_share_skip", "mp_batch_groups"]
@@ -98,7 +102,8 @@ STALLS = {"mp_groups_share": 0.3, "op_margin": 0.4, "mp_noshare_margin": 0.2, "m
           "op_three_layers": 0.5, "mp_ten_classes": 0.3, "op_rows1_noexit": 0.3, "mp_margin_groups": 0.6,
           "op_cols1": 0.3, "op_lls_square": 0.4, "op_lls_sin": 0.3, "mp_skip_middle": 0.3, "op_skip_last": 0.4,
           "mp_zero_skip": 0.3, "mp_zero_skip_noshare": 0.5, "op_zero_skip": 0.4, "op_zero_skip_lls": 0.3,
-          "mp_fpga_regs_share": 0.4, "mp_batch_share_skip": 0.4, "mp_batch_groups": 0.3}
+          "mp_fpga_regs_share": 0.4, "mp_batch_share_skip": 0.4, "mp_batch_groups": 0.3,
+          "mp_batch8_skip": 0.3}
 
 
 def case_samples(name: str, seed: int):
@@ -112,6 +117,8 @@ def case_samples(name: str, seed: int):
         for k in range(8):
             s = seed + 100 * k
             n = 8 if base_cfg.mode == "mp" else 2 * base_cfg.rows + 1
+            if base_cfg.batch > 4:             # two batches, the second partial
+                n = base_cfg.batch + 3
             qm, x = verify_samples(base_cfg.replace(thresholds=()), s, n)
             if base_cfg.zero_skip:            # sparse inputs, as images are
                 x[np.random.default_rng(s).random(x.shape) < 0.6] = 0

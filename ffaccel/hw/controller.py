@@ -217,6 +217,19 @@ class Controller(wiring.Component):
                 m.d.comb += lane.eq(c)
         word_done, finish = Signal(), Signal()
         m.d.comb += word_done.eq((lanes & ~low) == 0)
+        if s.group_wait:                # a copy group's first tile waits (Schedule.group_wait)
+            waiting = st.gwait != 0
+            with m.If(waiting):
+                m.d.sync += st.gwait.eq(st.gwait - 1)
+        else:
+            waiting = 0
+        with m.If(~waiting):
+            self._stream_skip_cycle(m, src, skips, wp, w_lo, w_hi, lanes, low, lane, word_done, finish)
+
+    def _stream_skip_cycle(self, m: Module, src, skips, wp, w_lo, w_hi, lanes, low, lane, word_done, finish):
+        """One streaming cycle of :meth:`_stream_skip`."""
+        s, cfg, st, iss = self.sched, self.sched.cfg, self._state, self._cmd
+        C = cfg.cols
         m.d.sync += st.tcnt.eq(st.tcnt + 1)
         with m.If(~st.labph & ~st.sdone):
             m.d.comb += [iss.valid.eq(1), iss.first.eq(st.tcnt == 0), iss.last.eq(word_done & (wp == w_hi)),
@@ -256,6 +269,8 @@ class Controller(wiring.Component):
                     m.next = "FLUSH"
                 with m.Else():
                     m.d.sync += st.grp.eq(self._lowest(m, later, "next_grp"))
+                    if s.group_wait:    # the next group's first tile waits (Schedule.group_wait)
+                        m.d.sync += st.gwait.eq(st.drows - 1)
             else:
                 m.next = "FLUSH"
         with m.Else():
@@ -427,6 +442,8 @@ class _State:
         self.pix = Signal(range(cfg.inputs + 1))
         self.lrow = Signal(range(B + 1))
         self.pstart = Signal()                     # the first cycle of a layer pass is next
+        if s.group_wait:
+            self.gwait = Signal(range(max(R, 2)))  # cycles a copy group's first tile still waits
         self.settle = Signal(range(s.latency.load + 1))   # SETTLE: the last squares on their way
         self.counting = Signal()
         self.cycles = Signal(32)

@@ -389,9 +389,10 @@ class PerfModel:
                         banks = [(s, xs[s]) for s in sched.group_samples(g) if s in live]
                     else:
                         banks = [(g * R + r, Xg[i_]) for i_, r in enumerate(rows)]
+                    # (the next group follows back to back, unless its first tile waits)
                     self._pass(self._wt[layer], Xg, rows, banks, entries=entries(i), label_words=0,
                                set_=p.src, plan=p, drained=n, toggles=toggles, cnt=cnt,
-                               follows=i < len(groups) - 1)
+                               follows=i < len(groups) - 1 and not (sched.group_wait and n > 1))
                     streamed += n
             cnt.drained_rows += streamed * self.mm.tiles[layer]
             cnt.act_writes += NC * len(live) * self.mm.tiles[layer]
