@@ -8,10 +8,12 @@ per sample (45 nm model; the batch's energy over its samples) with its largest
 components; per layer the weight reads skipped and the cycle reduction.
 
 A batch needs a row per sample in the shared layer 1: a batch larger than the config's
-rows runs on an array with B rows (the table says which).
+rows runs on an array with the next multiple of the classes above B as its rows (the
+table says which).
 
     python scripts/bench_zero_skip.py [--cells mnist:runs/mnist_4x2000_mp_r3.ckpt,...]
-                                      [--batches 1] [--k 1.5] [--weight-mem sram] [--limit N]
+                                      [--batches 1] [--skip both|off|on] [--k 1.5]
+                                      [--weight-mem sram] [--limit N]
                                       [--toggle-samples 16] [--json OUT]
 
 Prints Markdown tables; ``--json`` writes every figure to OUT.
@@ -69,7 +71,10 @@ def measure(dataset: str, ckpt: str, skip: bool, batch: int, args) -> dict:
     _, base = checkpoint_config(ckpt, {})
     over = {"weight_mem": args.weight_mem, "zero_skip": skip, "batch": batch}
     if batch > base.rows:
-        over["rows"] = batch
+        # the shared layer 1 needs a row per sample; rows a multiple of the classes keep
+        # a copy group to whole samples (a group that straddles two samples re-reads its
+        # weights for either)
+        over["rows"] = -(-batch // base.classes) * base.classes
     wl = load_workload(over, checkpoint=ckpt, dataset=dataset, limit=args.limit, k=args.k)
     perf = analyse(wl, 0)
     s = perf["summary"]
@@ -92,6 +97,7 @@ def measure(dataset: str, ckpt: str, skip: bool, batch: int, args) -> dict:
 def main(argv=None) -> int:
     p = make_parser(PROG, __doc__.splitlines()[0])
     p.add_argument("--cells", default=DEFAULT_CELLS, help=f"DATASET:CHECKPOINT,... (default {DEFAULT_CELLS})")
+    p.add_argument("--skip", choices=("both", "off", "on"), default="both", help="zero skipping settings to run")
     p.add_argument("--batches", default="1", help="MP batch sizes B (config field batch), comma-separated (default 1)")
     p.add_argument("--k", type=strict_float, default=1.5, help="exit knob (default 1.5)")
     p.add_argument("--weight-mem", choices=("sram", "dram"), default="sram")
@@ -112,7 +118,7 @@ def main(argv=None) -> int:
           "weight reads / sample | energy / sample (uJ) | weight memory (uJ) | s |")
     print("| --- " * 11 + "|")
     for ds, ckpt in cells:
-        for skip in (False, True):
+        for skip in {"both": (False, True), "off": (False,), "on": (True,)}[args.skip]:
             for batch in batches:
                 r = measure(ds, ckpt, skip, batch, args)
                 rows.append(r)
