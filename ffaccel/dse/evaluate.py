@@ -112,7 +112,7 @@ def evaluate(space: Space, point: dict) -> dict:
         _PROFILES[pkey] = profile(wl, w["toggle_samples"])
     rep = report(wl, load_coeffs(tech=qcfg.tech), w["toggle_samples"], exit_layers=exit_layer,
                  prof=_PROFILES[pkey])
-    # an inference (MP sample, OP batch) runs to its deepest exit
+    # an inference (an MP or OP batch) runs to its deepest exit
     sch = schedule(qcfg)
     batches = sch.batches(n)
     # (zero skipping: each inference's stream lengths from its data)

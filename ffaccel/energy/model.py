@@ -84,7 +84,7 @@ def profile(wl: Workload, toggle_samples: int) -> Profile:
     n = min(len(wl.x), max(1, toggle_samples))
     sched = schedule(cfg)
     mp = cfg.mode == "mp"
-    # the workload's first inferences (MP samples, OP batches) that cover n samples
+    # the workload's first inferences (MP and OP batches) that cover n samples
     units = [wl.x[lo:lo + size] for lo, size in sched.batches(len(wl.x))][:ceil_div(n, sched.batch_size)]
     tog = [dict.fromkeys(COMPONENTS, 0.0) for _ in range(L)]
     load = 0.0
@@ -188,7 +188,7 @@ class EnergyModel:
         return e
 
     def by_depth(self, prof: Profile) -> list[dict]:
-        """Component energies (pJ) of an inference (MP sample / OP batch) exiting after 1..L."""
+        """Component energies (pJ) of an inference (an MP or OP batch, every sample live) exiting after 1..L."""
         out, acc = [], self.setup(prof)
         for layer in range(self.cfg.n_layers):
             le = self.layer(prof.toggles[layer], prof.counts[layer], prof.cycles[layer])

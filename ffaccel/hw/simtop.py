@@ -62,7 +62,7 @@ class SimResult:
 
 def run_engine(qm: QuantModel, batches: list[np.ndarray], *, max_cycles: int = 2_000_000,
                vcd: str | None = None, units: dict | None = None) -> tuple[list[SimResult], list[tuple]]:
-    """Simulate the engine on batches of input codes (MP: each batch one sample (1, D);
+    """Simulate the engine on batches of input codes (MP: up to ``batch`` samples;
     OP: up to ``rows`` samples). Returns the results and the activation probe beats
     (layer, copy, tile, [cols values])."""
     cfg = qm.cfg

@@ -307,7 +307,7 @@ class PerfModel:
         return sum(self._written(pad[i].reshape(tiles, C), (layer + 1) % 2, r) for i, r in enumerate(rows))
 
     def shape_counters(self, exit_layers) -> Counters:
-        """Counters (no toggles) of one inference (MP sample, OP batch of
+        """Counters (no toggles) of one inference (an MP or OP batch of
         ``len(exit_layers)``) from its exit layers alone: without zero skipping the data
         does not change them."""
         cfg = self.cfg

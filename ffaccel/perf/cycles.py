@@ -114,7 +114,7 @@ def lengths_of(cfg: AccelConfig, maps: Sequence[tuple]) -> list[tuple[int | None
 
 def unit_stream_lengths(cfg: AccelConfig, xs: np.ndarray, probed: Sequence[np.ndarray],
                         exit_layers: Sequence[int]) -> list[tuple[int | None, int | None]]:
-    """:func:`stream_lengths` of one inference (MP sample, OP batch) from the golden
+    """:func:`stream_lengths` of one inference (an MP or OP batch) from the golden
     model's probed activations of its samples (``GoldenResult.activations``, each
     (b, copies, n_l))."""
     mp = cfg.mode == "mp"
