@@ -464,18 +464,25 @@ def test_example_spaces_load(path):
         assert sp.fpga == {"device": "LFE5U-85F"} and "fpga_luts" in sp.metrics
 
 
+def _one_axis(tmp_path, cli, digits_ckpt, name: str, rows: int, axis: str) -> dict:
+    """The digits space on one array (``rows`` x 4, 8-bit weights, k = 1) with one more
+    ``axis`` line; run; its points by that axis's value."""
+    import csv
+    key = axis.split("=")[0].strip()
+    text = _space(tmp_path, digits_ckpt, ks="[1.0]").read_text()
+    text = text.replace("rows = [2, 5]", f"rows = [{rows}]").replace("wbits = [4, 8]", "wbits = [8]")
+    text = text.replace("cols = [4, 8]", f"cols = [4]\n{axis}")
+    (tmp_path / f"{name}.toml").write_text(text)
+    r = cli("dse", "--no-progress", "--space", str(tmp_path / f"{name}.toml"), "--store",
+            str(tmp_path / f"{name}.db"), "--out", str(tmp_path / "out"), "--json")
+    assert r.returncode == 0, r.stderr
+    return {row[key]: row for row in csv.DictReader(open(tmp_path / "out" / f"{name}_points.csv"))}
+
+
 def test_zero_skip_axis_keeps_accuracy_and_cuts_cycles(tmp_path, env, cli, digits_ckpt):
     """``zero_skip`` as an axis: the same network and exits, so the same accuracy; fewer
     weight reads and cycles (the digits' zero pixels are skipped)."""
-    import csv
-    text = _space(tmp_path, digits_ckpt, ks="[1.0]").read_text()
-    text = text.replace("rows = [2, 5]", "rows = [2]").replace("wbits = [4, 8]", "wbits = [8]")
-    text = text.replace("cols = [4, 8]", "cols = [4]\nzero_skip = [false, true]")
-    (tmp_path / "z.toml").write_text(text)
-    r = cli("dse", "--no-progress", "--space", str(tmp_path / "z.toml"), "--store", str(tmp_path / "z.db"),
-            "--out", str(tmp_path / "out"), "--json")
-    assert r.returncode == 0, r.stderr
-    rows = {row["zero_skip"]: row for row in csv.DictReader(open(tmp_path / "out" / "z_points.csv"))}
+    rows = _one_axis(tmp_path, cli, digits_ckpt, "z", 2, "zero_skip = [false, true]")
     off, on = rows["False"], rows["True"]
     assert float(on["accuracy"]) == float(off["accuracy"])
     assert float(on["latency_cycles"]) < 0.9 * float(off["latency_cycles"])
@@ -486,15 +493,7 @@ def test_batch_axis_keeps_accuracy_and_shares_weight_reads(tmp_path, env, cli, d
     """``batch`` (MP samples per inference) as an axis: the same network and exits, so the
     same accuracy; each weight read of the shared layer 1 serves the batch, so less energy
     and fewer cycles per sample; the batch's latency is longer than one sample's."""
-    import csv
-    text = _space(tmp_path, digits_ckpt, ks="[1.0]").read_text()
-    text = text.replace("rows = [2, 5]", "rows = [5]").replace("wbits = [4, 8]", "wbits = [8]")
-    text = text.replace("cols = [4, 8]", "cols = [4]\nbatch = [1, 4]")
-    (tmp_path / "b.toml").write_text(text)
-    r = cli("dse", "--no-progress", "--space", str(tmp_path / "b.toml"), "--store", str(tmp_path / "b.db"),
-            "--out", str(tmp_path / "out"), "--json")
-    assert r.returncode == 0, r.stderr
-    rows = {row["batch"]: row for row in csv.DictReader(open(tmp_path / "out" / "b_points.csv"))}
+    rows = _one_axis(tmp_path, cli, digits_ckpt, "b", 5, "batch = [1, 4]")
     one, four = rows["1"], rows["4"]
     assert float(four["accuracy"]) == float(one["accuracy"])
     assert float(four["energy_pj"]) < float(one["energy_pj"])
