@@ -96,7 +96,7 @@ CASES = {
                            mode="mp", exit_policy="max", label_share=True, zero_skip=True, batch=8),
 }
 VERILATOR_CASES = ["mp_groups_share", "op_margin", "mp_noshare_margin", "op_lls_sin", "mp_zero_skip_noshare",
-                   "op_zero_skip", "mp_batch_share_skip", "mp_batch_groups"]
+                   "op_zero_skip", "mp_batch_share_skip", "mp_batch_groups", "mp_batch8_skip"]
 # (case, stall probability): stalls vary so timing independence is exercised too
 STALLS = {"mp_groups_share": 0.3, "op_margin": 0.4, "mp_noshare_margin": 0.2, "mp_one_layer_rows1": 0.0,
           "op_three_layers": 0.5, "mp_ten_classes": 0.3, "op_rows1_noexit": 0.3, "mp_margin_groups": 0.6,
