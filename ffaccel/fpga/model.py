@@ -80,20 +80,21 @@ POINTS: tuple[Point, ...] = (
           luts=43543, ffs=26246, dsps=156, lut_pes=38, brams=80, fmax_mhz=66.73),
     Point("mnist-16x16", {"inputs": 784, "classes": 10, "layers": "4x2000", "rows": 16, "cols": 16},
           luts=43741, ffs=26265, dsps=156, lut_pes=38, brams=80, fmax_mhz=65.96),
-    # with the FPGA registers (``fpga_regs``), session 9: ``python scripts/bench_fpga.py --only
-    # tiny+regs small+regs narrow+regs mnist-4x4+regs mnist-10x16+regs`` (16x16 not placed)
+    # with the FPGA registers (``fpga_regs``), session 10 (every registered product a
+    # MULT18X18D with its own registers): ``python scripts/bench_fpga.py --only tiny+regs
+    # small+regs narrow+regs mnist-4x4+regs mnist-10x16+regs`` (runs/fpga/bench_regs_blocks.json)
     Point("tiny+regs", {"inputs": 8, "classes": 2, "layers": "1x4", "rows": 2, "cols": 2, "fpga_regs": True},
-          luts=2462, ffs=1956, dsps=9, lut_pes=0, brams=0, fmax_mhz=120.08),
+          luts=2468, ffs=1686, dsps=9, lut_pes=0, brams=0, fmax_mhz=126.39),
     Point("small+regs", {"inputs": 64, "classes": 10, "layers": "2x32", "rows": 10, "cols": 4, "fpga_regs": True},
-          luts=11055, ffs=10463, dsps=50, lut_pes=0, brams=0, fmax_mhz=67.95),
+          luts=10924, ffs=8898, dsps=50, lut_pes=0, brams=0, fmax_mhz=110.88),
     Point("narrow+regs", {"inputs": 64, "classes": 10, "layers": "2x32", "rows": 6, "cols": 8, "abits": 4, "wbits": 4,
                           "fpga_regs": True},
-          luts=9875, ffs=9308, dsps=58, lut_pes=0, brams=0, fmax_mhz=98.76),
+          luts=10027, ffs=8156, dsps=58, lut_pes=0, brams=0, fmax_mhz=118.92),
     Point("mnist-4x4+regs", {"inputs": 784, "classes": 10, "layers": "4x2000", "rows": 4, "cols": 4, "fpga_regs": True},
-          luts=9533, ffs=8949, dsps=26, lut_pes=0, brams=20, fmax_mhz=110.45),
+          luts=9450, ffs=8098, dsps=26, lut_pes=0, brams=20, fmax_mhz=108.77),
     Point("mnist-10x16+regs", {"inputs": 784, "classes": 10, "layers": "4x2000", "rows": 10, "cols": 16,
                                "fpga_regs": True},
-          luts=38600, ffs=32874, dsps=156, lut_pes=38, brams=80, fmax_mhz=76.22),
+          luts=41110, ffs=27576, dsps=156, lut_pes=38, brams=80, fmax_mhz=84.95),
 )
 
 
