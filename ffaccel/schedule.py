@@ -423,11 +423,24 @@ class Schedule:
         """Sample tags (a result's ``row``, the exit comparator's tag): ``rows`` at least."""
         return max(self.cfg.rows, self.batch_size)
 
+    # MP: the batch's label copies, ``b * classes + c`` being sample b's copy of label c
+    # (its bank in each set, its row (copy % rows) in copy group copy // rows)
+    def copy_of(self, sample: int, label: int) -> int:
+        """MP: the copy index of ``sample``'s copy of ``label``."""
+        return sample * self.cfg.classes + label
+
+    def sample_of(self, copy: int) -> int:
+        """MP: the sample of the batch a copy belongs to."""
+        return copy // self.cfg.classes
+
+    def label_of(self, copy: int) -> int:
+        """MP: the label a copy carries."""
+        return copy % self.cfg.classes
+
     def group_samples(self, g: int) -> range:
-        """MP: the samples of the batch whose label copies copy group ``g`` holds (copy
-        ``b * classes + c`` is sample b's copy of label c)."""
+        """MP: the samples of the batch whose label copies copy group ``g`` holds."""
         lo = g * self.cfg.rows
-        return range(lo // self.cfg.classes, (lo + self.group_rows[g] - 1) // self.cfg.classes + 1)
+        return range(self.sample_of(lo), self.sample_of(lo + self.group_rows[g] - 1) + 1)
 
     def live_groups(self, layer: int, live) -> tuple[int, ...]:
         """MP: the copy groups layer ``layer``'s pass streams when the samples ``live`` (of

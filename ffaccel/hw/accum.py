@@ -105,7 +105,7 @@ class Accumulators(wiring.Component):
         B = s.batch_size
         for c in range(NC):
             if mp:
-                sc = score[c] if B == 1 else Array(score[b * NC + c] for b in range(B))[self.score_row]
+                sc = score[c] if B == 1 else Array(score[s.copy_of(b, c)] for b in range(B))[self.score_row]
             else:
                 sc = Array(logits[r][c] for r in range(R))[self.score_row]
             m.d.comb += self.scores[c].eq(sc)
@@ -166,7 +166,7 @@ class Accumulators(wiring.Component):
                     NC = cfg.classes
                     for b in range(self.sched.batch_size):
                         with m.If(ld.row == b):
-                            m.d.sync += [self.g[b * NC + c].eq(g0) for c in range(NC)]
+                            m.d.sync += [self.g[self.sched.copy_of(b, c)].eq(g0) for c in range(NC)]
                     m.d.sync += self.g_img.eq(0)
                 else:
                     g0 = self.g_img + sq + cfg.classes * cfg.neutral_value ** 2

@@ -217,14 +217,14 @@ class Controller(wiring.Component):
                 m.d.comb += lane.eq(c)
         word_done, finish = Signal(), Signal()
         m.d.comb += word_done.eq((lanes & ~low) == 0)
+        args = (src, skips, wp, w_lo, w_hi, lanes, low, lane, word_done, finish)
         if s.group_wait:                # a copy group's first tile waits (Schedule.group_wait)
-            waiting = st.gwait != 0
-            with m.If(waiting):
+            with m.If(st.gwait != 0):
                 m.d.sync += st.gwait.eq(st.gwait - 1)
+            with m.Else():
+                self._stream_skip_cycle(m, *args)
         else:
-            waiting = 0
-        with m.If(~waiting):
-            self._stream_skip_cycle(m, src, skips, wp, w_lo, w_hi, lanes, low, lane, word_done, finish)
+            self._stream_skip_cycle(m, *args)
 
     def _stream_skip_cycle(self, m: Module, src, skips, wp, w_lo, w_hi, lanes, low, lane, word_done, finish):
         """One streaming cycle of :meth:`_stream_skip`."""

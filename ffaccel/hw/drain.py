@@ -136,8 +136,8 @@ class Drain(wiring.Component):
         if cfg.mode == "mp":
             first = [g * R for g in range(s.copy_groups)]
             cp0 = Mux(dtag.shared, 0, Array(Const(v, s.copy_index) for v in first)[dtag.grp])
-            smp0 = Mux(dtag.shared, 0, Array(Const(v // NC, range(s.batch_size + 1)) for v in first)[dtag.grp])
-            cls0 = Mux(dtag.shared, 0, Array(Const(v % NC, range(NC)) for v in first)[dtag.grp])
+            smp0 = Mux(dtag.shared, 0, Array(Const(s.sample_of(v), range(s.batch_size + 1)) for v in first)[dtag.grp])
+            cls0 = Mux(dtag.shared, 0, Array(Const(s.label_of(v), range(NC)) for v in first)[dtag.grp])
             wrap = cls == NC - 1
             return (Mux(done, cp0, cp + 1), Mux(done, smp0, Mux(wrap, smp + 1, smp)),
                     Mux(done, cls0, Mux(wrap, 0, cls + 1)))

@@ -156,7 +156,7 @@ class Issue(wiring.Component):
         else:
             image = 0
         group = (tag.grp == b // R) if s.copy_groups > 1 else 1
-        return Mux((tag.layer == 0) & ~tag.head, image, group & self._live(b // NC))
+        return Mux((tag.layer == 0) & ~tag.head, image, group & self._live(s.sample_of(b)))
 
     def _lane(self, word, r: int):
         cfg = self.sched.cfg
@@ -184,7 +184,8 @@ class Issue(wiring.Component):
         live = Signal(name=f"xlive{r}")
         words = {b: Mux(self._src[r], rdata[1][b], rdata[0][b]) for _, b in cands}
         def pick(cp):
-            return [word.eq(words[cp]), image.eq(rdata[0][cp // NC]), label.eq(cp % NC), live.eq(self._live(cp // NC))]
+            return [word.eq(words[cp]), image.eq(rdata[0][s.sample_of(cp)]), label.eq(s.label_of(cp)),
+                    live.eq(self._live(s.sample_of(cp)))]
         if s.copy_groups == 1:
             m.d.comb += pick(cands[0][1])
         else:                           # (a group without a copy on this row: disabled)

@@ -82,7 +82,7 @@ class NonzeroMap(wiring.Component):
             elif is_load:
                 sample = port.bank
             else:
-                sample = Array(Const(b // NC, range(B)) for b in range(s.banks))[port.bank]
+                sample = Array(Const(s.sample_of(b), range(B)) for b in range(s.banks))[port.bank]
             for st in range(2):
                 for b in range(B):
                     with m.If((port.set == st) & (port.lanes != 0) & (sample == b)):

@@ -382,8 +382,8 @@ class PerfModel:
                 for i, g in enumerate(groups):
                     n = p.groups[g]
                     cps = [g * R + r for r in range(n)]
-                    rows = [r for r, cp in zip(range(n), cps) if cp // NC in live]
-                    Xg = np.array([operand(cp // NC, cp % NC) for cp in (g * R + r for r in rows)]).reshape(
+                    rows = [r for r, cp in zip(range(n), cps) if sched.sample_of(cp) in live]
+                    Xg = np.array([operand(sched.sample_of(cp), sched.label_of(cp)) for cp in (g * R + r for r in rows)]).reshape(
                         len(rows), -1)
                     if layer == 0:              # the images of the group's live samples
                         banks = [(s, xs[s]) for s in sched.group_samples(g) if s in live]
@@ -397,7 +397,7 @@ class PerfModel:
             cnt.drained_rows += streamed * self.mm.tiles[layer]
             cnt.act_writes += NC * len(live) * self.mm.tiles[layer]
             if toggles:
-                banks = [s * NC + c for s in live for c in range(NC)]
+                banks = [sched.copy_of(s, c) for s in live for c in range(NC)]
                 h = np.concatenate([acts[layer][s] for s in live])
                 cnt.toggles["act_write"] += self._drain_toggles(banks, h, layer)
             cnt._close_layer(before, cbefore)
