@@ -322,6 +322,12 @@ class PassPlan:
         return self.tiles * self.k * cols * sum(en)
 
 
+def live_samples(exits, layer: int) -> list[int]:
+    """The samples of a batch (by their exit layers, 1-based) still in it when layer
+    ``layer`` (0-based) runs: those that exit after it or later."""
+    return [b for b, e in enumerate(exits) if e > layer]
+
+
 def word_span(lo: int, hi: int, cols: int) -> tuple[int, int, int, int]:
     """The words of ``cols`` inputs that inputs ``lo..hi-1`` occupy: (first word, last word,
     the lanes of the first word in the range, the lanes of the last word in the range) as
@@ -519,7 +525,7 @@ class Schedule:
                              "(pass the stream lengths, ffaccel.perf.cycles.stream_lengths)")
         layers = []
         for layer in range(exit_layer):
-            live = None if exits is None else [b for b, e in enumerate(exits) if e > layer]
+            live = None if exits is None else live_samples(exits, layer)
             ph = self.layer_phases(layer, batch, kept[layer] if kept is not None else None, live)
             layers.append({"layer": layer + 1, "phases": dict(ph), "cycles": sum(c for _, c in ph)})
         setup = self.setup_cycles()

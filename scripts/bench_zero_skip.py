@@ -35,6 +35,7 @@ from ffaccel.cli import (atomic_write_text, dataset_matching, make_parser, path_
 from ffaccel.energy.coeffs import load_coeffs
 from ffaccel.energy.report import report
 from ffaccel.errors import FFAccelError
+from ffaccel.fixedpoint import ceil_div
 from ffaccel.fsutil import check_writable
 from ffaccel.model.checkpoint import checkpoint_config
 from ffaccel.perf.report import analyse, load_workload
@@ -76,7 +77,7 @@ def measure(dataset: str, ckpt: str, skip: bool, batch: int, args) -> dict:
         # the shared layer 1 needs a row per sample; rows a multiple of the classes keep
         # a copy group to whole samples (a group that straddles two samples re-reads its
         # weights for either)
-        over["rows"] = -(-batch // base.classes) * base.classes
+        over["rows"] = ceil_div(batch, base.classes) * base.classes
     wl = load_workload(over, checkpoint=ckpt, dataset=dataset, limit=args.limit, k=args.k)
     perf = analyse(wl, 0)
     s = perf["summary"]

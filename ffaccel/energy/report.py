@@ -13,7 +13,7 @@ import numpy as np
 from ..fsutil import atomic_write_dir
 
 from ..model.golden import GoldenModel
-from ..schedule import schedule
+from ..schedule import live_samples, schedule
 from .model import ENERGY_COMPONENTS, EnergyModel, profile
 
 
@@ -86,7 +86,7 @@ def inference_depths(cfg, exit_layers: np.ndarray) -> list[tuple[int, int, tuple
         for layer in range(depth):
             p = sch.layer_passes[layer]
             if cfg.mode == "mp" and not p.shared:
-                live = [b for b, e in enumerate(ex) if e > layer]
+                live = live_samples(ex, layer)
                 share.append(len(sch.live_groups(layer, live)) / len(p.groups))
             else:
                 share.append(1.0)

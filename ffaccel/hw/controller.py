@@ -211,10 +211,7 @@ class Controller(wiring.Component):
                              & Mux(wp == w_hi, hi_lanes, (1 << C) - 1) & ~st.used)
         low = Signal(C)                        # the lowest input left in this word
         m.d.comb += low.eq(lanes & -lanes)
-        lane = Signal(range(C))
-        for c in reversed(range(C)):
-            with m.If(low[c]):
-                m.d.comb += lane.eq(c)
+        lane = self._lowest(m, low, "lane")
         word_done, finish = Signal(), Signal()
         m.d.comb += word_done.eq((lanes & ~low) == 0)
         args = (src, skips, wp, w_lo, w_hi, lanes, low, lane, word_done, finish)

@@ -33,7 +33,7 @@ from ..hw.images import tile_weights
 from ..model.embed import embed_all, embed_neutral
 from ..model.exits import layer_macs
 from ..model.golden import QuantModel
-from ..schedule import schedule
+from ..schedule import live_samples, schedule
 from .cycles import lengths_of, nonzero_maps, pass_entries
 
 COMPONENTS = ("weight_bus", "act_read", "array_x", "pe_operand", "pe_product", "pe_acc", "pe_shadow", "act_write")
@@ -357,7 +357,7 @@ class PerfModel:
             cnt.toggles["act_write"] += sum(self._load_toggles(x, s) for s, x in enumerate(xs))
         for layer in range(deepest):
             before, cbefore = dict(cnt.toggles), cnt.snapshot()
-            live = [s for s in range(b) if exits[s] > layer]
+            live = live_samples(exits, layer)
             p = sched.layer_passes[layer]
             # zero skipping: each streamed group's stream from its own samples' map
             group_maps = maps[layer][0] if cfg.zero_skip else None
@@ -420,7 +420,7 @@ class PerfModel:
             cnt.toggles["act_write"] += sum(self._load_toggles(xr, r) for r, xr in enumerate(xs))
         for layer in range(deepest):
             before, cbefore = dict(cnt.toggles), cnt.snapshot()
-            live = [r for r in range(b) if exit_layers[r] > layer]
+            live = live_samples(exit_layers, layer)
             X = x0 if layer == 0 or not toggles else acts[layer - 1]
             held = xs if layer == 0 or not toggles else acts[layer - 1]
             hacts = acts[layer] if toggles else np.zeros((b, cfg.layers[layer]), dtype=np.int64)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..config import AccelConfig
-from ..schedule import label_slot_nonzero, schedule, skip_entries
+from ..schedule import label_slot_nonzero, live_samples, schedule, skip_entries
 
 
 def layer_phases(cfg: AccelConfig, layer: int, batch: int | None = None,
@@ -53,7 +53,7 @@ def nonzero_maps(cfg: AccelConfig, xs: np.ndarray, acts: Sequence[np.ndarray],
     if mp:
         sched = schedule(cfg)
         for layer in range(int(exits.max())):
-            live = [b for b in range(len(xs)) if exits[b] > layer]
+            live = live_samples(exits, layer)
             if layer == 0:
                 own = {b: input_nonzero(cfg, xs[b:b + 1]) for b in live}
             else:
