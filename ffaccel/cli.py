@@ -83,6 +83,8 @@ _CONFIG_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     # (not --batch: the training recipe's mini-batch, on ffaccel.train with these flags)
     "--infer-batch": ("batch", strict_int, "MP: samples per inference sharing each weight read (default 1)"),
     "--weight-mem": ("weight_mem", str, "weight memory level: sram or dram"),
+    "--sram-bank-kib": ("sram_bank_kib", strict_int, "weight SRAM bank size in KiB, a power of two (0: one memory)"),
+    "--onchip-kib": ("onchip_kib", strict_int, "on-chip weight SRAM budget in KiB; layers beyond it in DRAM (0: none)"),
     "--clock-mhz": ("clock_mhz", strict_float, "clock frequency in MHz"),
     "--tech": ("tech", str, "technology node, e.g. 45nm"),
 }

@@ -53,7 +53,7 @@ WIDTH_FIELDS = ("wbits", "abits")
 FORMAT_FIELDS = WIDTH_FIELDS + ("afrac", "wfrac", "hfrac", "lfrac")
 # Fields that never change the generated hardware (energy, latency and exit-calibration
 # knobs). Exit thresholds do: they are the reset values of run-time registers.
-NON_HARDWARE_FIELDS = ("clock_mhz", "tech", "exit_k", "weight_mem", "sram_kib")
+NON_HARDWARE_FIELDS = ("clock_mhz", "tech", "exit_k", "weight_mem", "sram_kib", "sram_bank_kib", "onchip_kib")
 # Run-time shift-base registers (written through the register port) hold 0..63.
 SHIFT_BASE_BITS = 6
 
@@ -141,7 +141,9 @@ class AccelConfig:
     """Fractional bits of every activation (one activation format for the whole net, so
     per-layer goodness values add without alignment shifts)."""
     wfrac: tuple[int, ...] = ()
-    """Per-layer weight fractional bits (power-of-two weight scale). Empty -> wbits-1 each."""
+    """Per-layer weight fractional bits (power-of-two weight scale 2**-wfrac; negative for
+    weights larger than the integer range, as long as the shift rsqrt_frac + wfrac - afrac
+    stays >= 0). Empty -> wbits-1 each."""
     hfrac: tuple[int, ...] = ()
     """OP only: per-layer head-weight fractional bits. Empty -> wbits-1 each."""
     lfrac: int = 6
@@ -195,6 +197,13 @@ class AccelConfig:
     # --- memory, clock, technology ---
     weight_mem: str = "dram"
     sram_kib: int = 512
+    sram_bank_kib: int = 0
+    """Weight SRAM built of banks of this many KiB (a power of two, 1..1024); an access
+    reads one bank and crosses the memory to its port (ffaccel.energy.memory). 0: one
+    monolithic memory sized to the weights, at least ``sram_kib``."""
+    onchip_kib: int = 0
+    """On-chip budget of the weight SRAM in KiB: layers are placed on chip in order while
+    they fit, the rest are read from DRAM. 0: no budget (every layer on chip)."""
     clock_mhz: float = 200.0
     tech: str = "45nm"
     # free-form provenance (never affects hardware); kept out of the hash
@@ -237,6 +246,10 @@ class AccelConfig:
         _check_choice("weight_mem", self.weight_mem, WEIGHT_MEMS)
         _check_choice("tech", self.tech, TECH_NODES)
         _check_int("sram_kib", self.sram_kib, 1, 1 << 20)
+        _check_int("sram_bank_kib", self.sram_bank_kib, 0, 1024)
+        if self.sram_bank_kib & (self.sram_bank_kib - 1):
+            raise ConfigError(f"sram_bank_kib={self.sram_bank_kib} must be a power of two (allowed: 0, 1, 2, 4 .. 1024)")
+        _check_int("onchip_kib", self.onchip_kib, 0, 1 << 20)
         for name in ("label_share", "fpga_regs", "zero_skip"):
             if isinstance(getattr(self, name), bool) is False:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")
@@ -272,7 +285,7 @@ class AccelConfig:
             elif len(value) != nl:
                 raise ConfigError(f"{name} has {len(value)} entries; the network has {nl} layers")
             for i, v in enumerate(getattr(self, name)):
-                _check_int(f"{name}[{i}]", v, 0, 32)
+                _check_int(f"{name}[{i}]", v, -32 if name == "wfrac" else 0, 32)
         if self.exit_head != "learned":
             # an LLS basis has fixed integer values: +-1 (square) or a sin table at full scale
             want = (self.lls_hfrac,) * nl

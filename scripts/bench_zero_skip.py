@@ -83,6 +83,8 @@ def measure(dataset: str, ckpt: str, skip: bool, batch: int, args) -> dict:
     s = perf["summary"]
     labels = np.array([r["label"] for r in perf["samples"]])
     energy = report(wl, load_coeffs(tech=wl.cfg.tech), args.toggle_samples)
+    e_word = set(energy["e_weight_word_pj"])
+    assert len(e_word) == 1, "the bench's weights share one memory (no on-chip budget)"
     out = {"dataset": dataset, "checkpoint": ckpt, "zero_skip": skip, "batch": batch,
            "array": f"{wl.cfg.rows}x{wl.cfg.cols}", "samples": s["samples"],
            "accuracy": float((labels == np.asarray(wl.y)).mean()),
@@ -94,7 +96,7 @@ def measure(dataset: str, ckpt: str, skip: bool, batch: int, args) -> dict:
            # the weight memory's energy from the exact reads of every sample (the report's
            # comes from the profiled inferences, each later layer scaled by its share of
            # copy groups) and the total with it
-           "weight_mem_exact_uj": s["weight_reads_per_sample"] * energy["e_weight_word_pj"] / 1e6,
+           "weight_mem_exact_uj": s["weight_reads_per_sample"] * e_word.pop() / 1e6,
            "energy_components_uj": {k: v / 1e6 for k, v in energy["components"].items()},
            "exit_histogram": s["exit_histogram"], "per_layer": s.get("zero_skip"),
            "seconds": round(time.perf_counter() - t0, 1)}

@@ -34,9 +34,10 @@ ACT_WORD = SRAM_64B * 32 / 64               # 4 activations of 8 bits
 POST_ROW = 4 * (0.2 * 21 * 12 / 64 + 0.1 * 33 / 32 + 0.2 + 0.1 * 19 / 32)  # per drained row, 4 columns
 # area model: 8 PEs x (3.80*8*8 + 13.2*20) + 4 columns x (7.43*20*13 + 74.3*20 + 9.9*8*8) + 9034 cells
 # (13 = rsqrt_frac + 1, the multiplier feature the fit was calibrated with),
-# plus 2 bank sets x 2 banks x 2 words x 32 bits of SRAM at one cell per bit; 2 nW per cell at 200 MHz
-CELLS = 8 * (3.80 * 64 + 13.2 * 20) + 4 * (7.43 * 260 + 74.3 * 20 + 9.9 * 64) + 9034 + 256
-LEAK_CYCLE = 2e-9 * CELLS / 200e6 * 1e12    # pJ per cycle
+# leaking 2 nW per cell, and 2 bank sets x 2 banks x 2 words x 32 bits of SRAM at 20 pW per bit
+# (the weights are in DRAM: no weight SRAM), at 200 MHz
+CELLS = 8 * (3.80 * 64 + 13.2 * 20) + 4 * (7.43 * 260 + 74.3 * 20 + 9.9 * 64) + 9034
+LEAK_CYCLE = (2e-9 * CELLS + 20e-12 * 256) / 200e6 * 1e12    # pJ per cycle
 
 TOGGLES = [{"weight_bus": 100, "act_read": 40, "array_x": 30, "pe_product": 150, "pe_acc": 200, "pe_shadow": 20,
             "act_write": 10, "pe_operand": 60},

@@ -136,6 +136,8 @@ def evaluate(space: Space, point: dict) -> dict:
         # at the FPGA's predicted clock when the space names one, else the nominal clock
         "latency_us": cyc / (fpga["fmax_mhz"] if fpga else qcfg.clock_mhz),
         "area_cells": float(area_cells(qcfg)),
+        # logic and the SRAM bits that exist (activation banks, on-chip weight banks)
+        "area_mm2": float(rep["area_mm2"]),
         # the network's MACs per PE-cycle (with zero skipping above 1 where it saves work)
         "utilisation": macs / (pes * per_sample),
         "macs_per_sample": macs,

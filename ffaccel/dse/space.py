@@ -47,7 +47,7 @@ from ..config import AccelConfig, ConfigError, parse_error_text, parse_layers
 from ..model.recipe import FF_ALGORITHM, LLS_ALGORITHM, TrainRecipe
 
 METRICS = ("accuracy", "balanced_accuracy", "energy_pj", "latency_cycles", "cycles_per_sample", "latency_us",
-           "area_cells", "utilisation", "macs_per_sample", "mean_exit_layer")
+           "area_cells", "area_mm2", "utilisation", "macs_per_sample", "mean_exit_layer")
 #: the metrics a space with an [fpga] section adds (ffaccel.fpga.model)
 FPGA_METRICS = ("fpga_luts", "fpga_ffs", "fpga_dsps", "fpga_brams", "fmax_mhz", "fpga_fits")
 FPGA_KEYS = ("device",)
@@ -96,7 +96,7 @@ class Space:
         reports (the metric list: a store from before a metric was added evaluates again
         instead of lacking it)."""
         blob = {"point": point, "base": self.base, "workload": self.workload,
-                "recipe": self.recipe.to_dict(), "fingerprint": self.fingerprint,
+                "recipe": self.recipe.key(), "fingerprint": self.fingerprint,
                 "metrics": list(self.metrics)}
         if self.fpga:                       # (keys of spaces without one stay as they were)
             blob["fpga"] = self.fpga

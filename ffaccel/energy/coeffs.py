@@ -37,8 +37,18 @@ DEFAULTS: dict[str, tuple[float, str, str]] = {
                           "ffaccel assumption: one register or bus bit toggle ~ one bit of a 32-bit add"),
     "leak_nw_per_cell": (2.0, "nW/cell at 45nm",
                          "ffaccel assumption (generic-gate leakage), scaled with the node like dynamic energy"),
-    "sram_bits_per_cell": (1.0, "bits per leakage cell",
-                           "ffaccel assumption: one SRAM bit leaks like one logic cell"),
+    "sram_leak_pw_bit": (20.0, "pW/bit at 45nm",
+                         "Wang et al., JSSC 2008 (Intel 65nm ultra-low-power 1 Mb macro): 12 uA/Mb at the "
+                         "0.5 V retention voltage, ~6 pW/bit; ffaccel assumes ~3x that at the operating voltage"),
+    "sram_um2_bit": (0.5, "um^2/bit at 45nm",
+                     "Mistry et al., IEDM 2007 (Intel 45nm): 0.346 um^2 6T cell; ffaccel assumes 70% array "
+                     "efficiency (decoders, sense amplifiers)"),
+    "wire_pj_bit_mm": (0.1, "pJ/bit/mm at 45nm",
+                       "Borkar and Chien, CACM 54(5) 2011, fig. 11: on-die interconnect energy at 45nm "
+                       "(read from the plot)"),
+    "logic_um2_cell": (1.0, "um^2/cell at 45nm",
+                       "ffaccel assumption: a generic cell ~ NanGate 45nm NAND2_X1 (0.80 um^2), rounded up "
+                       "for the mix with flip-flops"),
 }
 
 # Nominal supply per node for first-order dynamic-energy scaling E ~ C V^2, C ~ feature size.
@@ -102,9 +112,24 @@ class Coeffs:
     def dram_access_pj(self, word_bits: int) -> float:
         return self["dram_64b_pj"] * word_bits / 64.0 * self.scale
 
-    def leak_pw(self, cells: float) -> float:
-        """Leakage power in pW of ``cells`` generic cells."""
-        return self["leak_nw_per_cell"] * 1000.0 * cells * self.scale
+    def leak_pw(self, cells: float, sram_bits: float = 0.0) -> float:
+        """Leakage power in pW of ``cells`` generic cells and ``sram_bits`` SRAM bits."""
+        return (self["leak_nw_per_cell"] * 1000.0 * cells + self["sram_leak_pw_bit"] * sram_bits) * self.scale
+
+    def wire_pj(self, bits: int, mm: float) -> float:
+        """Moving ``bits`` bits ``mm`` millimetres across the die."""
+        return self["wire_pj_bit_mm"] * bits * mm * self.scale
+
+    def sram_side_mm(self, bits: float) -> float:
+        """Side of a square SRAM array of ``bits`` bits (area shrinks with the node squared)."""
+        nm = float(self.tech.removesuffix("nm"))
+        return math.sqrt(bits * self["sram_um2_bit"]) * (nm / 45.0) / 1000.0
+
+    def area_mm2(self, cells: float, sram_bits: float) -> float:
+        """Die area of ``cells`` generic cells and ``sram_bits`` SRAM bits (45nm figures
+        scaled with the node squared)."""
+        nm = float(self.tech.removesuffix("nm"))
+        return (cells * self["logic_um2_cell"] + sram_bits * self["sram_um2_bit"]) * (nm / 45.0) ** 2 / 1e6
 
     def table(self) -> list[dict]:
         rows = [{"name": k, "value": v, "unit": DEFAULTS[k][1], "source": self.sources[k]}

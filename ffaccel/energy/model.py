@@ -24,6 +24,7 @@ from ..perf.cycles import lengths_of, nonzero_maps
 from ..schedule import schedule
 from ..workload import Workload
 from .coeffs import Coeffs
+from .memory import weight_memory
 
 ENERGY_COMPONENTS = ("pe_mult", "pe_product", "pe_acc", "pe_shadow", "operand_regs", "act_write_data", "postproc",
                      "weight_mem", "basis_gen", "act_mem", "bias_mem", "leakage")
@@ -118,10 +119,9 @@ class EnergyModel:
         mm = self.mm = sched.memory
         W, A, C = cfg.wbits, cfg.abits, cfg.cols
         self.weight_bytes = mm.weight_words * C * W / 8
-        if cfg.weight_mem == "dram":
-            self.e_weight = coeffs.dram_access_pj(C * W)
-        else:
-            self.e_weight = coeffs.sram_access_pj(max(cfg.sram_kib * 1024, self.weight_bytes), C * W)
+        # where each layer's weights live and what a word read costs (ffaccel.energy.memory)
+        self.wmem = weight_memory(cfg, coeffs)
+        self.e_weight = self.wmem.e_word_pj          # per layer
         self.bank_bytes = sched.bank_depth * C * A / 8
         self.e_act = coeffs.sram_access_pj(self.bank_bytes, C * A)
         self.e_bias = coeffs.sram_access_pj(mm.bias_words * C * mm.bias_lane_bits / 8, C * mm.bias_lane_bits)
@@ -131,8 +131,11 @@ class EnergyModel:
         # toggles are in the add's energy, as for the accumulators)
         self.e_basis_word = C * coeffs.add_pj(LLS_PHASE_BITS)
         self.cells = area_cells(cfg)
-        self.sram_bits = 2 * sched.banks * sched.bank_depth * C * A
-        self.leak_pw = coeffs.leak_pw(self.cells + self.sram_bits * coeffs["sram_bits_per_cell"])
+        # the SRAM bits that exist: both activation bank sets and the on-chip weight banks
+        self.act_sram_bits = 2 * sched.banks * sched.bank_depth * C * A
+        self.sram_bits = self.act_sram_bits + self.wmem.sram_bits
+        self.leak_pw = coeffs.leak_pw(self.cells, self.sram_bits)
+        self.area_mm2 = coeffs.area_mm2(self.cells, self.sram_bits)
         self.e_mult_t = coeffs.mult_operand_toggle_pj(A, W)
         self.e_acc_t = coeffs.add_toggle_pj(cfg.accbits)
         self.e_reg = coeffs.reg_toggle_pj()
@@ -149,7 +152,7 @@ class EnergyModel:
                         "stored_biases": cfg.classes if h.biased else 0,
                         "macs_per_sample": cfg.classes * h.n_in,
                         "weight_words": words,
-                        "weight_mem_pj": 0.0 if h.generated else words * self.e_weight,
+                        "weight_mem_pj": 0.0 if h.generated else words * self.e_weight[h.layer],
                         "basis_gen_pj": words * self.e_basis_word if h.generated else 0.0,
                         "bias_mem_pj": h.tiles * self.e_bias if h.biased else 0.0})
         return out
@@ -157,7 +160,7 @@ class EnergyModel:
     def leakage_pj(self, cycles: float) -> float:
         return self.leak_pw * cycles / (self.cfg.clock_mhz * 1e6)
 
-    def layer(self, tog: dict, cnt: dict, cycles: int) -> dict:
+    def layer(self, layer: int, tog: dict, cnt: dict, cycles: int) -> dict:
         C = self.cfg.cols
         rows_eff = cnt["pe_ops"] / (C * cnt["weight_reads"]) if cnt["weight_reads"] else 0.0
         return {
@@ -171,7 +174,7 @@ class EnergyModel:
                              + tog["pe_operand"]) * self.e_reg,
             "act_write_data": tog["act_write"] * self.e_reg,
             "postproc": cnt["drained_rows"] * self.e_post_row,
-            "weight_mem": cnt["weight_reads"] * self.e_weight,
+            "weight_mem": cnt["weight_reads"] * self.e_weight[layer],
             "basis_gen": cnt.get("basis_words", 0) * self.e_basis_word,
             "act_mem": (cnt["act_reads"] + cnt["act_writes"]) * self.e_act,
             "bias_mem": cnt["bias_reads"] * self.e_bias,
@@ -191,13 +194,13 @@ class EnergyModel:
         """Component energies (pJ) of an inference (an MP or OP batch, every sample live) exiting after 1..L."""
         out, acc = [], self.setup(prof)
         for layer in range(self.cfg.n_layers):
-            le = self.layer(prof.toggles[layer], prof.counts[layer], prof.cycles[layer])
+            le = self.layer(layer, prof.toggles[layer], prof.counts[layer], prof.cycles[layer])
             acc = {k: acc[k] + le[k] for k in ENERGY_COMPONENTS}
             out.append(dict(acc))
         return out
 
     def per_layer(self, prof: Profile) -> list[dict]:
-        return [self.layer(prof.toggles[l], prof.counts[l], prof.cycles[l]) for l in range(self.cfg.n_layers)]
+        return [self.layer(l, prof.toggles[l], prof.counts[l], prof.cycles[l]) for l in range(self.cfg.n_layers)]
 
     def lower_bound_pj(self, exit_layer: int) -> float:
         """Every MAC at the 8-bit MAC energy (mult + accumulator add) plus each weight of the
@@ -205,8 +208,6 @@ class EnergyModel:
         cfg = self.cfg
         macs = sum(layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, cfg.share_layer1)[:exit_layer])
         e_mac = self.c.mult_pj(cfg.abits, cfg.wbits) + self.c.add_pj(cfg.accbits)
-        words = sum(self.mm.tiles[l] * cfg.fan_in[l] for l in range(exit_layer))
-        if cfg.mode == "op":            # stored heads only (LLS heads are generated)
-            words += sum(self.mm.head_tiles * cfg.layers[l] for l in range(exit_layer)
-                         if not schedule(cfg).head_passes[l].generated)
-        return macs * e_mac + words * self.e_weight
+        # each visited layer's segment (its stored OP head included) read once
+        reads = sum(self.wmem.words[l] * self.e_weight[l] for l in range(exit_layer))
+        return macs * e_mac + reads

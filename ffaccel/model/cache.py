@@ -22,9 +22,12 @@ def cache_dir() -> Path:
 
 
 def cache_key(ds, cfg: AccelConfig, recipe: TrainRecipe) -> str:
-    """The network, the whole recipe, the training algorithm and the data's hash."""
+    """The network, the whole recipe, the training algorithm and the data's hash; with
+    quantisation-aware fine-tuning also the weight width it trains for."""
     net = {k: getattr(cfg, k) for k in NETWORK_FIELDS}
-    blob = json.dumps({"net": net, "recipe": recipe.to_dict(), "data": ds.provenance.get("sha256"),
+    if recipe.qat_epochs:
+        net["wbits"] = cfg.wbits
+    blob = json.dumps({"net": net, "recipe": recipe.key(), "data": ds.provenance.get("sha256"),
                        "name": ds.name, "algorithm": TrainRecipe.algorithm(cfg.exit_head)},
                       sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

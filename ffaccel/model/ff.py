@@ -75,6 +75,9 @@ class FFNet(torch.nn.Module):
                 h.bias.zero_()
         if cfg.exit_head != "learned":
             self.set_lls_heads()
+        #: quantisation-aware training (ffaccel.model.qat): per layer (frac, wmax), the grid
+        #: the forward pass rounds the weights to; None: float weights
+        self.wgrid: list[tuple[int, int]] | None = None
 
     def set_lls_heads(self) -> None:
         """LLS heads: the fixed integer basis at its format, no bias, never trained."""
@@ -86,8 +89,18 @@ class FFNet(torch.nn.Module):
             h.weight.requires_grad_(False)
             h.bias.requires_grad_(False)
 
+    def weight(self, i: int) -> torch.Tensor:
+        """Layer i's weight as the forward pass uses it: rounded to the QAT grid (with a
+        straight-through gradient) while ``wgrid`` is set."""
+        w = self.layers[i].weight
+        if self.wgrid is None:
+            return w
+        f, wmax = self.wgrid[i]
+        q = torch.clamp(torch.floor(w * 2.0 ** f + 0.5), -wmax, wmax) * 2.0 ** -f
+        return w + (q - w).detach()
+
     def layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.layers[i](_normalise(x)))
+        return F.relu(F.linear(_normalise(x), self.weight(i), self.layers[i].bias))
 
     def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
         hs = []
@@ -103,7 +116,7 @@ class FFNet(torch.nn.Module):
         (only the first ``layers`` layers when given)."""
         cfg = self.cfg
         out = []
-        w1 = self.layers[0].weight
+        w1 = self.weight(0)
         for s in range(0, len(x_codes), batch):
             xb = torch.as_tensor(np.asarray(x_codes[s:s + batch]), dtype=torch.float32)
             img = xb.clone()

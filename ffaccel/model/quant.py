@@ -1,7 +1,9 @@
 """Quantisation of a float FF network to the integer pipeline (docs/architecture.md).
 
-Weights: per-layer power-of-two scale, the largest that keeps max|W| within wbits
-(signed). Activations: one format for the whole net (afrac fractional bits), chosen so the
+Weights: per-layer power-of-two scale ``2**-wfrac``, of the scales from the one that keeps
+max|W| within wbits (signed) to four finer ones the one of least squared rounding and
+clipping error (:func:`grid_frac`); ``wfrac`` may be negative (weights larger than the
+integer range), down to ``-rsqrt_frac``. Activations: one format for the whole net (afrac fractional bits), chosen so the
 99.99th percentile of calibration activations fits in abits. Biases at activation scale,
 head biases at logit scale. Rounding is half up, so the result is the same everywhere.
 """
@@ -33,6 +35,26 @@ def _pow2_frac(max_abs: float, limit: int, lo: int = 0, hi: int = 32) -> int:
     return int(min(hi, max(lo, math.floor(math.log2(limit / max_abs)))))
 
 
+#: Grids tried finer than the one that holds max|W| (the finer clip the largest weights).
+FINER_GRIDS = 4
+
+
+def grid_frac(w: np.ndarray, wbits: int, lo: int) -> int:
+    """The weight fractional bits ``f >= lo`` of least squared error when ``w`` is rounded
+    half up to ``k * 2**-f``, ``wmin <= k <= wmax``: among the largest f that holds max|w|
+    and the four finer (ties: the coarser). Used by the quantiser and by QAT alike."""
+    w = np.asarray(w, dtype=np.float64)
+    wmax, wmin = (1 << (wbits - 1)) - 1, -(1 << (wbits - 1))
+    top = float(np.abs(w).max()) if w.size else 0.0
+    f0 = max(lo, _pow2_frac(top, wmax, lo, 32)) if top > 0 else 32
+    best = None
+    for f in range(f0, min(32, f0 + FINER_GRIDS) + 1):
+        err = float(np.square(np.clip(np.floor(w * 2.0 ** f + 0.5), wmin, wmax) * 2.0 ** -f - w).sum())
+        if best is None or err < best[0]:
+            best = (err, f)
+    return best[1]
+
+
 # Samples of the training split that choose the number formats (activation percentiles),
 # and of the validation split that calibrate the exit thresholds where a run caps them.
 CALIBRATION_SAMPLES = 2000
@@ -49,8 +71,8 @@ def choose_formats(net: FFNet, calib_codes: np.ndarray, calib_y: np.ndarray,
     allh = torch.cat([h.flatten() for h in hs]).double().numpy()
     p = float(np.quantile(allh, 0.9999)) if allh.size else 0.0
     afrac = _pow2_frac(p, cfg.amax, 0, cfg.abits + 16)
-    afrac = min(afrac, cfg.rsqrt_frac)  # keeps rsqrt_frac + wfrac - afrac >= 0 for any wfrac
-    wfrac = tuple(_pow2_frac(float(l.weight.abs().max()), cfg.wmax) for l in net.layers)
+    wfrac = tuple(grid_frac(l.weight.detach().double().numpy(), cfg.wbits, -cfg.rsqrt_frac) for l in net.layers)
+    afrac = min(afrac, cfg.rsqrt_frac + min(wfrac))  # keeps every shift rsqrt_frac + wfrac - afrac >= 0
     if cfg.exit_head != "learned":
         hfrac = ()                      # LLS heads: the config fixes their format
     else:

@@ -62,6 +62,9 @@ class TrainRecipe:
     score_layers: str = _f("auto", "auto: the cumulative score sums only the layers that help it on "
                                    "the validation split (golden model and engine honour the choice); "
                                    "all: every layer")
+    qat_epochs: int = _f(0, "quantisation-aware fine-tuning after training: passes over the training split "
+                            "with the layers' weights rounded to the config's wbits in the forward pass "
+                            "(straight-through gradient), then stored on that grid (0: off)", "epochs")
     seed: int = _f(0, "seed of the initial weights, the shuffles and the negative labels")
     limit: int = _f(0, "train on the first N training samples only (0: all)", "samples")
 
@@ -78,6 +81,7 @@ class TrainRecipe:
                 raise RecipeError(f"recipe {f.name}={v!r} must be {want.__name__}")
         _range("epochs", self.epochs, 1, 100_000)
         _range("head_epochs", self.head_epochs, 0, 100_000)
+        _range("qat_epochs", self.qat_epochs, 0, 100_000)
         _range("min_steps", self.min_steps, 0, 10_000_000)
         _range("batch", self.batch, 1, 1_000_000)
         _range("seed", self.seed, 0, 2 ** 32 - 1)        # numpy's legacy seeding (Optuna's samplers)
@@ -119,6 +123,15 @@ class TrainRecipe:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def key(self) -> dict[str, Any]:
+        """What cache and DSE keys hash: every field, less the fields added later while they
+        hold their default (the recipes from before them keep their keys and checkpoints)."""
+        d = self.to_dict()
+        for name in LATER_FIELDS:
+            if d[name] == _DEFAULTS[name]:
+                del d[name]
+        return d
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "recipe") -> "TrainRecipe":
         if not isinstance(data, Mapping):
@@ -136,6 +149,11 @@ class TrainRecipe:
     def describe(cls) -> list[tuple[str, Any, str, str]]:
         """(name, default, help, unit) of every field: the flags and the docs read this."""
         return [(f.name, f.default, f.metadata["help"], f.metadata["unit"]) for f in dataclasses.fields(cls)]
+
+
+#: Fields added after caches and studies were keyed on the recipe (see ``TrainRecipe.key``).
+LATER_FIELDS = ("qat_epochs",)
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainRecipe)}
 
 
 def _range(name: str, v: int, lo: int, hi: int) -> None:

@@ -11,6 +11,7 @@ from .checkpoint import check_compatible, load_checkpoint
 from .embed import input_codes
 from .exits import apply_exit, calibrate, cumulative, exit_report, select_scored
 from .ff import FFNet, train_ff, train_heads, train_lls
+from .qat import fine_tune
 from .golden import GoldenModel
 from .quant import CALIBRATION_SAMPLES, calibrate_integer, choose_formats, quantize
 from .recipe import TrainRecipe
@@ -40,6 +41,9 @@ def fit(ds, cfg, recipe: TrainRecipe, *, threads: int = 1, init: str | None = No
         log = train_lls(net, xtr, ytr, recipe, progress=progress)
     else:
         log = train_ff(net, xtr, ytr, recipe, progress=progress)
+    qat_s = 0.0
+    if recipe.qat_epochs:
+        qat_s = fine_tune(net, xtr, ytr, recipe, cfg.wbits, progress=progress).seconds
     head_s = 0.0
     if cfg.mode == "op" and cfg.exit_head == "learned":
         head_s = train_heads(net, xtr, ytr, recipe, progress=progress)
@@ -52,7 +56,8 @@ def fit(ds, cfg, recipe: TrainRecipe, *, threads: int = 1, init: str | None = No
         "recipe": recipe.to_dict(),
         "train": {"algorithm": TrainRecipe.algorithm(cfg.exit_head), "threads": threads, "init": init,
                   "train_samples": int(len(xtr)), "epochs": log.epochs, "steps": log.epochs * steps,
-                  "seconds": round(log.seconds + head_s, 1),
+                  "seconds": round(log.seconds + qat_s + head_s, 1),
+                  **({"qat_wbits": cfg.wbits, "qat_seconds": round(qat_s, 1)} if recipe.qat_epochs else {}),
                   "seconds_per_epoch": round(log.train_seconds_per_epoch, 2),
                   "loss": [round(v, 6) for v in log.loss], "torch": torch.__version__,
                   "scored_layers": [i + 1 for i, v in enumerate(cfg.scored) if v],

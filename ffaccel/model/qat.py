@@ -1,0 +1,42 @@
+"""Quantisation-aware fine-tuning of the FF layers (recipe ``qat_epochs``).
+
+After training, each layer's weights get the power-of-two grid the integer quantiser would
+give them at the config's ``wbits`` (``ffaccel.model.quant.grid_frac``: least squared
+rounding and clipping error). The layers then train ``qat_epochs`` more
+passes with their own loss (FF, or LLS for LLS heads) while the forward pass rounds the
+weights to that grid, the gradient passing straight through the rounding (the
+straight-through estimator). At the end the weights are stored on the grid, symmetric
+(``|q| <= 2**(wbits-1) - 1``), so the integer quantiser (``ffaccel.model.quant``) reproduces
+them exactly: it picks the same or a finer power-of-two scale, which holds every grid value.
+Activations are not rounded in training (the hardware's abits stay as chosen by data).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .ff import FFNet, TrainLog, train_ff, train_lls
+from .quant import grid_frac
+from .recipe import TrainRecipe
+
+
+def _rounded(w: torch.Tensor, f: int, wmax: int) -> torch.Tensor:
+    return torch.clamp(torch.floor(w * 2.0 ** f + 0.5), -wmax, wmax) * 2.0 ** -f
+
+
+def fine_tune(net: FFNet, x_codes, y, recipe: TrainRecipe, wbits: int, *, progress: bool = True) -> TrainLog:
+    """``recipe.qat_epochs`` passes of the layers' own training with weights rounded to
+    ``wbits`` in the forward pass; leaves the weights on their grids."""
+    wmax = (1 << (wbits - 1)) - 1
+    lo = -net.cfg.rsqrt_frac                 # the quantiser's range (ffaccel.model.quant)
+    net.wgrid = [(grid_frac(l.weight.detach().double().numpy(), wbits, lo), wmax) for l in net.layers]
+    r = recipe.replace(epochs=recipe.qat_epochs, min_steps=0, seed=(recipe.seed + 1) % 2 ** 32)
+    try:
+        train = train_ff if net.cfg.exit_head == "learned" else train_lls
+        log = train(net, x_codes, y, r, progress=progress)
+    finally:
+        grids, net.wgrid = net.wgrid, None
+    with torch.no_grad():
+        for l, (f, m) in zip(net.layers, grids):
+            l.weight.copy_(_rounded(l.weight, f, m))
+    return log
