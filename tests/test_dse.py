@@ -499,3 +499,73 @@ def test_batch_axis_keeps_accuracy_and_shares_weight_reads(tmp_path, env, cli, d
     assert float(four["energy_pj"]) < float(one["energy_pj"])
     assert float(four["cycles_per_sample"]) < float(one["cycles_per_sample"])
     assert float(four["latency_cycles"]) > float(one["latency_cycles"])
+
+
+FIDELITY_SPACE = """
+[workload]
+dataset = "digits"
+limit = 80
+val_limit = 300
+toggle_samples = 1
+[recipe]
+min_steps = 0
+qat_epochs = 1
+[base]
+mode = "mp"
+rows = 5
+cols = 8
+[axes]
+layers = ["1x8", "1x32"]
+wbits = [2, 8]
+k = [0.5, 2.0]
+[strategy]
+kind = "grid"
+objectives = ["accuracy:max", "energy_pj:min"]
+fidelity = [1, 4]
+keep = 0.25
+"""
+
+
+def test_multi_fidelity_trains_the_promoted_designs_longer(tmp_path, env):
+    """Successive halving: every design at 1 epoch (4 networks: 2 shapes x 2 widths, QAT
+    trains per width), then the best quarter (whole non-dominated fronts first) at 4
+    epochs, training only their networks; the results and the front are the last rung's;
+    a re-run evaluates nothing."""
+    space = tmp_path / "f.toml"
+    space.write_text(FIDELITY_SPACE)
+    db = tmp_path / "f.db"
+    r = _dse("--space", str(space), "--store", str(db), "--out", str(tmp_path / "out"), "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    r0, r1 = doc["rungs"]
+    assert (r0["epochs"], r0["designs"], r0["evaluated_now"], r0["networks"]) == (1, 8, 8, 4)
+    assert (r1["epochs"], r1["designs"], r1["evaluated_now"]) == (4, 2, 2) and 1 <= r1["networks"] <= 2
+    assert doc["points"] == 2 and all(p["fidelity_epochs"] == 4 for p in doc["pareto"])
+    # the promoted designs are rung 1's best: none of rung 0's other designs dominates them
+    from ffaccel.dse.space import load_space
+    from ffaccel.dse.study import _study, collect, rung_points
+    sp = load_space(space)
+    st = _study(sp, f"sqlite:///{db}", create=False)
+    low = collect(sp, st, 1)
+    promoted = {sp.point_key({**sp.design(p), "fidelity_epochs": 1}) for p in rung_points(sp, 1, low)}
+    front = {row["point_key"] for row in pareto(low, sp.objectives)}
+    assert len(promoted) == 2 and (promoted <= front if len(front) >= 2 else front <= promoted)
+    again = _dse("--space", str(space), "--store", str(db), "--out", str(tmp_path / "out"), "--json", env=env)
+    assert again.returncode == 0 and json.loads(again.stdout)["new"] == 0
+    assert [x["evaluated_now"] for x in json.loads(again.stdout)["rungs"]] == [0, 0]
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("strategy,fragment", [
+    ('fidelity = [4, 1]', "rising"),
+    ('fidelity = [4]', "at least two"),
+    ('fidelity = [1, 4]\nkeep = 0', "keep=0"),
+    ('keep = 0.5', "keep applies with a fidelity"),
+    ('kind = "nsga2"\nfidelity = [1, 4]', 'applies to kind = "grid"'),
+])
+def test_fidelity_validation(tmp_path, strategy, fragment):
+    text = FIDELITY_SPACE.replace('fidelity = [1, 4]\nkeep = 0.25\n', "").replace('kind = "grid"\n', "")
+    p = tmp_path / "v.toml"
+    p.write_text(text.replace("[strategy]\n", "[strategy]\n" + strategy + "\n"))
+    r = _dse("--space", str(p), "--store", str(tmp_path / "v.db"))
+    assert r.returncode == 2 and fragment in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

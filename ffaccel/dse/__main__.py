@@ -28,7 +28,8 @@ from .pareto import OUTPUT_BYTES, output_names, pareto, write_outputs
 from .space import load_space
 from ..fsutil import OutputError, check_writable, foreign_files
 from .storage import NEW_STORE_BYTES, check_workers, normalise_url, sqlite_path, storage_label
-from .study import _study, collect, enqueue_grid, fail_dead_local_trials, fail_stale_trials, todo_waiting, spawned_worker, worker
+from .study import (_study, collect, enqueue_grid, fail_dead_local_trials, fail_stale_trials, networks, rung_points,
+                    running, spawned_worker, todo_waiting, worker)
 
 # collect, pareto: re-exported from the library (ffaccel.dse.study, ffaccel.dse.pareto)
 __all__ = ["main", "collect", "pareto"]
@@ -77,6 +78,24 @@ def _run_workers(space_path: str, url: str, trials, n: int, bar) -> None:
         raise FFAccelError(errors[0] + (f" ({len(bad)} workers stopped)" if len(bad) > 1 else ""))
     if bad:
         raise FFAccelError(f"{len(bad)} worker(s) failed (exit codes {bad}); finished evaluations are kept")
+
+
+def _sweep(args, space, url: str, study, todo, trials, desc: str) -> None:
+    """Run this machine's workers on the study until the grid's waiting designs are taken
+    (``todo`` of them) or NSGA-II's ``trials`` per worker are done."""
+    from tqdm import tqdm
+    total = todo if space.kind == "grid" else (trials * args.workers)
+    bar = tqdm(total=total, disable=args.no_progress or not total, desc=desc, unit="design")
+    # no more workers than designs waiting (grid; a re-run with nothing to do starts none)
+    workers = min(args.workers, max(todo_waiting(study), 1)) if space.kind == "grid" else args.workers
+    if workers == 1:
+        class _Q:
+            def put(self, _):
+                bar.update(1)
+        worker(args.space, url, trials, 0, _Q())
+    else:
+        _run_workers(args.space, url, trials, workers, bar)
+    bar.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,21 +150,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     fail_dead_local_trials(study, local_store=url.startswith("sqlite"))
     fail_stale_trials(study)
     before = len(collect(space, study))
-    todo = enqueue_grid(space, study, url) if space.kind == "grid" else None
-    trials = args.trials or space.trials if space.kind == "nsga2" else None
-    from tqdm import tqdm
-    total = todo if space.kind == "grid" else (trials * args.workers)
-    bar = tqdm(total=total, disable=args.no_progress or not total, desc="DSE", unit="design")
-    # no more workers than designs waiting (grid; a re-run with nothing to do starts none)
-    workers = min(args.workers, max(todo_waiting(study), 1)) if space.kind == "grid" else args.workers
-    if workers == 1:
-        class _Q:
-            def put(self, _):
-                bar.update(1)
-        worker(args.space, url, trials, 0, _Q())
+    rungs = []
+    if space.fidelity:
+        # successive halving: each rung's designs are evaluated (by every machine's
+        # workers) before the next rung is chosen from them
+        prev: list[dict] = []
+        for r, epochs in enumerate(space.fidelity):
+            t_r = time.perf_counter()
+            points = rung_points(space, r, prev)
+            todo = enqueue_grid(space, study, url, points)
+            _sweep(args, space, url, study, todo, None, f"DSE rung {r + 1} ({epochs} epochs)")
+            while running(study, points, space):           # other machines' trials of this rung
+                time.sleep(2.0)
+                fail_stale_trials(study)
+            prev = collect(space, study, epochs)
+            rungs.append({"epochs": epochs, "designs": len(prev), "evaluated_now": todo,
+                          "networks": networks(space, prev), "seconds": round(time.perf_counter() - t_r, 1)})
     else:
-        _run_workers(args.space, url, trials, workers, bar)
-    bar.close()
+        todo = enqueue_grid(space, study, url) if space.kind == "grid" else None
+        trials = args.trials or space.trials if space.kind == "nsga2" else None
+        _sweep(args, space, url, study, todo, trials, "DSE")
     rows = collect(space, study)
     front = pareto(rows, space.objectives)
     try:
@@ -155,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "run the same command again to write them)") from None
     dt = time.perf_counter() - t0
     new = len(rows) - before
-    summary = {"points": len(rows), "new": new, "seconds": round(dt, 2),
+    summary = {"points": len(rows), "new": new, "seconds": round(dt, 2), **({"rungs": rungs} if rungs else {}),
                "evaluations_per_minute": round(new / dt * 60, 2) if new else 0.0,
                "pareto": front, "files": files, "storage": storage_label(url)}
     if args.json:

@@ -41,16 +41,18 @@ def _dataset(name: str):
 
 
 @lru_cache(maxsize=8)
-def _network(space: Space, layers: tuple, mode: str, exit_head: str = "learned"):
-    """(net, dataset) for a network shape: the workload's checkpoint, or trained once and cached."""
+def _network(space: Space, layers: tuple, mode: str, exit_head: str, wbits: int, recipe):
+    """(net, dataset) for a network shape: the workload's checkpoint, or trained once and
+    cached (with quantisation-aware fine-tuning in the recipe: once per weight width)."""
     w = space.workload
     ds = _dataset(w["dataset"])
-    cfg = AccelConfig(inputs=ds.inputs, classes=ds.classes, layers=layers, mode=mode, exit_head=exit_head)
+    cfg = AccelConfig(inputs=ds.inputs, classes=ds.classes, layers=layers, mode=mode, exit_head=exit_head,
+                      wbits=wbits)
     if w.get("checkpoint"):
         net, ck_cfg, _ = load_checkpoint(w["checkpoint"])
         check_compatible(ck_cfg, cfg, w["checkpoint"])
         return net, ds
-    net, _, _, _ = cached_fit(ds, cfg, space.recipe)
+    net, _, _, _ = cached_fit(ds, cfg, recipe)
     return net, ds
 
 
@@ -72,11 +74,14 @@ def check_workload(space: Space) -> None:
 
 
 @lru_cache(maxsize=16)
-def _quantised(space: Space, cfg_formats: AccelConfig):
-    """Integer model and its full-depth validation / test scores for one network and set of
-    number formats: every exit knob k and array shape of the same formats reuses them."""
+def _quantised(space: Space, cfg_formats: AccelConfig, recipe):
+    """Integer model and its full-depth validation / test scores for one network (trained
+    with ``recipe``) and set of number formats: every exit knob k and array shape of the
+    same formats reuses them."""
     w = space.workload
-    net, ds = _network(space, cfg_formats.layers, cfg_formats.mode, cfg_formats.exit_head)
+    qat = recipe.qat_epochs and not space.workload.get("checkpoint")
+    net, ds = _network(space, cfg_formats.layers, cfg_formats.mode, cfg_formats.exit_head,
+                       cfg_formats.wbits if qat else 8, recipe)
     cfg_formats = cfg_formats.replace(score_mask=net.cfg.score_mask)      # the layers training chose
     xtr = input_codes(ds.x_train[:CALIBRATION_SAMPLES], cfg_formats)
     qcfg = choose_formats(net, xtr, ds.y_train[:CALIBRATION_SAMPLES], cfg=cfg_formats)
@@ -98,7 +103,7 @@ def evaluate(space: Space, point: dict) -> dict:
     # the trained network and the widths it is quantised to (NETWORK_FIELDS + WIDTH_FIELDS)
     formats = AccelConfig(exit_policy=cfg.exit_policy,
                           **{k: getattr(cfg, k) for k in NETWORK_FIELDS + WIDTH_FIELDS})
-    qm0, sva, yva, x, ste, y = _quantised(space, formats)
+    qm0, sva, yva, x, ste, y = _quantised(space, formats, space.recipe_for(point))
     th = calibrate(sva, yva, cfg.exit_policy, cfg.exit_k, cfg.classes)
     qcfg = cfg.replace(afrac=qm0.cfg.afrac, wfrac=qm0.cfg.wfrac, hfrac=qm0.cfg.hfrac,
                        score_mask=qm0.cfg.score_mask, thresholds=integer_thresholds(th, qm0.cfg) if th else ())

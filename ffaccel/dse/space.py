@@ -27,6 +27,12 @@
     trials = 40                     # nsga2 only
     objectives = ["accuracy:max", "energy_pj:min", "latency_cycles:min", "area_cells:min"]
 
+    fidelity = [2, 10]              # optional, grid only: successive halving over training
+    keep = 0.34                     # epochs; every design trains its network for 2 epochs,
+                                    # the best `keep` of them (whole non-dominated fronts
+                                    # first) go on to 10; results and the front are the
+                                    # last rung's
+
     [fpga]                          # optional: each design also on this FPGA (ffaccel.fpga.model,
     device = "LFE5U-85F"            # calibrated on place-and-route runs): fpga_luts, fpga_ffs,
                                     # fpga_dsps, fpga_brams, fmax_mhz, fpga_fits, and latency_us
@@ -60,7 +66,9 @@ EXTRA_AXES = ("k", "layers")          # axes that are not AccelConfig fields
 FIXED_KEYS = {"layers": "set layers in [workload] (or as an axis)", "inputs": "the data set fixes inputs",
               "classes": "the data set fixes classes", "schema": "an internal key",
               "exit_k": "the exit knob is the axis k"}
-STRATEGY_KEYS = ("kind", "objectives", "trials")
+STRATEGY_KEYS = ("kind", "objectives", "trials", "fidelity", "keep")
+#: The point key of a design's rung under multi-fidelity search: its training epochs.
+FIDELITY_KEY = "fidelity_epochs"
 #: The most designs a grid may hold (each is evaluated: a bigger grid is a mistake, or a
 #: job for nsga2).
 MAX_GRID = 100_000
@@ -78,6 +86,10 @@ class Space:
     recipe: TrainRecipe
     #: the [fpga] section ({} without one): the device whose model adds FPGA_METRICS
     fpga: dict
+    #: multi-fidelity rungs: training epochs per rung (() = one rung at the recipe's), and
+    #: the fraction of a rung's designs promoted to the next
+    fidelity: tuple = ()
+    keep: float = 1.0
     # what the evaluations depend on beyond the TOML text: the checkpoint's bytes and the
     # training algorithm; a replaced checkpoint or a new algorithm gives new point keys
     fingerprint: str = ""
@@ -90,6 +102,18 @@ class Space:
     def grid(self) -> list[dict]:
         keys = sorted(self.axes)
         return [dict(zip(keys, vals)) for vals in itertools.product(*(self.axes[k] for k in keys))]
+
+    def recipe_for(self, point: dict) -> TrainRecipe:
+        """The recipe a design trains with: the space's, or under multi-fidelity its rung's
+        epochs (``min_steps`` scaled by the same fraction of the last rung's)."""
+        if FIDELITY_KEY not in point:
+            return self.recipe
+        e = point[FIDELITY_KEY]
+        return self.recipe.replace(epochs=e, min_steps=self.recipe.min_steps * e // self.fidelity[-1])
+
+    def design(self, point: dict) -> dict:
+        """The design of a point, without its rung."""
+        return {k: v for k, v in point.items() if k != FIDELITY_KEY}
 
     def point_key(self, point: dict) -> str:
         """Hash of everything an evaluation depends on (design and workload) and of what it
@@ -105,7 +129,7 @@ class Space:
 
     def config(self, point: dict) -> AccelConfig:
         data = dict(self.base)
-        data.update({k: v for k, v in point.items() if k not in EXTRA_AXES})
+        data.update({k: v for k, v in point.items() if k not in EXTRA_AXES and k != FIDELITY_KEY})
         data["layers"] = parse_layers(str(point.get("layers", self.workload["layers"])))
         if "k" in point:
             k = point["k"]
@@ -233,7 +257,23 @@ def load_space(path: str | Path) -> Space:
     trials = st.get("trials", 40)
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise FFAccelError(f"--space: strategy trials={trials!r} must be a positive integer")
-    space = Space(p.stem, wl, base, axes, kind, trials, objectives, recipe, fpga, _fingerprint(wl))
+    fidelity = st.get("fidelity", [])
+    if not isinstance(fidelity, list) or any(isinstance(e, bool) or not isinstance(e, int) or not 1 <= e <= 100_000
+                                             for e in fidelity):
+        raise FFAccelError(f"--space: strategy fidelity={fidelity!r} must be a list of training epochs (1..100000)")
+    if fidelity and (len(fidelity) < 2 or sorted(set(fidelity)) != fidelity):
+        raise FFAccelError(f"--space: strategy fidelity={fidelity!r} must be at least two epoch budgets, rising")
+    if fidelity and kind != "grid":
+        raise FFAccelError("--space: strategy fidelity applies to kind = \"grid\" (successive halving of its designs)")
+    if fidelity and "checkpoint" in wl:
+        raise FFAccelError("--space: strategy fidelity trains networks at rising epochs: it needs no workload checkpoint")
+    if "keep" in st and not fidelity:
+        raise FFAccelError("--space: strategy keep applies with a fidelity list")
+    keep = st.get("keep", 1 / 3)
+    if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
+        raise FFAccelError(f"--space: strategy keep={keep!r} must be a fraction in (0, 1]")
+    space = Space(p.stem, wl, base, axes, kind, trials, objectives, recipe, fpga, fidelity=tuple(fidelity),
+                  keep=float(keep), fingerprint=_fingerprint(wl))
     # every design of the space must be a valid config: fail now, not after an hour
     try:
         for point in space.grid():

@@ -3,15 +3,17 @@ so ``spawn`` workers can find it)."""
 
 from __future__ import annotations
 
+import math
 import os
 
 from ..errors import FFAccelError
 from ..fsutil import pid_alive
 from .optuna_compat import check_version, fail_stale_trials, fail_trial, study_storage
-from .space import Space, load_space
+from .space import FIDELITY_KEY, Space, load_space
 from .storage import open_storage, storage_label
 
-__all__ = ["collect", "enqueue_grid", "fail_dead_local_trials", "fail_stale_trials", "todo_waiting", "worker"]
+__all__ = ["collect", "enqueue_grid", "fail_dead_local_trials", "fail_stale_trials", "networks", "rung_points", "running",
+           "todo_waiting", "worker"]
 
 
 def _study(space: Space, url: str, create: bool):
@@ -46,7 +48,10 @@ def _objective_values(space: Space, metrics: dict) -> list[float]:
 
 
 def _suggest(space: Space, trial) -> dict:
-    return {k: trial.suggest_categorical(k, v) for k, v in sorted(space.axes.items())}
+    point = {k: trial.suggest_categorical(k, v) for k, v in sorted(space.axes.items())}
+    if space.fidelity:
+        point[FIDELITY_KEY] = trial.suggest_categorical(FIDELITY_KEY, list(space.fidelity))
+    return point
 
 
 def worker(space_path: str, url: str, trials: int | None, wid: int, q=None, parent_pid: int | None = None) -> int:
@@ -164,22 +169,67 @@ def fail_dead_local_trials(study, local_store: bool) -> int:
     return n
 
 
-def enqueue_grid(space: Space, study, url: str) -> int:
-    """Enqueue every grid design that has neither a completed nor a waiting/running trial,
-    under the store's sweep lock (two sweeps started at once enqueue each design once)."""
+def enqueue_grid(space: Space, study, url: str, points: list[dict] | None = None) -> int:
+    """Enqueue every grid design (or every one of ``points``) that has neither a completed
+    nor a waiting/running trial, under the store's sweep lock (two sweeps started at once
+    enqueue each design once)."""
     from .storage import sweep_lock
     with sweep_lock(study_storage(study), url, study.study_name):
-        return _enqueue_grid(space, study)
+        return _enqueue_grid(space, study, points)
 
 
-def _enqueue_grid(space: Space, study) -> int:
+def rung_points(space: Space, rung: int, previous: list[dict]) -> list[dict]:
+    """Multi-fidelity (successive halving): the points of ``rung``. Rung 0 is every grid
+    design at the first epoch budget; rung r + 1 takes the best ``keep`` fraction of rung
+    r's evaluated designs (``previous``, rows of :func:`collect`): whole non-dominated fronts
+    in order, the last front cut in point-key order (the same promotion on every machine)."""
+    from .pareto import pareto
+    e = space.fidelity[rung]
+    if rung == 0:
+        return [{**p, FIDELITY_KEY: e} for p in space.grid()]
+    want = max(1, math.ceil(len(previous) * space.keep))
+    left, chosen = list(previous), []
+    while left and len(chosen) < want:
+        front = sorted(pareto(left, space.objectives), key=lambda r: r["point_key"])
+        chosen += front[: want - len(chosen)]
+        keys = {r["point_key"] for r in front}
+        left = [r for r in left if r["point_key"] not in keys]
+    return [{**{k: r[k] for k in space.axes}, FIDELITY_KEY: e} for r in chosen]
+
+
+def networks(space: Space, rows: list[dict]) -> int:
+    """Networks the designs of ``rows`` train (one per shape and mode, and per weight width
+    when the recipe fine-tunes for it)."""
+    from ..config import NETWORK_FIELDS
+    seen = set()
+    for r in rows:
+        point = {k: r[k] for k in space.axes}
+        if FIDELITY_KEY in r:
+            point[FIDELITY_KEY] = r[FIDELITY_KEY]
+        cfg = space.config(point)
+        qat = space.recipe_for(point).qat_epochs
+        seen.add((tuple(getattr(cfg, k) for k in NETWORK_FIELDS if k not in ("inputs", "classes")),
+                  cfg.wbits if qat else None, point.get(FIDELITY_KEY)))
+    return len(seen)
+
+
+def running(study, points: list[dict], space: Space) -> int:
+    """Trials of ``points`` that are waiting or running (on any machine)."""
+    import optuna
+    keys = {space.point_key(p) for p in points}
+    return sum(1 for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,
+                                                                   optuna.trial.TrialState.RUNNING))
+               if t.user_attrs.get("point_key") in keys)
+
+
+def _enqueue_grid(space: Space, study, points: list[dict] | None = None) -> int:
     import optuna
     have = set(_completed(study))
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,
                                                       optuna.trial.TrialState.RUNNING)):
         have.add(t.user_attrs.get("point_key"))
     n = 0
-    for point in space.grid():
+    for point in space.grid() if points is None else points:
         key = space.point_key(point)
         if key not in have:
             study.enqueue_trial(point, user_attrs={"point_key": key})
@@ -194,13 +244,18 @@ def todo_waiting(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
 
 
-def collect(space: Space, study) -> list[dict]:
+def collect(space: Space, study, epochs: int | None = None) -> list[dict]:
     """One row (trial, design, metrics, point key, worker) per design of ``space`` with a
-    completed evaluation in ``study``, in trial order."""
+    completed evaluation in ``study``, in trial order; under multi-fidelity those of the
+    rung of ``epochs`` (default the last)."""
     rows = []
+    if space.fidelity and epochs is None:
+        epochs = space.fidelity[-1]
     for t in _completed(study).values():
         if t.user_attrs["point_key"] != space.point_key(t.params):
             continue            # measured on another checkpoint, recipe or space text: stale
+        if space.fidelity and t.params.get(FIDELITY_KEY) != epochs:
+            continue
         rows.append({"trial": t.number, **t.params, **{m: t.user_attrs[m] for m in space.metrics},
                      "point_key": t.user_attrs["point_key"], "worker": t.user_attrs.get("worker", "")})
     rows.sort(key=lambda r: r["trial"])
