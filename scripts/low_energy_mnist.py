@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""The low-energy designs of the co-design study (issue #15), rebuilt from scratch and
+checked: for each design, train its network with the recipe (cached: an empty
+``$FFACCEL_CACHE`` trains again), quantise it to the design's formats and calibrate its
+exit thresholds on the validation split, simulate the first ``--verify-samples`` test
+images on the generated RTL against the golden model (random input and output stalls),
+then measure the whole test set: integer accuracy with early exit, energy per inference
+(45 nm model, banked weight SRAM sized to the network), latency, area.
+
+The designs are the study's picks (``examples/dse_codesign.toml``, docs/results.md,
+"Co-design"); ``--design`` names one or more of them.
+
+    python scripts/low_energy_mnist.py [--design NAME,...] [--dataset mnist] [--limit N]
+                                       [--verify-samples 4] [--sim verilator|icarus]
+                                       [--threads 2] [--json OUT]
+
+Prints one line per design and a table; ``--json`` writes every figure to OUT. Exit
+status 1 when the RTL disagrees with the golden model on any sample.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+
+from ffaccel.cli import atomic_write_text, make_parser, path_arg, run_main, strict_int
+from ffaccel.config import AccelConfig
+from ffaccel.errors import FFAccelError
+from ffaccel.fsutil import check_writable
+
+PROG = "low_energy_mnist"
+
+#: The designs: network (layers, MP), weight width, recipe (10 epochs, then 2 epochs of
+#: quantisation-aware fine-tuning at that width), exit knob k, engine (10x16, zero
+#: skipping, MP batch), weight memory (banked SRAM, 2 MiB on-chip budget).
+DESIGNS = {
+    "acc98": {"goal": ">= 98.0% at <= 1 uJ", "layers": (500, 500), "wbits": 8, "k": 2.0, "batch": 8,
+              "sram_bank_kib": 8},
+    "uj03": {"goal": ">= 97.0% at <= 0.3 uJ", "layers": (256,), "wbits": 4, "k": 2.0, "batch": 8,
+             "sram_bank_kib": 8},
+}
+RECIPE = {"qat_epochs": 2}
+ENGINE = {"mode": "mp", "rows": 10, "cols": 16, "zero_skip": True, "weight_mem": "sram", "onchip_kib": 2048}
+
+
+def design_config(name: str, ds) -> tuple[AccelConfig, float]:
+    d = DESIGNS[name]
+    cfg = AccelConfig(inputs=ds.inputs, classes=ds.classes, layers=d["layers"], wbits=d["wbits"],
+                      batch=d["batch"], sram_bank_kib=d["sram_bank_kib"], exit_k=d["k"], **ENGINE)
+    return cfg, d["k"]
+
+
+def run_design(name: str, ds, args) -> dict:
+    from ffaccel.energy.coeffs import load_coeffs
+    from ffaccel.energy.model import area_cells
+    from ffaccel.energy.report import report
+    from ffaccel.model.cache import cached_fit
+    from ffaccel.model.recipe import TrainRecipe
+    from ffaccel.perf.report import analyse, load_workload
+    from ffaccel.sim.runner import verify
+
+    t0 = time.perf_counter()
+    cfg, k = design_config(name, ds)
+    recipe = TrainRecipe(**RECIPE)
+    train_cfg = AccelConfig(inputs=cfg.inputs, classes=cfg.classes, layers=cfg.layers, mode=cfg.mode,
+                            wbits=cfg.wbits)
+    _, _, meta, ckpt = cached_fit(ds, train_cfg, recipe, progress=True, threads=args.threads)
+    t_train = time.perf_counter() - t0
+    hw = {f: getattr(cfg, f) for f in ("rows", "cols", "zero_skip", "batch", "weight_mem", "sram_bank_kib",
+                                       "onchip_kib")}
+    wl = load_workload(hw, checkpoint=ckpt, dataset=ds.name, limit=args.limit, k=k)
+    qm = wl.qm
+
+    # the RTL against the golden model on the first test images, with random stalls
+    t1 = time.perf_counter()
+    nv = min(args.verify_samples, len(wl.x))
+    out = verify(qm, np.asarray(wl.x[:nv], dtype=np.int64), sim=args.sim, in_stall=0.25, out_stall=0.25, seed=1)
+    rtl = {"sim": args.sim, "samples": nv, "mismatches": out["report"].mismatches,
+           "cycles": [s.cycles for s in out["report"].samples], "seconds": round(time.perf_counter() - t1, 1)}
+
+    perf = analyse(wl, 0)
+    s = perf["summary"]
+    labels = np.array([r["label"] for r in perf["samples"]])
+    energy = report(wl, load_coeffs(tech=qm.cfg.tech), args.toggle_samples)
+    return {
+        "design": name, "goal": DESIGNS[name]["goal"], "dataset": ds.name, "checkpoint": ckpt,
+        "layers": list(cfg.layers), "wbits": cfg.wbits, "abits": cfg.abits, "k": k, "batch": cfg.batch,
+        "array": f"{cfg.rows}x{cfg.cols}", "sram_bank_kib": cfg.sram_bank_kib,
+        "recipe": recipe.key(), "train_seconds": meta["train"]["seconds"],
+        "samples": s["samples"],
+        "accuracy": float((labels == np.asarray(wl.y)).mean()),
+        "float_accuracy_full": meta["float"]["accuracy_full"],
+        "energy_uj": energy["total_pj"] / 1e6,
+        "energy_components_uj": {c: v / 1e6 for c, v in energy["components"].items()},
+        "latency_us": s["latency_us"], "cycles_per_inference": s["cycles_per_inference"],
+        "cycles_per_sample": s["cycles_per_sample"], "macs_per_sample": s["macs_per_sample"],
+        "weight_reads_per_sample": s["weight_reads_per_sample"],
+        "mean_exit_layer": float(np.mean([r["exit_layer"] for r in perf["samples"]])),
+        "area_cells": float(area_cells(qm.cfg)), "area_mm2": energy["area_mm2"],
+        "weight_memory": energy["weight_memory"],
+        "rtl": rtl,
+        "seconds": round(time.perf_counter() - t0, 1), "train_or_load_seconds": round(t_train, 1),
+    }
+
+
+def main(argv=None) -> int:
+    p = make_parser(PROG, __doc__.splitlines()[0])
+    p.add_argument("--design", default=",".join(DESIGNS), help=f"designs, comma-separated ({', '.join(DESIGNS)})")
+    p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist (default mnist)")
+    p.add_argument("--limit", type=strict_int, default=None, help="first N test samples (default: all)")
+    p.add_argument("--verify-samples", type=strict_int, default=4, help="test images checked on the RTL")
+    p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
+    p.add_argument("--toggle-samples", type=strict_int, default=16, help="inferences whose toggles are exact")
+    p.add_argument("--threads", type=strict_int, default=2, help="torch threads for training")
+    p.add_argument("--json", type=path_arg, metavar="OUT")
+    args = p.parse_args(argv)
+    names = [n.strip() for n in args.design.split(",")]
+    for n in names:
+        if n not in DESIGNS:
+            raise FFAccelError(f"--design {n!r} unknown (allowed: {', '.join(DESIGNS)})")
+    for flag, v, lo in (("--limit", args.limit, 1), ("--verify-samples", args.verify_samples, 1),
+                        ("--toggle-samples", args.toggle_samples, 1), ("--threads", args.threads, 1)):
+        if v is not None and v < lo:
+            raise FFAccelError(f"{flag}={v} out of range (allowed: >= {lo})")
+    if args.json and (why := check_writable(args.json, folder=False)):
+        raise FFAccelError(f"--json {args.json!r} cannot be written: {why}")
+    from ffaccel.data import DataError, load_dataset
+    try:
+        ds = load_dataset(args.dataset)
+    except DataError as e:
+        raise FFAccelError(str(e)) from None
+    if ds.inputs != 784 or ds.classes != 10:
+        raise FFAccelError(f"--dataset {args.dataset!r}: the designs are 784-input, 10-class networks")
+    rows = []
+    for n in names:
+        r = run_design(n, ds, args)
+        rows.append(r)
+        print(f"{n}: {r['accuracy']:.2%} at {r['energy_uj']:.3f} uJ per inference, {r['latency_us']:.1f} us, "
+              f"{r['area_mm2']:.2f} mm^2; RTL {r['rtl']['samples'] - r['rtl']['mismatches']}/{r['rtl']['samples']} "
+              f"bit-exact ({r['rtl']['sim']})", flush=True)
+    print("\n| design | network | W | k | B | bank | accuracy | energy / inference | latency | cycles / sample | "
+          "area | RTL |")
+    print("| --- " * 12 + "|")
+    for r in rows:
+        net = "784-" + "-".join(str(v) for v in r["layers"])
+        print(f"| {r['design']} | {net} | {r['wbits']} | {r['k']:g} | {r['batch']} | {r['sram_bank_kib']} KiB | "
+              f"{r['accuracy']:.2%} | {r['energy_uj'] * 1000:.0f} nJ | {r['latency_us']:.1f} us | "
+              f"{r['cycles_per_sample']:,.0f} | {r['area_mm2']:.2f} mm^2 | "
+              f"{r['rtl']['samples'] - r['rtl']['mismatches']}/{r['rtl']['samples']} |")
+    if args.json:
+        atomic_write_text(args.json, json.dumps({"designs": rows}, indent=2) + "\n")
+    return 0 if all(r["rtl"]["mismatches"] == 0 for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, PROG))
