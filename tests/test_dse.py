@@ -569,3 +569,23 @@ def test_fidelity_validation(tmp_path, strategy, fragment):
     p.write_text(text.replace("[strategy]\n", "[strategy]\n" + strategy + "\n"))
     r = _dse("--space", str(p), "--store", str(tmp_path / "v.db"))
     assert r.returncode == 2 and fragment in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_recipe_axes_vary_the_training(tmp_path):
+    """``recipe.FIELD`` axes: each value is its own design and recipe; the config ignores
+    them; unknown keys, bad values and a checkpoint workload are refused up front."""
+    text = FIDELITY_SPACE.replace('k = [0.5, 2.0]', 'k = [0.5]\n"recipe.theta" = [1.0, 16.0]')
+    p = tmp_path / "r.toml"
+    p.write_text(text)
+    sp = load_space(p)
+    rung0 = [pt for pt in sp.grid() if pt["layers"] == "1x8" and pt["wbits"] == 2]
+    assert [sp.recipe_for({**pt, "fidelity_epochs": 4}).theta for pt in rung0] == [1.0, 16.0]
+    assert sp.recipe_for({**rung0[0], "fidelity_epochs": 1}).epochs == 1
+    assert sp.config(rung0[0]) == sp.config(rung0[1])
+    assert len({sp.point_key(pt) for pt in rung0}) == 2
+    for bad, fragment in (('"recipe.thetta" = [1.0]', "'thetta' is not a recipe key"),
+                          ('"recipe.theta" = [-1.0]', "theta=-1.0 out of range"),
+                          ('"recipe.epochs" = [3]', "fidelity sets the epochs")):
+        p.write_text(FIDELITY_SPACE.replace('k = [0.5, 2.0]', 'k = [0.5]\n' + bad))
+        with pytest.raises(FFAccelError, match=fragment):
+            load_space(p)

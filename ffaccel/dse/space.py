@@ -21,6 +21,7 @@
     wbits = [4, 8]
     k = [0.5, 1.0, 2.0]             # LightFF exit knob
     weight_mem = ["sram", "dram"]
+    "recipe.theta" = [4.0, 16.0]    # recipe.FIELD axes vary the training (one network each)
 
     [strategy]
     kind = "grid"                   # grid | nsga2
@@ -61,6 +62,8 @@ WORKLOAD_KEYS = {"dataset": str, "layers": str, "limit": int, "val_limit": int, 
                  "checkpoint": str}
 WORKLOAD_DEFAULTS = {"layers": "2x64", "limit": 300, "val_limit": 10000, "toggle_samples": 4}
 EXTRA_AXES = ("k", "layers")          # axes that are not AccelConfig fields
+#: Axes named ``recipe.FIELD`` vary the training recipe (e.g. ``"recipe.theta" = [4.0, 16.0]``).
+RECIPE_AXIS = "recipe."
 # config keys a space may not set in [base] or [axes]: the workload fixes them (layers in
 # [workload], inputs and classes from the data set), or they are internal
 FIXED_KEYS = {"layers": "set layers in [workload] (or as an axis)", "inputs": "the data set fixes inputs",
@@ -104,12 +107,17 @@ class Space:
         return [dict(zip(keys, vals)) for vals in itertools.product(*(self.axes[k] for k in keys))]
 
     def recipe_for(self, point: dict) -> TrainRecipe:
-        """The recipe a design trains with: the space's, or under multi-fidelity its rung's
-        epochs (``min_steps`` scaled by the same fraction of the last rung's)."""
+        """The recipe a design trains with: the space's with the design's ``recipe.*`` axes,
+        under multi-fidelity at its rung's epochs (``min_steps`` scaled by the same
+        fraction of the last rung's)."""
+        r = self.recipe
+        over = {k[len(RECIPE_AXIS):]: v for k, v in point.items() if k.startswith(RECIPE_AXIS)}
+        if over:
+            r = r.replace(**over)
         if FIDELITY_KEY not in point:
-            return self.recipe
+            return r
         e = point[FIDELITY_KEY]
-        return self.recipe.replace(epochs=e, min_steps=self.recipe.min_steps * e // self.fidelity[-1])
+        return r.replace(epochs=e, min_steps=r.min_steps * e // self.fidelity[-1])
 
     def design(self, point: dict) -> dict:
         """The design of a point, without its rung."""
@@ -129,7 +137,8 @@ class Space:
 
     def config(self, point: dict) -> AccelConfig:
         data = dict(self.base)
-        data.update({k: v for k, v in point.items() if k not in EXTRA_AXES and k != FIDELITY_KEY})
+        data.update({k: v for k, v in point.items()
+                     if k not in EXTRA_AXES and k != FIDELITY_KEY and not k.startswith(RECIPE_AXIS)})
         data["layers"] = parse_layers(str(point.get("layers", self.workload["layers"])))
         if "k" in point:
             k = point["k"]
@@ -274,10 +283,22 @@ def load_space(path: str | Path) -> Space:
         raise FFAccelError(f"--space: strategy keep={keep!r} must be a fraction in (0, 1]")
     space = Space(p.stem, wl, base, axes, kind, trials, objectives, recipe, fpga, fidelity=tuple(fidelity),
                   keep=float(keep), fingerprint=_fingerprint(wl))
-    # every design of the space must be a valid config: fail now, not after an hour
+    for k in axes:
+        name = k[len(RECIPE_AXIS):]
+        if k.startswith(RECIPE_AXIS) and name not in recipe.to_dict():
+            raise FFAccelError(f"--space: axis {k!r}: {name!r} is not a recipe key "
+                               f"(allowed: {', '.join(recipe.to_dict())})")
+        if k.startswith(RECIPE_AXIS) and "checkpoint" in wl:
+            raise FFAccelError(f"--space: axis {k!r} varies the training, but the workload uses a checkpoint")
+        if k.startswith(RECIPE_AXIS) and fidelity and name in ("epochs", "min_steps"):
+            raise FFAccelError(f"--space: axis {k!r}: the strategy's fidelity sets the epochs")
+    # every design of the space must be a valid config and recipe: fail now, not after an hour
     try:
         for point in space.grid():
             space.config(point)
+            space.recipe_for(point)
     except ConfigError as e:
         raise FFAccelError(f"--space: a design is invalid: {e}") from None
+    except FFAccelError as e:              # a RecipeError
+        raise FFAccelError(f"--space: a design's {e}") from None
     return space

@@ -3,6 +3,7 @@ so ``spawn`` workers can find it)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -206,10 +207,9 @@ def networks(space: Space, rows: list[dict]) -> int:
         point = {k: r[k] for k in space.axes}
         if FIDELITY_KEY in r:
             point[FIDELITY_KEY] = r[FIDELITY_KEY]
-        cfg = space.config(point)
-        qat = space.recipe_for(point).qat_epochs
+        cfg, recipe = space.config(point), space.recipe_for(point)
         seen.add((tuple(getattr(cfg, k) for k in NETWORK_FIELDS if k not in ("inputs", "classes")),
-                  cfg.wbits if qat else None, point.get(FIDELITY_KEY)))
+                  cfg.wbits if recipe.qat_epochs else None, json.dumps(recipe.key(), sort_keys=True)))
     return len(seen)
 
 
