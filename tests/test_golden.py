@@ -97,7 +97,8 @@ def configs(draw):
     wbits = draw(st.integers(2, 10))
     afrac = draw(st.integers(0, abits + 2))
     rfrac = draw(st.integers(6, 16))
-    wfrac = tuple(draw(st.integers(max(0, afrac - rfrac), rfrac + 4)) for _ in layers)
+    # (negative wfrac: weights beyond the integer range; the shift rsqrt_frac + wfrac - afrac >= 0)
+    wfrac = tuple(draw(st.integers(afrac - rfrac, rfrac + 4)) for _ in layers)
     lfrac = draw(st.integers(0, 8))
     hfrac = tuple(draw(st.integers(max(0, lfrac - rfrac), rfrac + 4)) for _ in layers)
     return AccelConfig(inputs=inputs, classes=classes, layers=layers, abits=abits, wbits=wbits,
