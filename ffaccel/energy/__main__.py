@@ -89,7 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for k, v in sorted(rep["components"].items(), key=lambda kv: -kv[1]):
         print(f"    {k:16s} {v / 1e6:10.4f} uJ  {v / rep['total_pj'] * 100:5.1f}%")
     print(f"  exit histogram {rep['exit_histogram']}; EDP {rep['edp_pj_s']:.3g} pJ*s; "
-          f"area model {rep['area_cells_model']:,.0f} cells")
+          f"area model {rep['area_cells_model']:,.0f} cells, {rep['area_mm2']:.2f} mm^2 with the SRAM")
+    m = rep["weight_memory"]
+    if m["onchip_layers"]:
+        banks = f"{m['banks']} banks of {m['bank_kib']:g} KiB" if m["bank_kib"] else "one memory"
+        print(f"  weight SRAM {m['sram_kib']:,.0f} KiB ({banks}, layers {m['onchip_layers']}): "
+              f"{m['e_bank_pj']:.1f} pJ per word + {m['e_wire_pj']:.1f} pJ of wires ({m['wire_mm']:.2f} mm)"
+              + (f"; layers {m['dram_layers']} in DRAM" if m["dram_layers"] else ""))
     for h in rep["heads"]:           # OP exit heads, per layer (an inference that reaches it)
         print(f"  head {h['layer']} ({h['scheme']}): {h['stored_weights']:,} stored weights, "
               f"{h['macs_per_sample']:,} MACs/sample, weights {(h['weight_mem_pj'] + h['basis_gen_pj']) / 1e3:.2f} nJ, "
