@@ -17,7 +17,7 @@ from ffaccel.model.recipe import RecipeError, TrainRecipe
 def test_recipe_fields_carry_meaning_and_defaults():
     fields = {f.name: f for f in dataclasses.fields(TrainRecipe)}
     assert {"epochs", "min_steps", "lr", "theta", "batch", "hard_negatives", "decay", "head_epochs",
-            "head_lr", "lls_temperature", "score_layers", "qat_epochs", "seed", "limit"} == set(fields)
+            "head_lr", "lls_temperature", "score_layers", "qat_epochs", "qat_lr", "seed", "limit"} == set(fields)
     for name, default, text, unit in TrainRecipe.describe():
         assert text and default == fields[name].default
     r = TrainRecipe()
@@ -25,17 +25,21 @@ def test_recipe_fields_carry_meaning_and_defaults():
     assert TrainRecipe.from_dict({"lr": 1}).lr == 1.0 and isinstance(TrainRecipe(theta=4).theta, float)
 
 
-def test_fields_added_later_keep_the_old_keys():
-    """A recipe from before QAT hashes as before (cached checkpoints, DSE points stay valid);
-    one that fine-tunes hashes differently."""
+def test_fine_tuning_fields_are_keyed_only_when_it_is_on():
+    """A recipe without QAT hashes as before QAT existed (cached checkpoints, DSE points stay
+    valid), whatever its qat_lr; one that fine-tunes hashes both fields."""
     r = TrainRecipe()
-    assert "qat_epochs" not in r.key() and r.key() == {k: v for k, v in r.to_dict().items() if k != "qat_epochs"}
-    assert r.replace(qat_epochs=2).key()["qat_epochs"] == 2
+    assert r.key() == {k: v for k, v in r.to_dict().items() if k not in ("qat_epochs", "qat_lr")}
+    assert r.replace(qat_lr=0.001).key() == r.key()
+    q = r.replace(qat_epochs=2)
+    assert (q.key()["qat_epochs"], q.key()["qat_lr"]) == (2, 0.0003)
+    assert q.replace(qat_lr=0.001).key() != q.key()
 
 
 @pytest.mark.parametrize("bad,fragment", [
     ({"epochs": 0}, "epochs=0 out of range"),
     ({"qat_epochs": -1}, "qat_epochs=-1 out of range"),
+    ({"qat_lr": 0.0}, "qat_lr=0.0 out of range"),
     ({"lr": 0.0}, "lr=0.0 out of range"),
     ({"lr": float("nan")}, "lr=nan out of range"),
     ({"theta": -1}, "theta=-1.0 out of range"),

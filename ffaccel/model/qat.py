@@ -3,8 +3,8 @@
 After training, each layer's weights get the power-of-two grid the integer quantiser would
 give them at the config's ``wbits`` (``ffaccel.model.quant.grid_frac``: least squared
 rounding and clipping error). The layers then train ``qat_epochs`` more
-passes with their own loss (FF, or LLS for LLS heads) while the forward pass rounds the
-weights to that grid, the gradient passing straight through the rounding (the
+passes with their own loss (FF, or LLS for LLS heads) at the step ``qat_lr`` (the
+recipe's decay applies) while the forward pass rounds the weights to that grid, the gradient passing straight through the rounding (the
 straight-through estimator). At the end the weights are stored on the grid, symmetric
 (``|q| <= 2**(wbits-1) - 1``), so the integer quantiser (``ffaccel.model.quant``) reproduces
 them exactly: it picks the same or a finer power-of-two scale, which holds every grid value.
@@ -30,7 +30,7 @@ def fine_tune(net: FFNet, x_codes, y, recipe: TrainRecipe, wbits: int, *, progre
     wmax = (1 << (wbits - 1)) - 1
     lo = -net.cfg.rsqrt_frac                 # the quantiser's range (ffaccel.model.quant)
     net.wgrid = [(grid_frac(l.weight.detach().double().numpy(), wbits, lo), wmax) for l in net.layers]
-    r = recipe.replace(epochs=recipe.qat_epochs, min_steps=0, seed=(recipe.seed + 1) % 2 ** 32)
+    r = recipe.replace(epochs=recipe.qat_epochs, min_steps=0, lr=recipe.qat_lr, seed=(recipe.seed + 1) % 2 ** 32)
     try:
         train = train_ff if net.cfg.exit_head == "learned" else train_lls
         log = train(net, x_codes, y, r, progress=progress)

@@ -65,6 +65,8 @@ class TrainRecipe:
     qat_epochs: int = _f(0, "quantisation-aware fine-tuning after training: passes over the training split "
                             "with the layers' weights rounded to the config's wbits in the forward pass "
                             "(straight-through gradient), then stored on that grid (0: off)", "epochs")
+    qat_lr: float = _f(0.0003, "Adam step of the quantisation-aware fine-tuning, in the units of lr (a tenth "
+                               "of it: the network is trained already)", "parameter units per step")
     seed: int = _f(0, "seed of the initial weights, the shuffles and the negative labels")
     limit: int = _f(0, "train on the first N training samples only (0: all)", "samples")
 
@@ -86,7 +88,7 @@ class TrainRecipe:
         _range("batch", self.batch, 1, 1_000_000)
         _range("seed", self.seed, 0, 2 ** 32 - 1)        # numpy's legacy seeding (Optuna's samplers)
         _range("limit", self.limit, 0, 2 ** 31)
-        for name in ("lr", "head_lr"):
+        for name in ("lr", "head_lr", "qat_lr"):
             if not (math.isfinite(getattr(self, name)) and 0.0 < getattr(self, name) < 10.0):
                 raise RecipeError(f"recipe {name}={getattr(self, name)!r} out of range (allowed: 0 < {name} < 10)")
         if not (math.isfinite(self.theta) and 0.0 < self.theta <= 1e6):
@@ -124,11 +126,12 @@ class TrainRecipe:
         return dataclasses.asdict(self)
 
     def key(self) -> dict[str, Any]:
-        """What cache and DSE keys hash: every field, less the fields added later while they
-        hold their default (the recipes from before them keep their keys and checkpoints)."""
+        """What cache and DSE keys hash: every field, less the fine-tuning's fields when it is
+        off (they change nothing then; so the recipes from before them keep their keys and
+        checkpoints)."""
         d = self.to_dict()
-        for name in LATER_FIELDS:
-            if d[name] == _DEFAULTS[name]:
+        if not self.qat_epochs:
+            for name in QAT_FIELDS:
                 del d[name]
         return d
 
@@ -151,9 +154,8 @@ class TrainRecipe:
         return [(f.name, f.default, f.metadata["help"], f.metadata["unit"]) for f in dataclasses.fields(cls)]
 
 
-#: Fields added after caches and studies were keyed on the recipe (see ``TrainRecipe.key``).
-LATER_FIELDS = ("qat_epochs",)
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainRecipe)}
+#: The fine-tuning's fields: in the keys only when it is on (``TrainRecipe.key``).
+QAT_FIELDS = ("qat_epochs", "qat_lr")
 
 
 def _range(name: str, v: int, lo: int, hi: int) -> None:
