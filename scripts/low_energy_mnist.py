@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from ffaccel.cli import atomic_write_text, make_parser, path_arg, run_main, strict_int
+from ffaccel.cli import atomic_write_text, dataset_matching, make_parser, path_arg, run_main, strict_int
 from ffaccel.config import AccelConfig
 from ffaccel.errors import FFAccelError
 from ffaccel.fsutil import check_writable
@@ -130,13 +130,7 @@ def main(argv=None) -> int:
             raise FFAccelError(f"{flag}={v} out of range (allowed: >= {lo})")
     if args.json and (why := check_writable(args.json, folder=False)):
         raise FFAccelError(f"--json {args.json!r} cannot be written: {why}")
-    from ffaccel.data import DataError, load_dataset
-    try:
-        ds = load_dataset(args.dataset)
-    except DataError as e:
-        raise FFAccelError(str(e)) from None
-    if ds.inputs != 784 or ds.classes != 10:
-        raise FFAccelError(f"--dataset {args.dataset!r}: the designs are 784-input, 10-class networks")
+    ds = dataset_matching(args.dataset, 784, 10, "each design")
     rows = []
     for n in names:
         r = run_design(n, ds, args)

@@ -15,7 +15,7 @@ def _run(*args):
 @pytest.mark.parametrize("args,fragment", [
     (["--design", "nope"], "--design 'nope' unknown"),
     (["--verify-samples", "0"], "--verify-samples=0 out of range"),
-    (["--dataset", "digits"], "784-input, 10-class"),
+    (["--dataset", "digits"], "each design needs 784 / 10"),
 ])
 def test_low_energy_refuses_bad_input_before_work(args, fragment, tmp_path):
     r = _run("scripts/low_energy_mnist.py", *args, "--json", str(tmp_path / "o.json"))
