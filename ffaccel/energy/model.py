@@ -118,7 +118,6 @@ class EnergyModel:
         sched = schedule(cfg)
         mm = self.mm = sched.memory
         W, A, C = cfg.wbits, cfg.abits, cfg.cols
-        self.weight_bytes = mm.weight_words * C * W / 8
         # where each layer's weights live and what a word read costs (ffaccel.energy.memory)
         self.wmem = weight_memory(cfg, coeffs)
         self.e_weight = self.wmem.e_word_pj          # per layer
@@ -132,8 +131,7 @@ class EnergyModel:
         self.e_basis_word = C * coeffs.add_pj(LLS_PHASE_BITS)
         self.cells = area_cells(cfg)
         # the SRAM bits that exist: both activation bank sets and the on-chip weight banks
-        self.act_sram_bits = 2 * sched.banks * sched.bank_depth * C * A
-        self.sram_bits = self.act_sram_bits + self.wmem.sram_bits
+        self.sram_bits = 2 * sched.banks * sched.bank_depth * C * A + self.wmem.sram_bits
         self.leak_pw = coeffs.leak_pw(self.cells, self.sram_bits)
         self.area_mm2 = coeffs.area_mm2(self.cells, self.sram_bits)
         self.e_mult_t = coeffs.mult_operand_toggle_pj(A, W)
