@@ -538,8 +538,8 @@ def test_multi_fidelity_trains_the_promoted_designs_longer(tmp_path, env):
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     r0, r1 = doc["rungs"]
-    assert (r0["epochs"], r0["designs"], r0["evaluated_now"], r0["networks"]) == (1, 8, 8, 4)
-    assert (r1["epochs"], r1["designs"], r1["evaluated_now"]) == (4, 2, 2) and 1 <= r1["networks"] <= 2
+    assert (r0["epochs"], r0["designs"], r0["queued_now"], r0["networks"]) == (1, 8, 8, 4)
+    assert (r1["epochs"], r1["designs"], r1["queued_now"]) == (4, 2, 2) and 1 <= r1["networks"] <= 2
     assert doc["points"] == 2 and all(p["fidelity_epochs"] == 4 for p in doc["pareto"])
     # the promoted designs are rung 1's best: none of rung 0's other designs dominates them
     from ffaccel.dse.space import load_space
@@ -552,7 +552,7 @@ def test_multi_fidelity_trains_the_promoted_designs_longer(tmp_path, env):
     assert len(promoted) == 2 and (promoted <= front if len(front) >= 2 else front <= promoted)
     again = _dse("--space", str(space), "--store", str(db), "--out", str(tmp_path / "out"), "--json", env=env)
     assert again.returncode == 0 and json.loads(again.stdout)["new"] == 0
-    assert [x["evaluated_now"] for x in json.loads(again.stdout)["rungs"]] == [0, 0]
+    assert [x["queued_now"] for x in json.loads(again.stdout)["rungs"]] == [0, 0]
 
 
 @pytest.mark.fault
@@ -589,3 +589,29 @@ def test_recipe_axes_vary_the_training(tmp_path):
         p.write_text(FIDELITY_SPACE.replace('k = [0.5, 2.0]', 'k = [0.5]\n' + bad))
         with pytest.raises(FFAccelError, match=fragment):
             load_space(p)
+
+
+@pytest.mark.fault
+def test_multi_fidelity_on_two_machines_shares_the_rungs(tmp_path, env, postgres):
+    """Two commands on one PostgreSQL study (two machines): each waits for the other's
+    trials of a rung before promoting, both promote the same designs, and no design of any
+    rung is evaluated twice."""
+    space = tmp_path / "pgf.toml"
+    space.write_text(FIDELITY_SPACE)
+    cmd = [sys.executable, "-m", "ffaccel.dse", "--no-progress", "--space", str(space), "--storage", postgres,
+           "--json"]
+    procs = [subprocess.Popen(cmd + ["--out", str(tmp_path / f"o{i}")], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
+    docs = [json.loads(o[0]) for o in outs]
+    assert [d["points"] for d in docs] == [2, 2]
+    assert {r["point_key"] for r in docs[0]["pareto"]} == {r["point_key"] for r in docs[1]["pareto"]}
+    assert sum(d["rungs"][0]["queued_now"] for d in docs) == 8
+    assert sum(d["rungs"][1]["queued_now"] for d in docs) == 2
+    import optuna
+    study = optuna.load_study(study_name="ffaccel-pgf", storage=postgres)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+            and "duplicate_of" not in t.user_attrs]
+    keys = [t.user_attrs["point_key"] for t in done]
+    assert len(keys) == len(set(keys)) == 10

@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 time.sleep(2.0)
                 fail_stale_trials(study)
             prev = collect(space, study, epochs)
-            rungs.append({"epochs": epochs, "designs": len(prev), "evaluated_now": todo,
+            rungs.append({"epochs": epochs, "designs": len(prev), "queued_now": todo,
                           "networks": networks(space, prev), "seconds": round(time.perf_counter() - t_r, 1)})
     else:
         todo = enqueue_grid(space, study, url) if space.kind == "grid" else None
