@@ -123,6 +123,13 @@ class Space:
         """The design of a point, without its rung."""
         return {k: v for k, v in point.items() if k != FIDELITY_KEY}
 
+    def point_of(self, row: dict) -> dict:
+        """The point (design and, under multi-fidelity, rung) of a result row."""
+        point = {k: row[k] for k in self.axes}
+        if FIDELITY_KEY in row:
+            point[FIDELITY_KEY] = row[FIDELITY_KEY]
+        return point
+
     def point_key(self, point: dict) -> str:
         """Hash of everything an evaluation depends on (design and workload) and of what it
         reports (the metric list: a store from before a metric was added evaluates again

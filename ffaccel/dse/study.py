@@ -195,7 +195,7 @@ def rung_points(space: Space, rung: int, previous: list[dict]) -> list[dict]:
         chosen += front[: want - len(chosen)]
         keys = {r["point_key"] for r in front}
         left = [r for r in left if r["point_key"] not in keys]
-    return [{**{k: r[k] for k in space.axes}, FIDELITY_KEY: e} for r in chosen]
+    return [{**space.point_of(r), FIDELITY_KEY: e} for r in chosen]
 
 
 def networks(space: Space, rows: list[dict]) -> int:
@@ -204,9 +204,7 @@ def networks(space: Space, rows: list[dict]) -> int:
     from ..config import NETWORK_FIELDS
     seen = set()
     for r in rows:
-        point = {k: r[k] for k in space.axes}
-        if FIDELITY_KEY in r:
-            point[FIDELITY_KEY] = r[FIDELITY_KEY]
+        point = space.point_of(r)
         cfg, recipe = space.config(point), space.recipe_for(point)
         seen.add((tuple(getattr(cfg, k) for k in NETWORK_FIELDS if k not in ("inputs", "classes")),
                   cfg.wbits if recipe.qat_epochs else None, json.dumps(recipe.key(), sort_keys=True)))
