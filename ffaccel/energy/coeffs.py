@@ -74,6 +74,11 @@ class Coeffs:
     def scale(self) -> float:
         return node_factor(self.tech)
 
+    @property
+    def shrink(self) -> float:
+        """Feature size against 45 nm (lengths scale with it, areas with its square)."""
+        return float(self.tech.removesuffix("nm")) / 45.0
+
     def __getitem__(self, name: str) -> float:
         return self.values[name]
 
@@ -122,14 +127,12 @@ class Coeffs:
 
     def sram_side_mm(self, bits: float) -> float:
         """Side of a square SRAM array of ``bits`` bits (area shrinks with the node squared)."""
-        nm = float(self.tech.removesuffix("nm"))
-        return math.sqrt(bits * self["sram_um2_bit"]) * (nm / 45.0) / 1000.0
+        return math.sqrt(bits * self["sram_um2_bit"]) * self.shrink / 1000.0
 
     def area_mm2(self, cells: float, sram_bits: float) -> float:
         """Die area of ``cells`` generic cells and ``sram_bits`` SRAM bits (45nm figures
         scaled with the node squared)."""
-        nm = float(self.tech.removesuffix("nm"))
-        return (cells * self["logic_um2_cell"] + sram_bits * self["sram_um2_bit"]) * (nm / 45.0) ** 2 / 1e6
+        return (cells * self["logic_um2_cell"] + sram_bits * self["sram_um2_bit"]) * self.shrink ** 2 / 1e6
 
     def table(self) -> list[dict]:
         rows = [{"name": k, "value": v, "unit": DEFAULTS[k][1], "source": self.sources[k]}

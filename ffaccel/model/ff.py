@@ -29,6 +29,11 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(EPS)
 
 
+def round_to_grid(w: torch.Tensor, frac: int, wmax: int) -> torch.Tensor:
+    """``w`` rounded half up to ``k * 2**-frac`` with ``|k| <= wmax`` (the QAT grid)."""
+    return torch.clamp(torch.floor(w * 2.0 ** frac + 0.5), -wmax, wmax) * 2.0 ** -frac
+
+
 def state_shapes(cfg: AccelConfig) -> dict[str, tuple[int, ...]]:
     """The shape of every tensor of ``FFNet(cfg)``'s state, without allocating it (a
     checkpoint is checked against these before its network is built)."""
@@ -95,8 +100,7 @@ class FFNet(torch.nn.Module):
         w = self.layers[i].weight
         if self.wgrid is None:
             return w
-        f, wmax = self.wgrid[i]
-        q = torch.clamp(torch.floor(w * 2.0 ** f + 0.5), -wmax, wmax) * 2.0 ** -f
+        q = round_to_grid(w, *self.wgrid[i])
         return w + (q - w).detach()
 
     def layer(self, i: int, x: torch.Tensor) -> torch.Tensor:

@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from .ff import FFNet, TrainLog, train_ff, train_lls
+from .ff import FFNet, TrainLog, round_to_grid, train_ff, train_lls
 from .quant import grid_frac
 from .recipe import TrainRecipe
-
-
-def _rounded(w: torch.Tensor, f: int, wmax: int) -> torch.Tensor:
-    return torch.clamp(torch.floor(w * 2.0 ** f + 0.5), -wmax, wmax) * 2.0 ** -f
 
 
 def fine_tune(net: FFNet, x_codes, y, recipe: TrainRecipe, wbits: int, *, progress: bool = True) -> TrainLog:
@@ -38,5 +34,5 @@ def fine_tune(net: FFNet, x_codes, y, recipe: TrainRecipe, wbits: int, *, progre
         grids, net.wgrid = net.wgrid, None
     with torch.no_grad():
         for l, (f, m) in zip(net.layers, grids):
-            l.weight.copy_(_rounded(l.weight, f, m))
+            l.weight.copy_(round_to_grid(l.weight, f, m))
     return log
