@@ -30,6 +30,16 @@ EXIT_POLICIES = ("max", "margin", "none")
 # (sin, or its sign: a square wave) is generated on chip (ffaccel.fixedpoint, LLS).
 EXIT_HEADS = ("learned", "lls", "lls-square")
 WEIGHT_MEMS = ("sram", "dram")
+# Neuron types: real-valued ReLU units, or binary stochastic units (BSFF; Jaiswal, Datta
+# and Makin, arXiv 2507.06461): ``bsff_k`` units tied to one weight row, each with its own
+# bias, fire with probability sigmoid(z + b_k); a unit's output is the count that fired.
+NEURONS = ("relu", "bsff")
+BSFF_FIELDS = ("neuron", "bsff_k", "bsff_seed")
+BSFF_K_RANGE = (1, 4)
+#: BSFF: the sigmoid table covers pre-activations in [-BSFF_ZRANGE, BSFF_ZRANGE)
+BSFF_ZRANGE_BITS = 3
+#: BSFF: bits of a firing probability's random draw (p in 0..2**BSFF_PBITS)
+BSFF_PBITS = 8
 TECH_NODES = ("45nm", "32nm", "28nm", "22nm", "16nm", "7nm")
 
 # Hard limits. They are generous but finite so that widths stay sane and errors are clear.
@@ -186,6 +196,16 @@ class AccelConfig:
     of the batch; a later layer streams the copy groups whose samples have not exited.
     Results carry the sample's row in the batch (docs/architecture.md, "Batching"). OP
     batches ``rows`` samples already (one per row): 1 there."""
+    neuron: str = "relu"
+    """``relu``: h = clamp(z, 0, amax). ``bsff``: binary stochastic units (docs/architecture.md,
+    "Binary stochastic FF"): each output is the count of ``bsff_k`` tied units that fire,
+    unit k with probability sigmoid(z + b_k), drawn from the engine's random source; the
+    array adds a weight where the input is non-zero instead of multiplying."""
+    bsff_k: int = 1
+    """BSFF: units tied to one weight row (each with its own bias); ``abits`` holds their
+    count 0..k, so abits = bit_length(k)."""
+    bsff_seed: int = 1
+    """BSFF: seed of the engine's random source (32 bits; a hardware constant)."""
     fpga_regs: bool = False
     """Registers that cut the long wires of a die-sized FPGA implementation: each PE
     registers its own copy of its row operand and weight lane (with the controls that
@@ -243,6 +263,18 @@ class AccelConfig:
         if self.exit_head != "learned" and self.mode != "op":
             raise ConfigError(f"exit_head={self.exit_head!r} needs mode='op' "
                               "(MP exits on the goodness: it has no heads)")
+        _check_choice("neuron", self.neuron, NEURONS)
+        _check_int("bsff_k", self.bsff_k, *BSFF_K_RANGE)
+        _check_int("bsff_seed", self.bsff_seed, 1, (1 << 32) - 1)   # xorshift32 stays at 0
+        if self.neuron == "bsff":
+            if self.abits != self.bsff_k.bit_length():
+                raise ConfigError(f"neuron='bsff' with bsff_k={self.bsff_k} needs abits={self.bsff_k.bit_length()} "
+                                  f"(a unit's output is the count of its {self.bsff_k} tied units; got abits={self.abits})")
+            if self.afrac > 8:
+                raise ConfigError(f"afrac={self.afrac}: a BSFF pre-activation has 0..8 fractional bits "
+                                  "(the sigmoid table has 2**(afrac+4) entries)")
+        elif self.bsff_k != 1:
+            raise ConfigError(f"bsff_k={self.bsff_k} needs neuron='bsff' (ReLU units are not tied)")
         _check_choice("weight_mem", self.weight_mem, WEIGHT_MEMS)
         _check_choice("tech", self.tech, TECH_NODES)
         _check_int("sram_kib", self.sram_kib, 1, 1 << 20)
@@ -420,8 +452,25 @@ class AccelConfig:
 
     @property
     def bias_bits(self) -> int:
-        """Signed bias width at activation scale (wide enough to saturate on its own)."""
+        """Signed bias width at activation scale (wide enough to saturate on its own; BSFF:
+        at pre-activation scale, wide enough to reach past the sigmoid table's range)."""
+        if self.neuron == "bsff":
+            return self.afrac + BSFF_ZRANGE_BITS + 2
         return self.abits + 2
+
+    @property
+    def bsff(self) -> bool:
+        return self.neuron == "bsff"
+
+    @property
+    def bias_lanes(self) -> int:
+        """Bias lanes per output column: BSFF's ``bsff_k`` tied units each have a bias."""
+        return self.bsff_k if self.bsff else 1
+
+    @property
+    def bsff_index_bits(self) -> int:
+        """BSFF: sigmoid-table index bits (pre-activations in [-8, 8) at 2**-afrac)."""
+        return self.afrac + BSFF_ZRANGE_BITS + 1
 
     @property
     def bias_lane_bits(self) -> int:
@@ -497,8 +546,8 @@ class AccelConfig:
 
     @property
     def bias_word_bits(self) -> int:
-        """One bias-memory word: ``cols`` lanes of ``bias_lane_bits``."""
-        return self.cols * self.bias_lane_bits
+        """One bias-memory word: ``cols x bias_lanes`` lanes of ``bias_lane_bits``."""
+        return self.cols * self.bias_lanes * self.bias_lane_bits
 
     @property
     def act_word_bits(self) -> int:
@@ -520,6 +569,8 @@ class AccelConfig:
         for f in dataclasses.fields(self):
             if not f.init:
                 continue
+            if f.name in BSFF_FIELDS and not self.bsff:
+                continue        # ReLU configs serialise (and hash) as before the BSFF fields
             v = getattr(self, f.name)
             if f.name in self._auto and not resolved:
                 v = _AUTO[f.name]
@@ -584,7 +635,8 @@ class AccelConfig:
 
     def summary(self) -> str:
         return (f"{self.inputs}-{format_layers(self.layers)}-{self.classes} {self.mode.upper()} "
-                f"{self.rows}x{self.cols} W{self.wbits}A{self.abits} acc{self.accbits}")
+                f"{self.rows}x{self.cols} W{self.wbits}A{self.abits} acc{self.accbits}"
+                + (f" BSFF k={self.bsff_k}" if self.bsff else ""))
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

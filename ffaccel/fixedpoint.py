@@ -72,3 +72,78 @@ def lls_sin_table(amplitude: int) -> tuple[int, ...]:
         v = amplitude * math.sin(2 * math.pi * (i + 0.5) / n)
         out.append(int(math.copysign(math.floor(abs(v) + 0.5), v)))
     return tuple(out)
+
+
+# ------------------------------------------------------------------ BSFF random source
+# Binary stochastic units draw one 32-bit word per (inference, layer, copy, neuron): a
+# counter-based hash of that position, so the golden model reproduces every bit without
+# replaying the engine's order of work, and a full-depth run draws the same bits as an
+# early-exit run for the layers both compute (docs/architecture.md, "Binary stochastic FF").
+#
+#   epoch state e_i = xorshift32^(i+1)(seed)        inference i since reset (0-based)
+#   a = e_i ^ (layer << 24) ^ (copy << 8);  b = neuron
+#   5 rounds: a = (rotr(a, 8) + b) ^ K_r;  b = rotl(b, 3) ^ a     (Speck64's round, keys K_r)
+#   u = b;  unit k of the tie fires when byte k of u < p
+#
+# xorshift32 (Marsaglia 2003, shifts 13, 17, 5) has period 2**32 - 1 over non-zero states.
+BSFF_HASH_ROUNDS = 5
+#: round keys: the first hexadecimal digits of pi's fraction (nothing up the sleeve)
+BSFF_ROUND_KEYS = (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344, 0xA4093822)
+MASK32 = 0xFFFFFFFF
+
+
+def xorshift32(x: int) -> int:
+    """One step of Marsaglia's xorshift32 (13, 17, 5)."""
+    x ^= (x << 13) & MASK32
+    x ^= x >> 17
+    x ^= (x << 5) & MASK32
+    return x
+
+
+_EPOCHS: dict[int, list[int]] = {}
+
+
+def bsff_epoch_states(seed: int, n: int) -> list[int]:
+    """The epoch states of inferences 0..n-1 since reset: ``xorshift32^(i+1)(seed)``."""
+    if not 1 <= seed <= MASK32:
+        raise ValueError(f"bsff seed {seed} must be 1..2**32-1 (xorshift32 stays at 0 forever)")
+    seq = _EPOCHS.setdefault(seed, [])
+    x = seq[-1] if seq else seed
+    while len(seq) < n:
+        x = xorshift32(x)
+        seq.append(x)
+    return seq[:n]
+
+
+def bsff_hash(a, b):
+    """The 5-round hash of (a, b) (numpy integer arrays, broadcast): the 32-bit word u."""
+    import numpy as np
+
+    m = np.uint64(MASK32)
+    a = np.asarray(a, dtype=np.uint64) & m
+    b = np.asarray(b, dtype=np.uint64) & m
+    a, b = np.broadcast_arrays(a, b)
+    for key in BSFF_ROUND_KEYS[:BSFF_HASH_ROUNDS]:
+        a = ((((a >> np.uint64(8)) | (a << np.uint64(24))) & m) + b) & m ^ np.uint64(key)
+        b = (((b << np.uint64(3)) | (b >> np.uint64(29))) & m) ^ a
+    return b
+
+
+def bsff_key(epoch_state, layer: int, copy):
+    """The hash's first word for a layer and copy (``copy`` < 2**16, ``layer`` < 64)."""
+    import numpy as np
+
+    return np.asarray(epoch_state, dtype=np.uint64) ^ np.uint64(layer << 24) ^ \
+        (np.asarray(copy, dtype=np.uint64) << np.uint64(8))
+
+
+@lru_cache(maxsize=None)
+def bsff_sigmoid_table(afrac: int, zrange_bits: int = 3, pbits: int = 8) -> tuple[int, ...]:
+    """Firing probability at ``pbits``: entry ``i`` is ``round_half_up(2**pbits *
+    sigmoid(z))`` for ``z = (i - 2**(afrac + zrange_bits)) * 2**-afrac``, i.e. the
+    pre-activations in [-2**zrange_bits, 2**zrange_bits) (a ROM in hardware; the golden
+    model and the RTL read this same table)."""
+    half = 1 << (afrac + zrange_bits)
+    one = 1 << pbits
+    return tuple(int(math.floor(one / (1.0 + math.exp(-(i - half) / (1 << afrac))) + 0.5))
+                 for i in range(2 * half))

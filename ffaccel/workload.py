@@ -54,6 +54,11 @@ def informative_config(rng: np.random.Generator, **shape) -> AccelConfig:
     n = len(shape["layers"])
     rfrac = int(rng.integers(max(6, abits - wbits + 3), 13))
     afrac = int(rng.integers(max(0, abits - wbits + 2), abits + 3))
+    wcenter = wbits - abits + afrac - 1
+    if shape.get("neuron") == "bsff":
+        # BSFF: W x/||x|| should spread over a few units of the sigmoid's input (|z| ~ 4)
+        afrac = int(rng.integers(2, 7))
+        wcenter = wbits - 3
     lfrac = int(rng.integers(0, 6))
 
     def frac(center: int, lo: int) -> int:
@@ -66,7 +71,7 @@ def informative_config(rng: np.random.Generator, **shape) -> AccelConfig:
         lfrac = min(int(rng.integers(4, 9)), rfrac)
     return AccelConfig(
         afrac=afrac, rsqrt_frac=rfrac, rsqrt_index=int(rng.integers(2, 7)), lfrac=lfrac,
-        wfrac=tuple(frac(wbits - abits + afrac - 1, max(0, afrac - rfrac)) for _ in range(n)),
+        wfrac=tuple(frac(wcenter, max(0, afrac - rfrac)) for _ in range(n)),
         hfrac=hfrac, **shape)
 
 

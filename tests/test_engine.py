@@ -63,6 +63,23 @@ def random_lls_config(rng) -> AccelConfig:
         zero_skip=_skip(classes))
 
 
+def random_bsff_config(rng) -> AccelConfig:
+    """A BSFF config: binary stochastic units, 1 to 4 tied per weight row (1, the binary
+    datapath, twice as often), two or three layers, either mode."""
+    inputs = int(rng.integers(8, 24))
+    classes = int(rng.integers(2, min(6, inputs - 1) + 1))
+    layers = tuple(int(v) for v in rng.integers(1, 11, size=int(rng.integers(2, 4))))
+    rows, cols = int(rng.integers(1, 5)), int(rng.integers(1, 6))
+    k = int(rng.choice([1, 1, 2, 3, 4]))
+    mode, policy = str(rng.choice(["mp", "op"])), str(rng.choice(["max", "margin", "none"]))
+    share = bool(rng.integers(0, 2))
+    return informative_config(
+        rng, inputs=inputs, classes=classes, layers=layers, rows=rows, cols=cols, abits=k.bit_length(),
+        wbits=int(rng.integers(2, 7)), mode=mode, exit_policy=policy, label_share=share, neuron="bsff",
+        bsff_k=k, bsff_seed=int(rng.integers(1, 2 ** 32)), fpga_regs=_copies(inputs),
+        zero_skip=_skip(classes), batch=_batch(mode, rows, share, layers))
+
+
 def check(qm: QuantModel, x: np.ndarray, units: dict | None = None):
     cfg = qm.cfg
     gold = GoldenModel(qm).run(x, probe=True)
@@ -114,7 +131,8 @@ def random_case(seed: int):
     with LLS heads)."""
     rng = np.random.default_rng(1000 + seed)
     for _ in range(20):                   # formats whose activations depend on the input
-        cfg = random_lls_config(rng) if seed >= LLS_SEEDS.start else random_config(rng)
+        cfg = random_bsff_config(rng) if seed in BSFF_SEEDS else \
+            random_lls_config(rng) if seed in LLS_SEEDS else random_config(rng)
         qm = QuantModel.random(cfg, rng)
         x = rng.integers(0, cfg.amax + 1, size=(5 if cfg.mode == "mp" else cfg.rows + 2, cfg.inputs))
         if cfg.zero_skip:                 # sparse inputs (a generator of its own: the draws above stay)
@@ -135,8 +153,9 @@ def random_case(seed: int):
     raise AssertionError("no input-dependent config found")
 
 
-SEEDS = range(32)
+SEEDS = range(42)
 LLS_SEEDS = range(24, 32)
+BSFF_SEEDS = range(32, 42)
 
 
 @pytest.mark.parametrize("seed", SEEDS)

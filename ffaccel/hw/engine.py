@@ -28,12 +28,13 @@ from .issue import Issue
 from .nzmap import NonzeroMap
 from .pe import PE
 from .postproc import PostProc
+from .rng import RandomSource
 from .regfile import RegFile
 
 #: The replaceable units and their production classes. A verification bench may pass
 #: substitutes (``Engine(cfg, units={"postproc": FaultyPostProc})``): mutation tests.
 UNITS = {"controller": Controller, "regfile": RegFile, "actbanks": ActBanks, "issue": Issue,
-         "drain": Drain, "postproc": PostProc, "accum": Accumulators, "exitcmp": ExitCmp, "basis": LLSBasis,
+         "drain": Drain, "postproc": PostProc, "rng": RandomSource, "accum": Accumulators, "exitcmp": ExitCmp, "basis": LLSBasis,
          "nzmap": NonzeroMap}
 
 
@@ -72,6 +73,10 @@ class Engine(wiring.Component):
                                             cfg.fpga_regs)
         drain = m.submodules.drain = u["drain"](s)
         post = m.submodules.postproc = u["postproc"](s)
+        if cfg.bsff:
+            # BSFF: the random words of each drained row, ready when it reaches stage C3
+            rng = m.submodules.rng = u["rng"](s)
+            m.d.comb += [rng.start.eq(ctrl.start), rng.row.eq(drain.row), post.u.eq(rng.u)]
         acc = m.submodules.accum = u["accum"](s)
         cmp_ = m.submodules.exitcmp = u["exitcmp"](cfg.classes, cfg.score_bits, cfg.exit_policy, s.tags)
         # the unit instances of this elaboration (tests read their signals' widths)

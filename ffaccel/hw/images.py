@@ -25,21 +25,30 @@ def _tile_words(w: np.ndarray, cols: int) -> np.ndarray:
     return tile_weights(w, cols).reshape(-1, cols)
 
 
-def _tile_bias(b: np.ndarray, cols: int) -> np.ndarray:
-    tiles = -(-len(b) // cols)
-    pad = np.zeros(tiles * cols, dtype=np.int64)
-    pad[: len(b)] = b
-    return pad.reshape(tiles, cols)
+def _tile_bias(b: np.ndarray, cols: int, lanes: int = 1, fill: int = 0) -> np.ndarray:
+    """Biases (n,) or (n, lanes) -> (tiles, cols * lanes): lane ``c * lanes + k`` of word
+    t holds b[t*cols + c, k] (BSFF's tied units; a 1-D bias fills lane k = 0); the
+    columns beyond the layer hold ``fill``."""
+    b = np.asarray(b, dtype=np.int64)
+    b2 = b[:, None] if b.ndim == 1 else b
+    tiles = -(-len(b2) // cols)
+    pad = np.full((tiles * cols, lanes), fill, dtype=np.int64)
+    pad[: len(b2), : b2.shape[1]] = b2
+    return pad.reshape(tiles, cols * lanes)
 
 
 def image_lanes(qm: QuantModel) -> tuple[np.ndarray, np.ndarray]:
-    """(weight lanes (words, cols), bias lanes (words, cols)) as signed integers."""
+    """(weight lanes (words, cols), bias lanes (words, cols x bias_lanes)) as signed integers."""
     cfg = qm.cfg
     wl = [_tile_words(w, cfg.cols) for w in qm.weights]
-    bl = [_tile_bias(b, cfg.cols) for b in qm.biases]
+    # BSFF: a column beyond the layer has z = 0 (zero weights), where a unit would fire
+    # half the time: its biases are the lane's most negative value, so it never fires
+    # (the sigmoid table's first entry is 0) and its output stays 0, as a ReLU column's
+    fill = -(1 << (schedule(cfg).memory.bias_lane_bits - 1)) if cfg.bsff else 0
+    bl = [_tile_bias(b, cfg.cols, cfg.bias_lanes, fill) for b in qm.biases]
     if cfg.mode == "op" and cfg.exit_head == "learned":      # LLS heads are generated on chip
         wl += [_tile_words(h, cfg.cols) for h in qm.heads]
-        bl += [_tile_bias(hb, cfg.cols) for hb in qm.head_biases]
+        bl += [_tile_bias(hb, cfg.cols, cfg.bias_lanes) for hb in qm.head_biases]
     w, b = np.concatenate(wl), np.concatenate(bl)
     mm = schedule(cfg).memory
     assert len(w) == mm.weight_words and len(b) == mm.bias_words

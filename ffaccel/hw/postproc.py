@@ -3,7 +3,7 @@ clamp, square (stages B, C, D), bit-exact with ``GoldenModel.postprocess``."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -76,7 +76,7 @@ class PostProc(wiring.Component):
                              f"(this unit has {stages})")
         self.sched = sched
         cfg = sched.cfg
-        super().__init__({
+        sig = {
             "row": In(row_layout(sched)),
             "shift_base": In(unsigned(sched.regs.group("shift")[0].bits)),
             "write": Out(write_layout(sched)),
@@ -84,7 +84,11 @@ class PostProc(wiring.Component):
             "logit": Out(logit_layout(sched)),
             "goodness": Out(goodness_layout(sched)),
             "busy": Out(1),
-        })
+        }
+        if cfg.bsff:
+            # the random source's words of the row now in stage C3 (``RandomSource``)
+            sig["u"] = In(data.ArrayLayout(unsigned(32), cfg.cols))
+        super().__init__(sig)
         self.prod = [Signal(signed(cfg.product_bits), name=f"prod{c}") for c in range(cfg.cols)]
         self.shift = Signal(unsigned(cfg.shift_bits))
 
@@ -98,7 +102,7 @@ class PostProc(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, row = self.sched.cfg, self.row
-        C, A, BL = cfg.cols, cfg.abits, cfg.bias_lane_bits
+        C = cfg.cols
         shift_base, busy0, row_in = self.shift_base, None, row
         if cfg.fpga_regs:
             # ---- stage B0: the row registered (its lanes and factor m go to the product
@@ -155,11 +159,24 @@ class PostProc(wiring.Component):
         sh = [Signal(signed(pb + 2), name=f"sh{c}") for c in range(C)]
         m.d.sync += c2.eq(c1)
         m.d.sync += [sh[c].eq(Mux(big1[c], 0, rsum[c] >> shift1[c])) for c in range(C)]
-        # ---- stage C3: the bias
+        c3, c_, h, inc = self._stage_c34(m, c2, sh)
+        d_busy = self._stage_d(m, c_, h, inc)
+        busy = b1.valid | b.valid | c1.valid | c2.valid | c3.valid | c_.valid | d_busy
+        m.d.comb += self.busy.eq(busy if busy0 is None else busy0 | busy)
+        return m
+
+    def _stage_c34(self, m: Module, c2, sh):
+        """Stage C3 (the bias; BSFF: one per tied unit, lane k = 0 for the heads) and C4
+        (clamp, BSFF's count of firing units, or the heads' logit increment). Returns
+        C3's and C4's tags, the lanes' activations and the logit increments."""
+        cfg = self.sched.cfg
+        C, A, BL, K, pb = cfg.cols, cfg.abits, cfg.bias_lane_bits, cfg.bias_lanes, cfg.product_bits
         c3 = Signal(post_tag_layout(self.sched))
-        z = [Signal(signed(pb + 3), name=f"z{c}") for c in range(C)]
+        zk = [[Signal(signed(pb + 3), name=f"z{c}_{k}" if k else f"z{c}") for k in range(K)] for c in range(C)]
+        z = [zk[c][0] for c in range(C)]
         m.d.sync += c3.eq(c2)
-        m.d.sync += [z[c].eq(sh[c] + c2.bias[c * BL:(c + 1) * BL].as_signed()) for c in range(C)]
+        m.d.sync += [zk[c][k].eq(sh[c] + c2.bias[(c * K + k) * BL:(c * K + k + 1) * BL].as_signed())
+                     for c in range(C) for k in range(K)]
         # ---- stage C4: clamp (layers) / logit increment (heads)
         c_ = Signal(post_tag_layout(self.sched))
         h = [Signal(unsigned(A), name=f"h{c}") for c in range(C)]
@@ -167,12 +184,29 @@ class PostProc(wiring.Component):
         m.d.sync += c_.eq(c3)
         # clamp to 0..amax = 2**A - 1: the sign bit, then any bit at A or above (an OR, not
         # a comparator's carry chain across z's width)
-        m.d.sync += [h[c].eq(Mux(z[c][-1], 0, Mux(z[c][A:].any(), cfg.amax, z[c][:A]))) for c in range(C)]
+        if cfg.bsff:
+            m.d.sync += [h[c].eq(self.fire(zk[c], self.u[c])) for c in range(C)]
+        else:
+            m.d.sync += [h[c].eq(Mux(z[c][-1], 0, Mux(z[c][A:].any(), cfg.amax, z[c][:A]))) for c in range(C)]
         m.d.sync += [inc[c].eq(z[c]) for c in range(C)]
-        d_busy = self._stage_d(m, c_, h, inc)
-        busy = b1.valid | b.valid | c1.valid | c2.valid | c3.valid | c_.valid | d_busy
-        m.d.comb += self.busy.eq(busy if busy0 is None else busy0 | busy)
-        return m
+        return c3, c_, h, inc
+
+    def fire(self, zs, u):
+        """BSFF: the count of tied units that fire: unit k's pre-activation ``zs[k]``
+        clamped into the sigmoid table's range, its probability read from the table (a
+        ROM of ``2**(afrac+4)`` entries), compared with byte k of the random word ``u``."""
+        from ..config import BSFF_PBITS, BSFF_ZRANGE_BITS
+        from ..fixedpoint import bsff_sigmoid_table
+
+        cfg = self.sched.cfg
+        table = bsff_sigmoid_table(cfg.afrac, BSFF_ZRANGE_BITS, BSFF_PBITS)
+        half, ib = len(table) // 2, cfg.bsff_index_bits
+        rom = Array(Const(v, unsigned(BSFF_PBITS + 1)) for v in table)
+        bits = []
+        for k, zv in enumerate(zs):
+            idx = Mux(zv < -half, 0, Mux(zv >= half, 2 * half - 1, (zv + half)[:ib]))
+            bits.append(u[k * BSFF_PBITS:(k + 1) * BSFF_PBITS] < rom[idx])
+        return sum(bits[1:], bits[0].as_unsigned()) if len(bits) > 1 else bits[0]
 
     def _stage_d(self, m: Module, c_, h, inc):
         """The bank write, probe and logit at C4's output; the goodness sum in three

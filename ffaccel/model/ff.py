@@ -40,7 +40,7 @@ def state_shapes(cfg: AccelConfig) -> dict[str, tuple[int, ...]]:
     out: dict[str, tuple[int, ...]] = {}
     for i, (n_in, n_out) in enumerate(zip(cfg.fan_in, cfg.layers)):
         out[f"layers.{i}.weight"] = (n_out, n_in)
-        out[f"layers.{i}.bias"] = (n_out,)
+        out[f"layers.{i}.bias"] = (n_out, cfg.bsff_k) if cfg.bsff else (n_out,)
     if cfg.mode == "op":
         for i, n in enumerate(cfg.layers):
             out[f"heads.{i}.weight"] = (cfg.classes, n)
@@ -71,6 +71,13 @@ class FFNet(torch.nn.Module):
             with torch.no_grad():
                 lin.weight.uniform_(-bound, bound, generator=g)
                 lin.bias.uniform_(-bound, bound, generator=g)
+            if cfg.bsff:
+                # one bias per tied unit: U(-1, 1) around offsets spread over [-1.5, 1.5],
+                # so the k units of a row start at different points of the sigmoid
+                k = cfg.bsff_k
+                off = torch.linspace(-1.5, 1.5, k) if k > 1 else torch.zeros(1)
+                b = torch.empty(n_out, k).uniform_(-bound, bound, generator=g) + off
+                lin.bias = torch.nn.Parameter(b)
             self.layers.append(lin)
         self.heads = torch.nn.ModuleList(
             torch.nn.Linear(n, cfg.classes) for n in cfg.layers) if cfg.mode == "op" else torch.nn.ModuleList()
@@ -104,7 +111,21 @@ class FFNet(torch.nn.Module):
         return w + (q - w).detach()
 
     def layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.bsff:
+            return self.activate(i, F.linear(_normalise(x), self.weight(i)))
         return F.relu(F.linear(_normalise(x), self.weight(i), self.layers[i].bias))
+
+    def fire_prob(self, i: int, z: torch.Tensor) -> torch.Tensor:
+        """BSFF: the firing probability (..., n, k) of the tied units of layer ``i`` from its
+        normalised pre-activation ``z`` (..., n) (bias not yet added)."""
+        return torch.sigmoid(z[..., None] + self.layers[i].bias)
+
+    def activate(self, i: int, z: torch.Tensor) -> torch.Tensor:
+        """Layer ``i``'s output from its normalised pre-activation without bias: ReLU, or
+        the count of BSFF tied units that fire (sampled with the torch generator)."""
+        if not self.cfg.bsff:
+            return F.relu(z + self.layers[i].bias)
+        return torch.bernoulli(self.fire_prob(i, z)).sum(-1)
 
     def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
         hs = []
@@ -128,8 +149,7 @@ class FFNet(torch.nn.Module):
             norm = torch.sqrt((img * img).sum(1) + float(cfg.label_value) ** 2)        # (B,)
             base = img @ w1.T                                                       # (B, n1)
             lab = float(cfg.label_value) * w1[:, : cfg.classes].T                   # (C, n1)
-            z = (base[:, None, :] + lab[None]) / norm[:, None, None] + self.layers[0].bias
-            h = F.relu(z)
+            h = self.activate(0, (base[:, None, :] + lab[None]) / norm[:, None, None])
             gs = [(h * h).sum(-1)]
             for i in range(1, layers or len(self.layers)):
                 h = self.layer(i, h)
@@ -148,8 +168,11 @@ class FFNet(torch.nn.Module):
         return torch.cat(out).double().numpy()
 
     def layer_scores(self, x_codes: np.ndarray) -> np.ndarray:
-        """Each layer's own score (B, L, classes): MP goodness, OP head logits."""
-        return self.mp_goodness(x_codes) if self.cfg.mode == "mp" else self.op_logits(x_codes)
+        """Each layer's own score (B, L, classes): MP goodness, OP head logits (BSFF: the
+        units sampled from a torch generator seeded with 0, so a score is reproducible)."""
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            return self.mp_goodness(x_codes) if self.cfg.mode == "mp" else self.op_logits(x_codes)
 
     def scores(self, x_codes: np.ndarray) -> np.ndarray:
         """Cumulative scores (B, L, classes) of the scored layers (``cfg.scored``)."""
@@ -246,9 +269,14 @@ def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecipe
         neg = torch.as_tensor(embed_labels(xb, wrong, cfg), dtype=torch.float32)
         tot = 0.0
         for i, opt in enumerate(opts):
-            hp, hn = net.layer(i, pos), net.layer(i, neg)
-            gp, gn = hp.pow(2).mean(1), hn.pow(2).mean(1)
-            loss = F.softplus(torch.cat([theta - gp, gn - theta])).mean()
+            if cfg.bsff:
+                (gp, hp), (gn, hn) = bsff_goodness(net, i, pos), bsff_goodness(net, i, neg)
+                gain, target = recipe.bsff_gain, recipe.bsff_target
+                loss = F.softplus(gain * torch.cat([target - gp, gn - target])).mean()
+            else:
+                hp, hn = net.layer(i, pos), net.layer(i, neg)
+                gp, gn = hp.pow(2).mean(1), hn.pow(2).mean(1)
+                loss = F.softplus(torch.cat([theta - gp, gn - theta])).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -258,6 +286,23 @@ def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecipe
 
     return _epochs(net, opts, len(x_codes), epochs=recipe.effective_epochs(len(x_codes)), batch=recipe.batch,
                    rng=rng, decay=recipe.decay, desc="FF train", progress=progress, step=step, on_epoch=on_epoch)
+
+
+def bsff_goodness(net: FFNet, i: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """BSFF training goodness of layer ``i`` on input ``x`` and the sampled output.
+
+    The goodness of a binary stochastic layer is ``sum_j c_j^2`` (``c_j`` the count of
+    neuron j's tied units that fire; for k = 1 the count of firing units). Training uses
+    its expectation given the input, exact and differentiable:
+    ``E[c_j^2] = sum_k p_jk (1 - p_jk) + (sum_k p_jk)^2``, averaged over the layer's units
+    and divided by k^2 (a fraction, 0..1, whatever the width and k). The next layer sees
+    sampled counts, as at inference (its input is detached anyway)."""
+    p = net.fire_prob(i, F.linear(_normalise(x), net.weight(i)))
+    k = p.shape[-1]
+    e2 = (p * (1 - p)).sum(-1) + p.sum(-1).pow(2)
+    with torch.no_grad():
+        h = torch.bernoulli(p).sum(-1)
+    return e2.mean(-1) / (k * k), h
 
 
 def train_heads(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecipe, *,

@@ -15,7 +15,8 @@ import numpy as np
 from ..config import AccelConfig, ConfigError
 from .embed import embed_all, embed_neutral
 from .exits import fires
-from .intops import argmax_first, rshr, rsqrt
+from ..fixedpoint import bsff_epoch_states, bsff_key
+from .intops import argmax_first, bsff_fire, rshr, rsqrt
 
 
 @dataclass
@@ -23,7 +24,8 @@ class QuantModel:
     """Integer parameters of a network plus the config that gives their formats.
 
     ``weights[l]`` (n_out, n_in) int64 in [wmin, wmax] at scale 2**-wfrac[l];
-    ``biases[l]`` (n_out,) at activation scale 2**-afrac. OP heads: ``heads[l]``
+    ``biases[l]`` (n_out,) at activation scale 2**-afrac (BSFF: (n_out, bsff_k), one per
+    tied unit, at pre-activation scale 2**-afrac). OP heads: ``heads[l]``
     (classes, n_l) at 2**-hfrac[l], ``head_biases[l]`` (classes,) at logit scale 2**-lfrac.
     """
 
@@ -47,8 +49,9 @@ class QuantModel:
             if w.shape != (n_out, n_in):
                 raise ConfigError(f"layer {i + 1} weights have shape {tuple(w.shape)}; "
                                   f"the config needs ({n_out}, {n_in})")
-            if b.shape != (n_out,):
-                raise ConfigError(f"layer {i + 1} bias has shape {tuple(b.shape)}; the config needs ({n_out},)")
+            want = (n_out, cfg.bsff_k) if cfg.bsff else (n_out,)
+            if b.shape != want:
+                raise ConfigError(f"layer {i + 1} bias has shape {tuple(b.shape)}; the config needs {want}")
             _check_range(f"layer {i + 1} weights", w, cfg.wmin, cfg.wmax)
             _check_range(f"layer {i + 1} bias", b, blo, bhi)
         if cfg.mode == "op":
@@ -76,7 +79,8 @@ class QuantModel:
         bmax = (1 << (cfg.bias_bits - 1)) - 1
         for n_in, n_out in zip(cfg.fan_in, cfg.layers):
             ws.append(rng.integers(cfg.wmin, cfg.wmax + 1, size=(n_out, n_in), dtype=np.int64))
-            bs.append(rng.integers(-bmax // 4, bmax // 2 + 1, size=n_out, dtype=np.int64))
+            shape = (n_out, cfg.bsff_k) if cfg.bsff else n_out
+            bs.append(rng.integers(-bmax // 4, bmax // 2 + 1, size=shape, dtype=np.int64))
             if cfg.mode == "op" and cfg.exit_head != "learned":
                 from .lls import lls_basis
                 hs.append(lls_basis(cfg, n_out))
@@ -130,14 +134,18 @@ class GoldenModel:
         """Exact integer x @ w via float64 (bounded by check_float64_exact)."""
         return np.rint(x.astype(np.float64) @ w64_t).astype(np.int64)
 
-    def postprocess(self, acc: np.ndarray, g_in: np.ndarray, layer: int) -> np.ndarray:
+    def postprocess(self, acc: np.ndarray, g_in: np.ndarray, layer: int, key: np.ndarray | None = None) -> np.ndarray:
         """Bias, postponed normalisation, ReLU, requantise, saturate. ``acc`` (..., n_out),
-        ``g_in`` (...) the goodness of the layer's input; returns activation codes."""
+        ``g_in`` (...) the goodness of the layer's input; returns activation codes. BSFF:
+        ``key`` (...) the random source's first word of each copy (:func:`bsff_key`), and
+        the output is the count of tied units that fire."""
         cfg = self.cfg
         m, s = rsqrt(g_in, cfg.rsqrt_frac, cfg.rsqrt_index)
         shift = cfg.rsqrt_frac + s + cfg.wfrac[layer] - cfg.afrac
-        z = rshr(acc * m[..., None], shift[..., None]) + self.qm.biases[layer]
-        return np.clip(z, 0, cfg.amax)
+        z = rshr(acc * m[..., None], shift[..., None])
+        if not cfg.bsff:
+            return np.clip(z + self.qm.biases[layer], 0, cfg.amax)
+        return bsff_fire(cfg, z, self.qm.biases[layer], key)
 
     def head(self, h: np.ndarray, g: np.ndarray, layer: int) -> np.ndarray:
         """OP head increment of cumulative logits from layer outputs ``h`` (B, n)."""
@@ -175,12 +183,30 @@ class GoldenModel:
         return fires(scores, layer, cfg.scored, cfg.exit_policy, cfg.thresholds)
 
     # ------------------------------------------------------------------ inference
-    def run(self, x: np.ndarray, *, early_exit: bool = False, probe: bool = False) -> GoldenResult:
+    def keys(self, n: int, epoch: int, layer: int) -> np.ndarray | None:
+        """BSFF: the random source's first word (:func:`bsff_key`) of every copy (n, copies)
+        of ``n`` samples, sample ``s`` in inference ``epoch + s // batch`` since reset, slot
+        ``s % batch`` of it (MP copy ``slot * classes + c``, OP row ``slot``). None: ReLU."""
+        cfg = self.cfg
+        if not cfg.bsff:
+            return None
+        size = cfg.batch if cfg.mode == "mp" else cfg.rows
+        s = np.arange(n)
+        states = np.asarray(bsff_epoch_states(cfg.bsff_seed, epoch + (n + size - 1) // size)[epoch:],
+                            dtype=np.uint64)
+        slot = s % size
+        copy = slot[:, None] * cfg.copies + np.arange(cfg.copies)[None, :]
+        return bsff_key(states[s // size][:, None], layer, copy)
+
+    def run(self, x: np.ndarray, *, early_exit: bool = False, probe: bool = False, epoch: int = 0) -> GoldenResult:
         """Integer inference of a batch of input codes ``x`` (B, inputs).
 
         ``early_exit=False`` computes every layer for every sample (full-depth prediction
         and the exit decision from the same pass); ``True`` drops exited samples from
-        later layers, as the hardware does.
+        later layers, as the hardware does. BSFF: the samples are the engine's inferences
+        ``epoch, epoch + 1, ...`` since reset, ``batch`` (MP) or ``rows`` (OP) samples each
+        (``x`` starts at an inference's first sample); the random bits depend on that
+        position only, so both ``early_exit`` settings draw the same bits.
         """
         cfg = self.cfg
         x = np.asarray(x, dtype=np.int64)
@@ -212,7 +238,8 @@ class GoldenModel:
                 b, c, n = h.shape
                 acc = self._matmul(h.reshape(b * c, n), self._w64[layer]).reshape(b, c, -1)
                 g_in = g
-            h = self.postprocess(acc, g_in, layer)          # (b, copies, n_l)
+            key = self.keys(bsz, epoch, layer)
+            h = self.postprocess(acc, g_in, layer, None if key is None else key[active])   # (b, copies, n_l)
             g = (h * h).sum(axis=2)                           # (b, copies)
             goodness[active, layer] = g
             if not cfg.scored[layer]:

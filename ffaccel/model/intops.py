@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..fixedpoint import rsqrt_table
+from ..fixedpoint import bsff_hash, bsff_sigmoid_table, rsqrt_table
 
-__all__ = ["rshr", "saturate", "rsqrt_table", "rsqrt", "argmax_first", "top2_margin"]
+__all__ = ["bsff_fire", "rshr", "saturate", "rsqrt_table", "rsqrt", "argmax_first", "top2_margin"]
 
 
 def rshr(v: np.ndarray, shift: np.ndarray | int) -> np.ndarray:
@@ -72,3 +72,21 @@ def top2_margin(scores: np.ndarray) -> np.ndarray:
     """top1 - top2 over the last axis (0 when the two best are equal)."""
     part = np.sort(scores, axis=-1)
     return part[..., -1] - part[..., -2]
+
+
+def bsff_fire(cfg, z: np.ndarray, bias: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Binary stochastic units (``cfg.neuron == "bsff"``): ``z`` (..., n) the normalised
+    pre-activations at 2**-afrac, ``bias`` (n, k) one per tied unit, ``key`` (...) the
+    random source's first word per copy. Unit k of neuron j fires when byte k of
+    ``bsff_hash(key, j)`` is below ``table[clamp(z_j + bias_jk)]``; returns the count."""
+    from ..config import BSFF_PBITS, BSFF_ZRANGE_BITS
+
+    table = np.asarray(bsff_sigmoid_table(cfg.afrac, BSFF_ZRANGE_BITS, BSFF_PBITS), dtype=np.int64)
+    half = len(table) // 2
+    n = z.shape[-1]
+    u = bsff_hash(np.asarray(key)[..., None], np.arange(n, dtype=np.uint64)).astype(np.int64)
+    count = np.zeros(z.shape, dtype=np.int64)
+    for k in range(cfg.bsff_k):
+        p = table[np.clip(z + bias[:, k], -half, half - 1) + half]
+        count += ((u >> (BSFF_PBITS * k)) & ((1 << BSFF_PBITS) - 1)) < p
+    return count

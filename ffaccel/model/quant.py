@@ -55,6 +55,10 @@ def grid_frac(w: np.ndarray, wbits: int, lo: int) -> int:
     return best[1]
 
 
+#: BSFF: fractional bits of the pre-activation (the sigmoid table then has 256 entries,
+#: 1/16 apart, where the probability moves by at most 1/64 between entries)
+BSFF_AFRAC = 4
+
 # Samples of the training split that choose the number formats (activation percentiles),
 # and of the validation split that calibrate the exit thresholds where a run caps them.
 CALIBRATION_SAMPLES = 2000
@@ -72,6 +76,8 @@ def choose_formats(net: FFNet, calib_codes: np.ndarray, calib_y: np.ndarray,
     p = float(np.quantile(allh, 0.9999)) if allh.size else 0.0
     afrac = _pow2_frac(p, cfg.amax, 0, cfg.abits + 16)
     wfrac = tuple(grid_frac(l.weight.detach().double().numpy(), cfg.wbits, -cfg.rsqrt_frac) for l in net.layers)
+    if cfg.bsff:
+        afrac = BSFF_AFRAC          # the pre-activation's resolution: the sigmoid table's step
     afrac = min(afrac, cfg.rsqrt_frac + min(wfrac))  # keeps every shift rsqrt_frac + wfrac - afrac >= 0
     if cfg.exit_head != "learned":
         hfrac = ()                      # LLS heads: the config fixes their format

@@ -67,6 +67,10 @@ class TrainRecipe:
                             "(straight-through gradient), then stored on that grid (0: off)", "epochs")
     qat_lr: float = _f(0.0003, "Adam step of the quantisation-aware fine-tuning, in the units of lr (a tenth "
                                "of it: the network is trained already)", "parameter units per step")
+    bsff_target: float = _f(0.3, "BSFF layers: goodness threshold of the FF loss, on the expected sum of squared "
+                                 "firing counts over the units, divided by units x k^2", "fraction")
+    bsff_gain: float = _f(20.0, "BSFF layers: the FF loss is softplus(gain x (target - g)) for positives, "
+                                "softplus(gain x (g - target)) for negatives", "1 / fraction")
     seed: int = _f(0, "seed of the initial weights, the shuffles and the negative labels")
     limit: int = _f(0, "train on the first N training samples only (0: all)", "samples")
 
@@ -97,6 +101,10 @@ class TrainRecipe:
             raise RecipeError(f"recipe hard_negatives={self.hard_negatives!r} out of range (allowed: 0..1)")
         if not (math.isfinite(self.lls_temperature) and 0.0 < self.lls_temperature <= 100.0):
             raise RecipeError(f"recipe lls_temperature={self.lls_temperature!r} out of range (allowed: 0 < t <= 100)")
+        if not 0.0 < self.bsff_target < 1.0:
+            raise RecipeError(f"recipe bsff_target={self.bsff_target!r} out of range (allowed: 0 < target < 1)")
+        if not (math.isfinite(self.bsff_gain) and 0.0 < self.bsff_gain <= 1e4):
+            raise RecipeError(f"recipe bsff_gain={self.bsff_gain!r} out of range (allowed: 0 < gain <= 1e4)")
         if self.score_layers not in SCORE_LAYERS:
             raise RecipeError(f"recipe score_layers={self.score_layers!r} (allowed: {', '.join(SCORE_LAYERS)})")
 
@@ -133,6 +141,9 @@ class TrainRecipe:
         if not self.qat_epochs:
             for name in QAT_FIELDS:
                 del d[name]
+        for name in BSFF_FIELDS:                 # recipes from before BSFF keep their keys
+            if d[name] == _DEFAULTS[name]:
+                del d[name]
         return d
 
     @classmethod
@@ -156,6 +167,9 @@ class TrainRecipe:
 
 #: The fine-tuning's fields: in the keys only when it is on (``TrainRecipe.key``).
 QAT_FIELDS = ("qat_epochs", "qat_lr")
+#: BSFF's loss fields: in the keys only when they differ from their defaults.
+BSFF_FIELDS = ("bsff_target", "bsff_gain")
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainRecipe)}
 
 
 def _range(name: str, v: int, lo: int, hi: int) -> None:
