@@ -9,11 +9,28 @@ from ffaccel.hw.array import MacArray
 from ffaccel.hw.pe import PE
 
 
+def test_multiplier_free_pe_refuses_wide_inputs_and_blocks():
+    with pytest.raises(ValueError, match="abits <= 3"):
+        PE(4, 4, 12, multiplier_free=True)
+    with pytest.raises(ValueError, match="no multiplier block"):
+        PE(1, 4, 12, True, "MULT18X18D", multiplier_free=True)
+
+
+def test_multiplier_free_pe_elaborates_no_multiply():
+    """The BSFF PE's netlist has no multiply operator (the ReLU PE's has one)."""
+    from amaranth.back import rtlil
+    assert "$mul" not in rtlil.convert(PE(1, 8, 16, multiplier_free=True))
+    assert "$mul" not in rtlil.convert(PE(2, 8, 16, True, multiplier_free=True))
+    assert "$mul" in rtlil.convert(PE(2, 8, 16))
+
+
 @pytest.mark.parametrize("copies", [False, True])
-@pytest.mark.parametrize("abits,wbits", [(8, 8), (1, 2), (5, 3)])
-def test_pe_accumulates_tiles_and_holds_when_disabled(abits, wbits, copies):
+@pytest.mark.parametrize("abits,wbits,free", [(8, 8, False), (1, 2, False), (5, 3, False),
+                                              (1, 6, True), (2, 4, True), (3, 8, True)])
+def test_pe_accumulates_tiles_and_holds_when_disabled(abits, wbits, free, copies):
+    """``free``: the multiplier-free PE of BSFF (weights selected and added by input bit)."""
     accbits = abits + wbits + 6
-    dut = PE(abits, wbits, accbits, copies)
+    dut = PE(abits, wbits, accbits, copies, multiplier_free=free)
     rng = np.random.default_rng(abits)
     amax, wlo, whi = (1 << abits) - 1, -(1 << (wbits - 1)), (1 << (wbits - 1)) - 1
     results = []

@@ -94,8 +94,19 @@ CASES = {
     # share their weight reads
     "mp_batch8_skip": dict(inputs=14, layers=(7, 6, 5), classes=2, rows=8, cols=3, abits=5, wbits=4,
                            mode="mp", exit_policy="max", label_share=True, zero_skip=True, batch=8),
+    # binary stochastic units (issue #17): the multiplier-free array, the random source and
+    # sigmoid ROM, k tied units' biases; 1-bit activations with zero skipping and a batch,
+    # OP with three tied units (2-bit counts) and the FPGA registers, MP copy groups
+    "mp_bsff_k1_skip": dict(inputs=20, layers=(11, 9, 6), classes=4, rows=4, cols=3, abits=1, wbits=5,
+                            mode="mp", exit_policy="max", label_share=True, zero_skip=True, batch=2,
+                            neuron="bsff", bsff_k=1, bsff_seed=77),
+    "op_bsff_k3": dict(inputs=18, layers=(9, 7, 5), classes=3, rows=3, cols=4, abits=2, wbits=6,
+                       mode="op", exit_policy="margin", fpga_regs=True, neuron="bsff", bsff_k=3, bsff_seed=5),
+    "mp_bsff_k4_groups": dict(inputs=16, layers=(8, 10), classes=5, rows=3, cols=2, abits=3, wbits=4,
+                              mode="mp", exit_policy="max", label_share=False, neuron="bsff", bsff_k=4,
+                              bsff_seed=0xDEADBEEF),
 }
-VERILATOR_CASES = ["mp_groups_share", "op_margin", "mp_noshare_margin", "op_lls_sin", "mp_zero_skip_noshare",
+VERILATOR_CASES = ["mp_bsff_k1_skip", "op_bsff_k3", "mp_groups_share", "op_margin", "mp_noshare_margin", "op_lls_sin", "mp_zero_skip_noshare",
                    "op_zero_skip", "mp_batch_share_skip", "mp_batch_groups", "mp_batch8_skip"]
 # (case, stall probability): stalls vary so timing independence is exercised too
 STALLS = {"mp_groups_share": 0.3, "op_margin": 0.4, "mp_noshare_margin": 0.2, "mp_one_layer_rows1": 0.0,
@@ -103,7 +114,7 @@ STALLS = {"mp_groups_share": 0.3, "op_margin": 0.4, "mp_noshare_margin": 0.2, "m
           "op_cols1": 0.3, "op_lls_square": 0.4, "op_lls_sin": 0.3, "mp_skip_middle": 0.3, "op_skip_last": 0.4,
           "mp_zero_skip": 0.3, "mp_zero_skip_noshare": 0.5, "op_zero_skip": 0.4, "op_zero_skip_lls": 0.3,
           "mp_fpga_regs_share": 0.4, "mp_batch_share_skip": 0.4, "mp_batch_groups": 0.3,
-          "mp_batch8_skip": 0.3}
+          "mp_batch8_skip": 0.3, "mp_bsff_k1_skip": 0.4, "op_bsff_k3": 0.3, "mp_bsff_k4_groups": 0.5}
 
 
 def case_samples(name: str, seed: int):
@@ -227,7 +238,8 @@ FAULT_CASES = {"requant_round": "mp_groups_share", "probe_tile": "mp_noshare_mar
                "op_head_increment": "op_margin", "lls_phase_restart": "op_lls_square",
                "score_mask_ignored": "mp_skip_middle", "skip_ones": "mp_zero_skip_noshare",
                "skip_map_stale": "op_zero_skip", "result_tag": "mp_batch_share_skip",
-               "exited_groups_streamed": "mp_batch_groups", "skip_batch_map": "mp_batch_share_skip"}
+               "exited_groups_streamed": "mp_batch_groups", "skip_batch_map": "mp_batch_share_skip",
+               "bsff_epoch_frozen": "mp_bsff_k1_skip", "bsff_tied_bias": "op_bsff_k3"}
 
 
 def fault_samples(fault: str):

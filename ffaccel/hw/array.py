@@ -28,7 +28,7 @@ class MacArray(wiring.Component):
     (:class:`PE`, :meth:`PE.pipeline`)."""
 
     def __init__(self, rows: int, cols: int, abits: int, wbits: int, accbits: int, live_rows: int | None = None,
-                 operand_copies: bool = False):
+                 operand_copies: bool = False, multiplier_free: bool = False):
         for name, v in (("rows", rows), ("cols", cols)):
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"MacArray: {name}={v!r} must be an integer >= 1")
@@ -38,6 +38,7 @@ class MacArray(wiring.Component):
         self.rows, self.cols, self.live_rows = rows, cols, live_rows
         self.abits, self.wbits, self.accbits = abits, wbits, accbits
         self.operand_copies = operand_copies
+        self.multiplier_free = multiplier_free
         super().__init__({
             "x": In(unsigned(abits)).array(rows), "w": In(signed(wbits)).array(cols),
             "row_en": In(rows), "valid": In(1), "first": In(1), "last": In(1), "shift": In(1),
@@ -52,8 +53,9 @@ class MacArray(wiring.Component):
                 # an FPGA target builds each PE's registered product as a multiplier
                 # block, but those it moves to logic (more PEs than blocks)
                 block = mult_block(platform, (r, c) in getattr(platform, "soft_pes", ())) \
-                    if self.operand_copies else None
-                pe = pes[r, c] = PE(self.abits, self.wbits, self.accbits, self.operand_copies, block)
+                    if self.operand_copies and not self.multiplier_free else None
+                pe = pes[r, c] = PE(self.abits, self.wbits, self.accbits, self.operand_copies, block,
+                                    self.multiplier_free)
                 m.submodules[pe_name(r, c)] = pe
                 m.d.comb += [pe.x.eq(self.x[r]), pe.w.eq(self.w[c]), pe.valid.eq(self.valid),
                              pe.en.eq(self.row_en[r]), pe.first.eq(self.first), pe.last.eq(self.last),

@@ -70,7 +70,7 @@ class Engine(wiring.Component):
         banks = m.submodules.actbanks = u["actbanks"](s)
         iss = m.submodules.issue = u["issue"](s)
         arr = m.submodules.array = MacArray(cfg.rows, cfg.cols, cfg.abits, cfg.wbits, cfg.accbits, s.live_rows,
-                                            cfg.fpga_regs)
+                                            cfg.fpga_regs, multiplier_free=cfg.bsff)
         drain = m.submodules.drain = u["drain"](s)
         post = m.submodules.postproc = u["postproc"](s)
         if cfg.bsff:

@@ -8,6 +8,13 @@ from .dsp import RegisteredProduct
 from .interfaces import REPLICA
 
 
+def select_add(x, w):
+    """``x * w`` for a few-bit unsigned ``x`` without a multiplier: ``w << i`` where bit i
+    of ``x`` is 1, added (one bit: a choice between ``w`` and 0)."""
+    terms = [Mux(x[i], w << i, 0) for i in range(len(x))]
+    return sum(terms[1:], terms[0])
+
+
 class PE(wiring.Component):
     """A two-stage multiply-accumulate: cycle t registers ``prod <= x * w`` with the
     controls (``valid & en``, ``first``, ``last``, ``shift``); cycle t+1 forms
@@ -41,7 +48,7 @@ class PE(wiring.Component):
         return 2 if operand_copies else 1
 
     def __init__(self, abits: int, wbits: int, accbits: int, operand_copies: bool = False,
-                 block: str | None = None):
+                 block: str | None = None, multiplier_free: bool = False):
         for name, v, lo in (("abits", abits, 1), ("wbits", wbits, 2), ("accbits", accbits, 2)):
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ValueError(f"PE: {name}={v!r} must be an integer >= {lo}")
@@ -54,6 +61,13 @@ class PE(wiring.Component):
             raise ValueError(f"PE: block={block!r} needs operand_copies (the block holds the operand registers)")
         self.operand_copies = operand_copies
         self.block = block
+        if not isinstance(multiplier_free, bool):
+            raise ValueError(f"PE: multiplier_free={multiplier_free!r} must be true or false")
+        if multiplier_free and abits > 3:
+            raise ValueError(f"PE: multiplier_free needs abits <= 3 (got {abits}): one adder per input bit")
+        if multiplier_free and block is not None:
+            raise ValueError("PE: a multiplier-free PE uses no multiplier block (block must be None)")
+        self.multiplier_free = multiplier_free
         super().__init__({
             "x": In(unsigned(abits)), "w": In(signed(wbits)),
             "valid": In(1), "en": In(1), "first": In(1), "last": In(1),
@@ -66,16 +80,25 @@ class PE(wiring.Component):
         ok, first_in, last_in = self.valid & self.en, self.first, self.last
         # unsigned abits x signed wbits fits signed abits + wbits
         prod = Signal(signed(self.abits + self.wbits))
+        if self.multiplier_free:
+            # BSFF: the weight where the input is 1 (1-bit inputs: a choice, no adder; a
+            # count of k tied units: the weight shifted by each set bit, added)
+            x, w = self.x, self.w
+            if self.operand_copies:
+                x, w = Signal.like(self.x, name="x_q", attrs=REPLICA), Signal.like(self.w, name="w_q", attrs=REPLICA)
+                m.d.sync += [x.eq(self.x), w.eq(self.w)]
+            m.d.sync += prod.eq(select_add(x, w))
         if self.operand_copies:
             # this PE's own copies of the operands (in the product unit) and of the
             # controls (``REPLICA``: yosys would merge a row's identical registers)
-            mul = m.submodules.mul = RegisteredProduct(self.x.shape(), self.w.shape(), prod.shape(),
-                                                       block=self.block, copies=True)
-            m.d.comb += [mul.a.eq(self.x), mul.b.eq(self.w), prod.eq(mul.p)]
+            if not self.multiplier_free:
+                mul = m.submodules.mul = RegisteredProduct(self.x.shape(), self.w.shape(), prod.shape(),
+                                                           block=self.block, copies=True)
+                m.d.comb += [mul.a.eq(self.x), mul.b.eq(self.w), prod.eq(mul.p)]
             okq, firstq, lastq = (Signal(name=n, attrs=REPLICA) for n in ("go_q", "first_q", "last_q"))
             m.d.sync += [okq.eq(ok), firstq.eq(first_in), lastq.eq(last_in)]
             ok, first_in, last_in = okq, firstq, lastq
-        else:
+        elif not self.multiplier_free:
             m.d.sync += prod.eq(self.x * self.w)
         go, first, last, shift = (Signal(name=n, attrs=REPLICA) for n in ("go", "first", "last", "shift_q"))
         m.d.sync += [go.eq(ok), first.eq(first_in), last.eq(last_in), shift.eq(self.shift)]

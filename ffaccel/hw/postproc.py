@@ -56,7 +56,8 @@ class PostProc(wiring.Component):
     of squares in one cycle and B's two multiplier blocks with their sum; docs/results.md,
     "FPGA implementation".)
 
-    Subclasses may override :meth:`half` and :meth:`probe_tile` (mutation tests only).
+    Subclasses may override :meth:`half`, :meth:`probe_tile` and :meth:`bias_lane`
+    (mutation tests only).
     """
 
     STAGES = 9
@@ -98,6 +99,10 @@ class PostProc(wiring.Component):
 
     def probe_tile(self, tile):
         return tile
+
+    def bias_lane(self, c: int, k: int) -> int:
+        """The bias-word lane of column ``c``'s tied unit ``k`` (``images._tile_bias``)."""
+        return c * self.sched.cfg.bias_lanes + k
 
     def elaborate(self, platform):
         m = Module()
@@ -175,7 +180,8 @@ class PostProc(wiring.Component):
         zk = [[Signal(signed(pb + 3), name=f"z{c}_{k}" if k else f"z{c}") for k in range(K)] for c in range(C)]
         z = [zk[c][0] for c in range(C)]
         m.d.sync += c3.eq(c2)
-        m.d.sync += [zk[c][k].eq(sh[c] + c2.bias[(c * K + k) * BL:(c * K + k + 1) * BL].as_signed())
+        lane = [[self.bias_lane(c, k) for k in range(K)] for c in range(C)]
+        m.d.sync += [zk[c][k].eq(sh[c] + c2.bias[lane[c][k] * BL:(lane[c][k] + 1) * BL].as_signed())
                      for c in range(C) for k in range(K)]
         # ---- stage C4: clamp (layers) / logit increment (heads)
         c_ = Signal(post_tag_layout(self.sched))

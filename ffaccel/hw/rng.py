@@ -62,11 +62,15 @@ class RandomSource(wiring.Component):
         })
         self.epoch = Signal(WORD, init=cfg.bsff_seed & MASK32)
 
+    def step(self, epoch):
+        """The epoch's next state (xorshift32); subclasses may override it (mutation tests)."""
+        return _xorshift32(epoch)
+
     def elaborate(self, platform):
         m = Module()
         cfg = self.sched.cfg
         with m.If(self.start):
-            m.d.sync += self.epoch.eq(_xorshift32(self.epoch))
+            m.d.sync += self.epoch.eq(self.step(self.epoch))
         row = self.row
         if cfg.fpga_regs:
             r0 = Signal.like(self.row, name="row_q")

@@ -79,8 +79,11 @@ class QuantModel:
         bmax = (1 << (cfg.bias_bits - 1)) - 1
         for n_in, n_out in zip(cfg.fan_in, cfg.layers):
             ws.append(rng.integers(cfg.wmin, cfg.wmax + 1, size=(n_out, n_in), dtype=np.int64))
-            shape = (n_out, cfg.bsff_k) if cfg.bsff else n_out
-            bs.append(rng.integers(-bmax // 4, bmax // 2 + 1, size=shape, dtype=np.int64))
+            if cfg.bsff:            # biases within +-2 (the sigmoid's steep part), one per tied unit
+                lim = 2 << cfg.afrac
+                bs.append(rng.integers(-lim, lim + 1, size=(n_out, cfg.bsff_k), dtype=np.int64))
+            else:
+                bs.append(rng.integers(-bmax // 4, bmax // 2 + 1, size=n_out, dtype=np.int64))
             if cfg.mode == "op" and cfg.exit_head != "learned":
                 from .lls import lls_basis
                 hs.append(lls_basis(cfg, n_out))

@@ -13,6 +13,7 @@ from ..hw.drain import Drain
 from ..hw.exitcmp import ExitCmp
 from ..hw.nzmap import NonzeroMap
 from ..hw.postproc import PostProc
+from ..hw.rng import RandomSource
 
 
 class RoundAtWrongBit(PostProc):
@@ -101,6 +102,19 @@ class StreamsTheBatchMap(Controller):
         return self._live()
 
 
+class EpochNeverSteps(RandomSource):
+    """BSFF: the random source's epoch stays at the seed: every inference draws the same bits."""
+    def step(self, epoch):
+        return epoch
+
+
+class TiedBiasesRotated(PostProc):
+    """BSFF: tied unit k of a column adds the bias of unit k + 1 (mod k)."""
+    def bias_lane(self, c, k):
+        K = self.sched.cfg.bias_lanes
+        return c * K + (k + 1) % K
+
+
 FAULTS = {
     "requant_round": {"postproc": RoundAtWrongBit},
     "probe_tile": {"postproc": WrongProbeTile},
@@ -116,6 +130,8 @@ FAULTS = {
     "result_tag": {"controller": ResultTagSwapped},
     "exited_groups_streamed": {"controller": StreamsExitedSamples},
     "skip_batch_map": {"controller": StreamsTheBatchMap},
+    "bsff_epoch_frozen": {"rng": EpochNeverSteps},
+    "bsff_tied_bias": {"postproc": TiedBiasesRotated},
 }
 
 
@@ -130,7 +146,10 @@ def fault_units(fault: str | None) -> dict | None:
 def unbuilt_unit(fault: str, cfg) -> str | None:
     """The unit ``fault`` replaces when ``cfg``'s engine does not build it (the fault would
     change nothing), with the option that builds it; else None."""
-    needs = {"nzmap": ("zero skipping", cfg.zero_skip), "basis": ("LLS heads", cfg.exit_head != "learned")}
+    needs = {"nzmap": ("zero skipping", cfg.zero_skip), "basis": ("LLS heads", cfg.exit_head != "learned"),
+             "rng": ("--neuron bsff", cfg.bsff)}
+    if fault == "bsff_tied_bias" and not (cfg.bsff and cfg.bsff_k > 1):
+        return "postproc (--neuron bsff with --bsff-k 2 or more)"
     batch = cfg.mode == "mp" and cfg.batch > 1
     if fault == "skip_batch_map" and not (cfg.zero_skip and batch):
         return "MP batch (--infer-batch) with zero skipping"
