@@ -79,6 +79,10 @@ _CONFIG_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "--mode": ("mode", str, "inference mode: mp (multi-pass) or op (one-pass)"),
     "--exit-policy": ("exit_policy", str, "early exit rule: max, margin or none"),
     "--exit-head": ("exit_head", str, "OP exit heads: learned, lls (sin basis) or lls-square (generated on chip)"),
+    "--neuron": ("neuron", str, "units: relu (default) or bsff (binary stochastic; abits follows --bsff-k "
+                                "unless given)"),
+    "--bsff-k": ("bsff_k", strict_int, "BSFF: units tied to one weight row, 1..4 (default 1)"),
+    "--bsff-seed": ("bsff_seed", strict_int, "BSFF: seed of the engine's random source, 1..2**32-1 (default 1)"),
     "--k": ("exit_k", strict_float, "LightFF threshold knob: T = mu - k*sigma"),
     # (not --batch: the training recipe's mini-batch, on ffaccel.train with these flags)
     "--infer-batch": ("batch", strict_int, "MP: samples per inference sharing each weight read (default 1)"),
@@ -143,6 +147,8 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, key, None)
         if value is not None:
             data[key] = value
+    if data.get("neuron") == "bsff" and "abits" not in data and isinstance(data.get("bsff_k", 1), int):
+        data["abits"] = data.get("bsff_k", 1).bit_length()    # a unit's output: the count 0..k
     return data
 
 

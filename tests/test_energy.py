@@ -43,8 +43,8 @@ TOGGLES = [{"weight_bus": 100, "act_read": 40, "array_x": 30, "pe_product": 150,
             "act_write": 10, "pe_operand": 60},
            {"weight_bus": 50, "act_read": 20, "array_x": 10, "pe_product": 70, "pe_acc": 80, "pe_shadow": 8,
             "act_write": 4, "pe_operand": 25}]
-COUNTS = [{"pe_ops": 64, "weight_reads": 8, "act_reads": 6, "act_writes": 2, "bias_reads": 1, "drained_rows": 2},
-          {"pe_ops": 32, "weight_reads": 4, "act_reads": 2, "act_writes": 2, "bias_reads": 1, "drained_rows": 2}]
+COUNTS = [{"pe_ops": 64, "weight_reads": 8, "act_reads": 6, "act_writes": 2, "bias_reads": 1, "drained_rows": 2, "layer_rows": 2},
+          {"pe_ops": 32, "weight_reads": 4, "act_reads": 2, "act_writes": 2, "bias_reads": 1, "drained_rows": 2, "layer_rows": 2}]
 CYCLES = [50, 30]
 
 

@@ -37,6 +37,12 @@ CONFIGS = [
     AccelConfig(inputs=20, layers=(9, 7), classes=2, rows=3, cols=4, abits=5, afrac=2, batch=3, zero_skip=True),
     AccelConfig(inputs=20, layers=(9, 7, 5), classes=3, rows=4, cols=3, abits=5, afrac=2, batch=2,
                 label_share=False),
+    # BSFF: 1-bit activations with zero skipping and a batch; OP with 3 tied units (2-bit
+    # counts) and the FPGA registers
+    AccelConfig(inputs=20, layers=(9, 7), classes=3, rows=3, cols=4, abits=1, afrac=4, wbits=5, wfrac=(2, 2),
+                batch=2, zero_skip=True, neuron="bsff"),
+    AccelConfig(inputs=18, layers=(7, 9), classes=3, rows=3, cols=4, abits=2, afrac=4, wbits=6, wfrac=(3, 3),
+                mode="op", fpga_regs=True, neuron="bsff", bsff_k=3),
 ]
 
 

@@ -46,6 +46,13 @@ DEFAULTS: dict[str, tuple[float, str, str]] = {
     "wire_pj_bit_mm": (0.1, "pJ/bit/mm at 45nm",
                        "Borkar and Chien, CACM 54(5) 2011, fig. 11: on-die interconnect energy at 45nm "
                        "(read from the plot)"),
+    "gate_pj": (0.1 / 32 / 4, "pJ/op at 45nm",
+                "ffaccel assumption: a 2-input gate (AND, XOR, one bit of a 2:1 choice) ~ 1/4 of one bit of a "
+                "32-bit add (about 6 of a full adder's 28 transistors)"),
+    "pbit_ratio": (0.01, "x the CMOS sampler's energy",
+                   "Kobayashi, Singh et al., Nat. Commun. 2024 (arXiv 2304.05949): sMTJ p-bits dissipate two "
+                   "orders of magnitude less energy than the CMOS p-bits (random source, lookup, comparator) they "
+                   "replace"),
     "logic_um2_cell": (1.0, "um^2/cell at 45nm",
                        "ffaccel assumption: a generic cell ~ NanGate 45nm NAND2_X1 (0.80 um^2), rounded up "
                        "for the mix with flip-flops"),
@@ -94,6 +101,17 @@ class Coeffs:
     def mult_operand_toggle_pj(self, a_bits: int, b_bits: int) -> float:
         """Multiplier energy per toggle of one operand bit, at the stated activity."""
         return self.mult_pj(a_bits, b_bits) / (self["activity"] * (a_bits + b_bits))
+
+    def select_add_pj(self, a_bits: int, b_bits: int) -> float:
+        """BSFF's multiplier-free product of an ``a_bits`` count and a ``b_bits`` weight: a
+        gate per weight bit and input bit, and ``a_bits - 1`` adds of the shifted weights
+        (one input bit: a choice, no adder)."""
+        return (a_bits * b_bits * self["gate_pj"] * self.scale
+                + (a_bits - 1) * self.add_pj(a_bits + b_bits))
+
+    def select_operand_toggle_pj(self, a_bits: int, b_bits: int) -> float:
+        """:meth:`select_add_pj` per toggle of one operand bit, at the stated activity."""
+        return self.select_add_pj(a_bits, b_bits) / (self["activity"] * (a_bits + b_bits))
 
     def add_toggle_pj(self, bits: int) -> float:
         """Accumulator energy per toggled result bit: the adder's share plus the register bit."""

@@ -27,7 +27,27 @@ from .coeffs import Coeffs
 from .memory import weight_memory
 
 ENERGY_COMPONENTS = ("pe_mult", "pe_product", "pe_acc", "pe_shadow", "operand_regs", "act_write_data", "postproc",
-                     "weight_mem", "basis_gen", "act_mem", "bias_mem", "leakage")
+                     "sampler", "weight_mem", "basis_gen", "act_mem", "bias_mem", "leakage")
+
+
+def sampler_pj(cfg: AccelConfig, c: Coeffs) -> dict:
+    """BSFF: the energy per lane of a drained layer row of the random source and the
+    sampling (pJ): the 32-bit hash (five rounds of a 32-bit add and 64 XORs, their 64-bit
+    registers toggling at the stated activity), and per tied unit the clamp, the
+    sigmoid-table read (a choice per index bit and probability bit on the read path) and
+    the comparison, plus the adds of the count; ``pbit``: the same row with p-bits, whose
+    device physics draws the biased bit (``pbit_ratio`` of the CMOS sampler)."""
+    from ..config import BSFF_PBITS
+    from ..fixedpoint import BSFF_HASH_ROUNDS
+    if not cfg.bsff:
+        return {"cmos": 0.0, "pbit": 0.0, "hash": 0.0, "per_unit": 0.0}
+    word = BSFF_HASH_ROUNDS * (c.add_pj(32) + 64 * c["gate_pj"] * c.scale + 64 * c["activity"] * c.reg_toggle_pj())
+    ib = cfg.bsff_index_bits
+    unit = c.add_pj(ib) + (BSFF_PBITS + 1) * ib * c["gate_pj"] * c.scale + c.add_pj(BSFF_PBITS)
+    count = (cfg.bsff_k - 1) * c.add_pj(cfg.abits)
+    cmos = word + cfg.bsff_k * unit + count
+    return {"cmos": cmos, "pbit": c["pbit_ratio"] * (word + cfg.bsff_k * unit) + count, "hash": word,
+            "per_unit": unit}
 
 
 def area_cells(cfg: AccelConfig) -> float:
@@ -90,8 +110,8 @@ def profile(wl: Workload, toggle_samples: int) -> Profile:
     tog = [dict.fromkeys(COMPONENTS, 0.0) for _ in range(L)]
     load = 0.0
     runs = []                   # (counts, cycles) per layer of each inference
-    for xb in units:
-        res = gm.run(xb, probe=True)
+    for i, xb in enumerate(units):
+        res = gm.run(xb, probe=True, epoch=i)          # inference i (BSFF: its random bits)
         acts = list(res.activations) if mp else [a[:, 0, :] for a in res.activations]
         exits = np.full(len(xb), L)
         # zero skipping: the non-zero maps once, for the counters and the cycles
@@ -113,7 +133,7 @@ def profile(wl: Workload, toggle_samples: int) -> Profile:
 
 
 class EnergyModel:
-    def __init__(self, cfg: AccelConfig, coeffs: Coeffs):
+    def __init__(self, cfg: AccelConfig, coeffs: Coeffs, pbits: bool = False):
         self.cfg, self.c = cfg, coeffs
         sched = schedule(cfg)
         mm = self.mm = sched.memory
@@ -126,6 +146,9 @@ class EnergyModel:
         self.e_bias = coeffs.sram_access_pj(mm.bias_words * C * mm.bias_lane_bits / 8, C * mm.bias_lane_bits)
         self.e_post_row = C * (coeffs.mult_pj(cfg.drain_bits, cfg.rsqrt_mant_bits) + coeffs.add_pj(cfg.product_bits)
                                + coeffs.mult_pj(A, A) + coeffs.add_pj(cfg.goodness_bits))
+        # BSFF: the random source and sampler per layer row (``random_source``: CMOS or p-bits)
+        self.sampler = sampler_pj(cfg, coeffs)
+        self.e_sampler_row = C * self.sampler["pbit" if pbits else "cmos"]
         # LLS heads: per generated word, one phase add per lane (the phase register's
         # toggles are in the add's energy, as for the accumulators)
         self.e_basis_word = C * coeffs.add_pj(LLS_PHASE_BITS)
@@ -134,7 +157,8 @@ class EnergyModel:
         self.sram_bits = 2 * sched.banks * sched.bank_depth * C * A + self.wmem.sram_bits
         self.leak_pw = coeffs.leak_pw(self.cells, self.sram_bits)
         self.area_mm2 = coeffs.area_mm2(self.cells, self.sram_bits)
-        self.e_mult_t = coeffs.mult_operand_toggle_pj(A, W)
+        # the PE's product: a multiplier, or BSFF's select-and-add (no multiplier)
+        self.e_mult_t = coeffs.select_operand_toggle_pj(A, W) if cfg.bsff else coeffs.mult_operand_toggle_pj(A, W)
         self.e_acc_t = coeffs.add_toggle_pj(cfg.accbits)
         self.e_reg = coeffs.reg_toggle_pj()
 
@@ -172,6 +196,7 @@ class EnergyModel:
                              + tog["pe_operand"]) * self.e_reg,
             "act_write_data": tog["act_write"] * self.e_reg,
             "postproc": cnt["drained_rows"] * self.e_post_row,
+            "sampler": cnt["layer_rows"] * self.e_sampler_row,
             "weight_mem": cnt["weight_reads"] * self.e_weight[layer],
             "basis_gen": cnt.get("basis_words", 0) * self.e_basis_word,
             "act_mem": (cnt["act_reads"] + cnt["act_writes"]) * self.e_act,

@@ -43,6 +43,13 @@ def report(wl, coeffs, toggle_samples: int, exit_layers: np.ndarray | None = Non
     cyc = np.mean([sum(f * c for f, c in zip(fr, prof.cycles)) + prof.setup_cycles for _, _, fr in units])
     t_s = cyc / (cfg.clock_mhz * 1e6)
     lb = float(np.mean([em.lower_bound_pj(int(e)) for e in exit_layers]))
+    bsff = None
+    if cfg.bsff:
+        # the same inferences with p-bits drawing the biased bits (only the sampler changes)
+        pb = EnergyModel(cfg, coeffs, pbits=True)
+        pb_comp = energy_per_sample(pb.setup(prof), pb.per_layer(prof), units, len(exit_layers))
+        bsff = {"k": cfg.bsff_k, "sampler_pj_per_lane_row": em.sampler, "random_bits_per_lane_row": 32,
+                "pbit_total_pj": sum(pb_comp.values()), "pbit_sampler_pj": pb_comp["sampler"]}
     return {
         "total_pj": total,
         "full_depth_pj": full,
@@ -59,6 +66,7 @@ def report(wl, coeffs, toggle_samples: int, exit_layers: np.ndarray | None = Non
         "weight_mem": cfg.weight_mem, "e_weight_word_pj": list(em.e_weight), "weight_memory": em.wmem.as_dict(),
         "sram_bits": em.sram_bits, "area_cells_model": em.cells, "area_mm2": em.area_mm2,
         "heads": em.head_costs(),
+        **({"bsff": bsff} if bsff else {}),
         "toggle_samples": prof.sampled, "tech": coeffs.tech,
         "_depth": depth, "_layers": layers, "_setup": setup,
     }

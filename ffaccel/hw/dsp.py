@@ -122,6 +122,14 @@ def _signed_width(shape: Shape) -> int:
     return shape.width + (0 if shape.signed else 1)
 
 
+def select_add(x, w):
+    """``x * w`` for a few-bit unsigned ``x`` without a multiplier: ``w << i`` where bit i
+    of ``x`` is 1, added (one bit: a choice between ``w`` and 0). BSFF's PE product."""
+    from amaranth.hdl import Mux
+    terms = [Mux(x[i], w << i, 0) for i in range(len(x))]
+    return sum(terms[1:], terms[0])
+
+
 class RegisteredProduct(wiring.Component):
     """``p`` = ``a * b`` of the operands two cycles earlier: cycle t registers ``a`` and
     ``b``, cycle t+1 registers their product (truncated or extended to ``p``'s shape, as an
@@ -130,7 +138,8 @@ class RegisteredProduct(wiring.Component):
     ``block``: the multiplier block to build it from (``MULT18X18D``: the ECP5's, with its
     input registers A and B and its output register, clocked by the ``sync`` domain and
     reset synchronously with it, so the registers sit in the block and no net runs between
-    a fabric register and the block's multiplier). Operands wider than the block takes
+    a fabric register and the block's multiplier). ``select``: the product is
+    :func:`select_add` (BSFF's multiplier-free PE; no block). Operands wider than the block takes
     (18 bits signed; an unsigned operand needs one bit more) are left to synthesis
     (``block`` is then None). ``copies``: the operand registers copy signals that other
     units register too (``REPLICA``: synthesis keeps them apart instead of merging them
@@ -138,7 +147,8 @@ class RegisteredProduct(wiring.Component):
 
     LATENCY = 2
 
-    def __init__(self, a: Shape, b: Shape, p: Shape, *, block: str | None = None, copies: bool = False):
+    def __init__(self, a: Shape, b: Shape, p: Shape, *, block: str | None = None, copies: bool = False,
+                 select: bool = False):
         a, b, p = Shape.cast(a), Shape.cast(b), Shape.cast(p)
         for name, s in (("a", a), ("b", b), ("p", p)):
             if s.width < 1:
@@ -147,6 +157,10 @@ class RegisteredProduct(wiring.Component):
             raise ValueError(f"RegisteredProduct: block={block!r} must be one of {sorted(BLOCKS)} or None")
         if not isinstance(copies, bool):
             raise ValueError(f"RegisteredProduct: copies={copies!r} must be true or false")
+        if not isinstance(select, bool) or (select and block is not None):
+            raise ValueError(f"RegisteredProduct: select={select!r} must be true or false, and a select "
+                             "uses no multiplier block")
+        self.select = select
         fits = block is not None and max(_signed_width(a), _signed_width(b)) <= BLOCKS[block] \
             and p.width <= 2 * BLOCKS[block]
         self.block = block if fits else None
@@ -159,7 +173,8 @@ class RegisteredProduct(wiring.Component):
             attrs = REPLICA if self.copies else {}
             a_q = Signal.like(self.a, name="a_q", attrs=attrs)
             b_q = Signal.like(self.b, name="b_q", attrs=attrs)
-            m.d.sync += [a_q.eq(self.a), b_q.eq(self.b), self.p.eq(a_q * b_q)]
+            m.d.sync += [a_q.eq(self.a), b_q.eq(self.b),
+                         self.p.eq(select_add(a_q, b_q) if self.select else a_q * b_q)]
             return m
         # MULT18X18D: operands sign- or zero-extended to 18 bits and multiplied as signed
         # (an unsigned operand of at most 17 bits is a non-negative signed one)

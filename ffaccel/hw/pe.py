@@ -4,15 +4,8 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .dsp import RegisteredProduct
+from .dsp import RegisteredProduct, select_add
 from .interfaces import REPLICA
-
-
-def select_add(x, w):
-    """``x * w`` for a few-bit unsigned ``x`` without a multiplier: ``w << i`` where bit i
-    of ``x`` is 1, added (one bit: a choice between ``w`` and 0)."""
-    terms = [Mux(x[i], w << i, 0) for i in range(len(x))]
-    return sum(terms[1:], terms[0])
 
 
 class PE(wiring.Component):
@@ -80,26 +73,19 @@ class PE(wiring.Component):
         ok, first_in, last_in = self.valid & self.en, self.first, self.last
         # unsigned abits x signed wbits fits signed abits + wbits
         prod = Signal(signed(self.abits + self.wbits))
-        if self.multiplier_free:
-            # BSFF: the weight where the input is 1 (1-bit inputs: a choice, no adder; a
-            # count of k tied units: the weight shifted by each set bit, added)
-            x, w = self.x, self.w
-            if self.operand_copies:
-                x, w = Signal.like(self.x, name="x_q", attrs=REPLICA), Signal.like(self.w, name="w_q", attrs=REPLICA)
-                m.d.sync += [x.eq(self.x), w.eq(self.w)]
-            m.d.sync += prod.eq(select_add(x, w))
         if self.operand_copies:
             # this PE's own copies of the operands (in the product unit) and of the
             # controls (``REPLICA``: yosys would merge a row's identical registers)
-            if not self.multiplier_free:
-                mul = m.submodules.mul = RegisteredProduct(self.x.shape(), self.w.shape(), prod.shape(),
-                                                           block=self.block, copies=True)
-                m.d.comb += [mul.a.eq(self.x), mul.b.eq(self.w), prod.eq(mul.p)]
+            mul = m.submodules.mul = RegisteredProduct(self.x.shape(), self.w.shape(), prod.shape(),
+                                                       block=self.block, copies=True, select=self.multiplier_free)
+            m.d.comb += [mul.a.eq(self.x), mul.b.eq(self.w), prod.eq(mul.p)]
             okq, firstq, lastq = (Signal(name=n, attrs=REPLICA) for n in ("go_q", "first_q", "last_q"))
             m.d.sync += [okq.eq(ok), firstq.eq(first_in), lastq.eq(last_in)]
             ok, first_in, last_in = okq, firstq, lastq
-        elif not self.multiplier_free:
-            m.d.sync += prod.eq(self.x * self.w)
+        else:
+            # BSFF: the weight where the input is 1 (1-bit inputs: a choice, no adder; a
+            # count of k tied units: the weight shifted by each set bit, added)
+            m.d.sync += prod.eq(select_add(self.x, self.w) if self.multiplier_free else self.x * self.w)
         go, first, last, shift = (Signal(name=n, attrs=REPLICA) for n in ("go", "first", "last", "shift_q"))
         m.d.sync += [go.eq(ok), first.eq(first_in), last.eq(last_in), shift.eq(self.shift)]
         s = Signal(signed(self.accbits))

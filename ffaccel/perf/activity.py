@@ -65,13 +65,14 @@ class Counters:
     act_reads: int = 0
     act_writes: int = 0
     drained_rows: int = 0
+    layer_rows: int = 0            # drained rows of layer passes (not heads): BSFF samples these
     toggles: dict = field(default_factory=lambda: dict.fromkeys(COMPONENTS, 0))
     layer_toggles: list = field(default_factory=list)     # per visited layer: component -> toggles
     layer_counts: list = field(default_factory=list)      # per visited layer: counter -> count
 
     def add(self, other: "Counters") -> None:
         for k in ("cycles", "macs", "pe_ops", "weight_reads", "basis_words", "bias_reads", "act_reads",
-                  "act_writes", "drained_rows"):
+                  "act_writes", "drained_rows", "layer_rows"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         for k, v in other.toggles.items():
             self.toggles[k] += v
@@ -81,7 +82,8 @@ class Counters:
             for k, v in lt.items():
                 self.layer_toggles[i][k] += v
 
-    COUNTS = ("pe_ops", "weight_reads", "basis_words", "bias_reads", "act_reads", "act_writes", "drained_rows")
+    COUNTS = ("pe_ops", "weight_reads", "basis_words", "bias_reads", "act_reads", "act_writes", "drained_rows",
+              "layer_rows")
 
     def snapshot(self) -> dict:
         return {k: getattr(self, k) for k in self.COUNTS}
@@ -94,7 +96,7 @@ class Counters:
         return {"cycles": self.cycles, "macs": self.macs, "pe_ops": self.pe_ops,
                 "weight_reads": self.weight_reads, "basis_words": self.basis_words, "bias_reads": self.bias_reads,
                 "act_reads": self.act_reads, "act_writes": self.act_writes,
-                "drained_rows": self.drained_rows, "toggles": dict(self.toggles)}
+                "drained_rows": self.drained_rows, "layer_rows": self.layer_rows, "toggles": dict(self.toggles)}
 
 
 class _State:
@@ -395,6 +397,7 @@ class PerfModel:
                                follows=i < len(groups) - 1 and not (sched.group_wait and n > 1))
                     streamed += n
             cnt.drained_rows += streamed * self.mm.tiles[layer]
+            cnt.layer_rows += streamed * self.mm.tiles[layer]
             cnt.act_writes += NC * len(live) * self.mm.tiles[layer]
             if toggles:
                 banks = [sched.copy_of(s, c) for s in live for c in range(NC)]
@@ -433,6 +436,7 @@ class PerfModel:
                        toggles=toggles, cnt=cnt, generated=h.generated, biased=h.biased)
             drained = b * (self.mm.tiles[layer] + self.mm.head_tiles)
             cnt.drained_rows += drained
+            cnt.layer_rows += b * self.mm.tiles[layer]
             cnt.act_writes += len(live) * self.mm.tiles[layer]
             if toggles:
                 cnt.toggles["act_write"] += self._drain_toggles(live, acts[layer][live], layer)

@@ -133,7 +133,7 @@ def inference_maps(gm, x: np.ndarray, exit_layer: np.ndarray, units: Sequence[tu
     for i in range(0, len(units), chunk):
         part = units[i:i + chunk]
         a0, a1 = part[0][0], part[-1][1]
-        acts = gm.run(x[a0:a1], probe=True).activations
+        acts = gm.run(x[a0:a1], probe=True, epoch=a0 // schedule(cfg).batch_size).activations   # (BSFF: its bits)
         for lo, hi in part:
             a = [v[lo - a0:hi - a0] if mp else v[lo - a0:hi - a0, 0] for v in acts]
             out[lo] = nonzero_maps(cfg, x[lo:hi], a, exit_layer[lo:hi])

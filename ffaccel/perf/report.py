@@ -68,7 +68,7 @@ def analyse(wl: Workload, toggle_samples: int, models: tuple | None = None) -> d
     for lo, hi in units:
         want_t = toggled < toggle_samples
         if want_t:
-            pr = gm.run(x[lo:hi], probe=True)
+            pr = gm.run(x[lo:hi], probe=True, epoch=lo // schedule(cfg).batch_size)   # (BSFF's random bits)
             acts = [a[:, :, :] for a in pr.activations]
             maps = maps_of[lo] if maps_of else None          # (zero skipping: already made)
             if mp:
