@@ -58,7 +58,7 @@ FLOAT64_EXACT_BITS = 53
 # What a trained network fixes (the float model's shape), the bit widths a quantised model
 # is built for, and the scales quantisation derives from data: a checkpoint carries all of
 # them, and commands that load one refuse to change them (each list is used everywhere).
-NETWORK_FIELDS = ("inputs", "layers", "classes", "mode", "exit_head")
+NETWORK_FIELDS = ("inputs", "layers", "classes", "mode", "exit_head", "neuron", "bsff_k")
 WIDTH_FIELDS = ("wbits", "abits")
 FORMAT_FIELDS = WIDTH_FIELDS + ("afrac", "wfrac", "hfrac", "lfrac")
 # Fields that never change the generated hardware (energy, latency and exit-calibration

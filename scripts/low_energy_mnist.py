@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-
-import numpy as np
 
 from ffaccel.cli import atomic_write_text, dataset_matching, make_parser, path_arg, run_main, strict_int
 from ffaccel.config import AccelConfig
@@ -57,56 +54,13 @@ def design_config(name: str, ds) -> tuple[AccelConfig, float]:
 
 
 def run_design(name: str, ds, args) -> dict:
-    from ffaccel.energy.coeffs import load_coeffs
-    from ffaccel.energy.model import area_cells
-    from ffaccel.energy.report import report
-    from ffaccel.model.cache import cached_fit
+    from ffaccel.design import measure_design
     from ffaccel.model.recipe import TrainRecipe
-    from ffaccel.perf.report import analyse, load_workload
-    from ffaccel.sim.runner import verify
 
-    t0 = time.perf_counter()
     cfg, k = design_config(name, ds)
-    recipe = TrainRecipe(**RECIPE)
-    train_cfg = AccelConfig(inputs=cfg.inputs, classes=cfg.classes, layers=cfg.layers, mode=cfg.mode,
-                            wbits=cfg.wbits)
-    _, _, meta, ckpt = cached_fit(ds, train_cfg, recipe, progress=True, threads=args.threads)
-    t_train = time.perf_counter() - t0
-    hw = {f: getattr(cfg, f) for f in ("rows", "cols", "zero_skip", "batch", "weight_mem", "sram_bank_kib",
-                                       "onchip_kib")}
-    wl = load_workload(hw, checkpoint=ckpt, dataset=ds.name, limit=args.limit, k=k)
-    qm = wl.qm
-
-    # the RTL against the golden model on the first test images, with random stalls
-    t1 = time.perf_counter()
-    nv = min(args.verify_samples, len(wl.x))
-    out = verify(qm, np.asarray(wl.x[:nv], dtype=np.int64), sim=args.sim, in_stall=0.25, out_stall=0.25, seed=1)
-    rtl = {"sim": args.sim, "samples": nv, "mismatches": out["report"].mismatches,
-           "cycles": [s.cycles for s in out["report"].samples], "seconds": round(time.perf_counter() - t1, 1)}
-
-    perf = analyse(wl, 0)
-    s = perf["summary"]
-    labels = np.array([r["label"] for r in perf["samples"]])
-    energy = report(wl, load_coeffs(tech=qm.cfg.tech), args.toggle_samples)
-    return {
-        "design": name, "goal": DESIGNS[name]["goal"], "dataset": ds.name, "checkpoint": ckpt,
-        "layers": list(cfg.layers), "wbits": cfg.wbits, "abits": cfg.abits, "k": k, "batch": cfg.batch,
-        "array": f"{cfg.rows}x{cfg.cols}", "sram_bank_kib": cfg.sram_bank_kib,
-        "recipe": recipe.key(), "train_seconds": meta["train"]["seconds"],
-        "samples": s["samples"],
-        "accuracy": float((labels == np.asarray(wl.y)).mean()),
-        "float_accuracy_full": meta["float"]["accuracy_full"],
-        "energy_uj": energy["total_pj"] / 1e6,
-        "energy_components_uj": {c: v / 1e6 for c, v in energy["components"].items()},
-        "latency_us": s["latency_us"], "cycles_per_inference": s["cycles_per_inference"],
-        "cycles_per_sample": s["cycles_per_sample"], "macs_per_sample": s["macs_per_sample"],
-        "weight_reads_per_sample": s["weight_reads_per_sample"],
-        "mean_exit_layer": float(np.mean([r["exit_layer"] for r in perf["samples"]])),
-        "area_cells": float(area_cells(qm.cfg)), "area_mm2": energy["area_mm2"],
-        "weight_memory": energy["weight_memory"],
-        "rtl": rtl,
-        "seconds": round(time.perf_counter() - t0, 1), "train_or_load_seconds": round(t_train, 1),
-    }
+    r = measure_design(cfg, TrainRecipe(**RECIPE), ds, k=k, limit=args.limit, verify_samples=args.verify_samples,
+                       sim=args.sim, toggle_samples=args.toggle_samples, threads=args.threads)
+    return {"design": name, "goal": DESIGNS[name]["goal"], **r}
 
 
 def main(argv=None) -> int:

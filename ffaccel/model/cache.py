@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..config import NETWORK_FIELDS, AccelConfig
+from ..config import BSFF_FIELDS, NETWORK_FIELDS, AccelConfig
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from .recipe import TrainRecipe
 from .training import fit
@@ -24,7 +24,10 @@ def cache_dir() -> Path:
 def cache_key(ds, cfg: AccelConfig, recipe: TrainRecipe) -> str:
     """The network, the whole recipe, the training algorithm and the data's hash; with
     quantisation-aware fine-tuning also the weight width it trains for."""
-    net = {k: getattr(cfg, k) for k in NETWORK_FIELDS}
+    # (a ReLU network's key leaves out the BSFF fields: the keys from before them stay valid)
+    net = {k: getattr(cfg, k) for k in NETWORK_FIELDS if cfg.bsff or k not in BSFF_FIELDS}
+    if cfg.bsff:
+        net["abits"] = cfg.abits                      # the input coding follows the count's width
     if recipe.qat_epochs:
         net["wbits"] = cfg.wbits
     blob = json.dumps({"net": net, "recipe": recipe.key(), "data": ds.provenance.get("sha256"),

@@ -67,9 +67,9 @@ class TrainRecipe:
                             "(straight-through gradient), then stored on that grid (0: off)", "epochs")
     qat_lr: float = _f(0.0003, "Adam step of the quantisation-aware fine-tuning, in the units of lr (a tenth "
                                "of it: the network is trained already)", "parameter units per step")
-    bsff_target: float = _f(0.3, "BSFF layers: goodness threshold of the FF loss, on the expected sum of squared "
+    bsff_target: float = _f(0.5, "BSFF layers: goodness threshold of the FF loss, on the expected sum of squared "
                                  "firing counts over the units, divided by units x k^2", "fraction")
-    bsff_gain: float = _f(20.0, "BSFF layers: the FF loss is softplus(gain x (target - g)) for positives, "
+    bsff_gain: float = _f(10.0, "BSFF layers: the FF loss is softplus(gain x (target - g)) for positives, "
                                 "softplus(gain x (g - target)) for negatives", "1 / fraction")
     seed: int = _f(0, "seed of the initial weights, the shuffles and the negative labels")
     limit: int = _f(0, "train on the first N training samples only (0: all)", "samples")
