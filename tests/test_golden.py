@@ -35,17 +35,57 @@ def ref_shift(v: int, s: int) -> int:
     return v if s == 0 else (v + (1 << (s - 1))) >> s
 
 
-def ref_layer(cfg, w, b, x: list[int], layer: int) -> list[int]:
+def ref_layer(cfg, w, b, x: list[int], layer: int, key: int = 0) -> list[int]:
     g = sum(v * v for v in x)
     m, s = ref_rsqrt(g, cfg.rsqrt_frac, cfg.rsqrt_index)
     acc = (np.asarray(w, dtype=object) @ np.asarray(x, dtype=object)).tolist()
     shift = cfg.rsqrt_frac + s + cfg.wfrac[layer] - cfg.afrac
+    if cfg.neuron == "bsff":
+        return [ref_fire(cfg, ref_shift(a * m, shift), [int(v) for v in bb], ref_hash(key, j))
+                for j, (a, bb) in enumerate(zip(acc, b))]
     return [min(cfg.amax, max(0, ref_shift(a * m, shift) + int(bb))) for a, bb in zip(acc, b)]
 
 
-def ref_inference(qm: QuantModel, x: list[int]):
-    """(label, exit_layer, scores, per-layer cumulative scores) of one sample."""
+# BSFF (docs/architecture.md, "Binary stochastic FF"), written from the text: Python
+# integers, the sigmoid from a 60-digit Decimal exponential
+M32 = (1 << 32) - 1
+KEYS = (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344, 0xA4093822)
+
+
+def ref_hash(a: int, b: int) -> int:
+    for key in KEYS:
+        a = ((((a >> 8) | (a << 24)) & M32) + b) & M32 ^ key
+        b = (((b << 3) | (b >> 29)) & M32) ^ a
+    return b
+
+
+def ref_epoch(seed: int, i: int) -> int:
+    x = seed
+    for _ in range(i + 1):
+        x ^= (x << 13) & M32
+        x ^= x >> 17
+        x ^= (x << 5) & M32
+    return x
+
+
+def ref_prob(z: int, afrac: int) -> int:
+    """round_half_up(256 sigmoid(z 2**-afrac)), z clamped to [-8, 8) at afrac bits."""
+    half = 8 << afrac
+    z = min(max(z, -half), half - 1)
+    p = Decimal(256) / (1 + (Decimal(-z) / (1 << afrac)).exp())
+    return int((p + Decimal("0.5")).to_integral_value(rounding="ROUND_FLOOR"))
+
+
+def ref_fire(cfg, z: int, biases: list[int], u: int) -> int:
+    return sum(((u >> (8 * k)) & 255) < ref_prob(z + bk, cfg.afrac) for k, bk in enumerate(biases))
+
+
+def ref_inference(qm: QuantModel, x: list[int], sample: int = 0):
+    """(label, exit_layer, scores, per-layer cumulative scores) of one sample (BSFF: the
+    ``sample``-th of a run from reset, which fixes its inference and slot)."""
     cfg = qm.cfg
+    size = cfg.batch if cfg.mode == "mp" else cfg.rows
+    epoch, slot = ref_epoch(cfg.bsff_seed, sample // size), sample % size
     L, C = cfg.n_layers, cfg.classes
     if cfg.mode == "mp":
         copies = []
@@ -63,7 +103,9 @@ def ref_inference(qm: QuantModel, x: list[int]):
     per_layer = []
     exit_layer = None
     for layer in range(L):
-        copies = [ref_layer(cfg, qm.weights[layer], qm.biases[layer], xc, layer) for xc in copies]
+        per = C if cfg.mode == "mp" else 1
+        copies = [ref_layer(cfg, qm.weights[layer], qm.biases[layer], xc, layer,
+                            epoch ^ (layer << 24) ^ ((slot * per + c) << 8)) for c, xc in enumerate(copies)]
         if cfg.mode == "mp":
             score = [score[c] + sum(v * v for v in copies[c]) for c in range(C)]
         else:
@@ -150,6 +192,44 @@ def test_golden_equals_plain_integer_reference(cfg, seed):
         assert (o.layer_scores == res.layer_scores).all()
         for a, b in zip(o.activations, res.activations):
             assert (a == b).all()
+
+
+@st.composite
+def bsff_configs(draw):
+    inputs = draw(st.integers(11, 40))
+    classes = draw(st.integers(2, min(10, inputs - 1)))
+    layers = tuple(draw(st.lists(st.integers(1, 24), min_size=1, max_size=3)))
+    k, wbits, afrac = draw(st.integers(1, 4)), draw(st.integers(2, 10)), draw(st.integers(0, 8))
+    rfrac = draw(st.integers(6, 16))
+    wfrac = tuple(draw(st.integers(max(afrac - rfrac, wbits - 5), wbits + 1)) for _ in layers)
+    mode = draw(st.sampled_from(["mp", "op"]))
+    return AccelConfig(inputs=inputs, classes=classes, layers=layers, abits=k.bit_length(), wbits=wbits,
+                       afrac=afrac, rsqrt_frac=rfrac, rsqrt_index=draw(st.integers(2, 8)), wfrac=wfrac,
+                       mode=mode, exit_policy=draw(st.sampled_from(["max", "margin", "none"])),
+                       label_share=draw(st.booleans()), neuron="bsff", bsff_k=k,
+                       bsff_seed=draw(st.integers(1, 2**32 - 1)),
+                       batch=draw(st.integers(1, 3)) if mode == "mp" else 1, rows=draw(st.integers(3, 4)))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=bsff_configs(), seed=st.integers(0, 2**32 - 1))
+def test_bsff_golden_equals_plain_integer_reference(cfg, seed):
+    """Every random bit: the hash, the epochs, the slots of a batch, the sigmoid table."""
+    rng = np.random.default_rng(seed)
+    qm = QuantModel.random(cfg, rng)
+    x = rng.integers(0, cfg.amax + 1, size=(7, cfg.inputs))
+    qm = with_thresholds(qm, x, rng)
+    res = GoldenModel(qm).run(x, probe=True)
+    for i in range(len(x)):
+        label, exit_layer, final, per_layer = ref_inference(qm, x[i].tolist(), sample=i)
+        assert (res.exit_layer[i], res.label[i]) == (exit_layer, label)
+        assert res.layer_scores[i].tolist() == per_layer
+
+
+@pytest.mark.parametrize("afrac", range(9))
+def test_bsff_sigmoid_table_equals_decimal_reference(afrac):
+    from ffaccel.fixedpoint import bsff_sigmoid_table
+    assert list(bsff_sigmoid_table(afrac)) == [ref_prob(i - (8 << afrac), afrac) for i in range(16 << afrac)]
 
 
 def test_exits_happen_at_every_layer():
