@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 from .config import AccelConfig, ConfigError, load_config_file, parse_layers
 from .errors import FFAccelError
-from .fsutil import atomic_write_bytes, atomic_write_text
+from .fsutil import atomic_write_bytes, atomic_write_text, check_writable
 
 __all__ = ["FFAccelError", "dataset_matching", "recall_text", "atomic_write_bytes", "atomic_write_text", "make_parser", "add_config_args",
            "config_overrides", "config_from_args", "workload_from_args", "run_main", "add_recipe_args",
@@ -178,6 +178,32 @@ def add_workload_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=path_arg, help="trained checkpoint (with --dataset)")
     p.add_argument("--dataset", type=path_arg, help="data set of the test samples (with --checkpoint)")
     p.add_argument("--limit", type=strict_int, default=None, help="first N test samples (with --checkpoint)")
+
+
+def add_design_args(p: argparse.ArgumentParser, verify_samples: int) -> None:
+    """The flags of a study script that measures designs (``ffaccel.design.measure_design``)."""
+    p.add_argument("--limit", type=strict_int, default=None, help="first N test samples (default: all)")
+    p.add_argument("--verify-samples", type=strict_int, default=verify_samples, help="test images checked on the RTL")
+    p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
+    p.add_argument("--toggle-samples", type=strict_int, default=16, help="inferences whose toggles are exact")
+    p.add_argument("--threads", type=strict_int, default=2, help="torch threads for training")
+    p.add_argument("--json", type=path_arg, metavar="OUT")
+
+
+def check_design_args(args: argparse.Namespace) -> None:
+    """:func:`add_design_args`'s values, checked before any work starts (one line, exit 2)."""
+    for flag, v in (("--limit", args.limit), ("--verify-samples", args.verify_samples),
+                    ("--toggle-samples", args.toggle_samples), ("--threads", args.threads)):
+        if v is not None and v < 1:
+            raise FFAccelError(f"{flag}={v} out of range (allowed: >= 1)")
+    if args.json and (why := check_writable(args.json, folder=False)):
+        raise FFAccelError(f"--json {args.json!r} cannot be written: {why}")
+
+
+def design_kwargs(args: argparse.Namespace) -> dict:
+    """``measure_design``'s keyword arguments from :func:`add_design_args`'s flags."""
+    return {"limit": args.limit, "verify_samples": args.verify_samples, "sim": args.sim,
+            "toggle_samples": args.toggle_samples, "threads": args.threads}
 
 
 def check_seed(seed: int | None, flag: str = "--seed") -> None:

@@ -65,6 +65,7 @@ def measure_design(cfg: AccelConfig, recipe: TrainRecipe, ds, *, k: float, limit
         **({"energy_pbit_uj": energy["bsff"]["pbit_total_pj"] / 1e6} if "bsff" in energy else {}),
         "latency_us": s["latency_us"], "cycles_per_inference": s["cycles_per_inference"],
         "cycles_per_sample": s["cycles_per_sample"], "macs_per_sample": s["macs_per_sample"],
+        "pe_ops_per_sample": s["pe_ops_per_sample"],
         "weight_reads_per_sample": s["weight_reads_per_sample"],
         "mean_exit_layer": float(np.mean([r["exit_layer"] for r in perf["samples"]])),
         "area_cells": float(area_cells(qm.cfg)), "area_mm2": energy["area_mm2"],

@@ -23,10 +23,10 @@ from __future__ import annotations
 import json
 import sys
 
-from ffaccel.cli import atomic_write_text, dataset_matching, make_parser, path_arg, run_main, strict_int
+from ffaccel.cli import (add_design_args, atomic_write_text, check_design_args, dataset_matching, design_kwargs,
+                         make_parser, run_main)
 from ffaccel.config import AccelConfig, parse_layers
 from ffaccel.errors import FFAccelError
-from ffaccel.fsutil import check_writable
 
 PROG = "bsff_vs_relu"
 RECIPE = {"qat_epochs": 2}
@@ -54,12 +54,7 @@ def main(argv=None) -> int:
     p.add_argument("--layers", action="append", default=None, metavar="SPEC",
                    help="network shape (repeatable; default 2x500)")
     p.add_argument("--bsff-k", default="1,3", help="BSFF tied units per weight row, comma-separated (1..4)")
-    p.add_argument("--limit", type=strict_int, default=None, help="first N test samples (default: all)")
-    p.add_argument("--verify-samples", type=strict_int, default=16, help="test images checked on the RTL")
-    p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
-    p.add_argument("--toggle-samples", type=strict_int, default=16, help="inferences whose toggles are exact")
-    p.add_argument("--threads", type=strict_int, default=2, help="torch threads for training")
-    p.add_argument("--json", type=path_arg, metavar="OUT")
+    add_design_args(p, verify_samples=16)
     args = p.parse_args(argv)
     # every input checked before any work starts
     shapes = [parse_layers(s) for s in (args.layers or ["2x500"])]
@@ -68,12 +63,7 @@ def main(argv=None) -> int:
         if not t.isdigit() or not 1 <= int(t) <= 4:
             raise FFAccelError(f"--bsff-k {t!r} (allowed: 1..4)")
         ks.append(int(t))
-    for flag, v in (("--limit", args.limit), ("--verify-samples", args.verify_samples),
-                    ("--toggle-samples", args.toggle_samples), ("--threads", args.threads)):
-        if v is not None and v < 1:
-            raise FFAccelError(f"{flag}={v} out of range (allowed: >= 1)")
-    if args.json and (why := check_writable(args.json, folder=False)):
-        raise FFAccelError(f"--json {args.json!r} cannot be written: {why}")
+    check_design_args(args)
     datasets = [dataset_matching(name, 784, 10, PROG) for name in _csv(args.dataset, "--dataset")]
     for ds in datasets:
         for layers in shapes:
@@ -88,9 +78,7 @@ def main(argv=None) -> int:
         for layers in shapes:
             for k in [None] + ks:
                 cfg = design(ds, layers, k)
-                r = measure_design(cfg, TrainRecipe(**RECIPE), ds, k=K_EXIT, limit=args.limit,
-                                   verify_samples=args.verify_samples, sim=args.sim,
-                                   toggle_samples=args.toggle_samples, threads=args.threads)
+                r = measure_design(cfg, TrainRecipe(**RECIPE), ds, k=K_EXIT, **design_kwargs(args))
                 r["units"] = "relu" if k is None else f"bsff k={k}"
                 rows.append(r)
                 ok = r["rtl"]["samples"] - r["rtl"]["mismatches"]
@@ -110,15 +98,16 @@ def main(argv=None) -> int:
                        "arithmetic": cb["pe_mult"] / c["pe_mult"],
                        "weight_reads": base["weight_reads_per_sample"] / r["weight_reads_per_sample"],
                        "accuracy_points": 100 * (r["accuracy"] - base["accuracy"])})
-    print("\n| data | network | units | accuracy full | with exit | MACs / sample | weight reads / sample | "
+    print("\n| data | network | units | accuracy full | with exit | MACs / sample | PE ops / sample | "
+          "weight reads / sample | "
           "energy / inference | with p-bits | PE products | sampler | weight memory | area | RTL |")
-    print("| --- " * 14 + "|")
+    print("| --- " * 15 + "|")
     for r in rows:
         c = r["energy_components_uj"]
         net = "784-" + "-".join(str(v) for v in r["layers"])
         pb = f"{r['energy_pbit_uj'] * 1000:.1f} nJ" if "energy_pbit_uj" in r else "-"
         print(f"| {r['dataset']} | {net} | {r['units']} | {r['accuracy_full']:.2%} | {r['accuracy']:.2%} | "
-              f"{r['macs_per_sample']:,.0f} | {r['weight_reads_per_sample']:,.0f} | {r['energy_uj'] * 1000:.1f} nJ | "
+              f"{r['macs_per_sample']:,.0f} | {r['pe_ops_per_sample']:,.0f} | {r['weight_reads_per_sample']:,.0f} | {r['energy_uj'] * 1000:.1f} nJ | "
               f"{pb} | {c['pe_mult'] * 1000:.2f} nJ | {c['sampler'] * 1000:.2f} nJ | "
               f"{c['weight_mem'] * 1000:.1f} nJ | {r['area_mm2']:.2f} mm^2 | "
               f"{r['rtl']['samples'] - r['rtl']['mismatches']}/{r['rtl']['samples']} |")

@@ -23,10 +23,10 @@ from __future__ import annotations
 import json
 import sys
 
-from ffaccel.cli import atomic_write_text, dataset_matching, make_parser, path_arg, run_main, strict_int
+from ffaccel.cli import (add_design_args, atomic_write_text, check_design_args, dataset_matching, design_kwargs,
+                         make_parser, run_main)
 from ffaccel.config import AccelConfig
 from ffaccel.errors import FFAccelError
-from ffaccel.fsutil import check_writable
 
 PROG = "low_energy_mnist"
 
@@ -58,8 +58,7 @@ def run_design(name: str, ds, args) -> dict:
     from ffaccel.model.recipe import TrainRecipe
 
     cfg, k = design_config(name, ds)
-    r = measure_design(cfg, TrainRecipe(**RECIPE), ds, k=k, limit=args.limit, verify_samples=args.verify_samples,
-                       sim=args.sim, toggle_samples=args.toggle_samples, threads=args.threads)
+    r = measure_design(cfg, TrainRecipe(**RECIPE), ds, k=k, **design_kwargs(args))
     return {"design": name, "goal": DESIGNS[name]["goal"], **r}
 
 
@@ -67,23 +66,13 @@ def main(argv=None) -> int:
     p = make_parser(PROG, __doc__.splitlines()[0])
     p.add_argument("--design", default=",".join(DESIGNS), help=f"designs, comma-separated ({', '.join(DESIGNS)})")
     p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist (default mnist)")
-    p.add_argument("--limit", type=strict_int, default=None, help="first N test samples (default: all)")
-    p.add_argument("--verify-samples", type=strict_int, default=4, help="test images checked on the RTL")
-    p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
-    p.add_argument("--toggle-samples", type=strict_int, default=16, help="inferences whose toggles are exact")
-    p.add_argument("--threads", type=strict_int, default=2, help="torch threads for training")
-    p.add_argument("--json", type=path_arg, metavar="OUT")
+    add_design_args(p, verify_samples=4)
     args = p.parse_args(argv)
     names = [n.strip() for n in args.design.split(",")]
     for n in names:
         if n not in DESIGNS:
             raise FFAccelError(f"--design {n!r} unknown (allowed: {', '.join(DESIGNS)})")
-    for flag, v, lo in (("--limit", args.limit, 1), ("--verify-samples", args.verify_samples, 1),
-                        ("--toggle-samples", args.toggle_samples, 1), ("--threads", args.threads, 1)):
-        if v is not None and v < lo:
-            raise FFAccelError(f"{flag}={v} out of range (allowed: >= {lo})")
-    if args.json and (why := check_writable(args.json, folder=False)):
-        raise FFAccelError(f"--json {args.json!r} cannot be written: {why}")
+    check_design_args(args)
     ds = dataset_matching(args.dataset, 784, 10, "each design")
     rows = []
     for n in names:

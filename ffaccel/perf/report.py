@@ -168,6 +168,8 @@ def summarise(cfg, res, inferences, n: int) -> dict:
         "latency_us": float(cyc.mean() / cfg.clock_mhz),
         "cycles_per_sample": float(tot_cycles / n),
         "macs_per_sample": float(macs / n),
+        # what the PEs did (a multiply-add each; BSFF: an add): streamed inputs x enabled PEs
+        "pe_ops_per_sample": float(pe_ops / n),
         # (zero skipping: the skipped products are 0, not useful work; what the PEs do is)
         "utilisation_useful": float((pe_ops if cfg.zero_skip else macs) / (pes * tot_cycles)),
         "utilisation_pe_busy": float(pe_ops / (pes * tot_cycles)),
