@@ -43,9 +43,11 @@ class PostProc(wiring.Component):
     - B2: ``prod = acc * m``, the partial products added;
     - C1: ``prod + 2**(shift-1)`` (the rounding term of ``rshr``);
     - C2: that ``>> shift`` (the barrel shift);
-    - C3: ``z = `` that ``+ bias``;
-    - C4: layers clamp ``z`` to ``0..amax``; heads pass ``z`` on as a logit increment
-      (``logit``, added by the accumulators);
+    - C3: ``z = `` that ``+ bias`` (BSFF: one sum per tied unit, each with its own bias);
+    - C4: layers clamp ``z`` to ``0..amax`` (BSFF: :meth:`fire`, the count of tied units
+      whose sigmoid-table probability exceeds their byte of the ``RandomSource`` word
+      ``u``); heads pass ``z`` on as a logit increment (``logit``, added by the
+      accumulators);
     - D: at C4's output a layer row is written to the output bank set (``write``: set
       ``(layer+1) % 2``, bank ``cp``, word ``tile``) and shown on ``probe``; D1 registers
       each lane's ``h^2``, D2 the sums of groups of four lanes, D3 their sum: the
