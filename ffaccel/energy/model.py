@@ -36,18 +36,22 @@ def sampler_pj(cfg: AccelConfig, c: Coeffs) -> dict:
     registers toggling at the stated activity), and per tied unit the clamp, the
     sigmoid-table read (a choice per index bit and probability bit on the read path) and
     the comparison, plus the adds of the count; ``pbit``: the same row with p-bits, whose
-    device physics draws the biased bit (``pbit_ratio`` of the CMOS sampler)."""
+    device physics draws the biased bit (``pbit_ratio`` of the CMOS sampler);
+    ``per_random_bit``: the hash over its 32 bits; ``pbit_per_sample``: one p-bit draw."""
     from ..config import BSFF_PBITS
     from ..fixedpoint import BSFF_HASH_ROUNDS
     if not cfg.bsff:
-        return {"cmos": 0.0, "pbit": 0.0, "hash": 0.0, "per_unit": 0.0}
+        return {"cmos": 0.0, "pbit": 0.0, "hash": 0.0, "per_unit": 0.0, "per_random_bit": 0.0,
+                "pbit_per_sample": 0.0}
     word = BSFF_HASH_ROUNDS * (c.add_pj(32) + 64 * c["gate_pj"] * c.scale + 64 * c["activity"] * c.reg_toggle_pj())
     ib = cfg.bsff_index_bits
     unit = c.add_pj(ib) + (BSFF_PBITS + 1) * ib * c["gate_pj"] * c.scale + c.add_pj(BSFF_PBITS)
     count = (cfg.bsff_k - 1) * c.add_pj(cfg.abits)
     cmos = word + cfg.bsff_k * unit + count
     return {"cmos": cmos, "pbit": c["pbit_ratio"] * (word + cfg.bsff_k * unit) + count, "hash": word,
-            "per_unit": unit}
+            "per_unit": unit, "per_random_bit": word / 32,
+            # a p-bit draws one tied unit's biased bit (its share of the hash, its table and compare)
+            "pbit_per_sample": c["pbit_ratio"] * (word / cfg.bsff_k + unit)}
 
 
 def area_cells(cfg: AccelConfig) -> float:
