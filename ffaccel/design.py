@@ -67,6 +67,8 @@ def measure_design(cfg: AccelConfig, recipe: TrainRecipe, ds, *, k: float, limit
         "cycles_per_sample": s["cycles_per_sample"], "macs_per_sample": s["macs_per_sample"],
         "pe_ops_per_sample": s["pe_ops_per_sample"],
         "weight_reads_per_sample": s["weight_reads_per_sample"],
+        # per layer, the weight reads zero skipping saved (the inputs that were 0)
+        "weight_reads_skipped": [l.get("weight_reads_skipped") for l in energy["per_layer"]],
         "mean_exit_layer": float(np.mean([r["exit_layer"] for r in perf["samples"]])),
         "area_cells": float(area_cells(qm.cfg)), "area_mm2": energy["area_mm2"],
         "weight_memory": energy["weight_memory"],

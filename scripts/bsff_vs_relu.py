@@ -20,13 +20,15 @@ RTL disagrees with the golden model on any sample.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
 from ffaccel.cli import (add_design_args, atomic_write_text, check_design_args, dataset_matching, design_kwargs,
-                         make_parser, run_main)
+                         make_parser, run_main, strict_float)
 from ffaccel.config import AccelConfig, parse_layers
 from ffaccel.errors import FFAccelError
+from ffaccel.model.recipe import TrainRecipe
 
 PROG = "bsff_vs_relu"
 RECIPE = {"qat_epochs": 2}
@@ -54,6 +56,9 @@ def main(argv=None) -> int:
     p.add_argument("--layers", action="append", default=None, metavar="SPEC",
                    help="network shape (repeatable; default 2x500)")
     p.add_argument("--bsff-k", default="1,3", help="BSFF tied units per weight row, comma-separated (1..4)")
+    p.add_argument("--bsff-target", default=None,
+                   help="BSFF goodness targets to train each BSFF design at, comma-separated (default: the "
+                        "recipe's); a lower target makes fewer units fire: fewer weight reads under zero skipping")
     add_design_args(p, verify_samples=16)
     args = p.parse_args(argv)
     # every input checked before any work starts
@@ -63,6 +68,15 @@ def main(argv=None) -> int:
         if not t.isdigit() or not 1 <= int(t) <= 4:
             raise FFAccelError(f"--bsff-k {t!r} (allowed: 1..4)")
         ks.append(int(t))
+    targets: list[float | None] = [None]
+    if args.bsff_target is not None:
+        targets = []
+        for t in _csv(args.bsff_target, "--bsff-target"):
+            try:
+                v = strict_float(t)
+            except argparse.ArgumentTypeError as e:
+                raise FFAccelError(f"--bsff-target: {e}") from None
+            targets.append(TrainRecipe(**RECIPE, bsff_target=v).bsff_target)     # (out of range: one line)
     check_design_args(args)
     datasets = [dataset_matching(name, 784, 10, PROG) for name in _csv(args.dataset, "--dataset")]
     for ds in datasets:
@@ -71,15 +85,15 @@ def main(argv=None) -> int:
                 design(ds, layers, k)               # a bad combination: one line, before any training
 
     from ffaccel.design import measure_design
-    from ffaccel.model.recipe import TrainRecipe
 
     rows = []
     for ds in datasets:
         for layers in shapes:
-            for k in [None] + ks:
+            for k, target in [(None, None)] + [(k, t) for k in ks for t in targets]:
                 cfg = design(ds, layers, k)
-                r = measure_design(cfg, TrainRecipe(**RECIPE), ds, k=K_EXIT, **design_kwargs(args))
-                r["units"] = "relu" if k is None else f"bsff k={k}"
+                recipe = TrainRecipe(**RECIPE) if target is None else TrainRecipe(**RECIPE, bsff_target=target)
+                r = measure_design(cfg, recipe, ds, k=K_EXIT, **design_kwargs(args))
+                r["units"] = "relu" if k is None else f"bsff k={k}" + (f" target {target:g}" if target else "")
                 rows.append(r)
                 ok = r["rtl"]["samples"] - r["rtl"]["mismatches"]
                 print(f"{ds.name} {cfg.summary()}: {r['accuracy_full']:.2%} full depth, {r['accuracy']:.2%} "
@@ -111,6 +125,10 @@ def main(argv=None) -> int:
               f"{pb} | {c['pe_mult'] * 1000:.2f} nJ | {c['sampler'] * 1000:.2f} nJ | "
               f"{c['weight_mem'] * 1000:.1f} nJ | {r['area_mm2']:.2f} mm^2 | "
               f"{r['rtl']['samples'] - r['rtl']['mismatches']}/{r['rtl']['samples']} |")
+    print("\nWeight reads skipped per layer (inputs that were 0):")
+    for r in rows:
+        print(f"  {r['dataset']} {r['units']}: " + ", ".join(f"layer {i + 1} {v:.0%}" for i, v in
+                                                          enumerate(r["weight_reads_skipped"]) if v is not None))
     print("\n| data | network | units | ReLU / BSFF energy | with p-bits | PE products only | weight reads | "
           "accuracy (points) |")
     print("| --- " * 8 + "|")

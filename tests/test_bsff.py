@@ -157,6 +157,8 @@ def _script(*args):
     (["--dataset", "digits"], "needs 784 / 10"),
     (["--layers", "2y500"], "is not N or RxN"),
     (["--verify-samples", "0"], "--verify-samples=0 out of range"),
+    (["--bsff-target", "1.5"], "bsff_target=1.5 out of range"),
+    (["--bsff-target", "x"], "invalid number: 'x'"),
 ])
 def test_study_refuses_bad_input_before_work(args, fragment, tmp_path):
     r = _script(*args, "--json", str(tmp_path / "o.json"))
