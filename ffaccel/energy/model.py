@@ -152,7 +152,11 @@ class EnergyModel:
                                + coeffs.mult_pj(A, A) + coeffs.add_pj(cfg.goodness_bits))
         # BSFF: the random source and sampler per layer row (``random_source``: CMOS or p-bits)
         self.sampler = sampler_pj(cfg, coeffs)
-        self.e_sampler_row = C * self.sampler["pbit" if pbits else "cmos"]
+        # (the CMOS hash runs on every drained row, OP head rows included, whose words go
+        # unused; the tied units sample layer rows only; p-bits draw nothing for head rows)
+        sp = self.sampler
+        self.e_hash_row = 0.0 if pbits else C * sp["hash"]
+        self.e_sampler_row = C * (sp["pbit"] if pbits else sp["cmos"] - sp["hash"])
         # LLS heads: per generated word, one phase add per lane (the phase register's
         # toggles are in the add's energy, as for the accumulators)
         self.e_basis_word = C * coeffs.add_pj(LLS_PHASE_BITS)
@@ -200,7 +204,7 @@ class EnergyModel:
                              + tog["pe_operand"]) * self.e_reg,
             "act_write_data": tog["act_write"] * self.e_reg,
             "postproc": cnt["drained_rows"] * self.e_post_row,
-            "sampler": cnt["layer_rows"] * self.e_sampler_row,
+            "sampler": cnt["drained_rows"] * self.e_hash_row + cnt["layer_rows"] * self.e_sampler_row,
             "weight_mem": cnt["weight_reads"] * self.e_weight[layer],
             "basis_gen": cnt.get("basis_words", 0) * self.e_basis_word,
             "act_mem": (cnt["act_reads"] + cnt["act_writes"]) * self.e_act,
