@@ -116,16 +116,17 @@ def bsff_epoch_states(seed: int, n: int) -> list[int]:
 
 
 def bsff_hash(a, b):
-    """The 5-round hash of (a, b) (numpy integer arrays, broadcast): the 32-bit word u."""
+    """The 5-round hash of (a, b) (numpy integer arrays, broadcast): the 32-bit word u
+    (uint32 arithmetic: additions and shifts wrap at 2**32 as in hardware)."""
     import numpy as np
 
-    m = np.uint64(MASK32)
-    a = np.asarray(a, dtype=np.uint64) & m
-    b = np.asarray(b, dtype=np.uint64) & m
+    a = np.asarray(np.asarray(a, dtype=np.uint64) & np.uint64(MASK32), dtype=np.uint32)
+    b = np.asarray(np.asarray(b, dtype=np.uint64) & np.uint64(MASK32), dtype=np.uint32)
     a, b = np.broadcast_arrays(a, b)
+    s8, s24, s3, s29 = (np.uint32(v) for v in (8, 24, 3, 29))
     for key in BSFF_ROUND_KEYS[:BSFF_HASH_ROUNDS]:
-        a = ((((a >> np.uint64(8)) | (a << np.uint64(24))) & m) + b) & m ^ np.uint64(key)
-        b = (((b << np.uint64(3)) | (b >> np.uint64(29))) & m) ^ a
+        a = (((a >> s8) | (a << s24)) + b) ^ np.uint32(key)
+        b = ((b << s3) | (b >> s29)) ^ a
     return b
 
 
