@@ -70,6 +70,13 @@ def area_cells(cfg: AccelConfig) -> float:
     # scripts/synth_stats.py): square +455 cells, sin +896 (a fit at one point: the
     # increment mux grows with head tiles, the sin table with wbits)
     basis = {"lls-square": 114.0, "lls": 224.0}.get(cfg.exit_head, 0.0)
+    # BSFF: the random source and the sampler per column, measured as the whole engine's
+    # difference to the ReLU engine of the same abits (32-2x16 MP, 4x4, W8,
+    # scripts/synth_stats.py): k = 1 +3,910 cells, k = 3 +7,321; fitted 552 per column
+    # (the hash: five rounds of adder, XORs and registers) + 426 per tied unit (sigmoid
+    # table, clamp, compare, bias add); two points, two parameters
+    if cfg.bsff:
+        basis += 552.0 + 426.0 * cfg.bsff_k
     return cfg.rows * cfg.cols * pe + cfg.cols * (post + basis) + 9034.0 + state_cells(cfg)
 
 
