@@ -156,7 +156,8 @@ def _check(name, sim, seed):
 
 
 @needs_icarus
-@pytest.mark.parametrize("seed", [11, 12])
+# (a second seed of every case, other weights and inputs on the same build: `-m slow`)
+@pytest.mark.parametrize("seed", [11, pytest.param(12, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", list(CASES))
 def test_icarus_matches_golden(name, seed):
     _check(name, "icarus", seed=seed)
