@@ -106,8 +106,10 @@ CASES = {
                               mode="mp", exit_policy="max", label_share=False, neuron="bsff", bsff_k=4,
                               bsff_seed=0xDEADBEEF),
 }
-VERILATOR_CASES = ["mp_bsff_k1_skip", "op_bsff_k3", "mp_groups_share", "op_margin", "mp_noshare_margin", "op_lls_sin", "mp_zero_skip_noshare",
-                   "op_zero_skip", "mp_batch_share_skip", "mp_batch_groups", "mp_batch8_skip"]
+VERILATOR_CASES = ["mp_bsff_k1_skip", "op_bsff_k3", "mp_groups_share", "op_margin", "mp_batch_share_skip"]
+# the other cases run on Verilator with -m slow (every case runs on Icarus by default)
+VERILATOR_SLOW_CASES = ["mp_noshare_margin", "op_lls_sin", "mp_zero_skip_noshare", "op_zero_skip",
+                        "mp_batch_groups", "mp_batch8_skip"]
 # (case, stall probability): stalls vary so timing independence is exercised too
 STALLS = {"mp_groups_share": 0.3, "op_margin": 0.4, "mp_noshare_margin": 0.2, "mp_one_layer_rows1": 0.0,
           "op_three_layers": 0.5, "mp_ten_classes": 0.3, "op_rows1_noexit": 0.3, "mp_margin_groups": 0.6,
@@ -163,7 +165,8 @@ def test_icarus_matches_golden(name, seed):
     _check(name, "icarus", seed=seed)
 
 
-@pytest.mark.parametrize("name", VERILATOR_CASES)
+@pytest.mark.parametrize("name", VERILATOR_CASES + [pytest.param(n, marks=pytest.mark.slow)
+                                                    for n in VERILATOR_SLOW_CASES])
 def test_verilator_matches_golden(name):
     _check(name, "verilator", seed=23)
 
