@@ -16,6 +16,7 @@ from ..config import AccelConfig, ConfigError
 from .embed import embed_all, embed_neutral
 from .exits import fires
 from ..fixedpoint import bsff_epoch_states, bsff_key
+from ..schedule import schedule
 from .intops import argmax_first, bsff_fire, rshr, rsqrt
 
 
@@ -193,7 +194,7 @@ class GoldenModel:
         cfg = self.cfg
         if not cfg.bsff:
             return None
-        size = cfg.batch if cfg.mode == "mp" else cfg.rows
+        size = schedule(cfg).batch_size            # samples per inference (MP batch, OP rows)
         s = np.arange(n)
         states = np.asarray(bsff_epoch_states(cfg.bsff_seed, epoch + (n + size - 1) // size)[epoch:],
                             dtype=np.uint64)
