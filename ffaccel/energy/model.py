@@ -75,9 +75,8 @@ def area_cells(cfg: AccelConfig) -> float:
     # scripts/synth_stats.py): k = 1 +3,910 cells, k = 3 +7,321; fitted 552 per column
     # (the hash: five rounds of adder, XORs and registers) + 426 per tied unit (sigmoid
     # table, clamp, compare, bias add); two points, two parameters
-    if cfg.bsff:
-        basis += 552.0 + 426.0 * cfg.bsff_k
-    return cfg.rows * cfg.cols * pe + cfg.cols * (post + basis) + 9034.0 + state_cells(cfg)
+    sampler = 552.0 + 426.0 * cfg.bsff_k if cfg.bsff else 0.0
+    return cfg.rows * cfg.cols * pe + cfg.cols * (post + basis + sampler) + 9034.0 + state_cells(cfg)
 
 
 def state_cells(cfg: AccelConfig) -> float:
