@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .fixedpoint import clog2, rsqrt_widths
+from .fixedpoint import clog2, normalised_dot_bound, rsqrt_widths
 
 SCHEMA_VERSION = 1
 
@@ -38,6 +38,9 @@ BSFF_FIELDS = ("neuron", "bsff_k", "bsff_seed")
 BSFF_K_RANGE = (1, 4)
 #: BSFF: the sigmoid table covers pre-activations in [-BSFF_ZRANGE, BSFF_ZRANGE)
 BSFF_ZRANGE_BITS = 3
+#: OP: a stored head's bias is below this many logits in magnitude (trained heads measured
+#: |b| <= 1.9 logits; the bias lane and score_bits are sized from it)
+HEAD_BIAS_LOGITS = 8
 #: BSFF: bits of a firing probability's random draw (p in 0..2**BSFF_PBITS)
 BSFF_PBITS = 8
 TECH_NODES = ("45nm", "32nm", "28nm", "22nm", "16nm", "7nm")
@@ -475,22 +478,36 @@ class AccelConfig:
     @property
     def bias_lane_bits(self) -> int:
         """Signed width of one bias-memory lane: layer biases (``bias_bits``) and, in OP,
-        the head biases, which are added at logit scale (``score_bits``)."""
-        stored_heads = self.mode == "op" and self.exit_head == "learned"      # LLS heads have no bias
-        return max(self.bias_bits, self.score_bits) if stored_heads else self.bias_bits
+        the head biases, which are added at logit scale (``head_bias_max``; LLS heads have none)."""
+        return max(self.bias_bits, self.head_bias_max.bit_length() + 1)
 
     @property
     def score_bits(self) -> int:
         """Signed width of the cumulative score registers (MP goodness or OP logits)."""
         if self.mode == "mp":
             return self.goodness_bits + clog2(self.n_layers) + 1
-        # |H x| / ||x|| <= ||H row|| <= sqrt(n) * max|H| (Cauchy-Schwarz), at logit scale
-        # 2**(lfrac - hfrac); +2 covers rounding and the rsqrt table's overshoot, +bias.
-        # max|H| < 2**(wbits-1) for stored heads and the sin basis; the square basis is +-1.
-        n = max(self.layers)
-        hmag = 0 if self.exit_head == "lls-square" else self.wbits - 1
-        inc = (clog2(n) + 1) // 2 + hmag + max(0, self.lfrac - min(self.hfrac)) + 2
-        return inc + clog2(self.n_layers) + 1
+        # each layer adds round(H h / ||h||) at logit scale plus its head bias; the bound on
+        # the first term is exact to the rsqrt table (normalised_dot_bound), so the sum of
+        # every layer's largest increment fits
+        total = sum(normalised_dot_bound(n, self.head_max, self.rsqrt_frac, self.rsqrt_index, self.lfrac - hf)
+                    + self.head_bias_max for n, hf in zip(self.layers, self.hfrac))
+        return total.bit_length() + 1
+
+    @property
+    def head_max(self) -> int:
+        """Largest |head weight| code: the square basis is +-1, the sin basis reaches its
+        amplitude, stored heads reach |wmin| = 2**(wbits-1)."""
+        if self.exit_head == "lls-square":
+            return 1
+        return self.lls_amplitude if self.exit_head == "lls" else 1 << (self.wbits - 1)
+
+    @property
+    def head_bias_max(self) -> int:
+        """Largest |OP head bias| code at logit scale: HEAD_BIAS_LOGITS logits less one step
+        (LLS heads have none)."""
+        if self.mode != "op" or self.exit_head != "learned":
+            return 0
+        return (HEAD_BIAS_LOGITS << self.lfrac) - 1
 
     @property
     def lls_hfrac(self) -> int:

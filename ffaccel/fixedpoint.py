@@ -36,6 +36,32 @@ def rsqrt_table(frac: int, index_bits: int) -> tuple[int, ...]:
     return tuple(out)
 
 
+def normalised_dot_bound(n: int, vmax: int, frac: int, index_bits: int, up: int) -> int:
+    """Largest |round(v . h * m * 2**(up - frac - s))| over integer h != 0 of length ``n`` and
+    integer v with |v_j| <= ``vmax``, where (m, s) = rsqrt(h . h) (the table above).
+
+    Cauchy-Schwarz gives |v . h| <= sqrt(n) * vmax * sqrt(g); with g = 4**s * mu, mu below
+    the top ``mu_hi`` of its table interval, sqrt(g) * m / 2**(frac + s) < m * sqrt(mu_hi) /
+    2**frac. The bound is computed in integers (a squared ceiling, then a ceiling root), so
+    it is exact up to rounding upwards."""
+    t = index_bits - 1
+    table = rsqrt_table(frac, index_bits)
+    best = 0
+    for par in (0, 1):
+        for i in range(1 << t):
+            # mu_hi = (2**(t+1) + 2i + 2) / 2**(t+1) * 2**par
+            num = n * vmax * vmax * table[(par << t) | i] ** 2 * (((1 << (t + 1)) + 2 * i + 2) << par)
+            den = 1 << (2 * frac + t + 1)
+            if up >= 0:
+                num <<= 2 * up
+            else:
+                den <<= -2 * up
+            q = -(-num // den)
+            r = math.isqrt(q)
+            best = max(best, r if r * r >= q else r + 1)
+    return best
+
+
 def rsqrt_widths(gbits: int, frac: int, index_bits: int) -> tuple[int, int]:
     """(mantissa bits, exponent bits) of the rsqrt unit for a ``gbits``-bit unsigned input:
     m is a table entry (its largest entry's bit length), s = floor(log2 g) >> 1."""
