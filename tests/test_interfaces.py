@@ -155,7 +155,8 @@ def test_layout_widths_come_from_the_config(name):
     row = row_layout(s)
     acc = row["acc"].shape
     assert acc.length == cfg.cols and shape(acc.elem_shape) == signed(cfg.accbits + 1)
-    lane_bits = cfg.abits + 2 if cfg.mode == "mp" else max(cfg.abits + 2, cfg.score_bits)
+    # OP: head biases below HEAD_BIAS_LOGITS logits at lfrac share the lane
+    lane_bits = cfg.abits + 2 if cfg.mode == "mp" else max(cfg.abits + 2, ((8 << cfg.lfrac) - 1).bit_length() + 1)
     assert shape(row["bias"].shape) == unsigned(cfg.cols * lane_bits)
     assert shape(row["m"].shape) == unsigned(cfg.rsqrt_mant_bits)
     assert shape(row["s"].shape) == unsigned(cfg.rsqrt_shift_bits)
