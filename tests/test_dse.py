@@ -395,7 +395,7 @@ def _worker_pids(db) -> set[int]:
 
 
 @pytest.mark.fault
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_workers_die_with_their_parent(tmp_path, env, sig, digits_ckpt):
     """SIGKILL or SIGINT of the command stops its worker processes too (they used to run on,
     re-parented to init, until the whole sweep was done)."""
@@ -592,6 +592,7 @@ def test_recipe_axes_vary_the_training(tmp_path):
 
 
 @pytest.mark.fault
+@pytest.mark.slow          # the one-machine multi-fidelity test runs by default
 def test_multi_fidelity_on_two_machines_shares_the_rungs(tmp_path, env, postgres):
     """Two commands on one PostgreSQL study (two machines): each waits for the other's
     trials of a rung before promoting, both promote the same designs, and no design of any

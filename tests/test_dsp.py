@@ -102,7 +102,7 @@ def test_engine_instantiates_a_block_per_product():
 
 @needs_icarus
 @pytest.mark.rtl
-@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+@pytest.mark.parametrize("sim", ["icarus", pytest.param("verilator", marks=pytest.mark.slow)])
 def test_engine_with_blocks_matches_golden(sim):
     """The engine as the FPGA flow elaborates it (blocks with their own registers, two PEs
     in logic), with the block's simulation model: bit-exact, cycles included, under

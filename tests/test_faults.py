@@ -145,7 +145,7 @@ def test_verify_build_folder_full_or_read_only(tmp_path, fs, cli, fault):
     _one_line_2(r, "No space left on device" if fault == "full" else "build folder")
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("workers", ["1", pytest.param("2", marks=pytest.mark.slow)])
 def test_dse_store_full_mid_sweep_keeps_designs_and_resumes(tmp_path, fs, cli, monkeypatch, workers):
     """The store's file system fills up during the sweep: one line naming the storage and
     the database's reason, exit 2; with room again, the same command evaluates only the

@@ -64,6 +64,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, cli, args, fragment
 
 
 @needs_flow
+@pytest.mark.slow          # 42 s of synthesis and place-and-route; the benches run the flow too
 def test_tiny_engine_through_the_whole_flow_and_reuse(tmp_path, cli):
     argv = ["fpga", *TINY, "--device", "LFE5U-25F", "--freq", "50", "--build-dir", str(tmp_path / "b"), "--json"]
     r = cli(*argv)

@@ -106,9 +106,9 @@ CASES = {
                               mode="mp", exit_policy="max", label_share=False, neuron="bsff", bsff_k=4,
                               bsff_seed=0xDEADBEEF),
 }
-VERILATOR_CASES = ["mp_bsff_k1_skip", "op_bsff_k3", "mp_groups_share", "op_margin", "mp_batch_share_skip"]
+VERILATOR_CASES = ["op_bsff_k3", "mp_batch_share_skip"]
 # the other cases run on Verilator with -m slow (every case runs on Icarus by default)
-VERILATOR_SLOW_CASES = ["mp_noshare_margin", "op_lls_sin", "mp_zero_skip_noshare", "op_zero_skip",
+VERILATOR_SLOW_CASES = ["mp_bsff_k1_skip", "mp_groups_share", "op_margin", "mp_noshare_margin", "op_lls_sin", "mp_zero_skip_noshare", "op_zero_skip",
                         "mp_batch_groups", "mp_batch8_skip"]
 # (case, stall probability): stalls vary so timing independence is exercised too
 STALLS = {"mp_groups_share": 0.3, "op_margin": 0.4, "mp_noshare_margin": 0.2, "mp_one_layer_rows1": 0.0,
