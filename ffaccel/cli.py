@@ -83,6 +83,12 @@ _CONFIG_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
                                 "unless given)"),
     "--bsff-k": ("bsff_k", strict_int, "BSFF: units tied to one weight row, 1..4 (default 1)"),
     "--bsff-seed": ("bsff_seed", strict_int, "BSFF: seed of the engine's random source, 1..2**32-1 (default 1)"),
+    "--physical": ("physical", str, "physical layers in front of the digital layers (PhyLL): "
+                                    "random:seed=S,noise=N,drift=D[,out=N,concat=1,at=2-3,act=abs|square|relu,gain=G], "
+                                    "file:path=P.npz[,noise=N], or exec:[out=N,]cmd=COMMAND (docs/architecture.md, "
+                                    "'Physical layers'); implies --goodness cos unless given"),
+    "--goodness": ("goodness", str, "layer goodness: sq (sum of h^2, default) or cos (PhyLL's cosine with a "
+                                    "fixed random vector per layer)"),
     "--k": ("exit_k", strict_float, "LightFF threshold knob: T = mu - k*sigma"),
     # (not --batch: the training recipe's mini-batch, on ffaccel.train with these flags)
     "--infer-batch": ("batch", strict_int, "MP: samples per inference sharing each weight read (default 1)"),
@@ -101,7 +107,7 @@ def add_recipe_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("training recipe (defaults: ffaccel.model.recipe.TrainRecipe)")
     for name, default, text, unit in TrainRecipe.describe():
         flag = "--" + name.replace("_", "-")
-        help_ = f"{text}{' [' + unit + ']' if unit else ''} (default {default})"
+        help_ = f"{text}{' [' + unit + ']' if unit else ''} (default {default})".replace("%", "%%")   # argparse
         if isinstance(default, bool):
             g.add_argument(flag, dest=f"recipe_{name}", action=argparse.BooleanOptionalAction,
                            default=argparse.SUPPRESS, help=help_)
@@ -147,6 +153,8 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, key, None)
         if value is not None:
             data[key] = value
+    if data.get("physical") and "goodness" not in data:
+        data["goodness"] = "cos"                              # PhyLL's goodness with its blocks
     if data.get("neuron") == "bsff" and "abits" not in data and isinstance(data.get("bsff_k", 1), int):
         data["abits"] = data.get("bsff_k", 1).bit_length()    # a unit's output: the count 0..k
     return data

@@ -14,13 +14,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .fixedpoint import clog2, normalised_dot_bound, rsqrt_widths
+from .fixedpoint import clog2, cos_reference, cos_scale, normalised_dot_bound, rsqrt_table, rsqrt_widths
+from .physical_spec import Block, PhysicalError, blocks, parse_spec
 
 SCHEMA_VERSION = 1
 
@@ -43,6 +45,11 @@ BSFF_ZRANGE_BITS = 3
 HEAD_BIAS_LOGITS = 8
 #: BSFF: bits of a firing probability's random draw (p in 0..2**BSFF_PBITS)
 BSFF_PBITS = 8
+GOODNESS = ("sq", "cos")
+#: cosine goodness: bits of the fixed reference vector's signed codes (made by the hash)
+COS_RBITS = 8
+#: cosine goodness: fractional bits of the per-layer constant 1/||r_l||
+COS_KFRAC = 24
 TECH_NODES = ("45nm", "32nm", "28nm", "22nm", "16nm", "7nm")
 
 # Hard limits. They are generous but finite so that widths stay sane and errors are clear.
@@ -61,7 +68,10 @@ FLOAT64_EXACT_BITS = 53
 # What a trained network fixes (the float model's shape), the bit widths a quantised model
 # is built for, and the scales quantisation derives from data: a checkpoint carries all of
 # them, and commands that load one refuse to change them (each list is used everywhere).
-NETWORK_FIELDS = ("inputs", "layers", "classes", "mode", "exit_head", "neuron", "bsff_k")
+NETWORK_FIELDS = ("inputs", "layers", "classes", "mode", "exit_head", "neuron", "bsff_k", "physical", "goodness")
+#: Fields left out of a config's JSON, hash and cache keys while at their default (the
+#: configs, hashes and trained-network caches from before them stay valid)
+OPTIONAL_FIELDS = {"physical": "", "goodness": "sq"}
 WIDTH_FIELDS = ("wbits", "abits")
 FORMAT_FIELDS = WIDTH_FIELDS + ("afrac", "wfrac", "hfrac", "lfrac")
 # Fields that never change the generated hardware (energy, latency and exit-calibration
@@ -209,6 +219,14 @@ class AccelConfig:
     count 0..k, so abits = bit_length(k)."""
     bsff_seed: int = 1
     """BSFF: seed of the engine's random source (32 bits; a hardware constant)."""
+    physical: str = ""
+    """Physical layers in front of digital layers (docs/architecture.md, "Physical layers"):
+    a ``--physical`` spec (``ffaccel.physical_spec``), stored canonical; "" = none. A block
+    with one feeds its layer ``P(u)`` (or ``[P(u), u]`` with ``concat``)."""
+    goodness: str = "sq"
+    """``sq``: a layer's goodness is sum(h^2) (Hinton, LightFF). ``cos``: PhyLL's cosine
+    similarity of h with a fixed random vector r_l per layer, at ``lfrac`` fractional bits
+    (MP scores sum it over layers)."""
     fpga_regs: bool = False
     """Registers that cut the long wires of a die-sized FPGA implementation: each PE
     registers its own copy of its row operand and weight lane (with the controls that
@@ -278,6 +296,28 @@ class AccelConfig:
                                   "(the sigmoid table has 2**(afrac+4) entries)")
         elif self.bsff_k != 1:
             raise ConfigError(f"bsff_k={self.bsff_k} needs neuron='bsff' (ReLU units are not tied)")
+        _check_choice("goodness", self.goodness, GOODNESS)
+        if not isinstance(self.physical, str):
+            raise ConfigError(f"physical={self.physical!r} must be a spec string (or empty)")
+        if self.physical:
+            try:
+                canon = parse_spec(self.physical).canonical()
+                blocks(canon, self.inputs, self.layers)
+            except PhysicalError as e:
+                raise ConfigError(str(e)) from None
+            object.__setattr__(self, "physical", canon)
+            if self.bsff:
+                raise ConfigError("physical layers take ReLU digital layers (neuron='relu'); "
+                                  "BSFF with physical layers is not supported")
+        if self.goodness == "cos":
+            if self.bsff:
+                raise ConfigError("goodness='cos' takes ReLU layers (BSFF's goodness is its count of firing units)")
+            # d * m * k_l of intops.cos_goodness in 63 bits: |d| <= ||r|| sqrt(n) amax
+            worst = max(math.isqrt(n) + 1 for n in self.layers) * self.amax * max(
+                rsqrt_table(self.rsqrt_frac, self.rsqrt_index)) << (COS_KFRAC + 1)
+            if worst >= 1 << 62:
+                raise ConfigError(f"goodness='cos' with abits={self.abits}, rsqrt_frac={self.rsqrt_frac} and layers of "
+                                  f"{max(self.layers)} overflows the 64-bit cosine product (fewer bits or narrower layers)")
         _check_choice("weight_mem", self.weight_mem, WEIGHT_MEMS)
         _check_choice("tech", self.tech, TECH_NODES)
         _check_int("sram_kib", self.sram_kib, 1, 1 << 20)
@@ -390,8 +430,19 @@ class AccelConfig:
 
     @property
     def fan_in(self) -> tuple[int, ...]:
-        """Input width of every layer (n_in)."""
-        return (self.inputs,) + self.layers[:-1]
+        """Input width of every digital layer (n_in): the previous layer's width, or with a
+        physical layer in front its output width (+ the block input with ``concat``)."""
+        return tuple(b.fan_in for b in self.blocks)
+
+    @property
+    def blocks(self) -> tuple[Block, ...]:
+        """Per layer, its block: input width, physical layer in front, P's width, concat."""
+        return blocks(self.physical, self.inputs, self.layers)
+
+    @property
+    def physical_at(self) -> tuple[bool, ...]:
+        """Per layer (0-based): is there a physical layer in front of it?"""
+        return tuple(b.physical for b in self.blocks)
 
     @property
     def accbits_required(self) -> int:
@@ -484,6 +535,8 @@ class AccelConfig:
     @property
     def score_bits(self) -> int:
         """Signed width of the cumulative score registers (MP goodness or OP logits)."""
+        if self.mode == "mp" and self.goodness == "cos":
+            return sum(self.cos_bound(i) for i in range(self.n_layers)).bit_length() + 1
         if self.mode == "mp":
             return self.goodness_bits + clog2(self.n_layers) + 1
         # each layer adds round(H h / ||h||) at logit scale plus its head bias; the bound on
@@ -492,6 +545,16 @@ class AccelConfig:
         total = sum(normalised_dot_bound(n, self.head_max, self.rsqrt_frac, self.rsqrt_index, self.lfrac - hf)
                     + self.head_bias_max for n, hf in zip(self.layers, self.hfrac))
         return total.bit_length() + 1
+
+    def cos_bound(self, layer: int) -> int:
+        """Largest |cosine goodness| code of a layer (``intops.cos_goodness``): |cos| <= 1,
+        times the rsqrt table's largest overshoot at the top of its interval
+        (``normalised_dot_bound`` of a unit vector) and ``||r_l|| k_l / 2**COS_KFRAC``."""
+        n = self.layers[layer]
+        r = cos_reference(layer, n, COS_RBITS)
+        k = cos_scale(layer, n, COS_RBITS, COS_KFRAC)
+        b1 = normalised_dot_bound(1, 1, self.rsqrt_frac, self.rsqrt_index, self.lfrac)
+        return -(-(b1 * (math.isqrt(int((r * r).sum())) + 1) * k) >> COS_KFRAC)
 
     @property
     def head_max(self) -> int:
@@ -538,8 +601,9 @@ class AccelConfig:
     @property
     def share_layer1(self) -> bool:
         """MP with label sharing: layer 1 computes W1 @ x_img once per sample and adds each
-        copy's label column (OP has one copy: nothing to share)."""
-        return self.mode == "mp" and self.label_share
+        copy's label column (OP has one copy: nothing to share; a physical layer in front of
+        layer 1 sees each copy's whole input, so there is nothing to share either)."""
+        return self.mode == "mp" and self.label_share and not self.physical_at[0]
 
     @property
     def copies(self) -> int:
@@ -588,6 +652,8 @@ class AccelConfig:
                 continue
             if f.name in BSFF_FIELDS and not self.bsff:
                 continue        # ReLU configs serialise (and hash) as before the BSFF fields
+            if f.name in OPTIONAL_FIELDS and getattr(self, f.name) == OPTIONAL_FIELDS[f.name]:
+                continue
             v = getattr(self, f.name)
             if f.name in self._auto and not resolved:
                 v = _AUTO[f.name]
@@ -653,7 +719,9 @@ class AccelConfig:
     def summary(self) -> str:
         return (f"{self.inputs}-{format_layers(self.layers)}-{self.classes} {self.mode.upper()} "
                 f"{self.rows}x{self.cols} W{self.wbits}A{self.abits} acc{self.accbits}"
-                + (f" BSFF k={self.bsff_k}" if self.bsff else ""))
+                + (f" BSFF k={self.bsff_k}" if self.bsff else "")
+                + (f" goodness={self.goodness}" if self.goodness != "sq" else "")
+                + (f" physical={self.physical}" if self.physical else ""))
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

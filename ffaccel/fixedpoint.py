@@ -174,3 +174,39 @@ def bsff_sigmoid_table(afrac: int, zrange_bits: int = 3, pbits: int = 8) -> tupl
     one = 1 << pbits
     return tuple(int(math.floor(one / (1.0 + math.exp(-(i - half) / (1 << afrac))) + 0.5))
                  for i in range(2 * half))
+
+
+# ---------------------------------------------------------------------------- cosine goodness
+# PhyLL (Momeni et al., Science 2023) scores a layer by the cosine similarity of its output
+# with a fixed random unit vector r_l. Here r_l's entries are signed COS_RBITS-bit codes
+# from the same hash as the BSFF random source (so an engine can make them on chip), keyed
+# by (COS_KEY, layer, neuron); the code -2**(bits-1) is folded to 0 so the range is symmetric.
+COS_KEY = 0x636F7331          # "cos1"
+
+
+@lru_cache(maxsize=None)
+def _cos_ref(layer: int, n: int, bits: int) -> tuple[int, ...]:
+    import numpy as np
+
+    u = bsff_hash(np.uint64(COS_KEY ^ (layer << 24)), np.arange(n, dtype=np.uint64))
+    v = (u >> np.uint32(32 - bits)).astype(np.int64) - (1 << (bits - 1))
+    v[v == -(1 << (bits - 1))] = 0
+    return tuple(int(a) for a in v)
+
+
+def cos_reference(layer: int, n: int, bits: int = 8):
+    """Layer ``layer``'s (0-based) fixed reference vector: ``n`` signed codes (int64 array)."""
+    import numpy as np
+
+    return np.asarray(_cos_ref(layer, n, bits), dtype=np.int64)
+
+
+@lru_cache(maxsize=None)
+def cos_scale(layer: int, n: int, bits: int = 8, kfrac: int = 24) -> int:
+    """round(2**kfrac / ||r_l||), from integer square roots (identical everywhere); 0 for an
+    all-zero r_l (then the goodness is 0)."""
+    s = sum(v * v for v in _cos_ref(layer, n, bits))
+    if s == 0:
+        return 0
+    two_k = math.isqrt((1 << (2 * kfrac + 2)) // s)          # floor(2 * 2**kfrac / ||r||)
+    return (two_k + 1) // 2

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .config import SHIFT_BASE_BITS, AccelConfig
+from .config import SHIFT_BASE_BITS, AccelConfig, ConfigError
 from .fixedpoint import ceil_div, clog2
 
 
@@ -569,6 +569,11 @@ class Schedule:
 
 
 def _build(cfg: AccelConfig) -> Schedule:
+    if cfg.physical or cfg.goodness != "sq":
+        raise ConfigError(("physical layers (--physical)" if cfg.physical else f"goodness={cfg.goodness!r}")
+                          + " run in the float and golden models only: the engine has no external-layer "
+                          "port or cosine-goodness unit yet (train and eval take it; gen, verify, perf and "
+                          "energy do not)")
     R, C, NC = cfg.rows, cfg.cols, cfg.classes
     mp = cfg.mode == "mp"
     mm = _memory_map(cfg)

@@ -17,6 +17,7 @@ from .cli import (path_arg, check_threads, recall_text, FFAccelError, add_config
 from .data import DataError, load_dataset
 from .fsutil import OutputError, check_writable
 from .model.checkpoint import checkpoint_bytes, save_checkpoint
+from .model.physical import prepare as prepare_physical
 from .model.training import fit
 
 __all__ = ["build_parser", "main", "fit"]    # fit: re-exported from ffaccel.model.training
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise FFAccelError(f"--inputs {args.inputs} but dataset {ds.name!r} has {ds.inputs} inputs")
     if getattr(args, "classes", None) is not None and args.classes != ds.classes:
         raise FFAccelError(f"--classes {args.classes} but dataset {ds.name!r} has {ds.classes} classes")
-    cfg = config_from_args(args, inputs=ds.inputs, classes=ds.classes)
+    cfg = prepare_physical(config_from_args(args, inputs=ds.inputs, classes=ds.classes))
     why = check_writable(out, folder=False, need=checkpoint_bytes(cfg))
     if why:
         raise FFAccelError(f"--out {str(out)!r} cannot be written: {why}")

@@ -80,9 +80,26 @@ def ref_fire(cfg, z: int, biases: list[int], u: int) -> int:
     return sum(((u >> (8 * k)) & 255) < ref_prob(z + bk, cfg.afrac) for k, bk in enumerate(biases))
 
 
-def ref_inference(qm: QuantModel, x: list[int], sample: int = 0):
+def ref_cos(cfg, h: list[int], layer: int) -> int:
+    """Cosine goodness (docs/architecture.md, "Physical layers"), from the text: r_l from
+    the hash keyed 0x636F7331 ^ layer << 24 (top byte - 128, -128 -> 0), 1/||r|| from Decimal."""
+    r = []
+    for j in range(len(h)):
+        v = (ref_hash(0x636F7331 ^ (layer << 24), j) >> 24) - 128
+        r.append(0 if v == -128 else v)
+    ss = sum(v * v for v in r)
+    k = 0 if ss == 0 else int((Decimal(1 << 24) / Decimal(ss).sqrt() + Decimal("0.5")).to_integral_value(
+        rounding="ROUND_FLOOR"))
+    d = sum(a * b for a, b in zip(r, h))
+    m, s = ref_rsqrt(sum(v * v for v in h), cfg.rsqrt_frac, cfg.rsqrt_index)
+    return ref_shift(d * m * k, cfg.rsqrt_frac + s + 24 - cfg.lfrac)
+
+
+def ref_inference(qm: QuantModel, x: list[int], sample: int = 0, responses=None):
     """(label, exit_layer, scores, per-layer cumulative scores) of one sample (BSFF: the
-    ``sample``-th of a run from reset, which fixes its inference and slot)."""
+    ``sample``-th of a run from reset, which fixes its inference and slot). Physical layers:
+    ``responses[layer][copy]``, P's recorded codes, become the layer's input (with the
+    block input after them where the spec concatenates)."""
     cfg = qm.cfg
     size = cfg.batch if cfg.mode == "mp" else cfg.rows
     epoch, slot = ref_epoch(cfg.bsff_seed, sample // size), sample % size
@@ -104,9 +121,14 @@ def ref_inference(qm: QuantModel, x: list[int], sample: int = 0):
     exit_layer = None
     for layer in range(L):
         per = C if cfg.mode == "mp" else 1
+        if cfg.physical_at[layer]:
+            cat = cfg.blocks[layer].concat
+            copies = [list(responses[layer][c]) + (list(xc) if cat else []) for c, xc in enumerate(copies)]
         copies = [ref_layer(cfg, qm.weights[layer], qm.biases[layer], xc, layer,
                             epoch ^ (layer << 24) ^ ((slot * per + c) << 8)) for c, xc in enumerate(copies)]
-        if cfg.mode == "mp":
+        if cfg.mode == "mp" and cfg.goodness == "cos":
+            score = [score[c] + ref_cos(cfg, copies[c], layer) for c in range(C)]
+        elif cfg.mode == "mp":
             score = [score[c] + sum(v * v for v in copies[c]) for c in range(C)]
         else:
             h = copies[0]
@@ -230,6 +252,41 @@ def test_bsff_golden_equals_plain_integer_reference(cfg, seed):
 def test_bsff_sigmoid_table_equals_decimal_reference(afrac):
     from ffaccel.fixedpoint import bsff_sigmoid_table
     assert list(bsff_sigmoid_table(afrac)) == [ref_prob(i - (8 << afrac), afrac) for i in range(16 << afrac)]
+
+
+@st.composite
+def physical_configs(draw):
+    cfg = draw(configs())
+    specs = ["", "random:seed=5", "random:seed=2,concat=1", "random:seed=9,act=square,noise=0.1,at=1",
+             "random:act=relu,out=30,concat=1"] + (["random:out=7,at=2"] if cfg.n_layers > 1 else [])
+    spec = draw(st.sampled_from(specs))
+    return cfg.replace(physical=spec, goodness=draw(st.sampled_from(["sq", "cos"])))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=physical_configs(), seed=st.integers(0, 2**32 - 1))
+def test_golden_with_physical_layers_and_cosine_goodness_equals_the_reference(cfg, seed):
+    from ffaccel.model.physical import build_stack
+    rng = np.random.default_rng(seed)
+    phys = build_stack(cfg.physical, cfg.inputs, cfg.layers) if cfg.physical else None
+    qm = QuantModel.random(cfg, rng)
+    qm = QuantModel(cfg, qm.weights, qm.biases, qm.heads, qm.head_biases, physical=phys)
+    x = rng.integers(0, cfg.amax + 1, size=(5, cfg.inputs))
+    x[0] = 0
+    res = GoldenModel(qm).run(x, probe=True)
+    tmax = (1 << (cfg.score_bits - 1)) - 1
+    assert res.layer_scores.min() >= -tmax - 1 and res.layer_scores.max() <= tmax
+    for i in range(len(x)):
+        resp = None if res.responses is None else [None if r is None else r[i].tolist() for r in res.responses]
+        label, exit_layer, final, per_layer = ref_inference(qm, x[i].tolist(), responses=resp)
+        assert res.scores[i].tolist() == final and res.layer_scores[i].tolist() == per_layer
+        assert (res.label[i], res.exit_layer[i]) == (label, exit_layer)
+    if res.responses is not None:
+        # the recorded responses replay to the same result, with and without early exit
+        again = GoldenModel(qm).run(x, responses=res.responses)
+        assert (again.layer_scores == res.layer_scores).all()
+        ee = GoldenModel(qm).run(x, early_exit=True, responses=res.responses)
+        assert (ee.label == res.label).all() and (ee.exit_layer == res.exit_layer).all()
 
 
 def test_op_score_width_holds_a_unit_head_bias():

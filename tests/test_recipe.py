@@ -18,7 +18,7 @@ def test_recipe_fields_carry_meaning_and_defaults():
     fields = {f.name: f for f in dataclasses.fields(TrainRecipe)}
     assert {"epochs", "min_steps", "lr", "theta", "batch", "hard_negatives", "decay", "head_epochs",
             "head_lr", "lls_temperature", "score_layers", "qat_epochs", "qat_lr", "bsff_target", "bsff_gain",
-            "seed", "limit"} == set(fields)
+            "cos_theta", "cos_lr", "seed", "limit"} == set(fields)
     for name, default, text, unit in TrainRecipe.describe():
         assert text and default == fields[name].default
     r = TrainRecipe()
@@ -31,10 +31,11 @@ def test_fine_tuning_fields_are_keyed_only_when_it_is_on():
     valid), whatever its qat_lr; one that fine-tunes hashes both fields."""
     r = TrainRecipe()
     assert r.key() == {k: v for k, v in r.to_dict().items()
-                       if k not in ("qat_epochs", "qat_lr", "bsff_target", "bsff_gain")}
+                       if k not in ("qat_epochs", "qat_lr", "bsff_target", "bsff_gain", "cos_theta", "cos_lr")}
     assert r.replace(qat_lr=0.001).key() == r.key()
     # BSFF's loss fields join the key when they leave their defaults
     assert r.replace(bsff_gain=5.0).key()["bsff_gain"] == 5.0 and "bsff_target" not in r.replace(bsff_gain=5.0).key()
+    assert r.replace(cos_theta=5.0).key()["cos_theta"] == 5.0          # so does the cosine loss's
     q = r.replace(qat_epochs=2)
     assert (q.key()["qat_epochs"], q.key()["qat_lr"]) == (2, 0.0003)
     assert q.replace(qat_lr=0.001).key() != q.key()

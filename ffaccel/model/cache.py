@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..config import BSFF_FIELDS, NETWORK_FIELDS, AccelConfig
+from ..config import BSFF_FIELDS, NETWORK_FIELDS, OPTIONAL_FIELDS, AccelConfig
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from .recipe import TrainRecipe
 from .training import fit
@@ -25,7 +25,8 @@ def cache_key(ds, cfg: AccelConfig, recipe: TrainRecipe) -> str:
     """The network, the whole recipe, the training algorithm and the data's hash; with
     quantisation-aware fine-tuning also the weight width it trains for."""
     # (a ReLU network's key leaves out the BSFF fields: the keys from before them stay valid)
-    net = {k: getattr(cfg, k) for k in NETWORK_FIELDS if cfg.bsff or k not in BSFF_FIELDS}
+    net = {k: getattr(cfg, k) for k in NETWORK_FIELDS if (cfg.bsff or k not in BSFF_FIELDS)
+           and getattr(cfg, k) != OPTIONAL_FIELDS.get(k, object())}
     if cfg.bsff:
         net["abits"] = cfg.abits                      # the input coding follows the count's width
     if recipe.qat_epochs:
@@ -44,6 +45,12 @@ def cached_fit(ds, cfg: AccelConfig, recipe: TrainRecipe, given: str | None = No
         net, qcfg, meta = load_checkpoint(given)
         check_compatible(qcfg, cfg, given)
         return net, qcfg, meta, given
+    if cfg.physical.startswith("exec:"):
+        # an external process's answers are not part of any key: never cached
+        net, qcfg, meta = fit(ds, cfg, recipe, threads=threads, progress=progress)
+        return net, qcfg, meta, None
+    from .physical import prepare
+    cfg = prepare(cfg)                                 # a file's hash is part of the key
     path = cache_dir() / f"ckpt-{cache_key(ds, cfg, recipe)}.ckpt"
     if path.is_file():
         net, qcfg, meta = load_checkpoint(path)

@@ -90,6 +90,33 @@ class FFNet(torch.nn.Module):
         #: quantisation-aware training (ffaccel.model.qat): per layer (frac, wmax), the grid
         #: the forward pass rounds the weights to; None: float weights
         self.wgrid: list[tuple[int, int]] | None = None
+        #: physical layers in front of digital layers (cfg.physical): run, never differentiated
+        self.physical = None
+        if cfg.physical:
+            from .physical import build_stack
+            self.physical = build_stack(cfg.physical, cfg.inputs, cfg.layers)
+        self._cos_r = [None] * len(cfg.layers)
+
+    def block_input(self, i: int, u: torch.Tensor) -> torch.Tensor:
+        """Layer ``i``'s input from its block input ``u`` (..., n_u): ``u``, or P's response
+        (``[P(u), u]`` with concat). P is only run: model-free, no gradient reaches it."""
+        if self.physical is None or not self.cfg.physical_at[i]:
+            return u
+        flat = u.detach().reshape(-1, u.shape[-1]).double().cpu().numpy()
+        p = torch.as_tensor(self.physical(i, flat), dtype=u.dtype).reshape(*u.shape[:-1], -1)
+        return torch.cat([p, u.detach()], -1) if self.cfg.blocks[i].concat else p
+
+    def goodness(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        """Layer ``i``'s goodness of outputs ``h`` (..., n) as inference scores it: sum(h^2),
+        or (``cfg.goodness == "cos"``) the cosine of h with the layer's fixed vector r_l."""
+        if self.cfg.goodness == "sq":
+            return (h * h).sum(-1)
+        if self._cos_r[i] is None:
+            from ..config import COS_RBITS
+            from ..fixedpoint import cos_reference
+            r = torch.as_tensor(cos_reference(i, h.shape[-1], COS_RBITS), dtype=torch.float64)
+            self._cos_r[i] = (r / r.norm().clamp_min(EPS)).to(h.dtype)
+        return (h @ self._cos_r[i]) / h.norm(dim=-1).clamp_min(EPS)
 
     def set_lls_heads(self) -> None:
         """LLS heads: the fixed integer basis at its format, no bias, never trained."""
@@ -128,32 +155,50 @@ class FFNet(torch.nn.Module):
         return torch.bernoulli(self.fire_prob(i, z)).sum(-1)
 
     def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
-        hs = []
+        return self.forward_blocks(x)[0]
+
+    def forward_blocks(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        """Every layer's output, and per layer the response of the physical layer in front
+        of it (None where there is none)."""
+        hs, ps = [], []
         for i in range(len(self.layers)):
-            x = self.layer(i, x)
+            xin = self.block_input(i, x)
+            ps.append(xin[..., : self.cfg.blocks[i].n_p] if xin is not x else None)
+            x = self.layer(i, xin)
             hs.append(x)
-        return hs
+        return hs, ps
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def mp_goodness(self, x_codes: np.ndarray, batch: int = 1000, layers: int | None = None) -> np.ndarray:
-        """Per-layer goodness sum(h^2) (B, L, classes) of all label copies, layer 1 shared
-        (only the first ``layers`` layers when given)."""
+        """Per-layer goodness (B, L, classes) of all label copies (``goodness``: sum(h^2) or
+        the cosine), layer 1 shared where it can be (only the first ``layers`` layers when
+        given)."""
         cfg = self.cfg
         out = []
         w1 = self.weight(0)
         for s in range(0, len(x_codes), batch):
             xb = torch.as_tensor(np.asarray(x_codes[s:s + batch]), dtype=torch.float32)
+            if not cfg.share_layer1:
+                # every copy's whole input (a physical layer in front of layer 1 sees it)
+                from .embed import embed_all
+                h = torch.as_tensor(embed_all(np.asarray(x_codes[s:s + batch]), cfg), dtype=torch.float32)
+                gs = []
+                for i in range(layers or len(self.layers)):
+                    h = self.layer(i, self.block_input(i, h))
+                    gs.append(self.goodness(i, h))
+                out.append(torch.stack(gs, 1))
+                continue
             img = xb.clone()
             img[:, : cfg.classes] = 0
             norm = torch.sqrt((img * img).sum(1) + float(cfg.label_value) ** 2)        # (B,)
             base = img @ w1.T                                                       # (B, n1)
             lab = float(cfg.label_value) * w1[:, : cfg.classes].T                   # (C, n1)
             h = self.activate(0, (base[:, None, :] + lab[None]) / norm[:, None, None])
-            gs = [(h * h).sum(-1)]
+            gs = [self.goodness(0, h)]
             for i in range(1, layers or len(self.layers)):
-                h = self.layer(i, h)
-                gs.append((h * h).sum(-1))
+                h = self.layer(i, self.block_input(i, h))
+                gs.append(self.goodness(i, h))
             out.append(torch.stack(gs, 1))
         return torch.cat(out).double().numpy()
 
@@ -253,7 +298,7 @@ def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecipe
     theta, hard_negatives = recipe.theta, recipe.hard_negatives
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
-    opts = layer_optimizers(net, recipe.lr, fan_in_lr)
+    opts = layer_optimizers(net, recipe.cos_lr if cfg.goodness == "cos" else recipe.lr, fan_in_lr)
 
     def step(idx) -> float:
         xb, yb = x_codes[idx], y[idx]
@@ -269,7 +314,12 @@ def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecipe
         neg = torch.as_tensor(embed_labels(xb, wrong, cfg), dtype=torch.float32)
         tot = 0.0
         for i, opt in enumerate(opts):
-            if cfg.bsff:
+            pos, neg = net.block_input(i, pos), net.block_input(i, neg)
+            if cfg.goodness == "cos":
+                # PhyLL: softplus(-theta (g_pos - g_neg)) on the pair's cosine goodness
+                hp, hn = net.layer(i, pos), net.layer(i, neg)
+                loss = F.softplus(-recipe.cos_theta * (net.goodness(i, hp) - net.goodness(i, hn))).mean()
+            elif cfg.bsff:
                 (gp, hp), (gn, hn) = bsff_goodness(net, i, pos), bsff_goodness(net, i, neg)
                 gain, target = recipe.bsff_gain, recipe.bsff_target
                 loss = F.softplus(gain * torch.cat([target - gp, gn - target])).mean()

@@ -17,7 +17,7 @@ from .embed import embed_all, embed_neutral
 from .exits import fires
 from ..fixedpoint import bsff_epoch_states, bsff_key
 from ..schedule import schedule
-from .intops import argmax_first, bsff_fire, rshr, rsqrt
+from .intops import argmax_first, bsff_fire, cos_goodness, rshr, rsqrt
 
 
 @dataclass
@@ -35,6 +35,9 @@ class QuantModel:
     biases: list[np.ndarray]
     heads: list[np.ndarray] = field(default_factory=list)
     head_biases: list[np.ndarray] = field(default_factory=list)
+    #: the physical layers the network runs with (``physical.PhysicalStack``; not integer
+    #: parameters: the golden model drives them when a run is not given recorded responses)
+    physical: object = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -119,6 +122,9 @@ class GoldenResult:
     goodness: np.ndarray
     label_full: np.ndarray | None
     activations: list[np.ndarray] | None = None
+    #: physical layers: per layer, P's quantised response (B, copies, n_p) to each copy
+    #: (zeros where a sample had exited; None for a layer without one)
+    responses: list[np.ndarray | None] | None = None
 
 
 class GoldenModel:
@@ -202,7 +208,8 @@ class GoldenModel:
         copy = slot[:, None] * cfg.copies + np.arange(cfg.copies)[None, :]
         return bsff_key(states[s // size][:, None], layer, copy)
 
-    def run(self, x: np.ndarray, *, early_exit: bool = False, probe: bool = False, epoch: int = 0) -> GoldenResult:
+    def run(self, x: np.ndarray, *, early_exit: bool = False, probe: bool = False, epoch: int = 0,
+            physical=None, responses: list | None = None) -> GoldenResult:
         """Integer inference of a batch of input codes ``x`` (B, inputs).
 
         ``early_exit=False`` computes every layer for every sample (full-depth prediction
@@ -211,6 +218,13 @@ class GoldenModel:
         ``epoch, epoch + 1, ...`` since reset, ``batch`` (MP) or ``rows`` (OP) samples each
         (``x`` starts at an inference's first sample); the random bits depend on that
         position only, so both ``early_exit`` settings draw the same bits.
+
+        Physical layers (``cfg.physical``): P's response is an *input* of the integer model,
+        as it is of the engine. Either ``physical`` (a ``PhysicalStack``; default: the
+        model's) is driven with each block's input in the float model's units (image codes;
+        activations at ``2**-afrac``) and its answer read back on the same grid
+        (``quantise_response``), or ``responses`` (a previous result's) are replayed.
+        The result carries the responses it used.
         """
         cfg = self.cfg
         x = np.asarray(x, dtype=np.int64)
@@ -228,10 +242,24 @@ class GoldenModel:
         active = np.arange(bsz)
         score = np.zeros((bsz, ncls), dtype=np.int64)
 
+        physical = self.qm.physical if physical is None else physical
+        if any(cfg.physical_at) and physical is None and responses is None:
+            raise ValueError("a network with physical layers needs `physical` (the layers) or `responses`")
+        resp: list[np.ndarray | None] = [None] * nl
         h = None
         g = None
         for layer in range(nl):
-            if layer == 0:
+            if cfg.physical_at[layer]:
+                u = (embed_all(x, cfg) if cfg.mode == "mp" else embed_neutral(x, cfg)[:, None, :]) \
+                    if layer == 0 else h
+                p = self._respond(layer, u, active, bsz, physical, responses)
+                resp[layer] = np.zeros((bsz,) + p.shape[1:], dtype=np.int64)
+                resp[layer][active] = p
+                xin = np.concatenate([p, u], axis=2) if cfg.blocks[layer].concat else p
+                b, c, n = xin.shape
+                acc = self._matmul(xin.reshape(b * c, n), self._w64[layer]).reshape(b, c, -1)
+                g_in = (xin * xin).sum(axis=2)
+            elif layer == 0:
                 if cfg.mode == "mp":
                     acc, g_in = self.layer1_acc(x)
                 else:
@@ -249,7 +277,7 @@ class GoldenModel:
             if not cfg.scored[layer]:
                 pass                                          # a skipped layer adds nothing
             elif cfg.mode == "mp":
-                score[active] += g
+                score[active] += g if cfg.goodness == "sq" else cos_goodness(cfg, h, g, layer)
             else:
                 score[active] += self.head(h[:, 0], g[:, 0], layer)
             layer_scores[active, layer] = score[active]
@@ -272,4 +300,24 @@ class GoldenModel:
         label_full = None if early_exit else argmax_first(layer_scores[:, -1])
         return GoldenResult(label=label, exit_layer=exit_layer, scores=final,
                             layer_scores=layer_scores, goodness=goodness,
-                            label_full=label_full, activations=acts)
+                            label_full=label_full, activations=acts,
+                            responses=resp if any(cfg.physical_at) else None)
+
+    def _respond(self, layer: int, u: np.ndarray, active: np.ndarray, bsz: int, physical, responses) -> np.ndarray:
+        """P's quantised response (b, copies, n_p) to the block inputs ``u`` (b, copies, n_u)."""
+        cfg = self.cfg
+        n_p = cfg.blocks[layer].n_p
+        if responses is not None:
+            r = np.asarray(responses[layer], dtype=np.int64)
+            if r.shape != (bsz, u.shape[1], n_p):
+                raise ValueError(f"recorded responses of layer {layer + 1} have shape {r.shape}; "
+                                 f"expected {(bsz, u.shape[1], n_p)}")
+            r = r[active]
+            if r.size and (r.min() < 0 or r.max() > cfg.amax):
+                raise ValueError(f"recorded responses must lie in 0..{cfg.amax}")
+            return r
+        from .physical import quantise_response, response_frac
+        b, c, n = u.shape
+        frac = response_frac(cfg, layer)             # the block input's grid, both ways
+        y = physical(layer, u.reshape(b * c, n).astype(np.float64) * 2.0 ** -frac)
+        return quantise_response(y, frac, cfg.amax).reshape(b, c, n_p)

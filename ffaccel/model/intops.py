@@ -9,7 +9,7 @@ import numpy as np
 
 from ..fixedpoint import bsff_hash, bsff_sigmoid_table, rsqrt_table
 
-__all__ = ["bsff_fire", "rshr", "saturate", "rsqrt_table", "rsqrt", "argmax_first", "top2_margin"]
+__all__ = ["bsff_fire", "cos_goodness", "rshr", "saturate", "rsqrt_table", "rsqrt", "argmax_first", "top2_margin"]
 
 
 def rshr(v: np.ndarray, shift: np.ndarray | int) -> np.ndarray:
@@ -90,3 +90,19 @@ def bsff_fire(cfg, z: np.ndarray, bias: np.ndarray, key: np.ndarray) -> np.ndarr
         p = table[np.clip(z + bias[:, k], -half, half - 1) + half]
         count += ((u >> (BSFF_PBITS * k)) & ((1 << BSFF_PBITS) - 1)) < p
     return count
+
+
+def cos_goodness(cfg, h: np.ndarray, g: np.ndarray, layer: int) -> np.ndarray:
+    """Cosine goodness of layer outputs ``h`` (..., n) with goodness ``g = sum h^2`` (...):
+    ``rshr(d * m * k_l, rsqrt_frac + s + COS_KFRAC - lfrac)`` with ``d = r_l . h`` (exact),
+    ``(m, s) = rsqrt(g)`` (the unit the next layer's normalisation uses) and
+    ``k_l = round(2**COS_KFRAC / ||r_l||)``: cos(h, r_l) at ``lfrac`` fractional bits. One
+    rounding; ``AccelConfig`` proves ``d * m * k_l`` fits 63 bits."""
+    from ..config import COS_KFRAC, COS_RBITS
+    from ..fixedpoint import cos_reference, cos_scale
+
+    n = h.shape[-1]
+    r = cos_reference(layer, n, COS_RBITS)
+    d = np.rint(h.astype(np.float64) @ r.astype(np.float64)).astype(np.int64)     # exact: < 2**53
+    m, s = rsqrt(g, cfg.rsqrt_frac, cfg.rsqrt_index)
+    return rshr(d * m * cos_scale(layer, n, COS_RBITS, COS_KFRAC), cfg.rsqrt_frac + s + COS_KFRAC - cfg.lfrac)

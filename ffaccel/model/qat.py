@@ -26,7 +26,9 @@ def fine_tune(net: FFNet, x_codes, y, recipe: TrainRecipe, wbits: int, *, progre
     wmax = (1 << (wbits - 1)) - 1
     lo = -net.cfg.rsqrt_frac                 # the quantiser's range (ffaccel.model.quant)
     net.wgrid = [(grid_frac(l.weight.detach().double().numpy(), wbits, lo), wmax) for l in net.layers]
-    r = recipe.replace(epochs=recipe.qat_epochs, min_steps=0, lr=recipe.qat_lr, seed=(recipe.seed + 1) % 2 ** 32)
+    # (cosine-goodness layers train at cos_lr: scaled by the same qat_lr / lr)
+    r = recipe.replace(epochs=recipe.qat_epochs, min_steps=0, lr=recipe.qat_lr, seed=(recipe.seed + 1) % 2 ** 32,
+                       cos_lr=min(recipe.cos_lr * recipe.qat_lr / recipe.lr, 9.99))
     try:
         train = train_ff if net.cfg.exit_head == "learned" else train_lls
         log = train(net, x_codes, y, r, progress=progress)

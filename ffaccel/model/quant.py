@@ -71,8 +71,9 @@ def choose_formats(net: FFNet, calib_codes: np.ndarray, calib_y: np.ndarray,
     calibration data, for the bit widths of ``cfg``."""
     cfg = net.cfg if cfg is None else cfg
     xin = embed_labels(calib_codes, calib_y, cfg) if cfg.mode == "mp" else embed_neutral(calib_codes, cfg)
-    hs = net.forward_all(torch.as_tensor(xin, dtype=torch.float32))
-    allh = torch.cat([h.flatten() for h in hs]).double().numpy()
+    hs, ps = net.forward_blocks(torch.as_tensor(xin, dtype=torch.float32))
+    # P's responses to hidden layers share the activation format (layer 1's: the image's)
+    allh = torch.cat([h.flatten() for h in hs + [p for p in ps[1:] if p is not None]]).double().numpy()
     p = float(np.quantile(allh, 0.9999)) if allh.size else 0.0
     afrac = _pow2_frac(p, cfg.amax, 0, cfg.abits + 16)
     wfrac = tuple(grid_frac(l.weight.detach().double().numpy(), cfg.wbits, -cfg.rsqrt_frac) for l in net.layers)
@@ -106,7 +107,7 @@ def quantize(net: FFNet, cfg: AccelConfig) -> QuantModel:
             # not clipped: a head bias the engine's bias lane cannot hold is refused by
             # QuantModel (one line), like any model that does not fit the hardware
             hbs.append(_round_half_up(h.bias.detach().double().numpy() * 2.0 ** cfg.lfrac).astype(np.int64))
-    return QuantModel(cfg, ws, bs, hs, hbs)
+    return QuantModel(cfg, ws, bs, hs, hbs, physical=net.physical)
 
 
 def integer_thresholds(thresholds: list[float], cfg: AccelConfig) -> tuple[int, ...]:
@@ -130,4 +131,4 @@ def calibrate_integer(qm: QuantModel, val_codes: np.ndarray, y_val: np.ndarray,
     res = GoldenModel(qm).run(val_codes)
     th = calibrate(res.layer_scores, y_val, cfg.exit_policy, k, cfg.classes)
     new = cfg.replace(thresholds=integer_thresholds(th, cfg) if th else (), exit_k=k)
-    return QuantModel(new, qm.weights, qm.biases, qm.heads, qm.head_biases)
+    return QuantModel(new, qm.weights, qm.biases, qm.heads, qm.head_biases, physical=qm.physical)

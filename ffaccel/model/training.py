@@ -27,6 +27,8 @@ def fit(ds, cfg, recipe: TrainRecipe, *, threads: int = 1, init: str | None = No
     if not isinstance(recipe, TrainRecipe):
         raise TypeError(f"fit: recipe must be a TrainRecipe, not {type(recipe).__name__}")
     torch.set_num_threads(threads)
+    from .physical import prepare
+    cfg = prepare(cfg)                   # physical layers: files pinned by hash, widths checked
     xtr, ytr = recipe.subset(input_codes(ds.x_train, cfg), ds.y_train)
 
     net = FFNet(cfg, seed=recipe.seed)
