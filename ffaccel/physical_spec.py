@@ -169,6 +169,16 @@ def _validate(text: str, spec: PhysicalSpec) -> None:
         bad("exec needs cmd=COMMAND (last)")
 
 
+def with_params(text: str, **params) -> str:
+    """The canonical spec ``text`` with ``params`` set (e.g. the drift a study adds to the
+    spec a network was trained with)."""
+    spec = parse_spec(text)
+    merged = {**dict(spec.params), **params}
+    body = ",".join(f"{k}={_fmt(v)}" for k, v in merged.items() if k != "cmd")
+    extra = [f"{k}={_fmt(v)}" for k, v in (("out", spec.out), ("concat", spec.concat), ("at", spec.at)) if v]
+    return parse_spec(f"{spec.kind}:" + ",".join([b for b in [body] if b] + extra)).canonical()
+
+
 def pin_files(spec: PhysicalSpec) -> PhysicalSpec:
     """A ``file`` spec with the file's sha256 recorded (what a checkpoint stores: loading
     it later against a changed file is refused). Other kinds are returned unchanged."""

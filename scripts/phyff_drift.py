@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Accuracy over time while a physical layer drifts, with and without in-situ retraining
 (issue #19): a network with emulated physical layers is trained (default recipe, cached),
-then the physical transforms take a random walk (``drift`` per step, from the spec) for
+then the physical transforms take a random walk (``--drift`` per step; the network trains
+at time 0, so its cached training is the study's, scripts/phyff_study.py) for
 ``--steps`` time steps of ``--step-size`` drift steps each. After each time step a frozen
 copy and a copy retrained in situ (``--retrain-steps`` model-free FF steps on fresh
 training samples through the drifted system) are scored on the first ``--samples`` test
 images, float and integer (golden model).
 
     python scripts/phyff_drift.py [--dataset mnist] [--layers 2x500]
-        [--physical random:seed=3,noise=0.02,drift=0.02] [--steps 20] [--step-size 1]
+        [--physical random:seed=3,noise=0.02] [--drift 0.02] [--steps 20] [--step-size 1]
         [--retrain-steps 100] [--samples 2000] [--threads 2] [--json OUT] [--png OUT]
 
 Prints one line per time step, then a summary. Both outputs are written whole or not at all.
@@ -20,13 +21,13 @@ import io
 import json
 import sys
 
-from ffaccel.cli import atomic_write_text, check_threads, make_parser, path_arg, run_main, strict_int
+from ffaccel.cli import atomic_write_text, check_threads, make_parser, path_arg, run_main, strict_float, strict_int
 from ffaccel.config import AccelConfig, ConfigError, parse_layers
 from ffaccel.errors import FFAccelError
 from ffaccel.fsutil import atomic_write_bytes, check_writable
 
 PROG = "phyff_drift"
-DEFAULT_SPEC = "random:seed=3,noise=0.02,drift=0.02"
+DEFAULT_SPEC = "random:seed=3,noise=0.02"
 
 
 def plot(result: dict, title: str) -> bytes:
@@ -55,7 +56,9 @@ def main(argv=None) -> int:
     p = make_parser(PROG, __doc__.splitlines()[0])
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--layers", default="2x500")
-    p.add_argument("--physical", default=DEFAULT_SPEC, help=f"physical layers with drift (default {DEFAULT_SPEC})")
+    p.add_argument("--physical", default=DEFAULT_SPEC, help=f"the emulated physical layers (default {DEFAULT_SPEC})")
+    p.add_argument("--drift", type=strict_float, default=0.02,
+                   help="relative random-walk step of each physical transform per drift step (default 0.02)")
     p.add_argument("--steps", type=strict_int, default=20, help="time steps")
     p.add_argument("--step-size", type=strict_int, default=1, help="drift steps per time step")
     p.add_argument("--retrain-steps", type=strict_int, default=100, help="FF optimiser steps after each time step")
@@ -65,6 +68,8 @@ def main(argv=None) -> int:
     p.add_argument("--png", type=path_arg, metavar="OUT")
     args = p.parse_args(argv)
     # every input checked before any work starts
+    if not 0.0 < args.drift <= 1.0:
+        raise FFAccelError(f"--drift={args.drift} out of range (allowed: 0 < drift <= 1)")
     for flag, v, lo in (("--steps", args.steps, 1), ("--step-size", args.step_size, 1),
                         ("--retrain-steps", args.retrain_steps, 1), ("--samples", args.samples, 1)):
         if v < lo:
@@ -81,8 +86,9 @@ def main(argv=None) -> int:
     cfg = AccelConfig(inputs=ds.inputs, classes=ds.classes, layers=parse_layers(args.layers),
                       physical=args.physical, goodness="cos")
     from ffaccel.physical_spec import parse_spec
-    if parse_spec(cfg.physical).kind != "random" or not parse_spec(cfg.physical).get("drift"):
-        raise ConfigError(f"--physical {args.physical!r}: the drift study needs a random emulator with drift > 0")
+    if parse_spec(cfg.physical).kind != "random" or parse_spec(cfg.physical).get("drift"):
+        raise ConfigError(f"--physical {args.physical!r}: the drift study needs a random emulator without drift "
+                          "(--drift sets it; the network trains at time 0)")
 
     from ffaccel.model.cache import cached_fit
     from ffaccel.model.insitu import drift_run
@@ -100,10 +106,11 @@ def main(argv=None) -> int:
               f"(float {f['float_full']:.2%}), retrained {r['int_full']:.2%} (float {r['float_full']:.2%})",
               flush=True)
 
-    res = drift_run(net, qcfg, ds, recipe, steps=args.steps, step_size=args.step_size,
+    res = drift_run(net, qcfg, ds, recipe, drift=args.drift, steps=args.steps, step_size=args.step_size,
                     retrain_steps=args.retrain_steps, samples=args.samples, progress=show)
     first, last = res["rows"][0], res["rows"][-1]
-    summary = {"dataset": ds.name, "network": qcfg.summary(), "physical": qcfg.physical, "steps": args.steps,
+    summary = {"dataset": ds.name, "network": qcfg.summary(), "physical": qcfg.physical, "drift": args.drift,
+               "steps": args.steps,
                "step_size": args.step_size, "retrain_steps": args.retrain_steps, "samples": args.samples,
                "seconds": res["seconds"], "start_int_full": first["frozen"]["int_full"],
                "end_frozen_int_full": last["frozen"]["int_full"],

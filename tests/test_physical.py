@@ -253,3 +253,37 @@ def test_stack_built_from_the_config_matches_its_blocks():
     qm = QuantModel.random(cfg, np.random.default_rng(0))
     with pytest.raises(ValueError, match="needs `physical`"):
         GoldenModel(qm).run(np.zeros((1, 20), dtype=np.int64))
+
+
+# ---------------------------------------------------------------- the studies
+def _script(name, *args):
+    return subprocess.run([sys.executable, f"scripts/{name}", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("name,args,fragment", [
+    ("phyff_drift.py", ["--drift", "0"], "--drift=0.0 out of range"),
+    ("phyff_drift.py", ["--steps", "0"], "--steps=0 out of range"),
+    ("phyff_drift.py", ["--physical", "random:drift=0.1"], "without drift"),
+    ("phyff_drift.py", ["--physical", "exec:cmd=x"], "random emulator"),
+    ("phyff_drift.py", ["--dataset", "nosuch"], "nosuch"),
+    ("phyff_study.py", ["--compress", "0"], "--compress=0 out of range"),
+    ("phyff_study.py", ["--physical", "random:out=5"], "sets out, concat and at itself"),
+    ("phyff_study.py", ["--physical", "laser:"], "unknown kind"),
+])
+def test_studies_refuse_bad_input_before_work(name, args, fragment, tmp_path):
+    r = _script(name, *args, "--json", str(tmp_path / "o.json"))
+    assert r.returncode == 2 and fragment in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_drift_hurts_the_frozen_network_and_retraining_follows(trained):
+    from ffaccel.model.insitu import drift_run
+    from ffaccel.model.recipe import TrainRecipe
+    ds, net, qcfg, _ = trained
+    res = drift_run(net, qcfg, ds, TrainRecipe(), drift=0.3, steps=2, step_size=4, retrain_steps=60, samples=300)
+    rows = res["rows"]
+    assert [r["drift_steps"] for r in rows] == [0, 4, 8]
+    assert rows[0]["frozen"] == rows[0]["retrained"]                 # same network, same system at time 0
+    assert rows[-1]["frozen"]["int_full"] < rows[0]["frozen"]["int_full"] - 0.05   # a 0.3 x sqrt(8) walk hurts
+    assert rows[-1]["retrained"]["int_full"] > rows[-1]["frozen"]["int_full"]
+    assert net.physical.layers[0].time == 0                          # the trained network's system is untouched

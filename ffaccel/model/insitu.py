@@ -23,6 +23,7 @@ from .embed import input_codes
 from .exits import cumulative
 from .ff import train_ff
 from .golden import GoldenModel
+from ..physical_spec import parse_spec, with_params
 from .physical import build_stack
 from .quant import quantize
 from .recipe import TrainRecipe
@@ -48,20 +49,23 @@ def _accuracy(net, qcfg, codes: np.ndarray, y: np.ndarray) -> dict:
             "int_mean_exit_layer": float(res.exit_layer.mean())}
 
 
-def drift_run(net, qcfg, ds, recipe: TrainRecipe, *, steps: int, step_size: int, retrain_steps: int,
-              samples: int, seed: int = 0, progress=None) -> dict:
+def drift_run(net, qcfg, ds, recipe: TrainRecipe, *, drift: float, steps: int, step_size: int,
+              retrain_steps: int, samples: int, seed: int = 0, progress=None) -> dict:
     """The drift study: accuracy of a frozen and of an in-situ retrained copy of ``net``
-    after each of ``steps`` time steps of ``step_size`` drift steps each. ``samples``
-    test samples are scored; ``retrain_steps`` optimiser steps follow every time step."""
-    if not qcfg.physical:
-        raise ValueError("drift_run needs a network with physical layers")
+    after each of ``steps`` time steps of ``step_size`` drift steps each, the emulated
+    physical layers drifting by ``drift`` per step (the network was trained at time 0,
+    where drift has not acted yet). ``samples`` test samples are scored;
+    ``retrain_steps`` optimiser steps follow every time step."""
+    if not qcfg.physical or parse_spec(qcfg.physical).kind != "random":
+        raise ValueError("drift_run needs a network with emulated (random) physical layers")
+    aging = with_params(qcfg.physical, drift=float(drift))
     xte = input_codes(ds.x_test, qcfg)[:samples]
     yte = np.asarray(ds.y_test[:samples])
     xtr = input_codes(ds.x_train, qcfg)
     ytr = np.asarray(ds.y_train)
-    frozen, live = net, copy.deepcopy(net)
+    frozen, live = copy.deepcopy(net), copy.deepcopy(net)       # the caller's network stays as it is
     for n in (frozen, live):                   # each its own copy of the system, both at time 0
-        n.physical = build_stack(qcfg.physical, qcfg.inputs, qcfg.layers)
+        n.physical = build_stack(aging, qcfg.inputs, qcfg.layers)
     rng = np.random.default_rng(seed)
     rows = []
     t0 = time.perf_counter()
