@@ -652,7 +652,8 @@ class AccelConfig:
                 continue
             if f.name in BSFF_FIELDS and not self.bsff:
                 continue        # ReLU configs serialise (and hash) as before the BSFF fields
-            if f.name in OPTIONAL_FIELDS and getattr(self, f.name) == OPTIONAL_FIELDS[f.name]:
+            if f.name in OPTIONAL_FIELDS and getattr(self, f.name) == OPTIONAL_FIELDS[f.name] \
+                    and not (f.name == "goodness" and self.physical):   # (--physical implies cos)
                 continue
             v = getattr(self, f.name)
             if f.name in self._auto and not resolved:

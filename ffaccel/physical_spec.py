@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -147,7 +148,7 @@ def _validate(text: str, spec: PhysicalSpec) -> None:
         raise PhysicalError(f"physical spec {text!r}: {why}")
     if not 0 <= spec.out <= 1 << 16:
         bad(f"out={spec.out} out of range (0 = the block's input width, else 1..65536)")
-    if spec.at and not all(p.replace("-", "", 1).isdigit() for p in spec.at.split("+")):
+    if spec.at and not re.fullmatch(r"[0-9]{1,5}(-[0-9]{1,5})?(\+[0-9]{1,5}(-[0-9]{1,5})?)*", spec.at):
         bad(f"at={spec.at!r}: expected layers like 2, 2-4 or 1+3")
     if spec.kind == "random":
         if not 0 <= spec.get("seed") < 2 ** 32:

@@ -36,7 +36,8 @@ def test_spec_round_trips_canonically_and_leaves_defaults_out():
     ("random:seed", "not key=value"), ("random:colour=3", "not key=value"),
     ("random:seed=1,seed=2", "seed given twice"), ("random:noise=nan", "not a valid float"),
     ("random:noise=-1", "noise=-1.0 out of range"), ("random:drift=2", "drift=2.0 out of range"),
-    ("random:act=tanh", "act='tanh'"), ("random:at=x", "at='x'"), ("file:noise=0.1", "file needs path"),
+    ("random:act=tanh", "act='tanh'"), ("random:at=x", "at='x'"), ("random:at=-2", "at='-2'"),
+    ("random:at=2-", "at='2-'"), ("random:at=\u00b2", "at="), ("file:noise=0.1", "file needs path"),
     ("exec:out=3", "exec needs cmd"), ("random:out=-1", "out=-1 out of range"), ("random:concat=2", "concat='2'"),
 ])
 def test_bad_specs_are_refused_with_the_reason(text, fragment):
@@ -182,13 +183,52 @@ def trained():
     return ds, net, qcfg, meta
 
 
-def test_training_uses_only_the_responses_and_learns(trained):
+def test_training_learns_and_the_integer_model_follows(trained):
     ds, net, qcfg, meta = trained
     assert meta["float"]["accuracy_full"] > 0.85 and meta["integer"]["accuracy_full"] > 0.85
     assert abs(meta["float"]["accuracy_full"] - meta["integer"]["accuracy_full"]) < 0.03
-    # P is never differentiated: it holds no parameters and no tensor of it needs a gradient
-    assert not any(isinstance(v, torch.Tensor) for p in net.physical.layers for v in vars(p).values())
     assert qcfg.physical == "random:concat=1,noise=0.02,seed=3" and qcfg.goodness == "cos"
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(mode="op", exit_head="lls"), dict(mode="op")])
+def test_every_training_drives_the_physical_layers_with_plain_arrays(kw, monkeypatch):
+    """FF, LLS and head training run every layer on P's response (model-free: P gets
+    numpy arrays, never a tensor that could carry a gradient)."""
+    from ffaccel.model.ff import FFNet, train_ff, train_heads, train_lls
+    from ffaccel.model.recipe import TrainRecipe
+    cfg = AccelConfig(inputs=20, layers=(6, 5), classes=3, physical="random:out=9,seed=1", goodness="cos", **kw)
+    net = FFNet(cfg)
+    calls = []
+    for i, p in enumerate(net.physical.layers):
+        orig = p.forward
+        monkeypatch.setattr(p, "forward", lambda u, i=i, orig=orig: (calls.append((i, type(u))), orig(u))[1])
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, size=(40, 20)), rng.integers(0, 3, size=40)
+    r = TrainRecipe(epochs=1, min_steps=0, batch=20, hard_negatives=0.0)
+    train = train_lls if cfg.exit_head != "learned" else train_ff
+    train(net, x, y, r, progress=False)
+    if cfg.mode == "op" and cfg.exit_head == "learned":
+        train_heads(net, x, y, r, progress=False)
+    assert {i for i, _ in calls} == {0, 1} and {t for _, t in calls} == {np.ndarray}
+
+
+def test_responses_are_read_on_the_block_inputs_grid_in_the_golden_model():
+    """Recomputed outside the golden model: layer 1's P is driven with the image codes and
+    read back at frac 0, layer 2's with the activations' values and read back at afrac."""
+    cfg = AccelConfig(inputs=20, layers=(8, 6), classes=3, abits=6, afrac=3, physical="random:out=7,seed=4,act=relu",
+                      goodness="cos")
+    stack = build_stack(cfg.physical, cfg.inputs, cfg.layers)
+    qm = QuantModel.random(cfg, np.random.default_rng(1))
+    qm = QuantModel(cfg, qm.weights, qm.biases, physical=stack)
+    x = np.random.default_rng(2).integers(0, cfg.amax + 1, size=(4, 20))
+    res = GoldenModel(qm).run(x, probe=True)
+    from ffaccel.model.embed import embed_all
+    u1 = embed_all(x, cfg).reshape(-1, 20).astype(float)
+    want1 = np.clip(np.floor(stack.layers[0].forward(u1) + 0.5), 0, cfg.amax)
+    assert (res.responses[0].reshape(-1, 7) == want1).all()
+    h1 = res.activations[0].reshape(-1, 8) * 2.0 ** -cfg.afrac
+    want2 = np.clip(np.floor(stack.layers[1].forward(h1) * 2 ** cfg.afrac + 0.5), 0, cfg.amax)
+    assert (res.responses[1].reshape(-1, 7) == want2).all()
 
 
 def test_float_goodness_is_the_cosine_and_the_integer_one_follows(trained):
@@ -243,6 +283,47 @@ def test_train_cli_with_a_file_model_and_bad_inputs(tmp_path, cli):
     assert r.returncode == 2 and "has changed since the network was trained" in r.stderr
     r = cli("gen", "--checkpoint", str(out), "-o", str(tmp_path / "rtl"))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_checkpoints_exec_command_runs_only_when_allowed(tmp_path, monkeypatch, cli):
+    from ffaccel.model.checkpoint import load_checkpoint, save_checkpoint
+    from ffaccel.model.ff import FFNet
+    marker = tmp_path / "ran"
+    cfg = AccelConfig(inputs=64, layers=(8,), classes=10, goodness="cos",
+                      physical=f"exec:cmd={sys.executable} -c \"open('{marker}', 'w')\"")
+    path = tmp_path / "x.ckpt"
+    save_checkpoint(path, FFNet(cfg), cfg, {})
+    monkeypatch.delenv("FFACCEL_ALLOW_EXEC", raising=False)
+    net, _, _ = load_checkpoint(path)                           # loading starts nothing
+    with pytest.raises(PhysicalError, match="set FFACCEL_ALLOW_EXEC=1"):
+        net.physical
+    r = cli("eval", "--checkpoint", str(path), "--dataset", "digits")
+    assert r.returncode == 2 and "FFACCEL_ALLOW_EXEC" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = cli("gen", "--checkpoint", str(path), "-o", str(tmp_path / "rtl"))
+    assert r.returncode == 2
+    assert not marker.exists()
+
+
+def test_dse_space_refuses_physical_and_cosine_before_any_work(tmp_path):
+    from ffaccel.dse.space import load_space
+    from ffaccel.errors import FFAccelError
+    for line in ('physical = "random:"', 'goodness = "cos"'):
+        sp = tmp_path / "s.toml"
+        sp.write_text(f'[workload]\ndataset = "digits"\n[base]\n{line}\n[axes]\nk = [1.0]\n')
+        with pytest.raises(FFAccelError, match="no engine"):
+            load_space(sp)
+
+
+def test_a_saved_config_keeps_its_goodness_through_the_command_line(tmp_path):
+    import argparse
+    from ffaccel.cli import add_config_args, config_from_args
+    c = AccelConfig(inputs=20, layers=(5,), classes=3, physical="random:", goodness="sq")
+    f = tmp_path / "c.json"
+    f.write_text(c.to_json())
+    p = argparse.ArgumentParser()
+    add_config_args(p)
+    assert config_from_args(p.parse_args(["--config", str(f)])) == c
+    assert config_from_args(p.parse_args(["--physical", "random:"])).goodness == "cos"     # derived
 
 
 def test_stack_built_from_the_config_matches_its_blocks():

@@ -108,6 +108,7 @@ def load_checkpoint(path: str | Path) -> tuple[FFNet, AccelConfig, dict[str, Any
         if not bool(torch.isfinite(t).all()):
             raise FFAccelError(f"checkpoint {str(p)!r}: {k} holds NaN or infinite values")
     net = FFNet(cfg)
+    net.exec_allowed = False             # a checkpoint's `exec` command runs only when allowed
     net.load_state_dict(state)
     return net, cfg, meta
 

@@ -90,20 +90,39 @@ class FFNet(torch.nn.Module):
         #: quantisation-aware training (ffaccel.model.qat): per layer (frac, wmax), the grid
         #: the forward pass rounds the weights to; None: float weights
         self.wgrid: list[tuple[int, int]] | None = None
-        #: physical layers in front of digital layers (cfg.physical): run, never differentiated
-        self.physical = None
-        if cfg.physical:
-            from .physical import build_stack
-            self.physical = build_stack(cfg.physical, cfg.inputs, cfg.layers)
+        #: physical layers in front of digital layers (cfg.physical): run, never differentiated;
+        #: built on first use (a loaded checkpoint starts no process until it runs)
+        self._physical = None
+        #: an ``exec`` spec read from a checkpoint runs its command only when allowed
+        #: (``physical.check_exec_allowed``); a network built here from a spec is allowed
+        self.exec_allowed = True
         self._cos_r = [None] * len(cfg.layers)
+
+    @property
+    def physical(self):
+        if self._physical is None and self.cfg.physical:
+            from .physical import build_stack, check_exec_allowed
+            if not self.exec_allowed:
+                check_exec_allowed(self.cfg.physical)
+            self._physical = build_stack(self.cfg.physical, self.cfg.inputs, self.cfg.layers)
+        return self._physical
+
+    @physical.setter
+    def physical(self, stack) -> None:
+        self._physical = stack
 
     def block_input(self, i: int, u: torch.Tensor) -> torch.Tensor:
         """Layer ``i``'s input from its block input ``u`` (..., n_u): ``u``, or P's response
         (``[P(u), u]`` with concat). P is only run: model-free, no gradient reaches it."""
-        if self.physical is None or not self.cfg.physical_at[i]:
+        if not self.cfg.physical or not self.cfg.physical_at[i]:
             return u
         flat = u.detach().reshape(-1, u.shape[-1]).double().cpu().numpy()
         p = torch.as_tensor(self.physical(i, flat), dtype=u.dtype).reshape(*u.shape[:-1], -1)
+        if i == 0:
+            # layer 1's response is read on the image codes' grid, which saturates at amax
+            # (the golden model and the engine clip it there; later layers' grid is chosen
+            # by the quantiser from the responses themselves)
+            p = p.clamp(max=float(self.cfg.amax))
         return torch.cat([p, u.detach()], -1) if self.cfg.blocks[i].concat else p
 
     def goodness(self, i: int, h: torch.Tensor) -> torch.Tensor:
@@ -414,7 +433,7 @@ def train_lls(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecip
         x = torch.as_tensor(embed_neutral(x_codes[idx], cfg), dtype=torch.float32)
         tot = 0.0
         for i, opt in enumerate(opts):
-            h = net.layer(i, x)
+            h = net.layer(i, net.block_input(i, x))
             loss = F.cross_entropy(net.heads[i](_normalise(h)) / temperature, yt_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

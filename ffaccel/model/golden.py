@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..config import AccelConfig, ConfigError
+from ..config import HEAD_BIAS_LOGITS, AccelConfig, ConfigError
 from .embed import embed_all, embed_neutral
 from .exits import fires
 from ..fixedpoint import bsff_epoch_states, bsff_key
@@ -71,10 +71,11 @@ class QuantModel:
                     if not np.array_equal(h, lls_basis(cfg, n)) or np.any(hb != 0):
                         raise ConfigError(f"head {i + 1} is not the {cfg.exit_head} basis with zero bias "
                                           "(the engine generates those heads itself)")
-                # the engine adds head biases from a bias-memory lane of bias_lane_bits
-                hmax = (1 << (cfg.bias_lane_bits - 1)) - 1
-                _check_range(f"head {i + 1} bias", hb, -hmax - 1, hmax,
-                             f" (the engine's bias lane holds {cfg.bias_lane_bits} signed bits)")
+                # the score registers are sized for head biases below HEAD_BIAS_LOGITS logits
+                hmax = cfg.head_bias_max
+                _check_range(f"head {i + 1} bias", hb, -hmax, hmax,
+                             f" (head biases stay below {HEAD_BIAS_LOGITS} logits: the score "
+                             f"registers are sized for them)")
 
     @classmethod
     def random(cls, cfg: AccelConfig, rng: np.random.Generator) -> "QuantModel":
@@ -94,8 +95,8 @@ class QuantModel:
                 hbs.append(np.zeros(cfg.classes, dtype=np.int64))
             elif cfg.mode == "op":
                 hs.append(rng.integers(cfg.wmin, cfg.wmax + 1, size=(cfg.classes, n_out), dtype=np.int64))
-                # about +-1.0 at logit scale, within what the engine's bias lane holds
-                hb = min(1 << cfg.lfrac, (1 << (cfg.bias_lane_bits - 1)) - 1)
+                # about +-1.0 at logit scale, within what the score registers are sized for
+                hb = min(1 << cfg.lfrac, cfg.head_bias_max)
                 hbs.append(rng.integers(-hb, hb + 1, size=cfg.classes, dtype=np.int64))
         return cls(cfg, ws, bs, hs, hbs)
 

@@ -20,7 +20,7 @@ Shipped physical layers (``--physical SPEC``, ``parse_spec``):
 
 * ``random``: a fixed Gaussian transform of the input direction, a detector nonlinearity,
   measurement noise and a slow random-walk drift of the transform (the emulator).
-* ``file``: a user's measured model, ``act(A u/||u|| + c)`` with A and c from an .npz.
+* ``file``: a user's measured model, ``act(A u)`` with A from an .npz.
 * ``exec``: an external process (a lab instrument's driver, a simulator) that answers
   arrays over stdin/stdout (``ExternalPhysical``, protocol in its docstring).
 """
@@ -188,9 +188,11 @@ class ExternalPhysical(PhysicalLayer):
 
     ffaccel starts ``cmd`` once and, per call, writes a request to its stdin: the ASCII
     line ``FFP1 <block> <rows> <n_in> <n_out>\\n`` then rows x n_in little-endian float64;
-    the process answers rows x n_out little-endian float64 on its stdout. ``advance`` sends
-    ``FFP1 <block> 0 <steps> 0\\n`` (no payload, no answer): the process may age its system.
-    A process that exits, answers short or writes garbage is a PhysicalError."""
+    the process reads the whole request, then answers rows x n_out little-endian float64 on
+    its stdout (an answer started before the request is read can fill both pipes and hang
+    both sides). ``advance`` sends ``FFP1 <block> 0 <steps> 0\\n`` (no payload, no
+    answer): the process may age its system. A process that exits, answers short, or
+    stays silent for ``timeout`` seconds is a PhysicalError."""
 
     def __init__(self, n_in: int, n_out: int, *, cmd: str, block: int, timeout: float = 600.0):
         super().__init__(n_in, n_out)
@@ -211,11 +213,27 @@ class ExternalPhysical(PhysicalLayer):
         rows = u.shape[0]
         self._send(f"FFP1 {self.block} {rows} {self.n_in} {self.n_out}\n", u.astype("<f8").tobytes())
         want = rows * self.n_out * 8
-        data = self.proc.stdout.read(want)
-        if data is None or len(data) != want:
-            raise PhysicalError(f"physical process {self.cmd!r} answered {len(data or b'')} bytes; "
+        data = self._read(want)
+        if len(data) != want:
+            raise PhysicalError(f"physical process {self.cmd!r} answered {len(data)} bytes; "
                                 f"expected {want} ({rows} x {self.n_out} float64)")
         return np.frombuffer(data, dtype="<f8").reshape(rows, self.n_out).copy()
+
+    def _read(self, want: int) -> bytes:
+        """Up to ``want`` bytes of the answer (fewer at end of file), waiting at most
+        ``timeout`` seconds for each piece."""
+        import select
+        fd = self.proc.stdout.fileno()
+        out = bytearray()
+        while len(out) < want:
+            ready, _, _ = select.select([fd], [], [], self.timeout)
+            if not ready:
+                raise PhysicalError(f"physical process {self.cmd!r} did not answer within {self.timeout:g} s")
+            chunk = os.read(fd, want - len(out))
+            if not chunk:
+                break
+            out += chunk
+        return bytes(out)
 
     def advance(self, steps: int = 1) -> None:
         if steps:
@@ -223,12 +241,16 @@ class ExternalPhysical(PhysicalLayer):
         super().advance(steps)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()
-                self.proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
 
 
 @dataclass
@@ -257,10 +279,28 @@ class PhysicalStack:
                 p.close()
 
 
-def build_stack(spec_text: str, inputs: int, layers: tuple[int, ...]) -> PhysicalStack:
-    """Instantiate the physical layers of a network (reads files, starts processes)."""
+def check_exec_allowed(spec_text: str) -> None:
+    """An ``exec`` spec read from a checkpoint would run its command on load: refused unless
+    the environment says FFACCEL_ALLOW_EXEC=1 (one line naming the command)."""
     spec = parse_spec(spec_text)
+    if spec.kind == "exec" and os.environ.get("FFACCEL_ALLOW_EXEC") != "1":
+        raise PhysicalError(f"the checkpoint's physical layers run the command {spec.get('cmd')!r}; set "
+                            "FFACCEL_ALLOW_EXEC=1 to allow it")
+
+
+def build_stack(spec_text: str, inputs: int, layers: tuple[int, ...]) -> PhysicalStack:
+    """Instantiate the physical layers of a network (reads files, starts processes; on a
+    failure the ones already started are closed)."""
     out: list[PhysicalLayer | None] = []
+    try:
+        return PhysicalStack(parse_spec(spec_text), _build(spec_text, inputs, layers, out))
+    except BaseException:
+        PhysicalStack(None, out).close()
+        raise
+
+
+def _build(spec_text: str, inputs: int, layers: tuple[int, ...], out: list) -> list:
+    spec = parse_spec(spec_text)
     for b in blocks(spec_text, inputs, layers):
         if not b.physical:
             out.append(None)
@@ -273,7 +313,7 @@ def build_stack(spec_text: str, inputs: int, layers: tuple[int, ...]) -> Physica
             out.append(MatrixPhysical(b.n_u, b.n_p, path=spec.get("path"), block=b.index, noise=spec.get("noise")))
         else:
             out.append(ExternalPhysical(b.n_u, b.n_p, cmd=spec.get("cmd"), block=b.index))
-    return PhysicalStack(spec, out)
+    return out
 
 
 def prepare(cfg):
@@ -285,7 +325,8 @@ def prepare(cfg):
         return cfg
     spec = pin_files(parse_spec(cfg.physical))
     cfg = cfg.replace(physical=spec.canonical())
-    build_stack(cfg.physical, cfg.inputs, cfg.layers).close()
+    if spec.kind != "exec":                  # (a process is started once, when it is used)
+        build_stack(cfg.physical, cfg.inputs, cfg.layers).close()
     return cfg
 
 
