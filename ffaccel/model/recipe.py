@@ -74,9 +74,9 @@ class TrainRecipe:
     cos_theta: float = _f(4.0, "cosine goodness (PhyLL): the loss of a positive/negative pair is "
                                "softplus(-cos_theta x (g_pos - g_neg)), g the cosine of h with the layer's "
                                "fixed vector (Momeni et al. used 4 to 5)", "1 / cosine")
-    cos_lr: float = _f(0.001, "cosine goodness: the Adam step, in the units of lr, that replaces lr for layers "
-                              "trained with it (digits 64-2x64 behind emulated physical layers: 62% at 0.003, "
-                              "where the loss climbed again mid-training; 92.8% at 0.001; 90.8% at 0.0003)",
+    cos_lr: float = _f(0.0003, "cosine goodness: the Adam step, in the units of lr, that replaces lr for layers "
+                               "trained with it (PhyLL used 1e-4 and 5e-5; measured in docs/architecture.md, "
+                               "'Physical layers': 0.001 let units die behind a physical layer on MNIST)",
                         "parameter units per step")
     seed: int = _f(0, "seed of the initial weights, the shuffles and the negative labels")
     limit: int = _f(0, "train on the first N training samples only (0: all)", "samples")
