@@ -9,7 +9,7 @@ training samples through the drifted system) are scored on the first ``--samples
 images, float and integer (golden model).
 
     python scripts/phyff_drift.py [--dataset mnist] [--layers 2x500]
-        [--physical random:seed=3,noise=0.02] [--drift 0.02] [--steps 20] [--step-size 1]
+        [--physical random:seed=3,noise=0.02,out=196] [--drift 0.1] [--steps 20] [--step-size 1]
         [--retrain-steps 100] [--samples 2000] [--threads 2] [--json OUT] [--png OUT]
 
 Prints one line per time step, then a summary. Both outputs are written whole or not at all.
@@ -27,7 +27,7 @@ from ffaccel.errors import FFAccelError
 from ffaccel.fsutil import atomic_write_bytes, check_writable
 
 PROG = "phyff_drift"
-DEFAULT_SPEC = "random:seed=3,noise=0.02"
+DEFAULT_SPEC = "random:seed=3,noise=0.02,out=196"
 
 
 def plot(result: dict, title: str) -> bytes:
@@ -57,8 +57,8 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--layers", default="2x500")
     p.add_argument("--physical", default=DEFAULT_SPEC, help=f"the emulated physical layers (default {DEFAULT_SPEC})")
-    p.add_argument("--drift", type=strict_float, default=0.02,
-                   help="relative random-walk step of each physical transform per drift step (default 0.02)")
+    p.add_argument("--drift", type=strict_float, default=0.1,
+                   help="relative random-walk step of each physical transform per drift step (default 0.1)")
     p.add_argument("--steps", type=strict_int, default=20, help="time steps")
     p.add_argument("--step-size", type=strict_int, default=1, help="drift steps per time step")
     p.add_argument("--retrain-steps", type=strict_int, default=100, help="FF optimiser steps after each time step")
