@@ -36,6 +36,7 @@ def rsqrt_table(frac: int, index_bits: int) -> tuple[int, ...]:
     return tuple(out)
 
 
+@lru_cache(maxsize=None)
 def normalised_dot_bound(n: int, vmax: int, frac: int, index_bits: int, up: int) -> int:
     """Largest |round(v . h * m * 2**(up - frac - s))| over integer h != 0 of length ``n`` and
     integer v with |v_j| <= ``vmax``, where (m, s) = rsqrt(h . h) (the table above).
