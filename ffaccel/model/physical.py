@@ -33,7 +33,6 @@ import shlex
 import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -338,16 +337,5 @@ def response_frac(cfg, layer: int) -> int:
 
 def quantise_response(p: np.ndarray, frac: int, amax: int) -> np.ndarray:
     """P's response on the engine's grid (its ADC): round half up at 2**-frac, saturated
-    to 0..amax. The golden model and the RTL bench both read these codes."""
+    to 0..amax: the codes the golden model reads (and replays from a record)."""
     return np.clip(np.floor(np.asarray(p, dtype=np.float64) * 2.0 ** frac + 0.5), 0, amax).astype(np.int64)
-
-
-def write_npz_atomic(path: str | os.PathLike, **arrays) -> None:
-    """An emulator file written whole or not at all (tests and scripts make them)."""
-    from ..fsutil import atomic_write_bytes
-    import io
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(Path(path), buf.getvalue())
-
-
