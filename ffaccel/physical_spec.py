@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from functools import lru_cache
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -220,6 +221,7 @@ class Block:
         return self.n_p + (self.n_u if self.concat else 0)
 
 
+@lru_cache(maxsize=256)         # read by every fan_in / physical_at / share_layer1
 def blocks(spec_text: str, inputs: int, layers: tuple[int, ...]) -> tuple[Block, ...]:
     """The blocks of a network (the one place fan-ins with physical layers are derived)."""
     spec = parse_spec(spec_text) if spec_text else None

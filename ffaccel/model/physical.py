@@ -292,14 +292,14 @@ def build_stack(spec_text: str, inputs: int, layers: tuple[int, ...]) -> Physica
     failure the ones already started are closed)."""
     out: list[PhysicalLayer | None] = []
     try:
-        return PhysicalStack(parse_spec(spec_text), _build(spec_text, inputs, layers, out))
+        spec = parse_spec(spec_text)
+        return PhysicalStack(spec, _build(spec, spec_text, inputs, layers, out))
     except BaseException:
         PhysicalStack(None, out).close()
         raise
 
 
-def _build(spec_text: str, inputs: int, layers: tuple[int, ...], out: list) -> list:
-    spec = parse_spec(spec_text)
+def _build(spec: PhysicalSpec, spec_text: str, inputs: int, layers: tuple[int, ...], out: list) -> list:
     for b in blocks(spec_text, inputs, layers):
         if not b.physical:
             out.append(None)
