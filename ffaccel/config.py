@@ -517,9 +517,33 @@ class AccelConfig:
         return self.neuron == "bsff"
 
     @property
-    def bias_lanes(self) -> int:
-        """Bias lanes per output column: BSFF's ``bsff_k`` tied units each have a bias."""
+    def unit_lanes(self) -> int:
+        """Units per output column that add a bias: BSFF's ``bsff_k`` tied units, else 1."""
         return self.bsff_k if self.bsff else 1
+
+    @property
+    def cos_engine(self) -> bool:
+        """Whether the engine scores the cosine goodness (MP with ``goodness='cos'``; OP
+        scores its heads whatever the goodness, so its engine is the squared one's)."""
+        return self.mode == "mp" and self.goodness == "cos"
+
+    @property
+    def bias_lanes(self) -> int:
+        """Lanes per output column in a bias word: a bias per unit (``unit_lanes``), then,
+        with the cosine engine, the column's code of the layer's reference vector r_l
+        (lane ``c * bias_lanes + unit_lanes``)."""
+        return self.unit_lanes + int(self.cos_engine)
+
+    @property
+    def cos_dot_bits(self) -> int:
+        """Signed width of the cosine engine's ``d = r_l . h`` registers: |d| <= n amax
+        (2**(COS_RBITS-1) - 1) over the widest layer."""
+        return (max(self.layers) * self.amax * ((1 << (COS_RBITS - 1)) - 1)).bit_length() + 1
+
+    @property
+    def cos_scale_bits(self) -> int:
+        """Unsigned width of the per-layer constants k_l = round(2**COS_KFRAC / ||r_l||)."""
+        return max(1, max(cos_scale(i, n, COS_RBITS, COS_KFRAC) for i, n in enumerate(self.layers)).bit_length())
 
     @property
     def bsff_index_bits(self) -> int:
@@ -529,8 +553,9 @@ class AccelConfig:
     @property
     def bias_lane_bits(self) -> int:
         """Signed width of one bias-memory lane: layer biases (``bias_bits``) and, in OP,
-        the head biases, which are added at logit scale (``head_bias_max``; LLS heads have none)."""
-        return max(self.bias_bits, self.head_bias_max.bit_length() + 1)
+        the head biases, which are added at logit scale (``head_bias_max``; LLS heads have
+        none); the cosine engine's reference codes (``COS_RBITS``, signed)."""
+        return max(self.bias_bits, self.head_bias_max.bit_length() + 1, COS_RBITS if self.cos_engine else 0)
 
     @property
     def score_bits(self) -> int:

@@ -58,6 +58,10 @@ class Latencies:
     (goodness selected and registered, the rsqrt's two stages, the write). They are first
     read by the drain of the pass that follows, at the earliest ``command + mem_read + tile_go``
     cycles after its first command, so the NORM steps overlap the pass (no cycle is added).
+    ``cos``: the cosine engine (``AccelConfig.cos_engine``): a COS step's cosine goodness
+    is in its copy's score this many cycles after the step (the NORM step's ``norm``
+    cycles, its factors and ``d`` registered, then the ``d * m`` and ``* k_l`` products,
+    the rounding term, the shift, each registered; the score add at the end of the last).
     """
 
     command: int = 1
@@ -72,6 +76,7 @@ class Latencies:
     flush_test: int = 1
     norm: int = 4
     load: int = 2
+    cos: int = 8
 
     def __post_init__(self):
         # the last NORM step is the cycle before the pass's first command
@@ -464,6 +469,12 @@ class Schedule:
         return [(s, min(b, n - s)) for s in range(0, n, b)]
 
     # -------------------------------------------------------------- cycles
+    @property
+    def cos_cycles(self) -> int:
+        """The cosine engine's COS phase: one step per copy (bank), the last step's score
+        written ``Latencies.cos`` cycles after it; EXIT reads the scores from the next cycle."""
+        return self.banks - 1 + self.latency.cos
+
     def setup_cycles(self) -> int:
         """START (1), and in OP the first NORM over the batch's rows."""
         return 1 if self.cfg.mode == "mp" else 1 + self.cfg.rows
@@ -477,7 +488,8 @@ class Schedule:
         MP: NORM (one cycle per bank), STREAM (the copy groups of the samples ``live`` in
         the batch, :meth:`live_groups`), FLUSH, EXIT (one sample's score vector enters the
         exit comparator per cycle, ``batch`` of them, the last one's decision comes out
-        ``exit_latency`` cycles later). OP (``batch``
+        ``exit_latency`` cycles later); the cosine engine: NORM (the first layer only),
+        STREAM, FLUSH, COS (:attr:`cos_cycles`), EXIT. OP (``batch``
         samples): STREAM, FLUSH, NORM, head STREAM, head FLUSH, EXIT (one row enters the
         comparator per cycle, the last row's decision ``exit_latency`` cycles after it), EXIT2;
         the first layer's NORM is part of the set-up.
@@ -486,9 +498,14 @@ class Schedule:
         kl, kh = kept if kept is not None else (None, None)
         if self.cfg.mode == "mp":
             g = self.live_groups(layer, live)
-            return [("norm", self.banks), ("stream", p.stream_cycles(None, kl, g, self.group_wait)),
-                    ("flush", p.flush_cycles(None, self.latency.post, kl, g)),
-                    ("exit", self.batch_size + self.exit_latency)]
+            passes = [("stream", p.stream_cycles(None, kl, g, self.group_wait)),
+                      ("flush", p.flush_cycles(None, self.latency.post, kl, g))]
+            done = [("exit", self.batch_size + self.exit_latency)]
+            if self.cfg.cos_engine:
+                # COS normalises the next layer's input after the pass (so the score can
+                # use the factors): only the first layer has a NORM of its own
+                return [("norm", self.banks)] * (layer == 0) + passes + [("cos", self.cos_cycles)] + done
+            return [("norm", self.banks)] + passes + done
         b = self.cfg.rows if batch is None else batch
         h = self.head_passes[layer]
         R = self.cfg.rows
@@ -564,15 +581,15 @@ class Schedule:
                                                                  map(self.group_samples, range(self.copy_groups))]
                 if self.cfg.mode == "mp" else None, "post_latency": self.latency.post,
                 "exit_latency": self.exit_latency,
+                "cos_cycles": self.cos_cycles if self.cfg.cos_engine else None,
                 "setup_cycles": self.setup_cycles(),
                 "passes": [pdict(p) for p in self.layer_passes + self.head_passes]}
 
 
 def _build(cfg: AccelConfig) -> Schedule:
-    if cfg.physical or cfg.goodness != "sq":
-        raise ConfigError(("physical layers (--physical)" if cfg.physical else f"goodness={cfg.goodness!r}")
-                          + " run in the float and golden models only: the engine has no external-layer "
-                          "port or cosine-goodness unit yet (train and eval take it; gen, verify, perf and "
+    if cfg.physical:
+        raise ConfigError("physical layers (--physical) run in the float and golden models only: the engine "
+                          "has no external-layer port yet (train and eval take them; gen, verify, perf and "
                           "energy do not)")
     R, C, NC = cfg.rows, cfg.cols, cfg.classes
     mp = cfg.mode == "mp"

@@ -60,6 +60,8 @@ def informative_config(rng: np.random.Generator, **shape) -> AccelConfig:
         afrac = int(rng.integers(2, 7))
         wcenter = wbits - 3
     lfrac = int(rng.integers(0, 6))
+    if shape.get("goodness") == "cos" and shape.get("mode") == "mp":
+        lfrac += 6            # a cosine score is at most 1: spread it over many codes
 
     def frac(center: int, lo: int) -> int:
         return max(lo, center + int(rng.integers(-1, 2)))

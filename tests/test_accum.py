@@ -392,3 +392,77 @@ def test_skipped_layers_do_not_reach_the_scores(name):
 def test_refuses_non_schedule():
     with pytest.raises(TypeError, match="Schedule"):
         Accumulators(CONFIGS["mp"])
+
+
+# ---------------------------------------------------------------- the cosine engine
+COS = {
+    # two samples of three labels: 6 copies, a layer of 7 units over 3 tiles of 3 lanes
+    "cos": AccelConfig(inputs=9, classes=3, layers=(7, 5), rows=2, cols=3, abits=4, wbits=4, afrac=2, batch=2,
+                       goodness="cos", lfrac=10),
+    "cos_mask": AccelConfig(inputs=9, classes=3, layers=(7, 5), rows=2, cols=3, abits=4, wbits=4, afrac=2,
+                            goodness="cos", lfrac=10, score_mask=(0, 1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COS))
+def test_cos_steps_score_the_cosine_goodness(name):
+    """Cosine engine: a layer's rows (goodness and dot beats, as stage D sends them), then a
+    COS step per copy: each copy's score is ``intops.cos_goodness`` of its activations
+    exactly ``Latencies.cos`` cycles after its step (unchanged the cycle before), its
+    factors those of ``rsqrt(g)``, and ``g`` and ``d`` are cleared for the next layer
+    (a second layer's score adds on top); a layer the mask leaves out adds nothing."""
+    import numpy as np
+
+    from ffaccel.config import COS_RBITS
+    from ffaccel.fixedpoint import cos_reference
+    from ffaccel.model.intops import cos_goodness
+
+    cfg = COS[name]
+    sched = schedule(cfg)
+    dut = Accumulators(sched)
+    rng = np.random.default_rng(5)
+    nb, C = sched.banks, cfg.cols
+    hs = [rng.integers(0, cfg.amax + 1, size=(nb, n)) for n in cfg.layers]
+    hs[0][1] = 0                                  # a copy whose goodness is 0
+    want = np.zeros(nb, dtype=np.int64)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.score_mask, sum(1 << i for i, v in enumerate(cfg.scored) if v))
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        for layer, h in enumerate(hs):
+            r = cos_reference(layer, h.shape[1], COS_RBITS)
+            for b in range(nb):
+                for t in range(0, h.shape[1], C):
+                    seg = h[b, t:t + C]
+                    ctx.set(dut.goodness, {"valid": 1, "cp": b, "layer": layer, "sum": int((seg * seg).sum()),
+                                           "dot": int((seg * r[t:t + C]).sum())})
+                    await ctx.tick()
+            ctx.set(dut.goodness, {"valid": 0, "cp": 0, "layer": 0, "sum": 0, "dot": 0})
+            g = (h * h).sum(axis=1)
+            inc = cos_goodness(cfg, h, g, layer) if cfg.scored[layer] else np.zeros(nb, dtype=np.int64)
+            before = want.copy()
+            want[:] += inc
+            for step in range(nb + sched.latency.cos):
+                b = step
+                ctx.set(dut.norm, {"en": int(b < nb), "idx": min(b, nb - 1), "cos": 1, "layer": layer})
+                await ctx.tick()
+                # the copy stepped latency.cos - 1 cycles ago is still old, the one before is in
+                for cp in range(nb):
+                    age = step - cp + 1                   # cycles since the copy's step ended
+                    ctx.set(dut.score_row, sched.sample_of(cp))
+                    got = ctx.get(dut.scores[sched.label_of(cp)])
+                    if age >= sched.latency.cos:
+                        assert got == want[cp], (layer, cp, step)
+                    elif age >= 0:
+                        assert got == before[cp], (layer, cp, step)
+            for cp in range(nb):
+                ctx.set(dut.sel, cp)
+                seen.append(((ctx.get(dut.m), ctx.get(dut.s)), rs(cfg, int(g[cp]))))
+                assert ctx.get(dut.g[cp]) == 0 and ctx.get(dut.d[cp]) == 0
+
+    run(dut, bench)
+    assert all(a == b for a, b in seen)
+    assert (want != 0).any() or not any(cfg.scored)

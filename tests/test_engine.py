@@ -13,6 +13,7 @@ from ffaccel.hw.simtop import run_engine
 from ffaccel.model.golden import GoldenModel, QuantModel
 from ffaccel.perf.cycles import inference_cycles, unit_stream_lengths
 from ffaccel.schedule import schedule
+from ffaccel.sim.faults import FAULTS
 from ffaccel.workload import informative_config, sensitivity, spread_thresholds
 
 
@@ -80,6 +81,23 @@ def random_bsff_config(rng) -> AccelConfig:
         zero_skip=_skip(classes), batch=_batch(mode, rows, share, layers))
 
 
+def random_cos_config(rng) -> AccelConfig:
+    """An MP config with PhyLL's cosine goodness (the engine's COS phase): copy groups,
+    batches, sharing, zero skipping and the operand copies drawn as above; a logit
+    fraction that spreads the cosines (|cos| <= 1) over many codes (``informative_config``)."""
+    inputs = int(rng.integers(8, 24))
+    classes = int(rng.integers(2, min(6, inputs - 1) + 1))
+    layers = tuple(int(v) for v in rng.integers(1, 11, size=int(rng.integers(2, 4))))   # COS before exits
+    rows, cols = int(rng.integers(1, 5)), int(rng.integers(1, 6))
+    share = bool(rng.integers(0, 2))
+    cfg = informative_config(
+        rng, inputs=inputs, classes=classes, layers=layers, rows=rows, cols=cols, abits=int(rng.integers(2, 7)),
+        wbits=int(rng.integers(2, 7)), mode="mp", exit_policy=str(rng.choice(["max", "margin"])),
+        label_share=share, fpga_regs=_copies(inputs), zero_skip=_skip(classes),
+        batch=_batch("mp", rows, share, layers), goodness="cos")
+    return cfg
+
+
 def check(qm: QuantModel, x: np.ndarray, units: dict | None = None):
     cfg = qm.cfg
     gold = GoldenModel(qm).run(x, probe=True)
@@ -131,8 +149,8 @@ def random_case(seed: int):
     with LLS heads)."""
     rng = np.random.default_rng(1000 + seed)
     for _ in range(20):                   # formats whose activations depend on the input
-        cfg = random_bsff_config(rng) if seed in BSFF_SEEDS else \
-            random_lls_config(rng) if seed in LLS_SEEDS else random_config(rng)
+        cfg = random_bsff_config(rng) if seed in BSFF_SEEDS else random_cos_config(rng) if seed in COS_SEEDS \
+            else random_lls_config(rng) if seed in LLS_SEEDS else random_config(rng)
         qm = QuantModel.random(cfg, rng)
         x = rng.integers(0, cfg.amax + 1, size=(5 if cfg.mode == "mp" else cfg.rows + 2, cfg.inputs))
         if cfg.zero_skip:                 # sparse inputs (a generator of its own: the draws above stay)
@@ -153,9 +171,10 @@ def random_case(seed: int):
     raise AssertionError("no input-dependent config found")
 
 
-SEEDS = range(42)
+SEEDS = range(48)
 LLS_SEEDS = range(24, 32)
 BSFF_SEEDS = range(32, 42)
+COS_SEEDS = range(42, 48)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -260,3 +279,12 @@ def test_engine_default_shape_small_layers():
     qm = QuantModel.random(cfg, rng)
     x = rng.integers(0, 256, size=(3, 40))
     check(spread_thresholds(qm, x), x)
+
+
+@pytest.mark.parametrize("fault", ["cos_ref_lane", "cos_rounding"])
+def test_engine_catches_a_broken_cosine_unit(fault):
+    """The cosine entries of the matrix catch a wrong reference lane in stage D and a
+    rounding dropped from the COS pipeline (one entry is enough for either)."""
+    qm, x = random_case(COS_SEEDS[0])
+    with pytest.raises(AssertionError):
+        check(qm, x, units=FAULTS[fault])

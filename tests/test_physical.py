@@ -71,12 +71,14 @@ def test_config_carries_the_spec_and_old_configs_keep_their_hash():
         AccelConfig(inputs=20, layers=(5,), classes=3, abits=1, neuron="bsff", physical="random:")
 
 
-def test_the_engine_refuses_what_it_cannot_run_yet():
+def test_the_engine_refuses_physical_layers_and_runs_the_cosine():
     from ffaccel.schedule import schedule
     with pytest.raises(ConfigError, match="no external-layer port"):
         schedule(AccelConfig(inputs=20, layers=(5,), classes=3, physical="random:"))
-    with pytest.raises(ConfigError, match="goodness='cos'"):
-        schedule(AccelConfig(inputs=20, layers=(5,), classes=3, goodness="cos"))
+    s = schedule(AccelConfig(inputs=20, layers=(5, 4), classes=3, goodness="cos"))
+    assert [p for p, _ in s.layer_phases(0)] == ["norm", "stream", "flush", "cos", "exit"]
+    assert [p for p, _ in s.layer_phases(1)] == ["stream", "flush", "cos", "exit"]
+    assert dict(s.layer_phases(1))["cos"] == s.banks - 1 + s.latency.cos
 
 
 # ---------------------------------------------------------------- the plug-ins
@@ -304,14 +306,15 @@ def test_a_checkpoints_exec_command_runs_only_when_allowed(tmp_path, monkeypatch
     assert not marker.exists()
 
 
-def test_dse_space_refuses_physical_and_cosine_before_any_work(tmp_path):
+def test_dse_space_refuses_physical_layers_before_any_work_and_takes_the_cosine(tmp_path):
     from ffaccel.dse.space import load_space
     from ffaccel.errors import FFAccelError
-    for line in ('physical = "random:"', 'goodness = "cos"'):
-        sp = tmp_path / "s.toml"
-        sp.write_text(f'[workload]\ndataset = "digits"\n[base]\n{line}\n[axes]\nk = [1.0]\n')
-        with pytest.raises(FFAccelError, match="no engine"):
-            load_space(sp)
+    sp = tmp_path / "s.toml"
+    sp.write_text('[workload]\ndataset = "digits"\n[base]\nphysical = "random:"\n[axes]\nk = [1.0]\n')
+    with pytest.raises(FFAccelError, match="no engine port"):
+        load_space(sp)
+    sp.write_text('[workload]\ndataset = "digits"\n[base]\nmode = "mp"\n[axes]\ngoodness = ["sq", "cos"]\n')
+    assert load_space(sp).axes["goodness"] == ["sq", "cos"]
 
 
 def test_a_saved_config_keeps_its_goodness_through_the_command_line(tmp_path):

@@ -105,10 +105,15 @@ CASES = {
     "mp_bsff_k4_groups": dict(inputs=16, layers=(8, 10), classes=5, rows=3, cols=2, abits=3, wbits=4,
                               mode="mp", exit_policy="max", label_share=False, neuron="bsff", bsff_k=4,
                               bsff_seed=0xDEADBEEF),
+    # PhyLL's cosine goodness (issue #19): the COS phase after each pass, the reference
+    # codes in the bias words; copy groups straddling two samples of a batch, zero skipping
+    "mp_cos_batch_groups": dict(inputs=18, layers=(9, 7, 6), classes=4, rows=3, cols=3, abits=5, wbits=4,
+                                mode="mp", exit_policy="max", label_share=False, zero_skip=True, batch=2,
+                                goodness="cos"),
 }
 VERILATOR_CASES = ["op_bsff_k3", "mp_batch_share_skip"]
 # the other cases run on Verilator with -m slow (every case runs on Icarus by default)
-VERILATOR_SLOW_CASES = ["mp_bsff_k1_skip", "mp_groups_share", "op_margin", "mp_noshare_margin", "op_lls_sin", "mp_zero_skip_noshare", "op_zero_skip",
+VERILATOR_SLOW_CASES = ["mp_cos_batch_groups", "mp_bsff_k1_skip", "mp_groups_share", "op_margin", "mp_noshare_margin", "op_lls_sin", "mp_zero_skip_noshare", "op_zero_skip",
                         "mp_batch_groups", "mp_batch8_skip"]
 # (case, stall probability): stalls vary so timing independence is exercised too
 STALLS = {"mp_groups_share": 0.3, "op_margin": 0.4, "mp_noshare_margin": 0.2, "mp_one_layer_rows1": 0.0,
@@ -116,7 +121,8 @@ STALLS = {"mp_groups_share": 0.3, "op_margin": 0.4, "mp_noshare_margin": 0.2, "m
           "op_cols1": 0.3, "op_lls_square": 0.4, "op_lls_sin": 0.3, "mp_skip_middle": 0.3, "op_skip_last": 0.4,
           "mp_zero_skip": 0.3, "mp_zero_skip_noshare": 0.5, "op_zero_skip": 0.4, "op_zero_skip_lls": 0.3,
           "mp_fpga_regs_share": 0.4, "mp_batch_share_skip": 0.4, "mp_batch_groups": 0.3,
-          "mp_batch8_skip": 0.3, "mp_bsff_k1_skip": 0.4, "op_bsff_k3": 0.3, "mp_bsff_k4_groups": 0.5}
+          "mp_batch8_skip": 0.3, "mp_bsff_k1_skip": 0.4, "op_bsff_k3": 0.3, "mp_bsff_k4_groups": 0.5,
+          "mp_cos_batch_groups": 0.4}
 
 
 def case_samples(name: str, seed: int):
@@ -243,7 +249,8 @@ FAULT_CASES = {"requant_round": "mp_groups_share", "probe_tile": "mp_noshare_mar
                "score_mask_ignored": "mp_skip_middle", "skip_ones": "mp_zero_skip_noshare",
                "skip_map_stale": "op_zero_skip", "result_tag": "mp_batch_share_skip",
                "exited_groups_streamed": "mp_batch_groups", "skip_batch_map": "mp_batch_share_skip",
-               "bsff_epoch_frozen": "mp_bsff_k1_skip", "bsff_tied_bias": "op_bsff_k3"}
+               "bsff_epoch_frozen": "mp_bsff_k1_skip", "bsff_tied_bias": "op_bsff_k3",
+               "cos_ref_lane": "mp_cos_batch_groups", "cos_rounding": "mp_cos_batch_groups"}
 
 
 def fault_samples(fault: str):

@@ -69,8 +69,7 @@ RECIPE_AXIS = "recipe."
 FIXED_KEYS = {"layers": "set layers in [workload] (or as an axis)", "inputs": "the data set fixes inputs",
               "classes": "the data set fixes classes", "schema": "an internal key",
               "exit_k": "the exit knob is the axis k",
-              "physical": "physical layers have no engine port yet: the DSE cannot evaluate them",
-              "goodness": "the cosine goodness has no engine unit yet: the DSE evaluates sq only"}
+              "physical": "physical layers have no engine port yet: the DSE cannot evaluate them"}
 STRATEGY_KEYS = ("kind", "objectives", "trials", "fidelity", "keep")
 #: The point key of a design's rung under multi-fidelity search: its training epochs.
 FIDELITY_KEY = "fidelity_epochs"

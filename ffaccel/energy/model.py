@@ -76,7 +76,22 @@ def area_cells(cfg: AccelConfig) -> float:
     # (the hash: five rounds of adder, XORs and registers) + 426 per tied unit (sigmoid
     # table, clamp, compare, bias add); two points, two parameters
     sampler = 552.0 + 426.0 * cfg.bsff_k if cfg.bsff else 0.0
-    return cfg.rows * cfg.cols * pe + cfg.cols * (post + basis + sampler) + 9034.0 + state_cells(cfg)
+    return (cfg.rows * cfg.cols * pe + cfg.cols * (post + basis + sampler) + 9034.0 + state_cells(cfg)
+            + cos_cells(cfg))
+
+
+def cos_cells(cfg: AccelConfig) -> float:
+    """The cosine engine's logic (``AccelConfig.cos_engine``), estimated, not fitted: per
+    column the ``r * h`` product (the PE fit's 3.80 cells per multiplier bit pair) and
+    its add into the dot sum (one cell per bit); the COS pipeline's ``d * m`` and ``* k_l``
+    products at the same rate, its rounding add and shift (a cell per bit each); the
+    ``d`` registers are in :func:`state_cells`."""
+    from ..config import COS_RBITS
+    if not cfg.cos_engine:
+        return 0.0
+    db, mb, kb = cfg.cos_dot_bits, cfg.rsqrt_mant_bits, cfg.cos_scale_bits
+    lanes = cfg.cols * (3.80 * COS_RBITS * cfg.abits + db)
+    return lanes + 3.80 * (db * mb + (db + mb) * kb) + 2.0 * (db + mb + kb)
 
 
 def state_cells(cfg: AccelConfig) -> float:
@@ -92,6 +107,8 @@ def state_cells(cfg: AccelConfig) -> float:
     if cfg.mode == "mp" and cfg.batch > 1:
         per_copy = cfg.goodness_reg_bits + cfg.score_bits + cfg.rsqrt_mant_bits + cfg.rsqrt_shift_bits
         cells += (sched.banks - cfg.classes) * per_copy + (cfg.batch - 1) * cfg.classes * cfg.score_bits
+    if cfg.cos_engine:            # the cosine engine's d register per copy
+        cells += sched.banks * cfg.cos_dot_bits
     return cells
 
 
@@ -153,9 +170,20 @@ class EnergyModel:
         self.e_weight = self.wmem.e_word_pj          # per layer
         self.bank_bytes = sched.bank_depth * C * A / 8
         self.e_act = coeffs.sram_access_pj(self.bank_bytes, C * A)
-        self.e_bias = coeffs.sram_access_pj(mm.bias_words * C * mm.bias_lane_bits / 8, C * mm.bias_lane_bits)
+        # a bias word: every lane of every column (BSFF's tied units, the cosine's codes)
+        self.e_bias = coeffs.sram_access_pj(mm.bias_words * mm.bias_word_bits / 8, mm.bias_word_bits)
         self.e_post_row = C * (coeffs.mult_pj(cfg.drain_bits, cfg.rsqrt_mant_bits) + coeffs.add_pj(cfg.product_bits)
                                + coeffs.mult_pj(A, A) + coeffs.add_pj(cfg.goodness_bits))
+        # the cosine engine: per layer row each lane's r * h and its add into the dot sum;
+        # per copy and layer a COS step (d * m, * k_l, the rounding add, the score add)
+        self.e_cos_row = self.e_cos_step = 0.0
+        if cfg.cos_engine:
+            from ..config import COS_RBITS
+            db, mb = cfg.cos_dot_bits, cfg.rsqrt_mant_bits
+            self.e_cos_row = C * (coeffs.mult_pj(COS_RBITS, A) + coeffs.add_pj(db))
+            self.e_cos_step = (coeffs.mult_pj(db, mb) + coeffs.mult_pj(db + mb, cfg.cos_scale_bits)
+                               + coeffs.add_pj(db + mb + cfg.cos_scale_bits) + coeffs.add_pj(cfg.score_bits))
+            self.cos_steps = sched.banks
         # BSFF: the random source and sampler per layer row (``random_source``: CMOS or p-bits)
         self.sampler = sampler_pj(cfg, coeffs)
         # (the CMOS hash runs on every drained row, OP head rows included, whose words go
@@ -209,7 +237,8 @@ class EnergyModel:
             "operand_regs": (2 * tog["weight_bus"] + tog["array_x"] + 2 * tog["act_read"]
                              + tog["pe_operand"]) * self.e_reg,
             "act_write_data": tog["act_write"] * self.e_reg,
-            "postproc": cnt["drained_rows"] * self.e_post_row,
+            "postproc": cnt["drained_rows"] * self.e_post_row + cnt["layer_rows"] * self.e_cos_row
+            + (self.cos_steps * self.e_cos_step if self.cfg.cos_engine else 0.0),
             "sampler": cnt["drained_rows"] * self.e_hash_row + cnt["layer_rows"] * self.e_sampler_row,
             "weight_mem": cnt["weight_reads"] * self.e_weight[layer],
             "basis_gen": cnt.get("basis_words", 0) * self.e_basis_word,

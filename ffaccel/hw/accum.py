@@ -4,7 +4,7 @@ the cumulative scores (MP goodness per label, OP logits per row)."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,7 +21,12 @@ def load_layout(sched: Schedule) -> data.StructLayout:
 
 
 def norm_layout(sched: Schedule) -> data.StructLayout:
-    return data.StructLayout({"en": 1, "idx": range(max(sched.banks, sched.cfg.rows) + 1)})
+    """A NORM step of copy ``idx``; with the cosine engine, ``cos`` marks a COS step (it
+    also scores layer ``layer``'s cosine goodness)."""
+    fields = {"en": 1, "idx": range(max(sched.banks, sched.cfg.rows) + 1)}
+    if sched.cfg.cos_engine:
+        fields.update({"cos": 1, "layer": _idx(sched.cfg.n_layers)})
+    return data.StructLayout(fields)
 
 
 class Accumulators(wiring.Component):
@@ -35,7 +40,12 @@ class Accumulators(wiring.Component):
       written ``Latencies.norm`` - 1 cycles later (a register, then the rsqrt's stages):
       the factors are read from ``Latencies.norm`` cycles after the step on.
     - ``goodness`` (from the post-processing): ``g[cp] += sum``; MP also ``score[cp] += sum``
-      when ``score_mask`` has the row's layer.
+      when ``score_mask`` has the row's layer; the cosine engine ``d[cp] += dot`` instead
+      of the score add.
+    - cosine engine, a COS step (``norm`` with ``cos``): the NORM step, and with its
+      factors ``score[idx] += rshr(d * m * k_l, rsqrt_frac + s + COS_KFRAC - lfrac)``
+      (``intops.cos_goodness``; ``d[idx]`` cleared), in the score ``Latencies.cos``
+      cycles after the step, when ``score_mask`` has the layer.
     - ``logit`` (OP heads): the increments of lanes ``c`` go to classes ``tile*cols + c``
       of row ``cp``, when ``score_mask`` has the head's layer.
     - ``start``: clears the scores and the input goodness.
@@ -43,7 +53,8 @@ class Accumulators(wiring.Component):
     - ``score_row`` -> ``scores``: MP the label scores of that sample, OP the logits of
       that row.
 
-    Subclasses may override :meth:`logit_lanes` and :meth:`score_enable` (mutation tests only).
+    Subclasses may override :meth:`logit_lanes`, :meth:`score_enable` and :meth:`cos_half`
+    (mutation tests only).
     """
 
     def __init__(self, sched: Schedule):
@@ -54,6 +65,9 @@ class Accumulators(wiring.Component):
         if sched.latency.norm != 2 + RSqrt.LATENCY:
             raise ValueError(f"Accumulators: the schedule asks for norm latency {sched.latency.norm} "
                              f"(this unit has {2 + RSqrt.LATENCY})")
+        if sched.latency.cos != sched.latency.norm + self.COS_STAGES:
+            raise ValueError(f"Accumulators: the schedule asks for cosine latency {sched.latency.cos} "
+                             f"(this unit has {sched.latency.norm + self.COS_STAGES})")
         self.sched = sched
         cfg = sched.cfg
         nb = sched.banks
@@ -68,6 +82,11 @@ class Accumulators(wiring.Component):
         gb = cfg.goodness_reg_bits
         self.g = [Signal(unsigned(gb), name=f"g{b}") for b in range(nb)]
         self.g_img = Signal(unsigned(gb))
+        # the cosine engine: d = r_l . h per copy
+        self.d = [Signal(signed(cfg.cos_dot_bits), name=f"d{b}") for b in range(nb)] if cfg.cos_engine else []
+
+    #: the cosine engine's stages after the rsqrt: d * m, * k_l, the rounding term, the shift
+    COS_STAGES = 4
 
     def elaborate(self, platform):
         m = Module()
@@ -89,7 +108,9 @@ class Accumulators(wiring.Component):
         for b in range(s.banks):
             with m.If(gd.valid & (gd.cp == b)):
                 m.d.sync += self.g[b].eq(self.g[b] + gd.sum)
-        if mp:
+                if cfg.cos_engine:
+                    m.d.sync += self.d[b].eq(self.d[b] + gd.dot)
+        if mp and not cfg.cos_engine:
             with m.If(gd.valid & self.score_enable(gd.layer)):
                 for c in range(s.banks):
                     with m.If(gd.cp == c):
@@ -97,7 +118,7 @@ class Accumulators(wiring.Component):
         if not mp:
             self._logit_add(m, logits)
         self._load(m, g)
-        self._norm(m, g, rs, m_r, s_r)
+        self._norm(m, g, rs, m_r, s_r, score)
         with m.If(self.start):
             m.d.sync += [self.g_img.eq(0)] + [sc.eq(0) for sc in score]
             if not mp:
@@ -111,23 +132,70 @@ class Accumulators(wiring.Component):
             m.d.comb += self.scores[c].eq(sc)
         return m
 
-    def _norm(self, m: Module, g, rs, m_r, s_r):
+    def _norm(self, m: Module, g, rs, m_r, s_r, score):
         """A NORM step's ``g[idx]`` is registered (and cleared), goes through the rsqrt's
-        pipeline, and its factors are written ``Latencies.norm`` - 1 cycles after the step."""
-        nb, st = self.sched.banks, self.norm
-        en = Signal()
-        idx = Signal(range(nb + 1))
+        pipeline, and its factors are written ``Latencies.norm`` - 1 cycles after the step.
+        A COS step carries ``d[idx]`` (cleared) beside it to :meth:`_cos`."""
+        nb, st, cosine = self.sched.banks, self.norm, self.sched.cfg.cos_engine
+        tag = data.StructLayout({"en": 1, "idx": range(nb + 1), "cos": 1, "layer": _idx(self.sched.cfg.n_layers)})
+        t = Signal(tag, name="norm_t")
         gsel = Signal.like(self.g[0])
-        m.d.sync += [en.eq(st.en), idx.eq(st.idx), gsel.eq(g[st.idx])]
+        m.d.sync += [t.en.eq(st.en), t.idx.eq(st.idx), gsel.eq(g[st.idx])]
         with m.If(st.en):
             m.d.sync += g[st.idx].eq(0)
+        if cosine:
+            dsel = Signal.like(self.d[0], name="dsel")
+            m.d.sync += [t.cos.eq(st.en & st.cos), t.layer.eq(st.layer), dsel.eq(Array(self.d)[st.idx])]
+            with m.If(st.en):
+                m.d.sync += Array(self.d)[st.idx].eq(0)
         m.d.comb += rs.g.eq(gsel)
         for i in range(RSqrt.LATENCY):
-            en_d, idx_d = Signal(name=f"norm_en{i}"), Signal.like(idx, name=f"norm_idx{i}")
-            m.d.sync += [en_d.eq(en), idx_d.eq(idx)]
-            en, idx = en_d, idx_d
-        with m.If(en):
-            m.d.sync += [m_r[idx].eq(rs.m), s_r[idx].eq(rs.s)]
+            t_d = Signal(tag, name=f"norm_t{i}")
+            m.d.sync += t_d.eq(t)
+            t = t_d
+            if cosine:
+                d_d = Signal.like(dsel, name=f"dsel{i}")
+                m.d.sync += d_d.eq(dsel)
+                dsel = d_d
+        with m.If(t.en):
+            m.d.sync += [m_r[t.idx].eq(rs.m), s_r[t.idx].eq(rs.s)]
+        if cosine:
+            self._cos(m, t, dsel, rs, score)
+
+    def _cos(self, m: Module, t, d, rs, score):
+        """The cosine engine's stages after the rsqrt (``COS_STAGES``): X1 ``d * m`` and the
+        shift ``rsqrt_frac + s + COS_KFRAC - lfrac``, X2 ``* k_l`` (a per-layer constant),
+        X3 the rounding term added, X4 the shift; the score add at the end of X4's next
+        cycle (a register per copy with its own adder, as stage E's)."""
+        from ..config import COS_KFRAC, COS_RBITS
+        from ..fixedpoint import cos_scale
+
+        cfg = self.sched.cfg
+        ks = [cos_scale(i, n, COS_RBITS, COS_KFRAC) for i, n in enumerate(cfg.layers)]
+        p1 = Signal(signed(cfg.cos_dot_bits + cfg.rsqrt_mant_bits), name="cos_p1")
+        p2 = Signal(signed(len(p1) + cfg.cos_scale_bits), name="cos_p2")
+        base = cfg.rsqrt_frac + COS_KFRAC - cfg.lfrac
+        sh = [Signal(range(base + (1 << cfg.rsqrt_shift_bits)), name=f"cos_sh{i}") for i in range(3)]
+        t1, t2, t3, t4 = (Signal.like(t, name=f"cos_t{i}") for i in range(1, 5))
+        k = Signal(unsigned(cfg.cos_scale_bits), name="cos_k")
+        # wide enough for the rounding term of the largest shift too (a shift past the
+        # product still rounds as rshr does: to 0 or -1 by the sign, plus the half)
+        w = max(len(p2), base + (1 << cfg.rsqrt_shift_bits)) + 1
+        rsum, q = Signal(signed(w), name="cos_rsum"), Signal(signed(w), name="cos_q")
+        m.d.sync += [t1.eq(t), p1.eq(d * rs.m), sh[0].eq(base + rs.s),
+                     k.eq(Array(Const(v, unsigned(cfg.cos_scale_bits)) for v in ks)[t.layer])]
+        m.d.sync += [t2.eq(t1), p2.eq(p1 * k), sh[1].eq(sh[0])]
+        m.d.sync += [t3.eq(t2), rsum.eq(p2 + self.cos_half(sh[1], w)), sh[2].eq(sh[1])]
+        m.d.sync += [t4.eq(t3), q.eq(rsum >> sh[2])]
+        with m.If(t4.cos & self.score_enable(t4.layer)):
+            for c in range(self.sched.banks):
+                with m.If(t4.idx == c):
+                    m.d.sync += score[c].eq(score[c] + q)
+
+    def cos_half(self, shift, width: int):
+        """2**(shift-1), 0 for shift 0: the cosine's rounding term (overridden by mutation
+        tests only)."""
+        return (Const(1, unsigned(width)) << shift) >> 1
 
     def score_enable(self, layer):
         """Whether the scores take ``layer``'s increment (overridden by mutation tests only)."""

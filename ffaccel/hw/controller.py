@@ -46,7 +46,8 @@ class ResultBuffer(wiring.Component):
 
 class Controller(wiring.Component):
     """The state machine LOAD -> SETTLE -> START -> NORM -> (STREAM -> FLUSH [-> NORM_OP -> STREAM
-    (head) -> FLUSH] -> EXIT [-> EXIT_OP2] -> NORM or STREAM ...) -> RESULT -> LOAD.
+    (head) -> FLUSH] [-> COS] -> EXIT [-> EXIT_OP2] -> NORM or STREAM ...) -> RESULT -> LOAD
+    (COS: the cosine engine, whose EXIT goes to STREAM).
 
     Per-pass constants (streamed inputs, tiles, label words, bank set, sharing) are read
     from the schedule's passes; the tile period is ``label_words + max(k, drained rows)``
@@ -133,7 +134,9 @@ class Controller(wiring.Component):
             with m.State("FLUSH"):
                 # (the registered command of STREAM's last cycle is still on its way out)
                 with m.If(~self.pipe_busy & ~self.issue.valid & ~self.issue.lab):
-                    if cfg.mode == "mp":
+                    if cfg.cos_engine:
+                        m.next = "COS"
+                    elif cfg.mode == "mp":
                         m.next = "EXIT"
                     else:
                         with m.If(st.head):
@@ -143,6 +146,9 @@ class Controller(wiring.Component):
             if cfg.mode == "op":
                 with m.State("NORM_OP"):
                     self._norm(m, head=1)
+            if cfg.cos_engine:
+                with m.State("COS"):
+                    self._cos(m)
             with m.State("EXIT"):
                 self._exit_mp(m) if cfg.mode == "mp" else self._exit_op(m)
             if cfg.mode == "op":
@@ -311,14 +317,28 @@ class Controller(wiring.Component):
         m.d.comb += self.norm.en.eq(1)
         m.d.sync += st.nb_i.eq(st.nb_i + 1)
         with m.If(st.nb_i == self.sched.banks - 1):
-            m.d.sync += [st.nb_i.eq(0), st.tile.eq(0), st.k.eq(0), st.tcnt.eq(0), st.head.eq(head),
-                         st.pstart.eq(1)]
-            if not head:
-                # MP: the first copy group holding a live sample's copy (the shared
-                # layer's one group holds them all)
-                first = self._lowest(m, self._live_groups(), "first_grp") if self.sched.copy_groups > 1 else 0
-                m.d.sync += [st.grp.eq(Mux(st.shared, 0, first)), st.labph.eq(0)]
+            self._begin_pass(m, head, st.shared)
             m.next = "STREAM"
+
+    def _begin_pass(self, m: Module, head: int, shared) -> None:
+        """The pass's counters at their start; MP: its first copy group, the first holding a
+        copy of a live sample (the shared layer's one group holds them all)."""
+        st = self._state
+        m.d.sync += [st.nb_i.eq(0), st.tile.eq(0), st.k.eq(0), st.tcnt.eq(0), st.head.eq(head), st.pstart.eq(1)]
+        if not head:
+            first = self._lowest(m, self._live_groups(), "first_grp") if self.sched.copy_groups > 1 else 0
+            m.d.sync += [st.grp.eq(Mux(shared, 0, first)), st.labph.eq(0)]
+
+    def _cos(self, m: Module) -> None:
+        """The cosine engine's COS phase (``Schedule.cos_cycles``): a NORM step per copy
+        that also scores the layer's cosine goodness (``Accumulators``), then the wait for
+        the last score; EXIT follows."""
+        st, s = self._state, self.sched
+        m.d.comb += [self.norm.en.eq(st.nb_i < s.banks), self.norm.cos.eq(1), self.norm.layer.eq(st.layer)]
+        m.d.sync += st.nb_i.eq(st.nb_i + 1)
+        with m.If(st.nb_i == s.cos_cycles - 1):
+            m.d.sync += st.nb_i.eq(0)
+            m.next = "EXIT"
 
     # ------------------------------------------------------------------ load / exit / result
     def _load(self, m: Module) -> None:
@@ -374,7 +394,15 @@ class Controller(wiring.Component):
                 m.next = "RESULT"
             with m.Else():
                 m.d.sync += st.layer.eq(st.layer + 1)
-                m.next = "NORM"
+                if self.sched.cfg.cos_engine:
+                    # COS has normalised the next layer's input: its pass starts now (a
+                    # later layer is never shared). The first group is that of the lowest
+                    # live sample: the one leaving in this cycle is the batch's last, whose
+                    # group is never below that of a sample staying
+                    self._begin_pass(m, 0, 0)
+                    m.next = "STREAM"
+                else:
+                    m.next = "NORM"
 
     def _exit_op(self, m: Module) -> None:
         """One row enters the comparator per cycle; as each row's decision comes out, a live
@@ -434,7 +462,8 @@ class _State:
         B = s.batch_size
         self.nrows = Signal(range(B + 1))          # samples in the batch
         self.exited = Signal(B)
-        self.nb_i = Signal(range(max(s.banks, R) + 1))   # NORM / RESULT index
+        # NORM / COS / RESULT index
+        self.nb_i = Signal(range(max(s.banks, R, s.cos_cycles if cfg.cos_engine else 0) + 1))
         self.ecnt = Signal(range(s.tags + s.exit_latency + 1))   # EXIT: rows into the comparator
         self.pix = Signal(range(cfg.inputs + 1))
         self.lrow = Signal(range(B + 1))

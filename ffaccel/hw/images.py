@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config import COS_RBITS
+from ..fixedpoint import cos_reference
 from ..model.golden import QuantModel
 from ..schedule import schedule
 
@@ -45,7 +47,12 @@ def image_lanes(qm: QuantModel) -> tuple[np.ndarray, np.ndarray]:
     # half the time: its biases are the lane's most negative value, so it never fires
     # (the sigmoid table's first entry is 0) and its output stays 0, as a ReLU column's
     fill = -(1 << (schedule(cfg).memory.bias_lane_bits - 1)) if cfg.bsff else 0
-    bl = [_tile_bias(b, cfg.cols, cfg.bias_lanes, fill) for b in qm.biases]
+    if cfg.cos_engine:
+        # the cosine engine: each column's code of r_l after its bias (lane c*2 + 1)
+        bl = [_tile_bias(np.stack([b, cos_reference(i, len(b), COS_RBITS)], axis=1), cfg.cols, cfg.bias_lanes)
+              for i, b in enumerate(qm.biases)]
+    else:
+        bl = [_tile_bias(b, cfg.cols, cfg.bias_lanes, fill) for b in qm.biases]
     if cfg.mode == "op" and cfg.exit_head == "learned":      # LLS heads are generated on chip
         wl += [_tile_words(h, cfg.cols) for h in qm.heads]
         bl += [_tile_bias(hb, cfg.cols, cfg.bias_lanes) for hb in qm.head_biases]

@@ -28,9 +28,13 @@ def post_tag_layout(sched: Schedule) -> data.StructLayout:
 
 
 def goodness_layout(sched: Schedule) -> data.StructLayout:
+    """A drained layer row's goodness ``sum`` (of h^2) for stage E; with the cosine engine
+    also its ``dot``, the row's share of ``d = r_l . h``."""
     cfg = sched.cfg
-    return data.StructLayout({"valid": 1, "cp": sched.copy_index, "layer": _idx(cfg.n_layers),
-                              "sum": unsigned(cfg.goodness_reg_bits)})
+    fields = {"valid": 1, "cp": sched.copy_index, "layer": _idx(cfg.n_layers), "sum": unsigned(cfg.goodness_reg_bits)}
+    if cfg.cos_engine:
+        fields["dot"] = signed(cfg.cos_dot_bits)
+    return data.StructLayout(fields)
 
 
 class PostProc(wiring.Component):
@@ -51,15 +55,16 @@ class PostProc(wiring.Component):
     - D: at C4's output a layer row is written to the output bank set (``write``: set
       ``(layer+1) % 2``, bank ``cp``, word ``tile``) and shown on ``probe``; D1 registers
       each lane's ``h^2``, D2 the sums of groups of four lanes, D3 their sum: the
-      ``goodness`` the accumulators add in stage E (the squares in LUTs, ``lut_mul``).
+      ``goodness`` the accumulators add in stage E (the squares in LUTs, ``lut_mul``);
+      the cosine engine sums each lane's ``r * h`` the same way (``goodness.dot``).
 
     (C was one stage, then three: a wide add, a barrel shift, a second add and the clamp
     were the engine's critical path on an ECP5 in turn, and so were a ``cols``-input sum
     of squares in one cycle and B's two multiplier blocks with their sum; docs/results.md,
     "FPGA implementation".)
 
-    Subclasses may override :meth:`half`, :meth:`probe_tile` and :meth:`bias_lane`
-    (mutation tests only).
+    Subclasses may override :meth:`half`, :meth:`probe_tile`, :meth:`bias_lane` and
+    :meth:`ref_lane` (mutation tests only).
     """
 
     STAGES = 9
@@ -177,7 +182,7 @@ class PostProc(wiring.Component):
         (clamp, BSFF's count of firing units, or the heads' logit increment). Returns
         C3's and C4's tags, the lanes' activations and the logit increments."""
         cfg = self.sched.cfg
-        C, A, BL, K, pb = cfg.cols, cfg.abits, cfg.bias_lane_bits, cfg.bias_lanes, cfg.product_bits
+        C, A, BL, K, pb = cfg.cols, cfg.abits, cfg.bias_lane_bits, cfg.unit_lanes, cfg.product_bits
         c3 = Signal(post_tag_layout(self.sched))
         zk = [[Signal(signed(pb + 3), name=f"z{c}_{k}" if k else f"z{c}") for k in range(K)] for c in range(C)]
         z = [zk[c][0] for c in range(C)]
@@ -243,4 +248,29 @@ class PostProc(wiring.Component):
         m.d.sync += [d2.eq(d1)] + [p.eq(sum(q)) for p, q in zip(part, quads)]
         g, d3 = self.goodness, Signal()
         m.d.sync += [d3.eq(d2.valid), g.valid.eq(d2.good), g.cp.eq(d2.cp), g.layer.eq(d2.layer), g.sum.eq(sum(part))]
+        if cfg.cos_engine:
+            self._stage_d_dot(m, c_, h)
         return d1.valid | d2.valid | d3
+
+    def _stage_d_dot(self, m: Module, c_, h):
+        """The cosine engine: beside the squares, each lane's ``r * h`` (D1; r the signed
+        reference code in the lane after the column's bias), sums of four (D2), their sum
+        (D3): the row's share of ``d = r_l . h``, in stage E with the goodness."""
+        from ..config import COS_RBITS
+
+        cfg = self.sched.cfg
+        BL, db = cfg.bias_lane_bits, cfg.cos_dot_bits
+        rh = [Signal(signed(COS_RBITS + cfg.abits + 1), name=f"rh{c}") for c in range(cfg.cols)]
+        for c in range(cfg.cols):
+            lane = self.ref_lane(c)
+            r = c_.bias[lane * BL:lane * BL + COS_RBITS].as_signed()
+            m.d.sync += rh[c].eq(r * h[c])
+        quads = [rh[i:i + 4] for i in range(0, cfg.cols, 4)]
+        part = [Signal(signed(db), name=f"dpart{i}") for i in range(len(quads))]
+        m.d.sync += [p.eq(sum(q)) for p, q in zip(part, quads)]
+        m.d.sync += self.goodness.dot.eq(sum(part))
+
+    def ref_lane(self, c: int) -> int:
+        """The bias-word lane of column ``c``'s reference code (after its unit biases;
+        overridden by mutation tests only)."""
+        return c * self.sched.cfg.bias_lanes + self.sched.cfg.unit_lanes

@@ -111,8 +111,20 @@ class EpochNeverSteps(RandomSource):
 class TiedBiasesRotated(PostProc):
     """BSFF: tied unit k of a column adds the bias of unit k + 1 (mod k)."""
     def bias_lane(self, c, k):
-        K = self.sched.cfg.bias_lanes
-        return c * K + (k + 1) % K
+        cfg = self.sched.cfg
+        return c * cfg.bias_lanes + (k + 1) % cfg.unit_lanes
+
+
+class CosRefLaneIsTheBias(PostProc):
+    """Cosine engine: stage D reads the reference code from the column's bias lane."""
+    def ref_lane(self, c):
+        return c * self.sched.cfg.bias_lanes
+
+
+class CosineTruncates(Accumulators):
+    """Cosine engine: the COS pipeline's shift truncates instead of rounding half up."""
+    def cos_half(self, shift, width):
+        return 0
 
 
 FAULTS = {
@@ -132,6 +144,8 @@ FAULTS = {
     "skip_batch_map": {"controller": StreamsTheBatchMap},
     "bsff_epoch_frozen": {"rng": EpochNeverSteps},
     "bsff_tied_bias": {"postproc": TiedBiasesRotated},
+    "cos_ref_lane": {"postproc": CosRefLaneIsTheBias},
+    "cos_rounding": {"accum": CosineTruncates},
 }
 
 
@@ -148,6 +162,8 @@ def unbuilt_unit(fault: str, cfg) -> str | None:
     change nothing), with the option that builds it; else None."""
     needs = {"nzmap": ("zero skipping", cfg.zero_skip), "basis": ("LLS heads", cfg.exit_head != "learned"),
              "rng": ("--neuron bsff", cfg.bsff)}
+    if fault in ("cos_ref_lane", "cos_rounding") and not cfg.cos_engine:
+        return "cosine unit (--goodness cos with --mode mp)"
     if fault == "bsff_tied_bias" and not (cfg.bsff and cfg.bsff_k > 1):
         return "postproc (--neuron bsff with --bsff-k 2 or more)"
     batch = cfg.mode == "mp" and cfg.batch > 1
