@@ -89,6 +89,10 @@ _CONFIG_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
                                     "'Physical layers'); implies --goodness cos unless given"),
     "--goodness": ("goodness", str, "layer goodness: sq (sum of h^2, default) or cos (PhyLL's cosine with a "
                                     "fixed random vector per layer)"),
+    "--port-latency": ("port_latency", strict_int, "physical layers: P's latency in cycles, last input word to "
+                                                   "first answer word (cycle and energy models; default 16)"),
+    "--physical-pj": ("physical_pj", strict_float, "physical layers: P's own energy per copy it transforms, in pJ "
+                                                   "(default 0; the port's converters are priced apart)"),
     "--k": ("exit_k", strict_float, "LightFF threshold knob: T = mu - k*sigma"),
     # (not --batch: the training recipe's mini-batch, on ffaccel.train with these flags)
     "--infer-batch": ("batch", strict_int, "MP: samples per inference sharing each weight read (default 1)"),

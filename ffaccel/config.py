@@ -71,12 +71,13 @@ FLOAT64_EXACT_BITS = 53
 NETWORK_FIELDS = ("inputs", "layers", "classes", "mode", "exit_head", "neuron", "bsff_k", "physical", "goodness")
 #: Fields left out of a config's JSON, hash and cache keys while at their default (the
 #: configs, hashes and trained-network caches from before them stay valid)
-OPTIONAL_FIELDS = {"physical": "", "goodness": "sq"}
+OPTIONAL_FIELDS = {"physical": "", "goodness": "sq", "port_latency": 16, "physical_pj": 0.0}
 WIDTH_FIELDS = ("wbits", "abits")
 FORMAT_FIELDS = WIDTH_FIELDS + ("afrac", "wfrac", "hfrac", "lfrac")
 # Fields that never change the generated hardware (energy, latency and exit-calibration
 # knobs). Exit thresholds do: they are the reset values of run-time registers.
-NON_HARDWARE_FIELDS = ("clock_mhz", "tech", "exit_k", "weight_mem", "sram_kib", "sram_bank_kib", "onchip_kib")
+NON_HARDWARE_FIELDS = ("clock_mhz", "tech", "exit_k", "weight_mem", "sram_kib", "sram_bank_kib", "onchip_kib",
+                       "port_latency", "physical_pj")
 # Run-time shift-base registers (written through the register port) hold 0..63.
 SHIFT_BASE_BITS = 6
 
@@ -227,6 +228,13 @@ class AccelConfig:
     """``sq``: a layer's goodness is sum(h^2) (Hinton, LightFF). ``cos``: PhyLL's cosine
     similarity of h with a fixed random vector r_l per layer, at ``lfrac`` fractional bits
     (MP scores sum it over layers)."""
+    port_latency: int = 16
+    """Physical layers: P's latency in cycles, from the engine's last word of a copy's
+    input accepted to P's first response word (a stated parameter of the cycle and energy
+    models; the engine itself waits for P's answer, whatever its timing)."""
+    physical_pj: float = 0.0
+    """Physical layers: the energy of P itself per copy it transforms, in pJ (a stated
+    parameter; the converters at the port are priced by ``ffaccel.energy.coeffs``)."""
     fpga_regs: bool = False
     """Registers that cut the long wires of a die-sized FPGA implementation: each PE
     registers its own copy of its row operand and weight lane (with the controls that
@@ -309,6 +317,14 @@ class AccelConfig:
             if self.bsff:
                 raise ConfigError("physical layers take ReLU digital layers (neuron='relu'); "
                                   "BSFF with physical layers is not supported")
+            if self.zero_skip:
+                raise ConfigError("physical layers with zero skipping are not supported (the port writes P's "
+                                  "answers without the non-zero map): drop --zero-skip")
+        _check_int("port_latency", self.port_latency, 1, 1 << 20)
+        if not isinstance(self.physical_pj, (int, float)) or isinstance(self.physical_pj, bool) \
+                or not 0.0 <= self.physical_pj <= 1e12:
+            raise ConfigError(f"physical_pj={self.physical_pj!r} out of range (allowed: 0..1e12 pJ)")
+        object.__setattr__(self, "physical_pj", float(self.physical_pj))
         if self.goodness == "cos":
             if self.bsff:
                 raise ConfigError("goodness='cos' takes ReLU layers (BSFF's goodness is its count of firing units)")

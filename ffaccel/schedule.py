@@ -62,6 +62,11 @@ class Latencies:
     is in its copy's score this many cycles after the step (the NORM step's ``norm``
     cycles, its factors and ``d`` registered, then the ``d * m`` and ``* k_l`` products,
     the rounding term, the shift, each registered; the score add at the end of the last).
+    ``port``: physical layers (:class:`PortPlan`): a copy's transfer through the
+    external-layer port takes its words out, P's latency, its answer's words in and this
+    many cycles: the first word's read and its registered beat (2) and the controller's
+    start of the copy (1); the last answer word's goodness (its squares, their sum) is in
+    the accumulators by then (``ffaccel.hw.port``).
     """
 
     command: int = 1
@@ -77,6 +82,7 @@ class Latencies:
     norm: int = 4
     load: int = 2
     cos: int = 8
+    port: int = 3
 
     def __post_init__(self):
         # the last NORM step is the cycle before the pass's first command
@@ -156,10 +162,11 @@ class MemoryMap:
                 "bias_lane": "word bbase[l] + t, lane c = b[t*cols + c]"}
 
 
-def _memory_map(cfg: AccelConfig) -> MemoryMap:
+def _memory_map(cfg: AccelConfig, rows_in: tuple[int, ...]) -> MemoryMap:
+    """The weight and bias memory map; ``rows_in``: each layer's inputs (weight rows)."""
     tiles = tuple(ceil_div(n, cfg.cols) for n in cfg.layers)
     wbase, bbase, acc, bacc = [], [], 0, 0
-    for t, n_in in zip(tiles, cfg.fan_in):
+    for t, n_in in zip(tiles, rows_in):
         wbase.append(acc)
         acc += t * n_in
         bbase.append(bacc)
@@ -247,6 +254,56 @@ def _register_map(cfg: AccelConfig) -> RegisterMap:
     return RegisterMap(tuple(regs), 0, L, 2 * L, 3 * L, 3 * L + 1)
 
 
+# ---------------------------------------------------------------------------- ports
+@dataclass(frozen=True)
+class PortPlan:
+    """The external-layer port of the physical block in front of layer ``layer``
+    (docs/architecture.md, "External-layer port"): before the layer's pass, each live copy
+    (MP label copy, OP row) streams its block input ``u`` out, ``out_words`` words of
+    ``cols`` codes (lanes past ``n_u`` sent as 0), and P's answer comes back, ``in_words``
+    words (lanes past ``n_p`` written as 0), written into the copy's bank of the input set
+    ``src`` from word ``pbase`` on (after ``u``, which stays). ``embedded``: layer 1's
+    input is the sample with its label (MP) or neutral (OP) pixels, made on the way out
+    (MP: read from the sample's bank)."""
+
+    layer: int
+    n_u: int
+    n_p: int
+    concat: bool
+    out_words: int
+    in_words: int
+    pbase: int
+    src: int
+    embedded: bool
+
+    def copy_cycles(self, latency: int, fixed: int) -> int:
+        """Cycles of one copy's transfer with a P of ``latency`` cycles that is always ready
+        and answers a word per cycle; ``fixed`` is ``Latencies.port``."""
+        return self.out_words + self.in_words + latency + fixed
+
+    def cycles(self, copies: int, latency: int, fixed: int) -> int:
+        """The PORT phase: ``copies`` live copies one after the other, and the cycle that
+        finds none left."""
+        return copies * self.copy_cycles(latency, fixed) + 1
+
+    def input_order(self) -> np.ndarray:
+        """The digital layer's input position of each input its pass streams: with
+        ``concat`` the block input then P's answer, ``[u, p]`` for the layer's ``[p, u]``
+        (in the banks P's answer starts at the word after ``u``'s last: the pass jumps
+        the gap, :attr:`PassPlan.gap`); else P's answer alone."""
+        if not self.concat:
+            return np.arange(self.n_p)
+        return np.concatenate([self.n_p + np.arange(self.n_u), np.arange(self.n_p)])
+
+
+def _port(cfg: AccelConfig, layer: int) -> PortPlan | None:
+    b = cfg.blocks[layer]
+    if not b.physical:
+        return None
+    wu, wp = ceil_div(b.n_u, cfg.cols), ceil_div(b.n_p, cfg.cols)
+    return PortPlan(layer, b.n_u, b.n_p, b.concat, wu, wp, wu, layer % 2, layer == 0)
+
+
 # ---------------------------------------------------------------------------- passes
 @dataclass(frozen=True)
 class PassPlan:
@@ -274,6 +331,15 @@ class PassPlan:
     shared: bool
     generated: bool = False       # weights generated on chip (LLS heads): no weight reads
     biased: bool = True           # a bias word per tile (LLS heads have none)
+    act_base: int = 0             # word of the banks where the streamed inputs start
+    image_end: int = 0            # leading inputs read as the embedded sample (layer 1)
+    gap_at: int = 0               # (gap > 0) from this input on, the bank position is ...
+    gap: int = 0                  # ... this many lanes further (concat: P's answer's words)
+
+    def position(self, k):
+        """The bank position (word ``// cols``, lane ``% cols``, from ``act_base``) of the
+        pass's input ``k``: ``k``, past ``gap_at`` ``k + gap``."""
+        return k + (self.gap if self.gap and k >= self.gap_at else 0)
 
     @property
     def skips(self) -> bool:
@@ -387,6 +453,7 @@ class Schedule:
     layer_passes: tuple[PassPlan, ...]
     head_passes: tuple[PassPlan, ...]
     latency: Latencies = LATENCY
+    ports: tuple[PortPlan | None, ...] = ()     # per layer: the port of its physical block
 
     @property
     def copy_groups(self) -> int:
@@ -476,8 +543,31 @@ class Schedule:
         return self.banks - 1 + self.latency.cos
 
     def setup_cycles(self) -> int:
-        """START (1), and in OP the first NORM over the batch's rows."""
-        return 1 if self.cfg.mode == "mp" else 1 + self.cfg.rows
+        """START (1), and in OP the first NORM over the batch's rows (a physical layer 1's
+        NORM follows its port, in the layer's phases)."""
+        return 1 if self.cfg.mode == "mp" or self.ports[0] is not None else 1 + self.cfg.rows
+
+    def stream_weights(self, layer: int, w: np.ndarray) -> np.ndarray:
+        """A layer's weights ``(n_out, fan_in)`` with their columns in the order its pass
+        streams its inputs: behind a physical block :meth:`PortPlan.input_order`, else ``w``."""
+        p = self.ports[layer]
+        if p is None:
+            return w
+        return w[:, p.input_order()]
+
+    def port_copies(self, live, batch: int | None) -> int:
+        """Copies a port transfers: those of the live samples (MP: every label copy of
+        each; OP: its row); ``live`` None: the batch's ``batch`` samples (MP default: a
+        full batch)."""
+        n = (self.batch_size if batch is None or self.cfg.mode == "mp" else batch) if live is None else len(live)
+        return n * self.cfg.copies if self.cfg.mode == "mp" else n
+
+    def port_cycles(self, layer: int, live=None, batch: int | None = None) -> int:
+        """The PORT phase of ``layer`` (0 without a physical block)."""
+        p = self.ports[layer]
+        if p is None:
+            return 0
+        return p.cycles(self.port_copies(live, batch), self.cfg.port_latency, self.latency.port)
 
     def layer_phases(self, layer: int, batch: int | None = None,
                      kept: tuple[int | None, int | None] | None = None, live=None) -> list[tuple[str, int]]:
@@ -496,6 +586,9 @@ class Schedule:
         """
         p = self.layer_passes[layer]
         kl, kh = kept if kept is not None else (None, None)
+        phys = self.ports[layer] is not None
+        # a physical block: its port, then the NORM of the input it made
+        port = [("port", self.port_cycles(layer, live, batch))] if phys else []
         if self.cfg.mode == "mp":
             g = self.live_groups(layer, live)
             passes = [("stream", p.stream_cycles(None, kl, g, self.group_wait)),
@@ -504,15 +597,17 @@ class Schedule:
             if self.cfg.cos_engine:
                 # COS normalises the next layer's input after the pass (so the score can
                 # use the factors): only the first layer has a NORM of its own
-                return [("norm", self.banks)] * (layer == 0) + passes + [("cos", self.cos_cycles)] + done
-            return [("norm", self.banks)] + passes + done
+                norm = [("norm", self.banks)] * (layer == 0 or phys)
+                return port + norm + passes + [("cos", self.cos_cycles)] + done
+            return port + [("norm", self.banks)] + passes + done
         b = self.cfg.rows if batch is None else batch
         h = self.head_passes[layer]
         R = self.cfg.rows
         post = self.latency.post
-        return [("stream", p.stream_cycles(b, kl)), ("flush", p.flush_cycles(b, post, kl)), ("norm", R),
-                ("head_stream", h.stream_cycles(b, kh)), ("head_flush", h.flush_cycles(b, post, kh)),
-                ("exit", R + self.exit_latency), ("exit2", 1)]
+        return port + [("norm", R)] * phys + [
+            ("stream", p.stream_cycles(b, kl)), ("flush", p.flush_cycles(b, post, kl)), ("norm", R),
+            ("head_stream", h.stream_cycles(b, kh)), ("head_flush", h.flush_cycles(b, post, kh)),
+            ("exit", R + self.exit_latency), ("exit2", 1)]
 
     @property
     def every_input(self) -> list[tuple[None, None]]:
@@ -552,7 +647,12 @@ class Schedule:
     @property
     def max_stream(self) -> int:
         """Largest number of inputs a pass streams (bounds the input-index counter)."""
-        return max((self.cfg.inputs,) + self.cfg.layers)
+        return max((self.cfg.inputs,) + self.cfg.layers + self.cfg.fan_in)
+
+    @property
+    def max_position(self) -> int:
+        """Largest bank position a pass reads, plus one (:meth:`PassPlan.position`)."""
+        return max(p.position(p.k_first + p.k - 1) + 1 for p in self.layer_passes + self.head_passes)
 
     @property
     def max_tiles(self) -> int:
@@ -587,13 +687,10 @@ class Schedule:
 
 
 def _build(cfg: AccelConfig) -> Schedule:
-    if cfg.physical:
-        raise ConfigError("physical layers (--physical) run in the float and golden models only: the engine "
-                          "has no external-layer port yet (train and eval take them; gen, verify, perf and "
-                          "energy do not)")
     R, C, NC = cfg.rows, cfg.cols, cfg.classes
     mp = cfg.mode == "mp"
-    mm = _memory_map(cfg)
+    ports = tuple(_port(cfg, l) for l in range(cfg.n_layers))
+    mm = _memory_map(cfg, cfg.fan_in)
     NCB = cfg.batch_copies                  # MP: the label copies of the batch
     G = ceil_div(NCB, R) if mp else 1
     group_rows = tuple([R] * (G - 1) + [NCB - (G - 1) * R]) if mp else (R,)
@@ -601,23 +698,33 @@ def _build(cfg: AccelConfig) -> Schedule:
     layer_passes, head_passes = [], []
     for l, (n_in, n_out) in enumerate(zip(cfg.fan_in, cfg.layers)):
         shared = share and l == 0
+        port = ports[l]
         if shared:
             # each sample's image on a row of its own; every copy of the batch drained
             p = PassPlan("layer", l, mm.tiles[l], n_in, n_in - NC, NC, NC, (NCB,), (cfg.batch,),
-                         mm.wbase[l], mm.bbase[l], 0, True)
+                         mm.wbase[l], mm.bbase[l], 0, True, image_end=n_in)
         else:
+            # behind a physical block: P's answer sits after the block input (concat: both
+            # stream, u from word 0, then p from its word: a gap of u's last word's spare
+            # lanes); layer 1 reads the embedded sample up to image_end
+            cat = port is not None and port.concat
+            act_base = port.pbase if port is not None and not cat else 0
+            image_end = (n_in if port is None else port.n_u if cat else 0) if l == 0 else 0
+            gap = port.out_words * C - port.n_u if cat else 0
             p = PassPlan("layer", l, mm.tiles[l], n_in, n_in, 0, 0, group_rows if mp else None,
-                         None, mm.wbase[l], mm.bbase[l], l % 2, False)
+                         None, mm.wbase[l], mm.bbase[l], l % 2, False, act_base=act_base, image_end=image_end,
+                         gap_at=port.n_u if cat else 0, gap=gap)
         layer_passes.append(p)
         if not mp:
             lls = cfg.exit_head != "learned"
             head_passes.append(PassPlan("head", l, mm.head_tiles, n_out, n_out, 0, 0, None, None,
                                         0 if lls else mm.hbase[l], 0 if lls else mm.hbbase[l], (l + 1) % 2,
                                         False, generated=lls, biased=not lls))
-    return Schedule(cfg=cfg, banks=NCB, bank_depth=ceil_div(max((cfg.inputs,) + cfg.layers), C),
+    depth = max([ceil_div(max((cfg.inputs,) + cfg.layers), C)] + [p.pbase + p.in_words for p in ports if p])
+    return Schedule(cfg=cfg, banks=NCB, bank_depth=depth,
                     group_rows=group_rows, memory=mm,
                     regs=_register_map(cfg), layer_passes=tuple(layer_passes), head_passes=tuple(head_passes),
-                    latency=latencies(cfg))
+                    latency=latencies(cfg), ports=ports)
 
 
 @lru_cache(maxsize=256)

@@ -25,13 +25,14 @@ class Workload:
         return self.qm.cfg
 
 
-def spread_thresholds(qm: QuantModel, x: np.ndarray) -> QuantModel:
+def spread_thresholds(qm: QuantModel, x: np.ndarray, responses: list | None = None) -> QuantModel:
     """Thresholds from the scores of the samples still running at each layer (the median),
-    so that random models exit at every layer rather than all at the first or the last."""
+    so that random models exit at every layer rather than all at the first or the last
+    (physical layers: ``responses``, a golden run's, replayed; else the model's P)."""
     cfg = qm.cfg
     if cfg.n_layers == 1 or cfg.exit_policy == "none" or len(x) == 0:
         return qm
-    sc = GoldenModel(qm).run(x).layer_scores
+    sc = GoldenModel(qm).run(x, responses=responses).layer_scores
     live = np.ones(len(x), dtype=bool)
     th = []
     for layer in range(cfg.n_layers - 1):
@@ -41,7 +42,8 @@ def spread_thresholds(qm: QuantModel, x: np.ndarray) -> QuantModel:
         t = int(pool[len(pool) // 2 + (len(pool) % 2)]) if len(pool) > 1 else int(pool[0]) + 1
         th.append(t)
         live &= v < t
-    return QuantModel(cfg.replace(thresholds=tuple(th)), qm.weights, qm.biases, qm.heads, qm.head_biases)
+    return QuantModel(cfg.replace(thresholds=tuple(th)), qm.weights, qm.biases, qm.heads, qm.head_biases,
+                      physical=qm.physical)
 
 
 def informative_config(rng: np.random.Generator, **shape) -> AccelConfig:

@@ -4,12 +4,13 @@ the cumulative scores (MP goodness per label, OP logits per row)."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..schedule import Schedule
 from .interfaces import _idx
+from .port import port_goodness_layout
 from .postproc import goodness_layout, logit_layout
 from .rsqrt import RSqrt
 
@@ -48,6 +49,8 @@ class Accumulators(wiring.Component):
       cycles after the step, when ``score_mask`` has the layer.
     - ``logit`` (OP heads): the increments of lanes ``c`` go to classes ``tile*cols + c``
       of row ``cp``, when ``score_mask`` has the head's layer.
+    - ``port_g`` (physical layers, the external-layer port): ``g[cp] = sum`` on a copy's
+      first word, ``g[cp] += sum`` after: the input goodness of the layer behind P.
     - ``start``: clears the scores and the input goodness.
     - ``sel`` -> ``m``, ``s``: the normalisation factors of a copy (for the drain).
     - ``score_row`` -> ``scores``: MP the label scores of that sample, OP the logits of
@@ -78,6 +81,7 @@ class Accumulators(wiring.Component):
             "m": Out(unsigned(cfg.rsqrt_mant_bits)), "s": Out(unsigned(cfg.rsqrt_shift_bits)),
             "score_row": In(_idx(sched.tags)),
             "scores": Out(signed(cfg.score_bits)).array(cfg.classes),
+            **({"port_g": In(port_goodness_layout(sched))} if any(sched.ports) else {}),
         })
         gb = cfg.goodness_reg_bits
         self.g = [Signal(unsigned(gb), name=f"g{b}") for b in range(nb)]
@@ -110,6 +114,12 @@ class Accumulators(wiring.Component):
                 m.d.sync += self.g[b].eq(self.g[b] + gd.sum)
                 if cfg.cos_engine:
                     m.d.sync += self.d[b].eq(self.d[b] + gd.dot)
+        if any(s.ports):
+            # the external-layer port: the squares of the words that form a copy's input
+            pg = self.port_g
+            for b in range(s.banks):
+                with m.If(pg.valid & (pg.cp == b)):
+                    m.d.sync += self.g[b].eq(Mux(pg.first, 0, self.g[b]) + pg.sum)
         if mp and not cfg.cos_engine:
             with m.If(gd.valid & self.score_enable(gd.layer)):
                 for c in range(s.banks):

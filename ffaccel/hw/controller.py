@@ -47,7 +47,8 @@ class ResultBuffer(wiring.Component):
 class Controller(wiring.Component):
     """The state machine LOAD -> SETTLE -> START -> NORM -> (STREAM -> FLUSH [-> NORM_OP -> STREAM
     (head) -> FLUSH] [-> COS] -> EXIT [-> EXIT_OP2] -> NORM or STREAM ...) -> RESULT -> LOAD
-    (COS: the cosine engine, whose EXIT goes to STREAM).
+    (COS: the cosine engine, whose EXIT goes to STREAM; a physical block's PORT comes before
+    its layer's NORM, after START, EXIT or EXIT_OP2).
 
     Per-pass constants (streamed inputs, tiles, label words, bank set, sharing) are read
     from the schedule's passes; the tile period is ``label_words + max(k, drained rows)``
@@ -76,6 +77,8 @@ class Controller(wiring.Component):
             "score_mask": In(cfg.n_layers),
             "pipe_busy": In(1), "macs": In(48), "busy": Out(1),
         }
+        if any(sched.ports):    # the external-layer port: a copy at a time
+            members.update({"port_start": Out(1), "port_cp": Out(range(sched.banks)), "port_done": In(1)})
         if cfg.zero_skip:       # the non-zero map: read the words to stream, clear the sets
             members.update({"nz_mask": In(cfg.cols), "nz_rset": Out(1), "nz_raddr": Out(_idx(sched.bank_depth)),
                             "nz_rsel": Out(sched.batch_size if cfg.mode == "mp" else 1), "nz_clear": Out(2)})
@@ -125,7 +128,7 @@ class Controller(wiring.Component):
                 m.d.comb += self.start.eq(1)
                 m.d.sync += [st.counting.eq(1), st.cycles.eq(1), st.layer.eq(0), st.head.eq(0),
                              st.nb_i.eq(0), st.exited.eq(0)]
-                m.next = "NORM"
+                m.next = "PORT" if s.ports[0] is not None else "NORM"
             with m.State("NORM"):
                 self._norm(m, head=0)
             with m.State("STREAM"):
@@ -149,6 +152,9 @@ class Controller(wiring.Component):
             if cfg.cos_engine:
                 with m.State("COS"):
                     self._cos(m)
+            if any(s.ports):
+                with m.State("PORT"):
+                    self._port(m)
             with m.State("EXIT"):
                 self._exit_mp(m) if cfg.mode == "mp" else self._exit_op(m)
             if cfg.mode == "op":
@@ -329,6 +335,43 @@ class Controller(wiring.Component):
             first = self._lowest(m, self._live_groups(), "first_grp") if self.sched.copy_groups > 1 else 0
             m.d.sync += [st.grp.eq(Mux(shared, 0, first)), st.labph.eq(0)]
 
+    def _next_layer(self, m: Module, digital) -> None:
+        """On to the next layer: its PORT when a physical block is in front of it (then
+        the NORM of P's answer), else ``digital()`` says where."""
+        s, st = self.sched, self._state
+        if not any(s.ports):
+            digital()
+            return
+        phys = Array(Const(int(l + 1 < len(s.ports) and s.ports[l + 1] is not None), 1)
+                     for l in range(len(s.ports)))[st.layer]
+        with m.If(phys):
+            m.next = "PORT"
+        with m.Else():
+            digital()
+
+    def _port(self, m: Module) -> None:
+        """The physical block's PORT (``Schedule.port_cycles``): each live copy through the
+        external-layer port in turn, the lowest first (a start, then the port's done);
+        NORM when none is left."""
+        s, st = self.sched, self._state
+        live = self._live()
+        if s.cfg.mode == "mp":
+            copies = Cat(*[live[s.sample_of(c)] for c in range(s.banks)])
+        else:
+            copies = live
+        left = Signal(s.banks)
+        m.d.comb += left.eq(copies & ~st.pdone)
+        with m.If(~st.pwait):
+            with m.If(left != 0):
+                cp = self._lowest(m, left, "port_next")
+                m.d.comb += [self.port_start.eq(1), self.port_cp.eq(cp)]
+                m.d.sync += [st.pdone.eq(st.pdone | (1 << cp)), st.pwait.eq(1)]
+            with m.Else():
+                m.d.sync += [st.pdone.eq(0), st.nb_i.eq(0)]
+                m.next = "NORM"
+        with m.Elif(self.port_done):
+            m.d.sync += st.pwait.eq(0)
+
     def _cos(self, m: Module) -> None:
         """The cosine engine's COS phase (``Schedule.cos_cycles``): a NORM step per copy
         that also scores the layer's cosine goodness (``Accumulators``), then the wait for
@@ -394,15 +437,18 @@ class Controller(wiring.Component):
                 m.next = "RESULT"
             with m.Else():
                 m.d.sync += st.layer.eq(st.layer + 1)
-                if self.sched.cfg.cos_engine:
-                    # COS has normalised the next layer's input: its pass starts now (a
-                    # later layer is never shared). The first group is that of the lowest
-                    # live sample: the one leaving in this cycle is the batch's last, whose
-                    # group is never below that of a sample staying
-                    self._begin_pass(m, 0, 0)
-                    m.next = "STREAM"
-                else:
-                    m.next = "NORM"
+
+                def digital():
+                    if self.sched.cfg.cos_engine:
+                        # COS has normalised the next layer's input: its pass starts now (a
+                        # later layer is never shared). The first group is that of the lowest
+                        # live sample: the one leaving in this cycle is the batch's last, whose
+                        # group is never below that of a sample staying
+                        self._begin_pass(m, 0, 0)
+                        m.next = "STREAM"
+                    else:
+                        m.next = "NORM"
+                self._next_layer(m, digital)
 
     def _exit_op(self, m: Module) -> None:
         """One row enters the comparator per cycle; as each row's decision comes out, a live
@@ -429,7 +475,9 @@ class Controller(wiring.Component):
         with m.Else():
             m.d.sync += [st.layer.eq(st.layer + 1), st.tile.eq(0), st.k.eq(0), st.tcnt.eq(0), st.grp.eq(0),
                          st.labph.eq(0), st.pstart.eq(1)]
-            m.next = "STREAM"
+            def digital():
+                m.next = "STREAM"
+            self._next_layer(m, digital)
 
     def _result(self, m: Module) -> None:
         st, rb, res = self._state, self._rb, self.result
@@ -471,6 +519,9 @@ class _State:
         if s.group_wait:
             self.gwait = Signal(range(max(R, 2)))  # cycles a copy group's first tile still waits
         self.settle = Signal(range(s.latency.load + 1))   # SETTLE: the last squares on their way
+        if any(s.ports):
+            self.pdone = Signal(s.banks)           # PORT: copies started
+            self.pwait = Signal()                  # PORT: a copy in the port
         self.counting = Signal()
         self.cycles = Signal(32)
         if cfg.zero_skip:

@@ -10,7 +10,7 @@ A and the post-processing stages, and stage E adds the goodness.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import flipped
 
@@ -27,6 +27,7 @@ from .interfaces import engine_signature
 from .issue import Issue
 from .nzmap import NonzeroMap
 from .pe import PE
+from .port import ExternalPort
 from .postproc import PostProc
 from .rng import RandomSource
 from .regfile import RegFile
@@ -35,7 +36,7 @@ from .regfile import RegFile
 #: substitutes (``Engine(cfg, units={"postproc": FaultyPostProc})``): mutation tests.
 UNITS = {"controller": Controller, "regfile": RegFile, "actbanks": ActBanks, "issue": Issue,
          "drain": Drain, "postproc": PostProc, "rng": RandomSource, "accum": Accumulators, "exitcmp": ExitCmp, "basis": LLSBasis,
-         "nzmap": NonzeroMap}
+         "nzmap": NonzeroMap, "port": ExternalPort}
 
 
 class Engine(wiring.Component):
@@ -93,15 +94,13 @@ class Engine(wiring.Component):
         # controller -> datapath
         m.d.comb += [iss.cmd.eq(ctrl.issue), iss.nrows.eq(ctrl.nrows), iss.exited.eq(ctrl.exited),
                      iss.clear.eq(ctrl.start), drain.nrows.eq(ctrl.nrows), drain.exited.eq(ctrl.exited),
-                     banks.load.eq(ctrl.load_bank), acc.load.eq(ctrl.load), acc.start.eq(ctrl.start),
+                     acc.load.eq(ctrl.load), acc.start.eq(ctrl.start),
                      acc.norm.eq(ctrl.norm), acc.score_row.eq(ctrl.score_row), ctrl.macs.eq(iss.macs),
                      ctrl.pipe_busy.eq(iss.p1.valid | iss.p1.lab | drain.busy | post.busy)]
         # issue -> banks, array, drain
-        m.d.comb += [banks.raddr.eq(iss.raddr), arr.valid.eq(iss.valid), arr.first.eq(iss.first),
+        m.d.comb += [arr.valid.eq(iss.valid), arr.first.eq(iss.first),
                      arr.last.eq(iss.last), arr.row_en.eq(iss.row_en), drain.p1.eq(iss.p1)]
-        for st in range(2):
-            for b in range(s.banks):
-                m.d.comb += [banks.ren[st][b].eq(iss.ren[st][b]), iss.rdata[st][b].eq(banks.rdata[st][b])]
+        self._bank_ports(m, banks, iss, ctrl, acc)
         m.d.comb += [arr.x[r].eq(iss.x[r]) for r in range(cfg.rows)]
         m.d.comb += [arr.w[c].eq(iss.w[c]) for c in range(cfg.cols)]
         m.d.comb += [drain.sums[c].eq(arr.result[0][c]) for c in range(cfg.cols)] + [arr.shift.eq(drain.shift)]
@@ -132,3 +131,28 @@ class Engine(wiring.Component):
         m.d.comb += [cmp_.scores[c].eq(acc.scores[c]) for c in range(cfg.classes)]
         m.d.comb += [ctrl.scores[c].eq(cmp_.o_scores[c]) for c in range(cfg.classes)]
         return m
+
+    def _bank_ports(self, m: Module, banks, iss, ctrl, acc) -> None:
+        """The activation banks' read port (the issue stage) and load write port (the
+        controller); with physical layers the external-layer port shares both (it runs
+        in PORT only, when neither is used)."""
+        s, u = self.sched, self.units
+        for st in range(2):
+            for b in range(s.banks):
+                m.d.comb += iss.rdata[st][b].eq(banks.rdata[st][b])
+        if not any(s.ports):
+            m.d.comb += [banks.raddr.eq(iss.raddr), banks.load.eq(ctrl.load_bank)]
+            m.d.comb += [banks.ren[st][b].eq(iss.ren[st][b]) for st in range(2) for b in range(s.banks)]
+            return
+        port = m.submodules.port = u["port"](s)
+        self.elaborated["port"] = port
+        wiring.connect(m, port.out, flipped(self.port_out))
+        wiring.connect(m, flipped(self.port_in), port.inp)
+        m.d.comb += [port.start.eq(ctrl.port_start), port.cp.eq(ctrl.port_cp), port.layer.eq(ctrl.layer),
+                     ctrl.port_done.eq(port.done), acc.port_g.eq(port.g),
+                     banks.raddr.eq(Mux(port.busy, port.raddr, iss.raddr)),
+                     banks.load.eq(Mux(port.busy, port.write.as_value(), ctrl.load_bank.as_value()))]
+        for st in range(2):
+            for b in range(s.banks):
+                m.d.comb += [banks.ren[st][b].eq(iss.ren[st][b] | port.ren[st][b]),
+                             port.rdata[st][b].eq(banks.rdata[st][b])]

@@ -42,7 +42,8 @@ def _tile_bias(b: np.ndarray, cols: int, lanes: int = 1, fill: int = 0) -> np.nd
 def image_lanes(qm: QuantModel) -> tuple[np.ndarray, np.ndarray]:
     """(weight lanes (words, cols), bias lanes (words, cols x bias_lanes)) as signed integers."""
     cfg = qm.cfg
-    wl = [_tile_words(w, cfg.cols) for w in qm.weights]
+    sched = schedule(cfg)
+    wl = [_tile_words(sched.stream_weights(l, w), cfg.cols) for l, w in enumerate(qm.weights)]
     # BSFF: a column beyond the layer has z = 0 (zero weights), where a unit would fire
     # half the time: its biases are the lane's most negative value, so it never fires
     # (the sigmoid table's first entry is 0) and its output stays 0, as a ReLU column's

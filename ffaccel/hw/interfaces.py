@@ -138,7 +138,7 @@ def row_layout(s: Schedule) -> data.StructLayout:
 def engine_signature(s: Schedule) -> wiring.Signature:
     from amaranth.lib import stream
     mm = s.memory
-    return wiring.Signature({
+    members = {
         "pixels": In(stream.Signature(pixel_layout(s))),
         "result": Out(stream.Signature(result_layout(s))),
         "wmem": Out(MemRead(mm.waddr_bits, mm.weight_word_bits)),
@@ -146,7 +146,13 @@ def engine_signature(s: Schedule) -> wiring.Signature:
         "regs": In(RegPort(s.regs.addr_bits, s.regs.data_bits)),
         "probe": Out(Monitor(probe_layout(s))),
         "busy": Out(1),
-    })
+    }
+    if any(s.ports):
+        # the external-layer port (physical layers): words to P, P's answer back
+        from .port import port_in_layout, port_out_layout
+        members["port_out"] = Out(stream.Signature(port_out_layout(s)))
+        members["port_in"] = In(stream.Signature(port_in_layout(s)))
+    return wiring.Signature(members)
 
 
 def pass_field(sched: Schedule, field, shape, layer, head):

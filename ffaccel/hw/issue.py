@@ -81,14 +81,24 @@ class Issue(wiring.Component):
             m.d.comb += [self.wmem.en.eq(1), self.wmem.addr.eq(wbase + cmd.tag.tile * n_in + cmd.k)]
         new_word = Signal()
         # (zero skipping: the controller marks the first entry of each word it streams)
-        m.d.comb += [new_word.eq(cmd.valid & (cmd.fresh if skip else (cmd.k % C == 0) | cmd.first)),
-                     self.raddr.eq(cmd.k // C)]
+        # the input's bank position (behind a physical block: P's answer from act_base
+        # without concat; with it, after u's last word: the gap, PassPlan.position)
+        act_base = pass_field(s, "act_base", range(s.bank_depth + 1), cmd.tag.layer, cmd.tag.head)
+        pos = Signal(range(s.max_position + 1))
+        if any(p.gap for p in s.layer_passes):
+            gap_at = pass_field(s, "gap_at", range(s.max_stream + 1), cmd.tag.layer, cmd.tag.head)
+            gap = pass_field(s, "gap", range(C), cmd.tag.layer, cmd.tag.head)
+            m.d.comb += pos.eq(cmd.k + Mux((gap != 0) & (cmd.k >= gap_at), gap, 0))
+        else:
+            m.d.comb += pos.eq(cmd.k)
+        m.d.comb += [new_word.eq(cmd.valid & (cmd.fresh if skip else (pos % C == 0) | cmd.first)),
+                     self.raddr.eq(pos // C + act_base)]
         for st in range(2):
             for b in range(s.banks):
                 m.d.comb += self.ren[st][b].eq(new_word & (cmd.tag.src == st) & self._needed(b))
         p1 = self.p1
         m.d.sync += [p1.valid.eq(cmd.valid), p1.first.eq(cmd.first), p1.last.eq(cmd.last),
-                     p1.lab.eq(cmd.lab), p1.lab_last.eq(cmd.lab_last), p1.lane.eq(cmd.k % C),
+                     p1.lab.eq(cmd.lab), p1.lab_last.eq(cmd.lab_last), p1.lane.eq(pos % C),
                      p1.k.eq(cmd.k), p1.tag.eq(cmd.tag)]
         if skip:
             m.d.sync += p1.zero.eq(cmd.valid & cmd.zero)
@@ -146,6 +156,7 @@ class Issue(wiring.Component):
         s, cfg, tag = self.sched, self.sched.cfg, self.cmd.tag
         if cfg.mode == "op":
             return self._live(b)
+        in_image = self.cmd.k < self._image_end(tag)
         NC, R = cfg.classes, cfg.rows
         if b < s.batch_size:                    # a sample's image (layer 1)
             if s.share:
@@ -156,7 +167,12 @@ class Issue(wiring.Component):
         else:
             image = 0
         group = (tag.grp == b // R) if s.copy_groups > 1 else 1
-        return Mux((tag.layer == 0) & ~tag.head, image, group & self._live(s.sample_of(b)))
+        return Mux(in_image, image, group & self._live(s.sample_of(b)))
+
+    def _image_end(self, tag):
+        """The pass's leading inputs that are the embedded sample (``PassPlan.image_end``:
+        layer 1, up to a physical block's answer)."""
+        return pass_field(self.sched, "image_end", range(self.sched.max_stream + 1), tag.layer, tag.head)
 
     def _lane(self, word, r: int):
         cfg = self.sched.cfg
@@ -168,10 +184,11 @@ class Issue(wiring.Component):
         rdata = self._rd
         R, NC, A = cfg.rows, cfg.classes, cfg.abits
         x = Signal(unsigned(A), name=f"x{r}")
+        in_image = Signal(name=f"in_image{r}")
+        m.d.comb += in_image.eq(p1.k < self._image_end(p1.tag))
         if cfg.mode == "op":
             word = Mux(self._src[r], rdata[1][r], rdata[0][r])
-            first_layer = (p1.tag.layer == 0) & ~p1.tag.head
-            m.d.comb += x.eq(Mux(first_layer & (p1.k < NC), cfg.neutral_value, self._lane(word, r)))
+            m.d.comb += x.eq(Mux(in_image & (p1.k < NC), cfg.neutral_value, self._lane(word, r)))
             return x, (r < self.nrows) & ~self.exited[r]
         # MP: row r holds copy grp * rows + r (sample copy // classes, label copy % classes),
         # read from its bank in the source set; layer 1 reads the sample's image (bank =
@@ -194,7 +211,7 @@ class Issue(wiring.Component):
                     with m.Case(g):
                         m.d.comb += pick(cp)
         shared_x = self._lane(rdata[0][r], r) if r < B else 0
-        with m.If(p1.tag.layer == 0):
+        with m.If(in_image):
             with m.If(p1.tag.shared):
                 m.d.comb += x.eq(shared_x)
             with m.Elif(p1.k < NC):

@@ -61,12 +61,20 @@ class SimResult:
 
 
 def run_engine(qm: QuantModel, batches: list[np.ndarray], *, max_cycles: int = 2_000_000,
-               vcd: str | None = None, units: dict | None = None) -> tuple[list[SimResult], list[tuple]]:
+               vcd: str | None = None, units: dict | None = None, physical=None, port_latency: int | None = None,
+               port_stall: float = 0.0, seed: int = 0) -> tuple[list[SimResult], list[tuple]]:
     """Simulate the engine on batches of input codes (MP: up to ``batch`` samples;
     OP: up to ``rows`` samples). Returns the results and the activation probe beats
-    (layer, copy, tile, [cols values])."""
+    (layer, copy, tile, [cols values]).
+
+    Physical layers: ``physical(batch_no, layer, copy, u)`` is P: it gets a copy's block
+    input as the port sent it (``n_u`` codes) and returns its answer (``n_p`` codes). Its
+    first answer word is offered ``port_latency`` cycles (default the config's) after the
+    last input word was taken; with ``port_stall`` > 0 P stalls the port's words and
+    pauses its answer at random with that probability, and its latency varies up to 4x."""
     cfg = qm.cfg
     dut = EngineWithRoms(qm, units=units)
+    sched = dut.engine.sched
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     results: list[SimResult] = []
@@ -103,9 +111,15 @@ def run_engine(qm: QuantModel, batches: list[np.ndarray], *, max_cycles: int = 2
                                              p.macs, p.row))
                     got += 1
             ctx.set(dut.result.ready, 0)
+            done_batches.append(len(batch))
 
+    done_batches: list[int] = []
     sim.add_testbench(bench)
     sim.add_process(probe_mon)
+    if any(sched.ports):
+        if physical is None:
+            raise ValueError("run_engine: the config has physical layers: pass `physical`")
+        sim.add_process(_p_model(dut, sched, physical, port_latency, port_stall, seed, done_batches))
     if vcd:
         with sim.write_vcd(vcd):
             sim.run()
@@ -113,3 +127,47 @@ def run_engine(qm: QuantModel, batches: list[np.ndarray], *, max_cycles: int = 2
         sim.run()
     assert len(results) == expected
     return results, probes
+
+
+def _p_model(dut, sched, physical, port_latency, port_stall: float, seed: int, done_batches: list):
+    """The Amaranth-simulator process of P behind the port (:func:`run_engine`):
+    ``done_batches`` grows by one per batch whose results are all out."""
+    cfg = sched.cfg
+    rng = np.random.default_rng(seed)
+    lat = cfg.port_latency if port_latency is None else port_latency
+    A, C = cfg.abits, cfg.cols
+
+    def codes(word):
+        return [(word >> (c * A)) & cfg.amax for c in range(C)]
+
+    async def process(ctx):
+        while True:
+            words, layer, copy = [], None, None
+            ctx.set(dut.port_out.ready, int(rng.random() >= port_stall))
+            while True:
+                _, _, v, r, pl = await ctx.tick().sample(dut.port_out.valid, dut.port_out.ready,
+                                                         dut.port_out.payload)
+                if v and r:
+                    words += codes(pl.data)
+                    layer, copy = int(pl.layer), int(pl.copy)
+                    if pl.last:
+                        break
+                ctx.set(dut.port_out.ready, int(rng.random() >= port_stall))
+            ctx.set(dut.port_out.ready, 0)
+            port = sched.ports[layer]
+            answer = [int(a) for a in physical(len(done_batches), layer, copy, words[:port.n_u])]
+            assert len(answer) == port.n_p, (layer, copy, len(answer))
+            # P's first answer word: ``lat`` cycles after the last input word was taken
+            wait = lat if not port_stall else int(rng.integers(lat, 4 * lat + 1))
+            for _ in range(wait - 1):
+                await ctx.tick()
+            padded = answer + [0] * (port.in_words * C - port.n_p)
+            for w in range(port.in_words):
+                while port_stall and rng.random() < port_stall:
+                    ctx.set(dut.port_in.valid, 0)
+                    await ctx.tick()
+                ctx.set(dut.port_in.valid, 1)
+                ctx.set(dut.port_in.payload, {"data": sum(v << (c * A) for c, v in enumerate(padded[w * C:(w + 1) * C]))})
+                await ctx.tick()
+            ctx.set(dut.port_in.valid, 0)
+    return process

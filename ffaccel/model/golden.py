@@ -98,7 +98,11 @@ class QuantModel:
                 # about +-1.0 at logit scale, within what the score registers are sized for
                 hb = min(1 << cfg.lfrac, cfg.head_bias_max)
                 hbs.append(rng.integers(-hb, hb + 1, size=cfg.classes, dtype=np.int64))
-        return cls(cfg, ws, bs, hs, hbs)
+        physical = None
+        if cfg.physical:                # the config's physical layers
+            from .physical import build_stack
+            physical = build_stack(cfg.physical, cfg.inputs, cfg.layers)
+        return cls(cfg, ws, bs, hs, hbs, physical=physical)
 
 
 def _check_range(name: str, a: np.ndarray, lo: int, hi: int, why: str = "") -> None:

@@ -121,7 +121,7 @@ class PerfModel:
         self.mm = self.sched.memory
         cfg = self.cfg
         # weights of every pass as (tiles, n_in, cols): word t*n_in + k of the memory map
-        self._wt = [tile_weights(w, cfg.cols) for w in qm.weights]
+        self._wt = [tile_weights(self.sched.stream_weights(l, w), cfg.cols) for l, w in enumerate(qm.weights)]
         self._ht = [tile_weights(h, cfg.cols) for h in qm.heads]
         self._macs = layer_macs(cfg.fan_in, cfg.layers, cfg.classes, cfg.mode, cfg.share_layer1)
         self.state = _State(cfg)

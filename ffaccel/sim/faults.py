@@ -12,6 +12,7 @@ from ..hw.controller import Controller
 from ..hw.drain import Drain
 from ..hw.exitcmp import ExitCmp
 from ..hw.nzmap import NonzeroMap
+from ..hw.port import ExternalPort
 from ..hw.postproc import PostProc
 from ..hw.rng import RandomSource
 
@@ -127,6 +128,18 @@ class CosineTruncates(Accumulators):
         return 0
 
 
+class PortAnswerShifted(ExternalPort):
+    """Physical layers: P's answer is written one word after where the pass reads it."""
+    def answer_addr(self, pbase, widx):
+        return pbase + widx + 1
+
+
+class PortSendsNoLabel(ExternalPort):
+    """Physical layers: layer 1's words go to P without the label (or neutral) pixels."""
+    def outgoing(self, word, idx, cp, embedded, n_u):
+        return super().outgoing(word, idx, cp, 0, n_u)
+
+
 FAULTS = {
     "requant_round": {"postproc": RoundAtWrongBit},
     "probe_tile": {"postproc": WrongProbeTile},
@@ -146,6 +159,8 @@ FAULTS = {
     "bsff_tied_bias": {"postproc": TiedBiasesRotated},
     "cos_ref_lane": {"postproc": CosRefLaneIsTheBias},
     "cos_rounding": {"accum": CosineTruncates},
+    "port_answer_addr": {"port": PortAnswerShifted},
+    "port_no_label": {"port": PortSendsNoLabel},
 }
 
 
@@ -161,7 +176,9 @@ def unbuilt_unit(fault: str, cfg) -> str | None:
     """The unit ``fault`` replaces when ``cfg``'s engine does not build it (the fault would
     change nothing), with the option that builds it; else None."""
     needs = {"nzmap": ("zero skipping", cfg.zero_skip), "basis": ("LLS heads", cfg.exit_head != "learned"),
-             "rng": ("--neuron bsff", cfg.bsff)}
+             "rng": ("--neuron bsff", cfg.bsff), "port": ("--physical", bool(cfg.physical))}
+    if fault == "port_no_label" and not (cfg.physical_at[0]):
+        return "port in front of layer 1 (--physical with at=1 or none)"
     if fault in ("cos_ref_lane", "cos_rounding") and not cfg.cos_engine:
         return "cosine unit (--goodness cos with --mode mp)"
     if fault == "bsff_tied_bias" and not (cfg.bsff and cfg.bsff_k > 1):
