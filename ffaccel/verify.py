@@ -12,7 +12,10 @@ The thresholds are in the config, so they are the registers' reset values in the
 the bench also writes them (and the exit enable) through the cfg port before streaming.
 Inputs stream with random idle cycles and results are accepted with random back-pressure
 (``--stall P``). Each sample passes when label, exit layer, scores, every activation the
-probe shows and ``res_cycles`` (against ``ffaccel.perf.cycles``) all match.
+probe shows and ``res_cycles`` (against ``ffaccel.perf.cycles``) all match. Physical layers
+(``--physical``): the bench plays P behind the external-layer port with the golden model's
+recorded answers (``--port-stall P``: P stalls and answers after random latencies; the
+cycles are then at least the model's) and checks every block input P gets.
 
 Exit status: 0 when nothing mismatches, 1 on a mismatch (or a failed build / run),
 2 on bad input. ``--json`` prints ``{"config", "samples": [{"label", "exit_layer",
@@ -51,6 +54,10 @@ def build_parser():
     g.add_argument("--dataset", type=path_arg, help="with --checkpoint: mnist, fashion-mnist, digits or a path")
     g.add_argument("--stall", type=strict_float, default=0.25,
                    help="probability of an idle input cycle and of result back-pressure per cycle")
+    g.add_argument("--port-stall", type=strict_float, default=0.0,
+                   help="physical layers: P stalls the port and pauses its answers with this probability, "
+                        "after a latency drawn from 1-4x --port-latency (default 0: a fixed latency, "
+                        "the cycles exact)")
     g.add_argument("--vcd", type=path_arg, metavar="FILE",
                    help="write a VCD of the simulation to FILE (Verilator: a separate --trace build)")
     g.add_argument("--build-dir", type=path_arg, default="build/sim", help="simulator builds (cached)")
@@ -109,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise FFAccelError(f"build folder {str(build_dir)!r} cannot be written: {why}")
     if not 0.0 <= args.stall < 1.0:
         raise FFAccelError(f"--stall={args.stall} out of range (allowed: 0 <= P < 1)")
+    if not 0.0 <= args.port_stall < 1.0:
+        raise FFAccelError(f"--port-stall={args.port_stall} out of range (allowed: 0 <= P < 1)")
     if args.dataset and not args.checkpoint:
         raise FFAccelError("--dataset is only used with --checkpoint")
     if args.sim == "icarus" and shutil.which("iverilog") is None:
@@ -130,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .sim.runner import SimError, verify
     try:
         out = verify(qm, x, sim=args.sim, build_dir=args.build_dir, fault=args.fault,
-                     in_stall=args.stall, out_stall=args.stall, seed=args.seed, vcd=args.vcd)
+                     in_stall=args.stall, out_stall=args.stall, seed=args.seed, vcd=args.vcd,
+                     port_stall=args.port_stall)
     except SimError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
@@ -144,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sim": args.sim,
         "seed": args.seed,
         "stall": args.stall,
+        "port_stall": args.port_stall,
         "fault": args.fault,
         "seconds": round(dt, 3),
         "build_seconds": round(info.seconds, 3),

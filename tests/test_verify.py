@@ -110,10 +110,21 @@ CASES = {
     "mp_cos_batch_groups": dict(inputs=18, layers=(9, 7, 6), classes=4, rows=3, cols=3, abits=5, wbits=4,
                                 mode="mp", exit_policy="max", label_share=False, zero_skip=True, batch=2,
                                 goodness="cos"),
+    # physical layers (issue #19): the external-layer port with the bench's P. MP: P in
+    # front of layer 1 with concat (the embedded copies go out), batches over copy groups,
+    # the cosine engine, P stalling with random latency; OP: P between layers 1 and 2, a
+    # fixed latency (cycles exact)
+    "mp_phys_concat": dict(inputs=14, layers=(8, 7), classes=3, rows=2, cols=3, abits=5, wbits=4, mode="mp",
+                           exit_policy="max", label_share=False, batch=2, physical="random:seed=3,out=9,concat=1",
+                           goodness="cos"),
+    "op_phys_between": dict(inputs=13, layers=(7, 6, 5), classes=3, rows=2, cols=3, abits=5, wbits=4, mode="op",
+                            exit_policy="margin", physical="random:seed=4,out=5,at=2"),
 }
+#: P's stall probability in the physical cases (0: a fixed latency, the cycles exact)
+PORT_STALLS = {"mp_phys_concat": 0.3, "op_phys_between": 0.0}
 VERILATOR_CASES = ["op_bsff_k3", "mp_batch_share_skip"]
 # the other cases run on Verilator with -m slow (every case runs on Icarus by default)
-VERILATOR_SLOW_CASES = ["mp_cos_batch_groups", "mp_bsff_k1_skip", "mp_groups_share", "op_margin", "mp_noshare_margin", "op_lls_sin", "mp_zero_skip_noshare", "op_zero_skip",
+VERILATOR_SLOW_CASES = ["mp_phys_concat", "op_phys_between", "mp_cos_batch_groups", "mp_bsff_k1_skip", "mp_groups_share", "op_margin", "mp_noshare_margin", "op_lls_sin", "mp_zero_skip_noshare", "op_zero_skip",
                         "mp_batch_groups", "mp_batch8_skip"]
 # (case, stall probability): stalls vary so timing independence is exercised too
 STALLS = {"mp_groups_share": 0.3, "op_margin": 0.4, "mp_noshare_margin": 0.2, "mp_one_layer_rows1": 0.0,
@@ -122,7 +133,7 @@ STALLS = {"mp_groups_share": 0.3, "op_margin": 0.4, "mp_noshare_margin": 0.2, "m
           "mp_zero_skip": 0.3, "mp_zero_skip_noshare": 0.5, "op_zero_skip": 0.4, "op_zero_skip_lls": 0.3,
           "mp_fpga_regs_share": 0.4, "mp_batch_share_skip": 0.4, "mp_batch_groups": 0.3,
           "mp_batch8_skip": 0.3, "mp_bsff_k1_skip": 0.4, "op_bsff_k3": 0.3, "mp_bsff_k4_groups": 0.5,
-          "mp_cos_batch_groups": 0.4}
+          "mp_cos_batch_groups": 0.4, "mp_phys_concat": 0.3, "op_phys_between": 0.4}
 
 
 def case_samples(name: str, seed: int):
@@ -156,7 +167,7 @@ def _check(name, sim, seed):
     from ffaccel.sim.runner import verify
     qm, x = case_samples(name, seed)
     out = verify(qm, x, sim=sim, build_dir=BUILD, in_stall=STALLS[name], out_stall=STALLS[name], seed=seed,
-                 tag=f"{name}-{seed}")
+                 tag=f"{name}-{seed}", port_stall=PORT_STALLS.get(name, 0.0))
     rep = out["report"]
     assert rep.mismatches == 0, f"{name} on {sim}: {rep.summary()}"
     assert len(rep.samples) == len(x)
@@ -250,7 +261,8 @@ FAULT_CASES = {"requant_round": "mp_groups_share", "probe_tile": "mp_noshare_mar
                "skip_map_stale": "op_zero_skip", "result_tag": "mp_batch_share_skip",
                "exited_groups_streamed": "mp_batch_groups", "skip_batch_map": "mp_batch_share_skip",
                "bsff_epoch_frozen": "mp_bsff_k1_skip", "bsff_tied_bias": "op_bsff_k3",
-               "cos_ref_lane": "mp_cos_batch_groups", "cos_rounding": "mp_cos_batch_groups"}
+               "cos_ref_lane": "mp_cos_batch_groups", "cos_rounding": "mp_cos_batch_groups",
+               "port_answer_addr": "mp_phys_concat", "port_no_label": "mp_phys_concat"}
 
 
 def fault_samples(fault: str):

@@ -7,11 +7,14 @@ ffaccel.sim.drivers. Its job comes from the JSON file named by ``$FFACCEL_SIM_JO
     {"out": "result.json", "classes": NC, "batches": [[[pixel, ...], ...], ...],
      "layouts": {"pixels": [field, ...], "result": [...], "probe": [...]},   # from the manifest
      "cfg_writes": [[addr, value], ...],                   # thresholds / exit enable
-     "in_stall": p, "out_stall": p, "seed": s, "max_cycles": N, "quiet_cycles": M}
+     "in_stall": p, "out_stall": p, "seed": s, "max_cycles": N, "quiet_cycles": M,
+     "port": {"answers": {"batch:layer:copy": [word, ...]}, "in_words": [per layer],
+              "latency": cycles, "stall": p}}                      # physical layers only
 
 It resets the DUT, writes the registers through the cfg port, streams every batch
 (``last`` on the final pixel of a batch) with random idle cycles, accepts results with
-random back-pressure, records the activation probe beats, then watches ``quiet_cycles``
+random back-pressure, records the activation probe beats, plays P behind the external-layer
+port (physical layers: the recorded answers, after a latency, with random stalls), then watches ``quiet_cycles``
 more cycles with no input (an engine must stay idle: anything it emits then is spurious).
 Everything goes to ``out``; the comparison with the golden model happens outside the
 simulator (:mod:`ffaccel.sim.scoreboard`). The test itself fails only if the bench cannot run.
@@ -28,7 +31,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, First, Timer
 
-from ffaccel.sim.drivers import ConfigWriter, PackedLayout, ProbeMonitor, StreamDriver, StreamSink
+from ffaccel.sim.drivers import ConfigWriter, ExternalLayer, PackedLayout, ProbeMonitor, StreamDriver, StreamSink
 
 JOB_ENV = "FFACCEL_SIM_JOB"
 PERIOD_NS = 10
@@ -45,6 +48,27 @@ def _load_job() -> dict:
 def _sim_cycles() -> int:
     from cocotb.simtime import get_sim_time
     return int(get_sim_time("ns") // PERIOD_NS)
+
+
+def _external_layer(dut, clk, job: dict, lay: dict, sink, sizes: list, rng: random.Random):
+    """P behind the external-layer port: it answers each request with the job's recorded
+    answer for (batch, layer, copy), the batch being the one whose results are not all
+    out yet (a batch's requests all come before its results)."""
+    port = job["port"]
+    answers = port["answers"]                      # "batch:layer:copy" -> answer words
+    ends = [sum(sizes[:i + 1]) for i in range(len(sizes))]
+    calls = []
+
+    def answer(beats):
+        batch = sum(1 for e in ends if e <= sink.count)
+        layer, copy = int(beats[0]["layer"]), int(beats[0]["copy"])
+        calls.append([batch, layer, copy, [int(b["data"]) for b in beats]])
+        return answers.get(f"{batch}:{layer}:{copy}", [0] * int(port["in_words"][layer]))
+
+    p = ExternalLayer(dut, clk, "port_out__", "port_in__", lay["port_out"], answer,
+                      latency=int(port["latency"]), stall_prob=float(port["stall"]), rng=rng)
+    p.calls = calls
+    return p.start()
 
 
 @cocotb.test()
@@ -64,6 +88,10 @@ async def engine_job(dut):
     dut.regs__we.value = 0
     dut.regs__addr.value = 0
     dut.regs__data.value = 0
+    if "port" in job:
+        dut.port_out__ready.value = 0
+        dut.port_in__valid.value = 0
+        dut.port_in__payload.value = 0
     dut.rst.value = 1
     await ClockCycles(clk, 3)
     await FallingEdge(clk)
@@ -79,11 +107,13 @@ async def engine_job(dut):
     probe = ProbeMonitor(dut, clk, "probe__", lay["probe"], tag=lambda: sink.count)
     drv = StreamDriver(dut, clk, "pixels__", lay["pixels"], idle_prob=float(job.get("in_stall", 0.0)),
                        rng=random.Random(rng.getrandbits(32)))
+    batches = job["batches"]
+    phys = _external_layer(dut, clk, job, lay, sink, [len(b) for b in batches], random.Random(rng.getrandbits(32))) \
+        if "port" in job else None
     probe.start()
     sink.start()
     drv.start()
 
-    batches = job["batches"]
     expected = sum(len(b) for b in batches)
     beats = []
     for batch in batches:
@@ -107,6 +137,8 @@ async def engine_job(dut):
     drv.stop()
     sink.stop()
     probe.stop()
+    if phys is not None:
+        phys.stop()
     cycles = _sim_cycles() - c0
 
     out = {
@@ -124,6 +156,10 @@ async def engine_job(dut):
         "cycles": cycles,
         "sim_seconds": time.perf_counter() - t_wall,
     }
+    if phys is not None:
+        # each request to P: [batch, layer, copy, [words]]; the scoreboard checks them
+        out["port_requests"] = phys.calls
+        out["port_stall_cycles"] = phys.stall_cycles
     for r in out["results"]:
         r["scores"] = [r.pop(f"scores.{c}") for c in range(nc)]
     with open(job["out"], "w") as f:

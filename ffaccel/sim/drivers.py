@@ -316,3 +316,74 @@ class ConfigWriter:
             self.writes.append((int(addr), int(value)))
         await FallingEdge(self.clk)
         self.we.value = 0
+
+
+class ExternalLayer(_Coroutine):
+    """A black box behind a request/answer pair of streams (a physical layer P behind the
+    engine's external-layer port): it takes a request's beats from ``<out>`` (``ready``
+    low with probability ``stall_prob`` each cycle), and when the beat with ``last`` has
+    been taken it calls ``answer(beats)`` for the answer's payloads (packed ints) and
+    offers them on ``<inp>``: the first ``latency`` cycles after the request's last beat
+    (with stalls: a latency drawn from ``latency .. 4 * latency``), then one per cycle,
+    pausing before a word with probability ``stall_prob``. Every request is kept in
+    ``requests`` (its beats, unpacked)."""
+
+    def __init__(self, dut, clk, out_prefix: str, in_prefix: str, out_layout: PackedLayout,
+                 answer: Callable[[list[dict]], Sequence[int]], *, latency: int = 1, stall_prob: float = 0.0,
+                 rng: random.Random | None = None):
+        if latency < 1:
+            raise ValueError(f"latency={latency} must be >= 1")
+        if not 0.0 <= stall_prob < 1.0:
+            raise ValueError(f"stall_prob={stall_prob} must lie in [0, 1)")
+        self.clk = clk
+        self.o_valid, self.o_ready = _sig(dut, out_prefix, "valid"), _sig(dut, out_prefix, "ready")
+        self.o_payload = _sig(dut, out_prefix, "payload")
+        self.i_valid, self.i_ready = _sig(dut, in_prefix, "valid"), _sig(dut, in_prefix, "ready")
+        self.i_payload = _sig(dut, in_prefix, "payload")
+        self.layout, self.answer = out_layout, answer
+        self.latency, self.stall_prob = latency, stall_prob
+        self.rng = rng or random.Random(0)
+        self.requests: list[list[dict]] = []
+        self.stall_cycles = 0
+        self._task = None
+        self.o_ready.value = 0
+        self.i_valid.value = 0
+
+    def _stall(self) -> bool:
+        if self.stall_prob and self.rng.random() < self.stall_prob:
+            self.stall_cycles += 1
+            return True
+        return False
+
+    async def _run(self) -> None:
+        while True:
+            beats: list[dict] = []
+            while True:                                   # the request, beat by beat
+                await FallingEdge(self.clk)
+                self.o_ready.value = 0 if self._stall() else 1
+                await ReadOnly()
+                if self.o_valid.value == 1 and self.o_ready.value == 1:
+                    beats.append(self.layout.unpack(_read(self.o_payload)))
+                    if beats[-1].get("last"):
+                        break
+            self.requests.append(beats)
+            words = list(self.answer(beats))
+            await FallingEdge(self.clk)
+            self.o_ready.value = 0
+            wait = self.latency if not self.stall_prob else self.rng.randint(self.latency, 4 * self.latency)
+            for _ in range(wait - 1):
+                await FallingEdge(self.clk)
+            for k, w in enumerate(words):                 # the answer, a word per cycle
+                if k:
+                    await FallingEdge(self.clk)
+                while self._stall():
+                    self.i_valid.value = 0
+                    await FallingEdge(self.clk)
+                self.i_payload.value = _mask(int(w), len(self.i_payload))
+                self.i_valid.value = 1
+                await ReadOnly()
+                while self.i_ready.value != 1:            # held until taken
+                    await FallingEdge(self.clk)
+                    await ReadOnly()
+            await FallingEdge(self.clk)
+            self.i_valid.value = 0

@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from ..errors import FFAccelError
 from ..fsutil import OutputError, atomic_move, atomic_write_bytes
 from ..schedule import schedule
@@ -422,8 +424,11 @@ def threshold_writes(cfg, thresholds: Sequence[int] | None = None, exit_enable: 
     return writes
 
 
-def job_budget(cfg, batches, in_stall: float, out_stall: float) -> tuple[int, int]:
-    """(max_cycles, quiet_cycles): a generous bound on the run and the idle watch after it."""
+def job_budget(cfg, batches, in_stall: float, out_stall: float, port_stall: float = 0.0) -> tuple[int, int]:
+    """(max_cycles, quiet_cycles): a generous bound on the run and the idle watch after it
+    (physical layers: P at four times its latency, every port cycle stretched by its stalls)."""
+    if any(cfg.physical_at):
+        cfg = cfg.replace(port_latency=4 * cfg.port_latency)
     sched = schedule(cfg)
     total = 0
     for b in batches:
@@ -431,16 +436,39 @@ def job_budget(cfg, batches, in_stall: float, out_stall: float) -> tuple[int, in
         compute = sched.inference_cycles(cfg.n_layers, len(b), sched.every_input)["total"]
         load = cfg.inputs * len(b) / max(1e-3, 1.0 - in_stall)
         res = len(b) / max(1e-3, 1.0 - out_stall)
-        total += compute + int(2 * load + 4 * res) + 16
+        total += int(compute / max(1e-3, 1.0 - port_stall)) + int(2 * load + 4 * res) + 16
     quiet = cfg.inputs * sched.batch_size + cfg.fan_in[0] + 2 * cfg.classes + 3 * cfg.rows + 32
     return 2 * total + 2000, quiet
 
 
+def port_job(cfg, batches, responses, port_stall: float) -> dict:
+    """The bench's P (physical layers): the golden model's recorded answers (``responses``,
+    per layer ``(samples, copies, n_p)``) as port words, keyed ``batch:layer:copy``."""
+    sched = schedule(cfg)
+    A, C = cfg.abits, cfg.cols
+    answers, s0 = {}, 0
+    for b, batch in enumerate(batches):
+        for layer, port in enumerate(sched.ports):
+            if port is None:
+                continue
+            for s in range(len(batch)):
+                for c in range(cfg.copies):
+                    cp = sched.copy_of(s, c) if cfg.mode == "mp" else s
+                    codes = [int(v) for v in responses[layer][s0 + s, c]] + [0] * (port.in_words * C - port.n_p)
+                    answers[f"{b}:{layer}:{cp}"] = [sum(v << (k * A) for k, v in enumerate(codes[w * C:(w + 1) * C]))
+                                                    for w in range(port.in_words)]
+        s0 += len(batch)
+    return {"answers": answers, "in_words": [p.in_words if p else 0 for p in sched.ports],
+            "latency": cfg.port_latency, "stall": float(port_stall)}
+
+
 def run_engine_job(info: BuildInfo, cfg, batches, *, cfg_writes: Sequence | None = None,
                    in_stall: float = 0.0, out_stall: float = 0.0, seed: int = 0, tag: str = "engine",
-                   vcd: str | Path | None = None, quiet: bool = True) -> RunResult:
-    """Run :mod:`ffaccel.sim.bench_engine` on ``batches`` (lists of samples of input codes)."""
-    max_cycles, quiet_cycles = job_budget(cfg, batches, in_stall, out_stall)
+                   vcd: str | Path | None = None, quiet: bool = True, responses=None,
+                   port_stall: float = 0.0) -> RunResult:
+    """Run :mod:`ffaccel.sim.bench_engine` on ``batches`` (lists of samples of input codes);
+    physical layers: P answers with ``responses`` (:func:`port_job`)."""
+    max_cycles, quiet_cycles = job_budget(cfg, batches, in_stall, out_stall, port_stall)
     out = info.test_dir / f"result-{tag}.json"
     manifest = json.loads((info.test_dir / "manifest.json").read_text())
     layouts = {p["name"].split("__")[0]: p["fields"] for p in manifest["ports"] if "fields" in p}
@@ -449,6 +477,10 @@ def run_engine_job(info: BuildInfo, cfg, batches, *, cfg_writes: Sequence | None
            "cfg_writes": [list(map(int, w)) for w in (cfg_writes or [])],
            "in_stall": float(in_stall), "out_stall": float(out_stall), "seed": int(seed),
            "max_cycles": max_cycles, "quiet_cycles": quiet_cycles if quiet else 0}
+    if any(cfg.physical_at):
+        if responses is None:
+            raise ValueError("run_engine_job: a config with physical layers needs the golden model's responses")
+        job["port"] = port_job(cfg, batches, responses, port_stall)
     job_path = info.test_dir / f"job-{tag}.json"
     atomic_write_bytes(job_path, json.dumps(job).encode())      # never through a planted link
     res = run(info, BENCH_MODULE, extra_env={"FFACCEL_SIM_JOB": str(job_path)}, output=out,
@@ -460,18 +492,24 @@ def run_engine_job(info: BuildInfo, cfg, batches, *, cfg_writes: Sequence | None
 
 def verify(qm, x, *, sim: str = "icarus", build_dir: str | Path | None = None, fault: str | None = None,
            in_stall: float = 0.0, out_stall: float = 0.0, seed: int = 0, cfg_writes: Sequence | None = None,
-           hw_cfg=None, vcd: str | Path | None = None, tag: str = "engine", target=None) -> dict[str, Any]:
+           hw_cfg=None, vcd: str | Path | None = None, tag: str = "engine", target=None,
+           port_stall: float = 0.0, responses=None) -> dict[str, Any]:
     """Build (cached), run and score: the RTL of ``hw_cfg`` (default ``qm.cfg``) on
     samples ``x`` against the golden model of ``qm``. ``cfg_writes`` default: write
     ``qm.cfg``'s thresholds and exit enable through the cfg port. ``target``: the engine
-    as an FPGA flow elaborates it (:func:`build`)."""
+    as an FPGA flow elaborates it (:func:`build`). Physical layers: P's answers are
+    ``responses`` (default: one golden run's through ``qm``'s P), replayed by the bench's
+    P (``port_stall``: its stalls and random latency) and by the scoreboard's golden model."""
     from .scoreboard import compare
     cfg = qm.cfg
     hw = hw_cfg if hw_cfg is not None else cfg
+    if any(cfg.physical_at) and responses is None:
+        from ..model.golden import GoldenModel
+        responses = GoldenModel(qm).run(np.asarray(x, dtype=np.int64)).responses
     info = build(hw, qm, sim=sim, build_dir=build_dir, fault=fault, waves=vcd is not None, target=target)
     batches = make_batches(cfg, x)
     writes = threshold_writes(cfg) if cfg_writes is None else cfg_writes
     res = run_engine_job(info, cfg, batches, cfg_writes=writes, in_stall=in_stall, out_stall=out_stall,
-                         seed=seed, vcd=vcd, tag=tag)
-    rep = compare(qm, x, res.output)
+                         seed=seed, vcd=vcd, tag=tag, responses=responses, port_stall=port_stall)
+    rep = compare(qm, x, res.output, responses=responses, exact_cycles=not port_stall)
     return {"build": info, "run": res, "report": rep}
