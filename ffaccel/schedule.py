@@ -338,7 +338,9 @@ class PassPlan:
 
     def position(self, k):
         """The bank position (word ``// cols``, lane ``% cols``, from ``act_base``) of the
-        pass's input ``k``: ``k``, past ``gap_at`` ``k + gap``."""
+        pass's input ``k`` (an int or an array): ``k``, past ``gap_at`` ``k + gap``."""
+        if isinstance(k, np.ndarray):
+            return k + np.where((k >= self.gap_at) & (self.gap > 0), self.gap, 0)
         return k + (self.gap if self.gap and k >= self.gap_at else 0)
 
     @property

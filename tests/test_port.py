@@ -21,7 +21,7 @@ from ffaccel.sim.faults import FAULTS
 from ffaccel.workload import informative_config, spread_thresholds
 
 CASES = {
-    # P in front of layer 1 (the embedded sample goes out), concat: [P(u), u]
+    # P in front of every layer (layer 1: the embedded sample goes out), concat: [P(u), u]
     "mp_first_concat": dict(mode="mp", physical="random:seed=3,out=9,concat=1", inputs=14, layers=(7, 6)),
     "op_first_concat": dict(mode="op", physical="random:seed=3,out=9,concat=1", inputs=14, layers=(7, 6)),
     # a compressive P in front of layer 1 (the layer reads P's answer alone)
@@ -147,3 +147,54 @@ def test_physical_configs_refuse_zero_skipping():
     from ffaccel.config import ConfigError
     with pytest.raises(ConfigError, match="zero skipping"):
         AccelConfig(inputs=10, layers=(5,), classes=3, physical="random:", zero_skip=True)
+
+
+@pytest.mark.parametrize("name", ["mp_first_concat", "op_first_concat"])
+def test_activity_model_matches_the_rtl_with_a_port(name, tmp_path):
+    """The activity model's toggles, PE operations and cycles against the RTL's VCD with P
+    in front of every layer (the port's bank reads and answer writes; a bank that holds both
+    a sample's image and its copy's answer), exact but for the load stream's write data
+    (the model assumes an unstalled stream, as for every config: within 5%)."""
+    from ffaccel.perf.activity import COMPONENTS, Counters, PerfModel
+    from ffaccel.perf.vcdtoggles import count_toggles
+    qm, x, gold = case(name)
+    cfg = qm.cfg
+    batches = schedule(cfg).batches(len(x))
+    vcd = tmp_path / "run.vcd"
+    out, _ = run_engine(qm, [x[s0:s0 + n] for s0, n in batches], vcd=str(vcd),
+                        physical=lambda b, layer, cp, u: gold.responses[layer][
+                            (batches[b][0] + cp // cfg.classes, cp % cfg.classes) if cfg.mode == "mp"
+                            else (batches[b][0] + cp, 0)])
+    pm, tot = PerfModel(qm), Counters()
+    for s0, n in batches:
+        idx = slice(s0, s0 + n)
+        resp = [None if r is None else r[idx] for r in gold.responses]
+        acts = [a[idx] if cfg.mode == "mp" else a[idx, 0, :] for a in gold.activations]
+        c = (pm.mp_batch if cfg.mode == "mp" else pm.op_batch)(x[idx], acts, gold.exit_layer[idx], responses=resp)
+        assert (c.pe_ops, c.cycles) == (out[s0].macs, out[s0].cycles)
+        assert c.port_copies == sum(cfg.copies * sum(cfg.physical_at[:gold.exit_layer[s]]) for s in range(s0, s0 + n))
+        tot.add(c)
+    got = count_toggles(vcd)
+    for comp in COMPONENTS:
+        want = tot.toggles[comp]
+        tol = 0.05 * got.get(comp, 0) if comp == "act_write" else 0
+        assert abs(got.get(comp, 0) - want) <= tol, (comp, got.get(comp, 0), want)
+
+
+def test_energy_prices_p_and_the_converters():
+    """The ``physical`` component: P's own energy per copy (``physical_pj``) and a
+    conversion per value across the port (``converter_fj_step`` x 2**abits)."""
+    from ffaccel.energy.coeffs import load_coeffs
+    from ffaccel.energy.model import EnergyModel
+    cfg = AccelConfig(inputs=20, layers=(8, 6), classes=3, rows=2, cols=3, physical="random:out=10",
+                      physical_pj=40.0)
+    c = load_coeffs(None, cfg.tech)
+    em = EnergyModel(cfg, c)
+    cnt = {k: 0 for k in ("pe_ops", "weight_reads", "bias_reads", "act_reads", "act_writes", "drained_rows",
+                          "layer_rows")}
+    cnt.update(port_copies=6, port_values=6 * 30)
+    e = em.layer(0, dict.fromkeys(("weight_bus", "act_read", "array_x", "pe_operand", "pe_product", "pe_acc",
+                                   "pe_shadow", "act_write"), 0), cnt, 100)
+    conv = c["converter_fj_step"] * 2 ** cfg.abits / 1000
+    assert e["physical"] == pytest.approx(6 * 40.0 + 180 * conv)
+    assert conv == pytest.approx(2.56)                  # 8 bits at 10 fJ per step

@@ -53,6 +53,11 @@ DEFAULTS: dict[str, tuple[float, str, str]] = {
                    "Kobayashi, Singh et al., Nat. Commun. 2024 (arXiv 2304.05949): sMTJ p-bits dissipate two "
                    "orders of magnitude less energy than the CMOS p-bits (random source, lookup, comparator) they "
                    "replace"),
+    "converter_fj_step": (10.0, "fJ per conversion step",
+                          "Walden figure of merit, energy = FoM x 2^bits per conversion: Murmann, 'ADC "
+                          "Performance Survey 1997-2024' (the best low-speed ADCs near 1 fJ/step, most designs "
+                          "10-100); ffaccel takes 10 for the ADC reading P's answer and for the DAC driving P, "
+                          "alike (an assumption for the DAC)"),
     "logic_um2_cell": (1.0, "um^2/cell at 45nm",
                        "ffaccel assumption: a generic cell ~ NanGate 45nm NAND2_X1 (0.80 um^2), rounded up "
                        "for the mix with flip-flops"),
@@ -93,6 +98,11 @@ class Coeffs:
     def mult_pj(self, a_bits: int, b_bits: int) -> float:
         """An a x b array multiplier: energy ~ a*b (Horowitz: 8x8 0.2 pJ, 32x32 3.1 ~ 16 x 0.2)."""
         return self["mult_int8_pj"] * a_bits * b_bits / 64.0 * self.scale
+
+    def converter_pj(self, bits: int) -> float:
+        """A data converter (ADC or DAC) of ``bits``: FoM x 2**bits per conversion (Walden;
+        not scaled with the node: the survey's figure spans nodes)."""
+        return self["converter_fj_step"] * (1 << bits) / 1000.0
 
     def add_pj(self, bits: int) -> float:
         """A ripple adder: energy ~ bits (Horowitz: 32-bit 0.1 pJ)."""

@@ -27,7 +27,7 @@ from .coeffs import Coeffs
 from .memory import weight_memory
 
 ENERGY_COMPONENTS = ("pe_mult", "pe_product", "pe_acc", "pe_shadow", "operand_regs", "act_write_data", "postproc",
-                     "sampler", "weight_mem", "basis_gen", "act_mem", "bias_mem", "leakage")
+                     "sampler", "weight_mem", "basis_gen", "act_mem", "bias_mem", "physical", "leakage")
 
 
 def sampler_pj(cfg: AccelConfig, c: Coeffs) -> dict:
@@ -143,7 +143,8 @@ def profile(wl: Workload, toggle_samples: int) -> Profile:
         exits = np.full(len(xb), L)
         # zero skipping: the non-zero maps once, for the counters and the cycles
         maps = nonzero_maps(cfg, xb, acts, exits) if cfg.zero_skip else None
-        c = pm.mp_batch(xb, acts, exits, maps=maps) if mp else pm.op_batch(xb, acts, exits, maps=maps)
+        c = pm.mp_batch(xb, acts, exits, maps=maps, responses=res.responses) if mp else \
+            pm.op_batch(xb, acts, exits, maps=maps, responses=res.responses)
         for layer in range(L):
             for k in COMPONENTS:
                 tog[layer][k] += c.layer_toggles[layer][k] / len(units)
@@ -194,6 +195,9 @@ class EnergyModel:
         # LLS heads: per generated word, one phase add per lane (the phase register's
         # toggles are in the add's energy, as for the accumulators)
         self.e_basis_word = C * coeffs.add_pj(LLS_PHASE_BITS)
+        # physical layers: P's own energy per copy (a stated parameter, AccelConfig.physical_pj)
+        # and a conversion per value across the port (a DAC out, an ADC back, abits each)
+        self.e_conv = coeffs.converter_pj(A)
         self.cells = area_cells(cfg)
         # the SRAM bits that exist: both activation bank sets and the on-chip weight banks
         self.sram_bits = 2 * sched.banks * sched.bank_depth * C * A + self.wmem.sram_bits
@@ -244,6 +248,7 @@ class EnergyModel:
             "basis_gen": cnt.get("basis_words", 0) * self.e_basis_word,
             "act_mem": (cnt["act_reads"] + cnt["act_writes"]) * self.e_act,
             "bias_mem": cnt["bias_reads"] * self.e_bias,
+            "physical": cnt.get("port_copies", 0) * self.cfg.physical_pj + cnt.get("port_values", 0) * self.e_conv,
             "leakage": self.leakage_pj(cycles),
         }
 

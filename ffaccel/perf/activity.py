@@ -66,13 +66,15 @@ class Counters:
     act_writes: int = 0
     drained_rows: int = 0
     layer_rows: int = 0            # drained rows of layer passes (not heads): BSFF samples these
+    port_copies: int = 0           # copies sent through a physical layer P (the external-layer port)
+    port_values: int = 0           # values across the port (each copy's n_u out, n_p back)
     toggles: dict = field(default_factory=lambda: dict.fromkeys(COMPONENTS, 0))
     layer_toggles: list = field(default_factory=list)     # per visited layer: component -> toggles
     layer_counts: list = field(default_factory=list)      # per visited layer: counter -> count
 
     def add(self, other: "Counters") -> None:
         for k in ("cycles", "macs", "pe_ops", "weight_reads", "basis_words", "bias_reads", "act_reads",
-                  "act_writes", "drained_rows", "layer_rows"):
+                  "act_writes", "drained_rows", "layer_rows", "port_copies", "port_values"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         for k, v in other.toggles.items():
             self.toggles[k] += v
@@ -83,7 +85,7 @@ class Counters:
                 self.layer_toggles[i][k] += v
 
     COUNTS = ("pe_ops", "weight_reads", "basis_words", "bias_reads", "act_reads", "act_writes", "drained_rows",
-              "layer_rows")
+              "layer_rows", "port_copies", "port_values")
 
     def snapshot(self) -> dict:
         return {k: getattr(self, k) for k in self.COUNTS}
@@ -96,7 +98,8 @@ class Counters:
         return {"cycles": self.cycles, "macs": self.macs, "pe_ops": self.pe_ops,
                 "weight_reads": self.weight_reads, "basis_words": self.basis_words, "bias_reads": self.bias_reads,
                 "act_reads": self.act_reads, "act_writes": self.act_writes,
-                "drained_rows": self.drained_rows, "layer_rows": self.layer_rows, "toggles": dict(self.toggles)}
+                "drained_rows": self.drained_rows, "layer_rows": self.layer_rows, "port_copies": self.port_copies,
+                "port_values": self.port_values, "toggles": dict(self.toggles)}
 
 
 class _State:
@@ -136,7 +139,9 @@ class PerfModel:
         skipping :func:`ffaccel.schedule.skip_entries`, -1 an empty entry).
 
         ``X`` (rows, n_in): the operands of the enabled array ``rows``; ``banks``: (bank, the
-        vector it holds) for the activation banks this pass reads from set ``set_``;
+        vector it holds by bank position[, the positions lo..hi it serves]) for the
+        activation banks this pass reads from set ``set_`` (positions:
+        :meth:`ffaccel.schedule.PassPlan.position`);
         ``drained``: rows the drain reads per tile (it shifts the shadow registers
         ``drained - 1`` times; ``shifts`` when given: the shared layer 1 shifts after each
         sample of the batch but the last); ``plan`` the schedule's pass;
@@ -156,9 +161,11 @@ class PerfModel:
             cnt.weight_reads += tiles * (len(ks) + label_words)
         cnt.bias_reads += tiles if biased else 0
         cnt.pe_ops += tiles * len(ks) * C * nrows
-        read_words = np.unique(ks // C)               # one activation word read per word streamed
+        read_words = np.unique(plan.position(ks) // C)   # one activation word read per word streamed
         nwords = len(read_words)
-        cnt.act_reads += tiles * nwords * len(banks)
+        served = [(e[0], e[1], read_words[(read_words >= e[2] // C) & (read_words < -(-e[3] // C))])
+                  if len(e) > 2 else (e[0], e[1], read_words) for e in banks]
+        cnt.act_reads += tiles * sum(len(w) for _, _, w in served)
         if not toggles:
             return
         tg = cnt.toggles
@@ -181,13 +188,25 @@ class PerfModel:
             tg["weight_bus"] += hamming(seq[0], st.w, W) + hamming(seq[1:], seq[:-1], W)
             st.w = seq[-1].copy()
         # activation-bank read registers: one read per word streamed
-        for b, X_r in (banks if nwords else []):
-            lanes = np.zeros((read_words[-1] + 1) * C, dtype=np.int64)
-            src = X_r[: len(lanes)]
-            lanes[: len(src)] = src
-            words = lanes.reshape(-1, C)[read_words]
+        # (a bank may serve two regions: layer 1's image and, in its copy's own words, P's
+        # answer; its read register sees both in word order)
+        by_bank: dict[int, list] = {}
+        for b, X_r, rw in served:
+            by_bank.setdefault(b, []).append((X_r, rw))
+        for b, parts in by_bank.items():
+            rw = np.unique(np.concatenate([w for _, w in parts]))
+            if not len(rw):
+                continue
+            lanes = np.zeros((rw[-1] + 1) * C, dtype=np.int64)
+            for X_r, w in parts:
+                mine = np.zeros(len(lanes), dtype=np.int64)
+                src = X_r[: len(lanes)]
+                mine[: len(src)] = src
+                sel = (np.repeat(np.isin(np.arange(rw[-1] + 1), w), C))
+                lanes[sel] = mine[sel]
+            words = lanes.reshape(-1, C)[rw]
             prev = st.bank[set_, b]
-            one = hamming(words[1:], words[:-1], A) if nwords > 1 else 0
+            one = hamming(words[1:], words[:-1], A) if len(rw) > 1 else 0
             wrap = hamming(words[0], words[-1], A)
             tg["act_read"] += hamming(words[0], prev, A) + tiles * one + (tiles - 1) * wrap
             st.bank[set_, b] = words[-1]
@@ -336,14 +355,54 @@ class PerfModel:
     def _entries(self, layer: int, head: bool, maps: list) -> np.ndarray:
         return pass_entries(self.cfg, layer, head, maps[layer][int(head)])
 
+    def _block(self, layer: int, u: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Behind a physical block: one copy's pass operands (in stream order) and what its
+        bank holds by position: with concat ``[u, p]`` and ``[u, its last word's spare
+        lanes as 0, p]``, else P's answer ``p`` for both."""
+        port = self.sched.ports[layer]
+        if not port.concat:
+            return p, p
+        held = np.zeros(port.out_words * self.cfg.cols + port.n_p, dtype=np.int64)
+        held[:port.n_u] = u
+        held[port.out_words * self.cfg.cols:] = p
+        return np.concatenate([u, p]), held
+
+    def _port(self, cnt: Counters, layer: int, copies: list, toggles: bool) -> None:
+        """A physical block's PORT: each live copy (``copies``: (the bank its input is read
+        from, what that bank holds, the copy's bank, P's answer), in the engine's order)
+        reads its input's words from the input set and writes P's answer back (an
+        unstalled P answering a word per cycle)."""
+        cfg, st, port = self.cfg, self.state, self.sched.ports[layer]
+        C, A, src = cfg.cols, cfg.abits, port.src
+        for rb, held, cp, p in copies:
+            cnt.port_copies += 1
+            cnt.port_values += port.n_u + port.n_p
+            cnt.act_reads += port.out_words
+            cnt.act_writes += port.in_words
+            if not toggles:
+                continue
+            lanes = np.zeros(port.out_words * C, dtype=np.int64)
+            lanes[:min(len(held), len(lanes))] = held[:len(lanes)]
+            words = lanes.reshape(-1, C)
+            cnt.toggles["act_read"] += hamming(words[0], st.bank[src, rb], A) + hamming(words[1:], words[:-1], A)
+            st.bank[src, rb] = words[-1]
+            ans = np.zeros(port.in_words * C, dtype=np.int64)
+            ans[:port.n_p] = p
+            aw = ans.reshape(-1, C)
+            if cfg.fpga_regs:
+                cnt.toggles["act_write"] += self._written(aw, src, cp)
+            else:                       # the port's write data: 0 -> the words back to back -> 0
+                cnt.toggles["act_write"] += popcount(aw[0], A) + hamming(aw[1:], aw[:-1], A) + popcount(aw[-1], A)
+
     def mp_batch(self, xs: np.ndarray, acts: list[np.ndarray], exit_layers, toggles: bool = True,
-                 maps: list | None = None) -> Counters:
+                 maps: list | None = None, responses: list | None = None) -> Counters:
         """One MP inference of a batch: ``xs`` (b, D) input codes, ``acts[l]`` (b, classes,
         n_l) golden activations, per-sample exit layers; ``maps`` the non-zero maps of zero
         skipping (``perf.cycles.nonzero_maps``) where the activations are not given. Copy
         ``s * classes + c`` (sample s, label c) is bank ``s*classes + c`` and row
         ``(s*classes + c) % rows`` of copy group ``(s*classes + c) // rows``; the shared
-        layer 1 streams sample s's image through row s."""
+        layer 1 streams sample s's image through row s. Physical layers: ``responses[l]``
+        (b, classes, n_p), P's answers (``GoldenResult.responses``)."""
         cfg, sched = self.cfg, self.sched
         R, NC = cfg.rows, cfg.classes
         exits = np.asarray(exit_layers)
@@ -366,11 +425,32 @@ class PerfModel:
 
             def entries(i):
                 return pass_entries(cfg, layer, False, group_maps[i] if group_maps is not None else None)
+            port = sched.ports[layer]
+
             # without toggles only the shapes matter: the operands need not be known
-            def operand(s, c):
+            def block_in(s, c):
                 if layer == 0 or not toggles:
                     return copies0[s, c]
                 return acts[layer - 1][s, c]
+
+            def answer(s, c):
+                if responses is None or not toggles:
+                    return np.zeros(port.n_p, dtype=np.int64)
+                return np.asarray(responses[layer][s, c], dtype=np.int64)
+
+            def operand(s, c):
+                return block_in(s, c) if port is None else self._block(layer, block_in(s, c), answer(s, c))[0]
+
+            def held(cp):             # what copy cp's bank holds in the input set, by position
+                s, c = sched.sample_of(cp), sched.label_of(cp)
+                return self._block(layer, block_in(s, c), answer(s, c))[1]
+            if port is not None:
+                # each live copy through P, the lowest first (layer 1: read from the sample's bank)
+                self._port(cnt, layer, [((s if layer == 0 else cp), (xs[s] if layer == 0 else block_in(s, c)), cp,
+                                         answer(s, c))
+                                        for cp in range(sched.banks)
+                                        for s, c in [(sched.sample_of(cp), sched.label_of(cp))] if s in live],
+                           toggles)
             if p.shared:
                 # sample s's image through row s; the label words follow each tile; the
                 # drain reads every copy of the batch, shifting after each sample's last
@@ -387,8 +467,15 @@ class PerfModel:
                     rows = [r for r, cp in zip(range(n), cps) if sched.sample_of(cp) in live]
                     Xg = np.array([operand(sched.sample_of(cp), sched.label_of(cp)) for cp in (g * R + r for r in rows)]).reshape(
                         len(rows), -1)
-                    if layer == 0:              # the images of the group's live samples
-                        banks = [(s, xs[s]) for s in sched.group_samples(g) if s in live]
+                    live_cps = [g * R + r for r in rows]
+                    if layer == 0 and (port is None or port.concat):
+                        # the images of the group's live samples (up to P's answer)
+                        end = p.image_end if port is None else port.out_words * cfg.cols
+                        banks = [(s, xs[s], 0, end) for s in sched.group_samples(g) if s in live]
+                        if port is not None:     # P's answers, in the copies' own banks
+                            banks += [(cp, held(cp), end, end + port.n_p) for cp in live_cps]
+                    elif port is not None:
+                        banks = [(cp, held(cp)) for cp in live_cps]
                     else:
                         banks = [(g * R + r, Xg[i_]) for i_, r in enumerate(rows)]
                     # (the next group follows back to back, unless its first tile waits)
@@ -407,16 +494,17 @@ class PerfModel:
         return cnt
 
     def op_batch(self, xs: np.ndarray, acts: list[np.ndarray], exit_layers: np.ndarray,
-                 toggles: bool = True, maps: list | None = None) -> Counters:
+                 toggles: bool = True, maps: list | None = None, responses: list | None = None) -> Counters:
         """One OP batch: ``xs`` (b, D), ``acts[l]`` (b, n_l), per-sample exit layers;
-        ``maps`` as for :meth:`mp_batch`."""
+        ``maps`` as for :meth:`mp_batch`; ``responses[l]`` (b, 1, n_p) P's answers."""
         cfg, sched = self.cfg, self.sched
         C, A = cfg.cols, cfg.abits
         b = len(xs)
         deepest = int(exit_layers.max())
         cnt = Counters()
         maps = self._maps(xs, acts, exit_layers, maps, toggles)
-        cnt.cycles = sched.inference_cycles(deepest, b, lengths_of(cfg, maps) if cfg.zero_skip else None)["total"]
+        cnt.cycles = sched.inference_cycles(deepest, b, lengths_of(cfg, maps) if cfg.zero_skip else None,
+                                            exit_layers)["total"]
         cnt.macs = int(sum(sum(self._macs[:e]) for e in exit_layers))
         x0 = embed_neutral(xs, cfg)
         if toggles:
@@ -428,6 +516,14 @@ class PerfModel:
             held = xs if layer == 0 or not toggles else acts[layer - 1]
             hacts = acts[layer] if toggles else np.zeros((b, cfg.layers[layer]), dtype=np.int64)
             p, h = sched.layer_passes[layer], sched.head_passes[layer]
+            port = sched.ports[layer]
+            if port is not None:
+                ans = np.zeros((b, port.n_p), dtype=np.int64) if responses is None or not toggles \
+                    else np.asarray(responses[layer], dtype=np.int64)[:, 0, :]
+                self._port(cnt, layer, [(r, held[r], r, ans[r]) for r in live], toggles)
+                # (the banks hold the raw image at layer 1: its neutral pixels are made on the way)
+                X = np.array([self._block(layer, X[r], ans[r])[0] for r in range(b)])
+                held = [self._block(layer, held[r], ans[r])[1] for r in range(b)]
             self._pass(self._wt[layer], X[live], live, [(r, held[r]) for r in live],
                        entries=self._entries(layer, False, maps), label_words=0, set_=p.src, plan=p, drained=b,
                        toggles=toggles, cnt=cnt)

@@ -50,7 +50,9 @@ def analyse(wl: Workload, toggle_samples: int, models: tuple | None = None) -> d
     cfg, qm, x = wl.cfg, wl.qm, wl.x
     gm, pm = models if models is not None else (GoldenModel(qm), PerfModel(qm))
     t0 = time.perf_counter()
-    res = gm.run(x, early_exit=True)
+    # physical layers: P's answers recorded once, so every run below sees the same ones
+    resp = gm.run(x).responses if any(cfg.physical_at) else None
+    res = gm.run(x, early_exit=True, responses=resp)
     t_gold = time.perf_counter() - t0
     n = len(x)
     mp = cfg.mode == "mp"
@@ -68,13 +70,15 @@ def analyse(wl: Workload, toggle_samples: int, models: tuple | None = None) -> d
     for lo, hi in units:
         want_t = toggled < toggle_samples
         if want_t:
-            pr = gm.run(x[lo:hi], probe=True, epoch=lo // schedule(cfg).batch_size)   # (BSFF's random bits)
+            r = None if resp is None else [None if a is None else a[lo:hi] for a in resp]
+            pr = gm.run(x[lo:hi], probe=True, epoch=lo // schedule(cfg).batch_size,   # (BSFF's random bits)
+                        responses=r)
             acts = [a[:, :, :] for a in pr.activations]
             maps = maps_of[lo] if maps_of else None          # (zero skipping: already made)
             if mp:
-                c = pm.mp_batch(x[lo:hi], acts, res.exit_layer[lo:hi], maps=maps)
+                c = pm.mp_batch(x[lo:hi], acts, res.exit_layer[lo:hi], maps=maps, responses=r)
             else:
-                c = pm.op_batch(x[lo:hi], [a[:, 0, :] for a in acts], res.exit_layer[lo:hi], maps=maps)
+                c = pm.op_batch(x[lo:hi], [a[:, 0, :] for a in acts], res.exit_layer[lo:hi], maps=maps, responses=r)
         elif cfg.zero_skip:
             c = (pm.mp_batch(x[lo:hi], [], res.exit_layer[lo:hi], toggles=False, maps=maps_of[lo]) if mp else
                  pm.op_batch(x[lo:hi], [], res.exit_layer[lo:hi], toggles=False, maps=maps_of[lo]))
