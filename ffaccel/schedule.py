@@ -676,7 +676,8 @@ class Schedule:
         def pdict(p: PassPlan) -> dict:
             return {"kind": p.kind, "layer": p.layer, "tiles": p.tiles, "k": p.k, "k_first": p.k_first,
                     "label_words": p.label_words, "groups": list(p.groups) if p.groups else None,
-                    "src_set": p.src, "generated": p.generated, "biased": p.biased}
+                    "src_set": p.src, "generated": p.generated, "biased": p.biased, "act_base": p.act_base,
+                    "image_end": p.image_end, "gap_at": p.gap_at, "gap": p.gap}
         return {"banks": self.banks, "bank_depth": self.bank_depth, "copy_groups": self.copy_groups,
                 "group_rows": list(self.group_rows), "live_rows": self.live_rows, "label_share": self.share,
                 "batch_size": self.batch_size, "group_samples": [[r.start, r.stop] for r in
@@ -685,7 +686,14 @@ class Schedule:
                 "exit_latency": self.exit_latency,
                 "cos_cycles": self.cos_cycles if self.cfg.cos_engine else None,
                 "setup_cycles": self.setup_cycles(),
-                "passes": [pdict(p) for p in self.layer_passes + self.head_passes]}
+                "passes": [pdict(p) for p in self.layer_passes + self.head_passes],
+                # physical layers: the external-layer port of each block (P's side of the contract)
+                "ports": [None if p is None else
+                          {"layer": p.layer, "n_u": p.n_u, "n_p": p.n_p, "concat": p.concat,
+                           "out_words": p.out_words, "in_words": p.in_words, "answer_word": p.pbase,
+                           "src_set": p.src, "embedded": p.embedded} for p in self.ports],
+                "port_latency": self.cfg.port_latency if any(self.ports) else None,
+                "port_fixed_cycles": self.latency.port if any(self.ports) else None}
 
 
 def _build(cfg: AccelConfig) -> Schedule:

@@ -12,12 +12,14 @@ data set, with the default recipe, cached trainings:
 * digital with about the compressive design's digital parameters (``784-2xV``)
 
 and reports integer (golden model) accuracy at full depth and with LightFF's exit, float
-accuracy, digital parameters, digital MACs per sample (with exit) and P's calls per
-sample. The emulator is ``--physical`` (default: random transform, |.| detection, 2%
-measurement noise).
+accuracy, digital parameters, digital MACs per sample (with exit), P's calls per
+sample, and the engine's energy per sample with exit (``ffaccel.energy``, the default
+engine; P's own energy 0, the port's converters priced). The emulator is ``--physical``
+(default: random transform, |.| detection, 2% measurement noise).
 
     python scripts/phyff_study.py [--dataset mnist,fashion-mnist] [--width 500]
-        [--compress 196] [--physical random:seed=3,noise=0.02] [--threads 2] [--json OUT]
+        [--compress 196] [--physical random:seed=3,noise=0.02] [--threads 2] [--energy-samples 1000]
+        [--json OUT]
 """
 
 from __future__ import annotations
@@ -37,6 +39,21 @@ DEFAULT_SPEC = "random:seed=3,noise=0.02"
 
 def digital_params(cfg: AccelConfig) -> int:
     return sum(n_in * n + n for n_in, n in zip(cfg.fan_in, cfg.layers))
+
+
+def energy(checkpoint: str, dataset: str, samples: int) -> dict:
+    """The engine's energy per sample with LightFF's exit on the first ``samples`` test
+    samples (the default engine: 10 x 16 array, weights in DRAM, 45 nm; P's own energy 0
+    unless the config says, the port's converters priced by the coefficients)."""
+    from ffaccel.energy.coeffs import load_coeffs
+    from ffaccel.energy.report import report
+    from ffaccel.workload import dataset_workload
+    wl = dataset_workload(checkpoint, dataset, samples)
+    rep = report(wl, load_coeffs(None, wl.cfg.tech), toggle_samples=4)
+    return {"energy_uj": rep["total_pj"] / 1e6, "energy_full_uj": rep["full_depth_pj"] / 1e6,
+            "physical_uj": rep["components"]["physical"] / 1e6,
+            "weight_mem_uj": rep["components"]["weight_mem"] / 1e6,
+            "cycles_per_inference": rep["cycles_per_inference"], "energy_samples": wl.source["limit"]}
 
 
 def designs(ds, width: int, compress: int, spec: str) -> list[tuple[str, AccelConfig]]:
@@ -66,6 +83,8 @@ def main(argv=None) -> int:
     p.add_argument("--compress", type=strict_int, default=196, help="P's output width in the compressive design")
     p.add_argument("--physical", default=DEFAULT_SPEC, help=f"the emulated physical layers (default {DEFAULT_SPEC})")
     p.add_argument("--threads", type=strict_int, default=2)
+    p.add_argument("--energy-samples", type=strict_int, default=1000,
+                   help="test samples of the energy estimate (the engine's energy per sample with exit; 0: none)")
     p.add_argument("--json", type=path_arg, metavar="OUT")
     args = p.parse_args(argv)
     # every input checked before any work starts
@@ -73,6 +92,8 @@ def main(argv=None) -> int:
     for flag, v in (("--width", args.width), ("--compress", args.compress)):
         if not 1 <= v <= 1 << 16:
             raise FFAccelError(f"{flag}={v} out of range (allowed: 1..65536)")
+    if not 0 <= args.energy_samples <= 10000:
+        raise FFAccelError(f"--energy-samples={args.energy_samples} out of range (allowed: 0..10000)")
     if args.json and (why := check_writable(args.json, folder=False)):
         raise FFAccelError(f"--json {args.json!r} cannot be written: {why}")
     from ffaccel.physical_spec import parse_spec
@@ -106,18 +127,23 @@ def main(argv=None) -> int:
                    "macs_per_sample": it["macs_per_sample"], "macs_full": it["macs_full"],
                    "mean_exit_layer": it["mean_exit_layer"], "p_calls_per_sample": calls,
                    "train_seconds": meta["train"]["seconds"], "checkpoint": path}
+            if args.energy_samples:
+                row.update(energy(path, ds.name, args.energy_samples))
             rows.append(row)
             print(f"{ds.name} {name}: integer {row['int_full']:.2%} full depth, {row['int_exit']:.2%} with exit "
                   f"(float {row['float_full']:.2%}); {row['digital_params']:,} digital parameters, "
-                  f"{row['macs_per_sample']:,.0f} MACs / sample; trained in {row['train_seconds']:.0f} s", flush=True)
+                  f"{row['macs_per_sample']:,.0f} MACs / sample; trained in {row['train_seconds']:.0f} s"
+                  + (f"; {row['energy_uj']:.2f} uJ / sample ({row['physical_uj']:.3f} at the port)"
+                     if "energy_uj" in row else ""), flush=True)
     print("\n| data | design | digital layers (fan-in -> width) | digital params | integer full depth | with exit | "
-          "float | MACs / sample (exit) | P calls / sample | scored layers |")
-    print("| --- " * 10 + "|")
+          "float | MACs / sample (exit) | P calls / sample | scored layers | uJ / sample (exit) | of it at the port |")
+    print("| --- " * 12 + "|")
     for r in rows:
         shape = ", ".join(f"{a}->{b}" for a, b in zip(r["fan_in"], r["layers"]))
+        en = f"{r['energy_uj']:.2f} | {r['physical_uj']:.3f}" if "energy_uj" in r else "- | -"
         print(f"| {r['dataset']} | {r['design']} | {shape} | {r['digital_params']:,} | {r['int_full']:.2%} | "
               f"{r['int_exit']:.2%} | {r['float_full']:.2%} | {r['macs_per_sample']:,.0f} | {r['p_calls_per_sample']:.1f} | "
-              f"{r['scored_layers']} |")
+              f"{r['scored_layers']} | {en} |")
     if args.json:
         atomic_write_text(args.json, json.dumps({"physical": spec.canonical(), "rows": rows}, indent=2) + "\n")
     return 0

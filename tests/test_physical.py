@@ -71,10 +71,9 @@ def test_config_carries_the_spec_and_old_configs_keep_their_hash():
         AccelConfig(inputs=20, layers=(5,), classes=3, abits=1, neuron="bsff", physical="random:")
 
 
-def test_the_engine_refuses_physical_layers_and_runs_the_cosine():
+def test_the_engine_runs_the_cosine_and_physical_layers():
     from ffaccel.schedule import schedule
-    with pytest.raises(ConfigError, match="no external-layer port"):
-        schedule(AccelConfig(inputs=20, layers=(5,), classes=3, physical="random:"))
+    assert schedule(AccelConfig(inputs=20, layers=(5,), classes=3, physical="random:")).ports[0] is not None
     s = schedule(AccelConfig(inputs=20, layers=(5, 4), classes=3, goodness="cos"))
     assert [p for p, _ in s.layer_phases(0)] == ["norm", "stream", "flush", "cos", "exit"]
     assert [p for p, _ in s.layer_phases(1)] == ["stream", "flush", "cos", "exit"]
@@ -311,7 +310,7 @@ def test_dse_space_refuses_physical_layers_before_any_work_and_takes_the_cosine(
     from ffaccel.errors import FFAccelError
     sp = tmp_path / "s.toml"
     sp.write_text('[workload]\ndataset = "digits"\n[base]\nphysical = "random:"\n[axes]\nk = [1.0]\n')
-    with pytest.raises(FFAccelError, match="no engine port"):
+    with pytest.raises(FFAccelError, match="explores digital designs"):
         load_space(sp)
     sp.write_text('[workload]\ndataset = "digits"\n[base]\nmode = "mp"\n[axes]\ngoodness = ["sq", "cos"]\n')
     assert load_space(sp).axes["goodness"] == ["sq", "cos"]
@@ -335,8 +334,10 @@ def test_stack_built_from_the_config_matches_its_blocks():
     assert st.layers[0] is None and (st.layers[1].n_in, st.layers[1].n_out) == (5, 9)
     assert prepare(cfg) == cfg
     qm = QuantModel.random(cfg, np.random.default_rng(0))
+    assert qm.physical.layers[1].n_out == 9                 # a random model runs with its config's P
+    bare = QuantModel(cfg, qm.weights, qm.biases, qm.heads, qm.head_biases)
     with pytest.raises(ValueError, match="needs `physical`"):
-        GoldenModel(qm).run(np.zeros((1, 20), dtype=np.int64))
+        GoldenModel(bare).run(np.zeros((1, 20), dtype=np.int64))
 
 
 # ---------------------------------------------------------------- the studies

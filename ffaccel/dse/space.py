@@ -69,7 +69,9 @@ RECIPE_AXIS = "recipe."
 FIXED_KEYS = {"layers": "set layers in [workload] (or as an axis)", "inputs": "the data set fixes inputs",
               "classes": "the data set fixes classes", "schema": "an internal key",
               "exit_k": "the exit knob is the axis k",
-              "physical": "physical layers have no engine port yet: the DSE cannot evaluate them"}
+              "physical": "the DSE explores digital designs: a physical layer's noise and drift make its "
+                          "accuracy differ from run to run, so its points would not reproduce (train, eval, "
+                          "verify, perf and energy take --physical)"}
 STRATEGY_KEYS = ("kind", "objectives", "trials", "fidelity", "keep")
 #: The point key of a design's rung under multi-fidelity search: its training epochs.
 FIDELITY_KEY = "fidelity_epochs"
