@@ -93,6 +93,7 @@ class Issue(wiring.Component):
             m.d.comb += pos.eq(cmd.k)
         m.d.comb += [new_word.eq(cmd.valid & (cmd.fresh if skip else (pos % C == 0) | cmd.first)),
                      self.raddr.eq(pos // C + act_base)]
+        self._in_image_cmd = self._in_image(m, cmd.k, cmd.tag, "in_image_cmd")
         for st in range(2):
             for b in range(s.banks):
                 m.d.comb += self.ren[st][b].eq(new_word & (cmd.tag.src == st) & self._needed(b))
@@ -128,6 +129,7 @@ class Issue(wiring.Component):
             m.d.sync += self.w[c].eq(lane)
         m.d.sync += [self.valid.eq(p2.valid), self.first.eq(p2.first), self.last.eq(p2.last)]
         enables = []
+        self._in_image_p2 = self._in_image(m, p2.k, p2.tag, "in_image_p2")
         real = p2.valid & ~p2.zero if skip else p2.valid      # an empty entry has operand 0
         for r in range(s.live_rows):                # (rows beyond: x and row_en stay 0)
             x, en = self._operand(m, r)
@@ -156,7 +158,7 @@ class Issue(wiring.Component):
         s, cfg, tag = self.sched, self.sched.cfg, self.cmd.tag
         if cfg.mode == "op":
             return self._live(b)
-        in_image = self.cmd.k < self._image_end(tag)
+        in_image = self._in_image_cmd
         NC, R = cfg.classes, cfg.rows
         if b < s.batch_size:                    # a sample's image (layer 1)
             if s.share:
@@ -169,10 +171,17 @@ class Issue(wiring.Component):
         group = (tag.grp == b // R) if s.copy_groups > 1 else 1
         return Mux(in_image, image, group & self._live(s.sample_of(b)))
 
-    def _image_end(self, tag):
-        """The pass's leading inputs that are the embedded sample (``PassPlan.image_end``:
-        layer 1, up to a physical block's answer)."""
-        return pass_field(self.sched, "image_end", range(self.sched.max_stream + 1), tag.layer, tag.head)
+    def _in_image(self, m: Module, k, tag, name: str):
+        """Whether input ``k`` of the pass is the embedded sample (``PassPlan.image_end``:
+        layer 1's inputs, up to a physical block's answer); one signal for every row and
+        bank (without physical layers: layer 1's pass)."""
+        s = self.sched
+        sig = Signal(name=name)
+        if any(s.ports):
+            m.d.comb += sig.eq(k < pass_field(s, "image_end", range(s.max_stream + 1), tag.layer, tag.head))
+        else:
+            m.d.comb += sig.eq((tag.layer == 0) & ~tag.head)
+        return sig
 
     def _lane(self, word, r: int):
         cfg = self.sched.cfg
@@ -184,8 +193,7 @@ class Issue(wiring.Component):
         rdata = self._rd
         R, NC, A = cfg.rows, cfg.classes, cfg.abits
         x = Signal(unsigned(A), name=f"x{r}")
-        in_image = Signal(name=f"in_image{r}")
-        m.d.comb += in_image.eq(p1.k < self._image_end(p1.tag))
+        in_image = self._in_image_p2
         if cfg.mode == "op":
             word = Mux(self._src[r], rdata[1][r], rdata[0][r])
             m.d.comb += x.eq(Mux(in_image & (p1.k < NC), cfg.neutral_value, self._lane(word, r)))
