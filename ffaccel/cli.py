@@ -79,7 +79,8 @@ _CONFIG_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "--mode": ("mode", str, "inference mode: mp (multi-pass) or op (one-pass)"),
     "--exit-policy": ("exit_policy", str, "early exit rule: max, margin or none"),
     "--exit-head": ("exit_head", str, "OP exit heads: learned, lls (sin basis) or lls-square (generated on chip)"),
-    "--neuron": ("neuron", str, "units: relu (default) or bsff (binary stochastic; abits follows --bsff-k "
+    "--neuron": ("neuron", str, "units: relu (default), abs (|z|, saturated like relu) or bsff (binary "
+                                "stochastic; abits follows --bsff-k "
                                 "unless given)"),
     "--bsff-k": ("bsff_k", strict_int, "BSFF: units tied to one weight row, 1..4 (default 1)"),
     "--bsff-seed": ("bsff_seed", strict_int, "BSFF: seed of the engine's random source, 1..2**32-1 (default 1)"),

@@ -35,7 +35,7 @@ WEIGHT_MEMS = ("sram", "dram")
 # Neuron types: real-valued ReLU units, or binary stochastic units (BSFF; Jaiswal, Datta
 # and Makin, arXiv 2507.06461): ``bsff_k`` units tied to one weight row, each with its own
 # bias, fire with probability sigmoid(z + b_k); a unit's output is the count that fired.
-NEURONS = ("relu", "bsff")
+NEURONS = ("relu", "bsff", "abs")
 BSFF_FIELDS = ("neuron", "bsff_k", "bsff_seed")
 BSFF_K_RANGE = (1, 4)
 #: BSFF: the sigmoid table covers pre-activations in [-BSFF_ZRANGE, BSFF_ZRANGE)
@@ -211,7 +211,9 @@ class AccelConfig:
     Results carry the sample's row in the batch (docs/architecture.md, "Batching"). OP
     batches ``rows`` samples already (one per row): 1 there."""
     neuron: str = "relu"
-    """``relu``: h = clamp(z, 0, amax). ``bsff``: binary stochastic units (docs/architecture.md,
+    """``relu``: h = clamp(z, 0, amax). ``abs``: h = min(|z|, amax), unsigned like ReLU's
+    output but never dead (behind a physical layer ReLU units die under the cosine loss:
+    docs/results.md, "Physical layers"). ``bsff``: binary stochastic units (docs/architecture.md,
     "Binary stochastic FF"): each output is the count of ``bsff_k`` tied units that fire,
     unit k with probability sigmoid(z + b_k), drawn from the engine's random source; the
     array adds a weight where the input is non-zero instead of multiplying."""
@@ -315,7 +317,7 @@ class AccelConfig:
                 raise ConfigError(str(e)) from None
             object.__setattr__(self, "physical", canon)
             if self.bsff:
-                raise ConfigError("physical layers take ReLU digital layers (neuron='relu'); "
+                raise ConfigError("physical layers take ReLU or |z| digital layers (neuron='relu' or 'abs'); "
                                   "BSFF with physical layers is not supported")
             if self.zero_skip:
                 raise ConfigError("physical layers with zero skipping are not supported (the port writes P's "
@@ -327,7 +329,8 @@ class AccelConfig:
         object.__setattr__(self, "physical_pj", float(self.physical_pj))
         if self.goodness == "cos":
             if self.bsff:
-                raise ConfigError("goodness='cos' takes ReLU layers (BSFF's goodness is its count of firing units)")
+                raise ConfigError("goodness='cos' takes ReLU or |z| layers (BSFF's goodness is its count of firing "
+                                  "units)")
             # d * m * k_l of intops.cos_goodness in 63 bits: |d| <= ||r|| sqrt(n) amax
             worst = max(math.isqrt(n) + 1 for n in self.layers) * self.amax * max(
                 rsqrt_table(self.rsqrt_frac, self.rsqrt_index)) << (COS_KFRAC + 1)
@@ -691,7 +694,7 @@ class AccelConfig:
         for f in dataclasses.fields(self):
             if not f.init:
                 continue
-            if f.name in BSFF_FIELDS and not self.bsff:
+            if f.name in BSFF_FIELDS and not self.bsff and not (f.name == "neuron" and self.neuron != "relu"):
                 continue        # ReLU configs serialise (and hash) as before the BSFF fields
             if f.name in OPTIONAL_FIELDS and getattr(self, f.name) == OPTIONAL_FIELDS[f.name] \
                     and not (f.name == "goodness" and self.physical):   # (--physical implies cos)
@@ -761,7 +764,7 @@ class AccelConfig:
     def summary(self) -> str:
         return (f"{self.inputs}-{format_layers(self.layers)}-{self.classes} {self.mode.upper()} "
                 f"{self.rows}x{self.cols} W{self.wbits}A{self.abits} acc{self.accbits}"
-                + (f" BSFF k={self.bsff_k}" if self.bsff else "")
+                + (f" BSFF k={self.bsff_k}" if self.bsff else "") + (" |z| units" if self.neuron == "abs" else "")
                 + (f" goodness={self.goodness}" if self.goodness != "sq" else "")
                 + (f" physical={self.physical}" if self.physical else ""))
 

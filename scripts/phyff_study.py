@@ -10,6 +10,8 @@ data set, with the default recipe, cached trainings:
 * physical, compressive: P narrows each block's input to ``--compress`` outputs, so the
   digital layers are smaller
 * digital with about the compressive design's digital parameters (``784-2xV``)
+* the two designs with P in front of each layer again with |z| units (``--neuron abs``)
+  instead of ReLU
 
 and reports integer (golden model) accuracy at full depth and with LightFF's exit, float
 accuracy, digital parameters, digital MACs per sample (with exit), P's calls per
@@ -73,6 +75,10 @@ def designs(ds, width: int, compress: int, spec: str) -> list[tuple[str, AccelCo
                                                physical=spec + ("" if spec.endswith(":") else ",") + "at=2-2")),
         (f"physical, P to {compress}", comp),
         ("digital cos, same params", AccelConfig(**base, layers=(v, v), goodness="cos")),
+        # |z| units instead of ReLU behind P (ReLU units die there under the cosine loss)
+        ("physical, |z| units", AccelConfig(**base, layers=(width, width), physical=spec, goodness="cos",
+                                            neuron="abs")),
+        (f"physical, P to {compress}, |z| units", comp.replace(neuron="abs")),
     ]
 
 

@@ -117,7 +117,8 @@ def _earlier_outputs(cli, d, digits_ckpt):
     }
 
 
-@pytest.mark.parametrize("fault", ["full", "readonly"])
+# (the read-only variant under -m slow: the full one goes through the same writers)
+@pytest.mark.parametrize("fault", ["full", pytest.param("readonly", marks=pytest.mark.slow)])
 def test_every_writer_on_a_full_or_read_only_fs(tmp_path, fs, cli, digits_ckpt, monkeypatch, fault):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FFACCEL_CACHE", str(tmp_path / "cache"))

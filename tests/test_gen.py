@@ -110,7 +110,8 @@ def test_gen_replaces_the_whole_output_set(tmp_path, digits_ckpt, cli):
 
 
 @pytest.mark.fault
-@pytest.mark.parametrize("fault", ["enospc", "interrupt"])
+# (the interrupt variant under -m slow: tests/test_reliability.py kills gen at random points by default)
+@pytest.mark.parametrize("fault", ["enospc", pytest.param("interrupt", marks=pytest.mark.slow)])
 def test_gen_fault_mid_write_leaves_the_folder_as_it_was(tmp_path, cli, monkeypatch, fault):
     """Out of space (ENOSPC on the second file) or an interrupt half-way: the earlier output
     set is intact and consistent, no temporary folder is left, one line and exit 2 (130 for

@@ -43,6 +43,8 @@ def ref_layer(cfg, w, b, x: list[int], layer: int, key: int = 0) -> list[int]:
     if cfg.neuron == "bsff":
         return [ref_fire(cfg, ref_shift(a * m, shift), [int(v) for v in bb], ref_hash(key, j))
                 for j, (a, bb) in enumerate(zip(acc, b))]
+    if cfg.neuron == "abs":
+        return [min(cfg.amax, abs(ref_shift(a * m, shift) + int(bb))) for a, bb in zip(acc, b)]
     return [min(cfg.amax, max(0, ref_shift(a * m, shift) + int(bb))) for a, bb in zip(acc, b)]
 
 
@@ -169,7 +171,7 @@ def configs(draw):
                        afrac=afrac, rsqrt_frac=rfrac, rsqrt_index=draw(st.integers(2, 8)), wfrac=wfrac,
                        hfrac=hfrac, lfrac=lfrac, mode=draw(st.sampled_from(["mp", "op"])),
                        exit_policy=draw(st.sampled_from(["max", "margin", "none"])),
-                       label_share=draw(st.booleans()))
+                       label_share=draw(st.booleans()), neuron=draw(st.sampled_from(["relu", "abs"])))
 
 
 def with_thresholds(qm: QuantModel, x: np.ndarray, rng) -> QuantModel:

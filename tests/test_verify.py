@@ -122,9 +122,9 @@ CASES = {
 }
 #: P's stall probability in the physical cases (0: a fixed latency, the cycles exact)
 PORT_STALLS = {"mp_phys_concat": 0.3, "op_phys_between": 0.0}
-VERILATOR_CASES = ["op_bsff_k3", "mp_batch_share_skip"]
+VERILATOR_CASES = ["mp_batch_share_skip"]
 # the other cases run on Verilator with -m slow (every case runs on Icarus by default)
-VERILATOR_SLOW_CASES = ["mp_phys_concat", "op_phys_between", "mp_cos_batch_groups", "mp_bsff_k1_skip", "mp_groups_share", "op_margin", "mp_noshare_margin", "op_lls_sin", "mp_zero_skip_noshare", "op_zero_skip",
+VERILATOR_SLOW_CASES = ["op_bsff_k3", "mp_phys_concat", "op_phys_between", "mp_cos_batch_groups", "mp_bsff_k1_skip", "mp_groups_share", "op_margin", "mp_noshare_margin", "op_lls_sin", "mp_zero_skip_noshare", "op_zero_skip",
                         "mp_batch_groups", "mp_batch8_skip"]
 # (case, stall probability): stalls vary so timing independence is exercised too
 STALLS = {"mp_groups_share": 0.3, "op_margin": 0.4, "mp_noshare_margin": 0.2, "mp_one_layer_rows1": 0.0,
@@ -281,8 +281,14 @@ def test_every_fault_has_a_case():
     assert set(FAULT_CASES) == set(FAULTS) and len(FAULTS) >= 6
 
 
+#: faults that the default run also catches in the Amaranth simulator (tests/test_engine.py,
+#: tests/test_port.py): the cocotb bench checks them under -m slow only
+AMARANTH_CAUGHT = ("cos_ref_lane", "cos_rounding", "port_answer_addr")
+
+
 @needs_icarus
-@pytest.mark.parametrize("fault", sorted(FAULT_CASES))
+@pytest.mark.parametrize("fault", [pytest.param(f, marks=pytest.mark.slow) if f in AMARANTH_CAUGHT else f
+                                   for f in sorted(FAULT_CASES)])
 def test_bench_catches_injected_faults(fault):
     from ffaccel.sim.runner import verify
     qm, x = fault_samples(fault)

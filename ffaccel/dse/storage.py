@@ -32,6 +32,17 @@ from .optuna_compat import rdb_engine
 
 HEARTBEAT_S = 10
 CONNECT_TIMEOUT_S = 10
+
+
+def connect_timeout() -> int:
+    """PostgreSQL's connect timeout in seconds: ``CONNECT_TIMEOUT_S``, or
+    ``$FFACCEL_PG_CONNECT_TIMEOUT`` (1..600) for a slow network or an impatient test."""
+    v = os.environ.get("FFACCEL_PG_CONNECT_TIMEOUT")
+    if v is None:
+        return CONNECT_TIMEOUT_S
+    if not v.isdigit() or not 1 <= int(v) <= 600:
+        raise FFAccelError(f"FFACCEL_PG_CONNECT_TIMEOUT={v!r} out of range (allowed: 1..600 seconds)")
+    return int(v)
 STATEMENT_TIMEOUT_S = 120
 SQLITE_BUSY_TIMEOUT_S = 120
 LOCK_WAIT_S = 600
@@ -116,7 +127,7 @@ def open_storage(url: str):
         return storage
     kw = {"pool_pre_ping": True}
     if url.startswith("postgresql"):
-        kw["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S,
+        kw["connect_args"] = {"connect_timeout": connect_timeout(),
                               "options": f"-c statement_timeout={STATEMENT_TIMEOUT_S * 1000}"}
     for attempt in range(3):
         try:

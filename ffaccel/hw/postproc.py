@@ -48,7 +48,7 @@ class PostProc(wiring.Component):
     - C1: ``prod + 2**(shift-1)`` (the rounding term of ``rshr``);
     - C2: that ``>> shift`` (the barrel shift);
     - C3: ``z = `` that ``+ bias`` (BSFF: one sum per tied unit, each with its own bias);
-    - C4: layers clamp ``z`` to ``0..amax`` (BSFF: :meth:`fire`, the count of tied units
+    - C4: layers clamp ``z`` to ``0..amax`` (``neuron='abs'``: ``|z|`` saturated at ``amax``; BSFF: :meth:`fire`, the count of tied units
       whose sigmoid-table probability exceeds their byte of the ``RandomSource`` word
       ``u``); heads pass ``z`` on as a logit increment (``logit``, added by the
       accumulators);
@@ -199,6 +199,11 @@ class PostProc(wiring.Component):
         # a comparator's carry chain across z's width)
         if cfg.bsff:
             m.d.sync += [h[c].eq(self.fire(zk[c], self.u[c])) for c in range(C)]
+        elif cfg.neuron == "abs":
+            # |z| units: the negation before the saturation (|z| >= 0: no sign to test)
+            za = [Signal(signed(pb + 4), name=f"za{c}") for c in range(C)]
+            m.d.comb += [za[c].eq(Mux(z[c][-1], -z[c], z[c])) for c in range(C)]
+            m.d.sync += [h[c].eq(Mux(za[c][A:].any(), cfg.amax, za[c][:A])) for c in range(C)]
         else:
             m.d.sync += [h[c].eq(Mux(z[c][-1], 0, Mux(z[c][A:].any(), cfg.amax, z[c][:A]))) for c in range(C)]
         m.d.sync += [inc[c].eq(z[c]) for c in range(C)]

@@ -24,8 +24,10 @@ def cache_dir() -> Path:
 def cache_key(ds, cfg: AccelConfig, recipe: TrainRecipe) -> str:
     """The network, the whole recipe, the training algorithm and the data's hash; with
     quantisation-aware fine-tuning also the weight width it trains for."""
-    # (a ReLU network's key leaves out the BSFF fields: the keys from before them stay valid)
-    net = {k: getattr(cfg, k) for k in NETWORK_FIELDS if (cfg.bsff or k not in BSFF_FIELDS)
+    # (a ReLU network's key leaves out the BSFF fields: the keys from before them stay valid;
+    # other units than ReLU name themselves)
+    net = {k: getattr(cfg, k) for k in NETWORK_FIELDS
+           if (cfg.bsff or k not in BSFF_FIELDS or (k == "neuron" and cfg.neuron != "relu"))
            and getattr(cfg, k) != OPTIONAL_FIELDS.get(k, object())}
     if cfg.bsff:
         net["abits"] = cfg.abits                      # the input coding follows the count's width

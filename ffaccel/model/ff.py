@@ -159,7 +159,11 @@ class FFNet(torch.nn.Module):
     def layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.bsff:
             return self.activate(i, F.linear(_normalise(x), self.weight(i)))
-        return F.relu(F.linear(_normalise(x), self.weight(i), self.layers[i].bias))
+        return self.unit(F.linear(_normalise(x), self.weight(i), self.layers[i].bias))
+
+    def unit(self, z: torch.Tensor) -> torch.Tensor:
+        """The real-valued units: ReLU, or |z| (``neuron='abs'``)."""
+        return z.abs() if self.cfg.neuron == "abs" else F.relu(z)
 
     def fire_prob(self, i: int, z: torch.Tensor) -> torch.Tensor:
         """BSFF: the firing probability (..., n, k) of the tied units of layer ``i`` from its
@@ -167,10 +171,10 @@ class FFNet(torch.nn.Module):
         return torch.sigmoid(z[..., None] + self.layers[i].bias)
 
     def activate(self, i: int, z: torch.Tensor) -> torch.Tensor:
-        """Layer ``i``'s output from its normalised pre-activation without bias: ReLU, or
+        """Layer ``i``'s output from its normalised pre-activation without bias: ReLU or |z|, or
         the count of BSFF tied units that fire (sampled with the torch generator)."""
         if not self.cfg.bsff:
-            return F.relu(z + self.layers[i].bias)
+            return self.unit(z + self.layers[i].bias)
         return torch.bernoulli(self.fire_prob(i, z)).sum(-1)
 
     def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:

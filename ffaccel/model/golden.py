@@ -150,7 +150,7 @@ class GoldenModel:
         return np.rint(x.astype(np.float64) @ w64_t).astype(np.int64)
 
     def postprocess(self, acc: np.ndarray, g_in: np.ndarray, layer: int, key: np.ndarray | None = None) -> np.ndarray:
-        """Bias, postponed normalisation, ReLU, requantise, saturate. ``acc`` (..., n_out),
+        """Bias, postponed normalisation, ReLU (or |z|), requantise, saturate. ``acc`` (..., n_out),
         ``g_in`` (...) the goodness of the layer's input; returns activation codes. BSFF:
         ``key`` (...) the random source's first word of each copy (:func:`bsff_key`), and
         the output is the count of tied units that fire."""
@@ -158,6 +158,8 @@ class GoldenModel:
         m, s = rsqrt(g_in, cfg.rsqrt_frac, cfg.rsqrt_index)
         shift = cfg.rsqrt_frac + s + cfg.wfrac[layer] - cfg.afrac
         z = rshr(acc * m[..., None], shift[..., None])
+        if cfg.neuron == "abs":
+            return np.minimum(np.abs(z + self.qm.biases[layer]), cfg.amax)
         if not cfg.bsff:
             return np.clip(z + self.qm.biases[layer], 0, cfg.amax)
         return bsff_fire(cfg, z, self.qm.biases[layer], key)
