@@ -525,6 +525,7 @@ keep = 0.25
 """
 
 
+@pytest.mark.slow
 def test_multi_fidelity_trains_the_promoted_designs_longer(tmp_path, env):
     """Successive halving: every design at 1 epoch (4 networks: 2 shapes x 2 widths, QAT
     trains per width), then the best quarter (whole non-dominated fronts first) at 4

@@ -177,6 +177,7 @@ def test_recall_and_balanced_accuracy():
     assert balanced_accuracy(lab, y, 4) == pytest.approx((0.75 + 0.5 + 0.0) / 3)
 
 
+@pytest.mark.slow
 def test_train_cli_reports_recall_on_wfdb_records(tmp_path):
     rng = np.random.default_rng(0)
     for i, name in enumerate(("ra", "rb", "rc")):

@@ -166,7 +166,7 @@ def test_gen_killed_at_random_points_leaves_one_consistent_set(tmp_path):
     assert subprocess.run(base + ["--layers", "2x64"], capture_output=True).returncode == 0
     rng = random.Random(13)
     seen = set()
-    for i, sig in enumerate([signal.SIGINT, signal.SIGTERM, signal.SIGKILL] * 3):
+    for i, sig in enumerate([signal.SIGINT, signal.SIGTERM, signal.SIGKILL] * 2):
         layers = "3x48" if i % 2 == 0 else "2x64"
         p = subprocess.Popen(base + ["--layers", layers], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(0.3, 3.0))

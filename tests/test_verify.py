@@ -174,10 +174,18 @@ def _check(name, sim, seed):
     return out
 
 
+#: cases the default run leaves to `-m slow` on Icarus too (each feature they exercise is
+#: also in a default case here and in tests/test_engine.py's random matrix, on the same RTL)
+ICARUS_SLOW_CASES = ("mp_noshare_margin", "mp_one_layer_rows1", "op_three_layers", "op_rows1_noexit",
+                     "mp_margin_groups", "op_cols1", "op_lls_square", "op_skip_last", "mp_zero_skip_noshare",
+                     "op_zero_skip_lls", "mp_batch8_skip", "mp_bsff_k4_groups")
+
+
 @needs_icarus
 # (a second seed of every case, other weights and inputs on the same build: `-m slow`)
 @pytest.mark.parametrize("seed", [11, pytest.param(12, marks=pytest.mark.slow)])
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ICARUS_SLOW_CASES else n
+                                  for n in CASES])
 def test_icarus_matches_golden(name, seed):
     _check(name, "icarus", seed=seed)
 
@@ -284,10 +292,14 @@ def test_every_fault_has_a_case():
 #: faults that the default run also catches in the Amaranth simulator (tests/test_engine.py,
 #: tests/test_port.py): the cocotb bench checks them under -m slow only
 AMARANTH_CAUGHT = ("cos_ref_lane", "cos_rounding", "port_answer_addr")
+#: and these under -m slow as well (the default run keeps a fault in every unit kind:
+#: post-processing, controller, exit comparator, drain, accumulators, non-zero map, port)
+SLOW_FAULTS = AMARANTH_CAUGHT + ("probe_tile", "lls_phase_restart", "skip_map_stale", "exited_groups_streamed",
+                                 "skip_batch_map", "bsff_epoch_frozen")
 
 
 @needs_icarus
-@pytest.mark.parametrize("fault", [pytest.param(f, marks=pytest.mark.slow) if f in AMARANTH_CAUGHT else f
+@pytest.mark.parametrize("fault", [pytest.param(f, marks=pytest.mark.slow) if f in SLOW_FAULTS else f
                                    for f in sorted(FAULT_CASES)])
 def test_bench_catches_injected_faults(fault):
     from ffaccel.sim.runner import verify
