@@ -147,10 +147,10 @@ class ExternalPort(wiring.Component):
         sq_valid = (sent & concat) | got
         sq_first = Mux(sent, pidx == 0, (widx == 0) & ~concat)
         sq = [Signal(unsigned(2 * A), name=f"psq{c}") for c in range(C)]
-        v1, f1, v2 = Signal(), Signal(), Signal()
+        v1, f1 = Signal(), Signal()
         m.d.sync += [sq[c].eq(lut_mul(sq_word[c * A:(c + 1) * A], sq_word[c * A:(c + 1) * A])) for c in range(C)]
         m.d.sync += [v1.eq(sq_valid), f1.eq(sq_first)]
-        m.d.sync += [self.g.valid.eq(v1), self.g.first.eq(f1), self.g.cp.eq(cp), self.g.sum.eq(sum(sq)), v2.eq(v1)]
+        m.d.sync += [self.g.valid.eq(v1), self.g.first.eq(f1), self.g.cp.eq(cp), self.g.sum.eq(sum(sq))]
         # ---- the tail: the last answer word's goodness goes out (2 cycles), then done
         tail = Signal(range(3))
         with m.If(phase == 3):
