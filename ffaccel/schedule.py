@@ -162,11 +162,10 @@ class MemoryMap:
                 "bias_lane": "word bbase[l] + t, lane c = b[t*cols + c]"}
 
 
-def _memory_map(cfg: AccelConfig, rows_in: tuple[int, ...]) -> MemoryMap:
-    """The weight and bias memory map; ``rows_in``: each layer's inputs (weight rows)."""
+def _memory_map(cfg: AccelConfig) -> MemoryMap:
     tiles = tuple(ceil_div(n, cfg.cols) for n in cfg.layers)
     wbase, bbase, acc, bacc = [], [], 0, 0
-    for t, n_in in zip(tiles, rows_in):
+    for t, n_in in zip(tiles, cfg.fan_in):
         wbase.append(acc)
         acc += t * n_in
         bbase.append(bacc)
@@ -272,9 +271,13 @@ class PortPlan:
     concat: bool
     out_words: int
     in_words: int
-    pbase: int
     src: int
     embedded: bool
+
+    @property
+    def pbase(self) -> int:
+        """The bank word where P's answer starts: the one after ``u``'s last."""
+        return self.out_words
 
     def copy_cycles(self, latency: int, fixed: int) -> int:
         """Cycles of one copy's transfer with a P of ``latency`` cycles that is always ready
@@ -301,7 +304,7 @@ def _port(cfg: AccelConfig, layer: int) -> PortPlan | None:
     if not b.physical:
         return None
     wu, wp = ceil_div(b.n_u, cfg.cols), ceil_div(b.n_p, cfg.cols)
-    return PortPlan(layer, b.n_u, b.n_p, b.concat, wu, wp, wu, layer % 2, layer == 0)
+    return PortPlan(layer, b.n_u, b.n_p, b.concat, wu, wp, layer % 2, layer == 0)
 
 
 # ---------------------------------------------------------------------------- passes
@@ -700,7 +703,7 @@ def _build(cfg: AccelConfig) -> Schedule:
     R, C, NC = cfg.rows, cfg.cols, cfg.classes
     mp = cfg.mode == "mp"
     ports = tuple(_port(cfg, l) for l in range(cfg.n_layers))
-    mm = _memory_map(cfg, cfg.fan_in)
+    mm = _memory_map(cfg)
     NCB = cfg.batch_copies                  # MP: the label copies of the batch
     G = ceil_div(NCB, R) if mp else 1
     group_rows = tuple([R] * (G - 1) + [NCB - (G - 1) * R]) if mp else (R,)
