@@ -33,6 +33,22 @@ def port_goodness_layout(sched: Schedule) -> data.StructLayout:
                               "sum": unsigned(sched.cfg.goodness_reg_bits)})
 
 
+def word_codes(word: int, cols: int, abits: int) -> list[int]:
+    """The ``cols`` unsigned codes of an activation word (lane 0 in the low bits): what a
+    port word, a bank word or a probe beat carries."""
+    m = (1 << abits) - 1
+    return [(word >> (c * abits)) & m for c in range(cols)]
+
+
+def answer_words(sched: Schedule, layer: int, codes) -> list[int]:
+    """P's answer ``codes`` (``n_p`` of them) as the ``in_words`` port words of the block
+    in front of ``layer``, lanes past ``n_p`` 0 (a bench's P sends these)."""
+    cfg, port = sched.cfg, sched.ports[layer]
+    C, A = cfg.cols, cfg.abits
+    padded = [int(v) for v in codes] + [0] * (port.in_words * C - port.n_p)
+    return [sum(v << (c * A) for c, v in enumerate(padded[w * C:(w + 1) * C])) for w in range(port.in_words)]
+
+
 class ExternalPort(wiring.Component):
     """One copy at a time (``start`` with ``cp``, the controller's current ``layer``):
 

@@ -15,6 +15,7 @@ from amaranth.sim import Simulator
 from ..model.golden import QuantModel
 from .engine import Engine
 from .images import build_images
+from .port import answer_words, word_codes
 
 from .generate import MEMORY_PORTS
 
@@ -135,11 +136,6 @@ def _p_model(dut, sched, physical, port_latency, port_stall: float, seed: int, d
     cfg = sched.cfg
     rng = np.random.default_rng(seed)
     lat = cfg.port_latency if port_latency is None else port_latency
-    A, C = cfg.abits, cfg.cols
-
-    def codes(word):
-        return [(word >> (c * A)) & cfg.amax for c in range(C)]
-
     async def process(ctx):
         while True:
             words, layer, copy = [], None, None
@@ -148,7 +144,7 @@ def _p_model(dut, sched, physical, port_latency, port_stall: float, seed: int, d
                 _, _, v, r, pl = await ctx.tick().sample(dut.port_out.valid, dut.port_out.ready,
                                                          dut.port_out.payload)
                 if v and r:
-                    words += codes(pl.data)
+                    words += word_codes(pl.data, cfg.cols, cfg.abits)
                     layer, copy = int(pl.layer), int(pl.copy)
                     if pl.last:
                         break
@@ -161,13 +157,12 @@ def _p_model(dut, sched, physical, port_latency, port_stall: float, seed: int, d
             wait = lat if not port_stall else int(rng.integers(lat, 4 * lat + 1))
             for _ in range(wait - 1):
                 await ctx.tick()
-            padded = answer + [0] * (port.in_words * C - port.n_p)
-            for w in range(port.in_words):
+            for word in answer_words(sched, layer, answer):
                 while port_stall and rng.random() < port_stall:
                     ctx.set(dut.port_in.valid, 0)
                     await ctx.tick()
                 ctx.set(dut.port_in.valid, 1)
-                ctx.set(dut.port_in.payload, {"data": sum(v << (c * A) for c, v in enumerate(padded[w * C:(w + 1) * C]))})
+                ctx.set(dut.port_in.payload, {"data": word})
                 await ctx.tick()
             ctx.set(dut.port_in.valid, 0)
     return process

@@ -444,8 +444,8 @@ def job_budget(cfg, batches, in_stall: float, out_stall: float, port_stall: floa
 def port_job(cfg, batches, responses, port_stall: float) -> dict:
     """The bench's P (physical layers): the golden model's recorded answers (``responses``,
     per layer ``(samples, copies, n_p)``) as port words, keyed ``batch:layer:copy``."""
+    from ..hw.port import answer_words
     sched = schedule(cfg)
-    A, C = cfg.abits, cfg.cols
     answers, s0 = {}, 0
     for b, batch in enumerate(batches):
         for layer, port in enumerate(sched.ports):
@@ -454,9 +454,7 @@ def port_job(cfg, batches, responses, port_stall: float) -> dict:
             for s in range(len(batch)):
                 for c in range(cfg.copies):
                     cp = sched.copy_of(s, c) if cfg.mode == "mp" else s
-                    codes = [int(v) for v in responses[layer][s0 + s, c]] + [0] * (port.in_words * C - port.n_p)
-                    answers[f"{b}:{layer}:{cp}"] = [sum(v << (k * A) for k, v in enumerate(codes[w * C:(w + 1) * C]))
-                                                    for w in range(port.in_words)]
+                    answers[f"{b}:{layer}:{cp}"] = answer_words(sched, layer, responses[layer][s0 + s, c])
         s0 += len(batch)
     return {"answers": answers, "in_words": [p.in_words if p else 0 for p in sched.ports],
             "latency": cfg.port_latency, "stall": float(port_stall)}

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..hw.port import word_codes
+
 
 @dataclass
 class SampleOutcome:
@@ -91,16 +93,11 @@ def _check_port(cfg, x, gold, batches, requests: list, errs: dict) -> None:
         if key in seen:
             errs[i].append(f"P got copy {cp}'s layer-{layer + 1} input twice")
         seen.add(key)
-        got = [v for w in words for v in _unpack(w, cfg.cols, cfg.abits)]
+        got = [v for w in words for v in word_codes(w, cfg.cols, cfg.abits)]
         if got[:len(u)] != u or any(got[len(u):]):
             errs[i].append(f"P got layer {layer + 1} copy {cp}'s input {got[:len(u)]} != {u}")
     for key in sorted(set(want) - seen):
         errs[want[key][0]].append(f"P never got layer {key[1] + 1} copy {key[2]}'s input")
-
-
-def _unpack(word: int, cols: int, abits: int) -> list[int]:
-    m = (1 << abits) - 1
-    return [(word >> (c * abits)) & m for c in range(cols)]
 
 
 def compare(qm, x, out: dict, responses=None, exact_cycles: bool = True) -> Report:
@@ -210,7 +207,7 @@ def compare(qm, x, out: dict, responses=None, exact_cycles: bool = True) -> Repo
                 continue
             seen.add(key)
             i, vals = expected[key]
-            have = _unpack(word, C, A)
+            have = word_codes(word, C, A)
             if have != vals:
                 errs[i].append(f"layer {lay + 1} copy {cp} tile {t}: activations {have} != {vals}")
         for key in sorted(set(expected) - seen):
