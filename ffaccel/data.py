@@ -100,9 +100,17 @@ class Dataset:
     y_test: np.ndarray
     classes: int
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: (height, width) of the images the rows flatten (row-major), or None when the samples
+    #: are not images (ECG beats, a flat .npz); training's shift augmentation needs it
+    image_shape: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         d = self.x_train.shape[1] if self.x_train.ndim == 2 else -1
+        if self.image_shape is not None:
+            hw = self.image_shape
+            if (not isinstance(hw, tuple) or len(hw) != 2 or not all(isinstance(v, int) and v > 0 for v in hw)
+                    or hw[0] * hw[1] != d):
+                raise DataError(f"image_shape {hw!r} must be (height, width) with height x width = {d} inputs")
         for split in ("train", "val", "test"):
             x = getattr(self, f"x_{split}")
             y = getattr(self, f"y_{split}")
@@ -233,7 +241,8 @@ def _load_mnist(val_size: int | None) -> Dataset:
         "conversion": "uint8(rint(x * 256)) of the float32 pickle (bit-identical to the official IDX files)",
         "split_rule": "fixed split shipped in the pickle: train 50000, val 10000, test 10000",
     }
-    return _finish("mnist", arrays, prov)
+    # (the pickle's rows are flat: 784 of them are the 28x28 images)
+    return _finish("mnist", arrays, prov, image_shape=(28, 28) if arrays["x_train"].shape[1] == 784 else None)
 
 
 def _load_fashion_mnist(val_size: int | None) -> Dataset:
@@ -305,7 +314,7 @@ def _load_digits(val_size: int | None) -> Dataset:
         ),
         "val_size": val_size,
     }
-    return _finish("digits", arrays, prov)
+    return _finish("digits", arrays, prov, image_shape=(8, 8))
 
 
 def _sklearn_digits_file() -> Path | None:
@@ -507,6 +516,7 @@ def _load_idx_dir(root: Path, *, name: str, val_size: int | None, source: str = 
 
     x_train = _as_pixels(raw["x_train"], "x_train")
     y_train = _as_labels(raw["y_train"], "y_train")
+    image_shape = _image_shape(raw["x_train"], raw["x_test"])
     (x_train, y_train), (x_val, y_val), rule = _carve_val(x_train, y_train, val_size)
     arrays = {
         "x_train": x_train,
@@ -523,7 +533,7 @@ def _load_idx_dir(root: Path, *, name: str, val_size: int | None, source: str = 
         "split_rule": rule + "; test = the t10k files",
         "val_size": val_size,
     }
-    return _finish(name, arrays, prov)
+    return _finish(name, arrays, prov, image_shape=image_shape)
 
 
 # --------------------------------------------------------------------------- .npz files
@@ -583,7 +593,7 @@ def _load_npz(path: Path, *, name: str, val_size: int | None) -> Dataset:
         "split_rule": rule,
         "val_size": val_size,
     }
-    return _finish(name, arrays, prov)
+    return _finish(name, arrays, prov, image_shape=_image_shape(*(loaded[k] for k in loaded if k.startswith("x"))))
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -721,12 +731,24 @@ def _as_labels(arr: np.ndarray, key: str) -> np.ndarray:
     return np.ascontiguousarray(arr.astype(np.int64))
 
 
-def _finish(name: str, arrays: dict[str, np.ndarray], prov: dict[str, Any]) -> Dataset:
-    return finish_dataset(name, arrays, prov)
+def _finish(name: str, arrays: dict[str, np.ndarray], prov: dict[str, Any],
+            image_shape: tuple[int, int] | None = None) -> Dataset:
+    return finish_dataset(name, arrays, prov, image_shape=image_shape)
+
+
+def _image_shape(*xs: np.ndarray) -> tuple[int, int] | None:
+    """(height, width) when every split's array is (N, H, W) with the same H and W, else None
+    (rows that are not images, or splits that disagree: then they are only vectors)."""
+    shapes = {tuple(int(v) for v in x.shape[1:]) for x in xs}
+    if len(shapes) == 1:
+        (hw,) = shapes
+        if len(hw) == 2 and min(hw) > 0:
+            return hw
+    return None
 
 
 def finish_dataset(name: str, arrays: dict[str, np.ndarray], prov: dict[str, Any],
-                   classes: int | None = None) -> Dataset:
+                   classes: int | None = None, image_shape: tuple[int, int] | None = None) -> Dataset:
     """Check cross-split consistency, derive ``classes`` from the labels unless given (a
     source with a fixed class list), complete provenance, build the Dataset."""
     d = arrays["x_train"].shape[1]
@@ -746,4 +768,6 @@ def finish_dataset(name: str, arrays: dict[str, np.ndarray], prov: dict[str, Any
     provenance["splits"] = {s: int(len(arrays[f"y_{s}"])) for s in ("train", "val", "test")}
     provenance["inputs"] = int(d)
     provenance["classes"] = int(classes)
-    return Dataset(name=name, classes=classes, provenance=provenance, **arrays)
+    if image_shape is not None:
+        provenance["image_shape"] = list(image_shape)
+    return Dataset(name=name, classes=classes, provenance=provenance, image_shape=image_shape, **arrays)

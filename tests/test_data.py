@@ -104,7 +104,7 @@ def test_datasets_constant() -> None:
 def test_digits_shapes_split_and_determinism() -> None:
     ds = load_dataset("digits")
     check_invariants(ds)
-    assert ds.name == "digits" and ds.inputs == 64 and ds.classes == 10
+    assert ds.name == "digits" and ds.inputs == 64 and ds.classes == 10 and ds.image_shape == (8, 8)
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (1079, 359, 359)
     # Round-half-up of v*255/16 for v in 0..16: only these codes can appear, 0 and 255 do.
     allowed = {(v * 255 * 2 + 16) // 32 for v in range(17)}
@@ -146,6 +146,7 @@ def mnist() -> Dataset:
 def test_mnist_loads(mnist: Dataset) -> None:
     check_invariants(mnist)
     assert mnist.name == "mnist" and mnist.inputs == 784 and mnist.classes == 10
+    assert mnist.image_shape == (28, 28) and mnist.provenance["image_shape"] == [28, 28]
     assert (len(mnist.y_train), len(mnist.y_val), len(mnist.y_test)) == (50000, 10000, 10000)
     assert mnist.x_train.max() == 255 and mnist.x_test.min() == 0
     assert set(np.unique(mnist.y_test).tolist()) == set(range(10))
@@ -166,7 +167,7 @@ def test_mnist_refuses_val_size() -> None:
 def test_fashion_mnist_loads() -> None:
     ds = load_dataset("fashion-mnist")
     check_invariants(ds)
-    assert ds.name == "fashion-mnist" and ds.inputs == 784 and ds.classes == 10
+    assert ds.name == "fashion-mnist" and ds.inputs == 784 and ds.classes == 10 and ds.image_shape == (28, 28)
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (50000, 10000, 10000)
     assert set(np.unique(ds.y_val).tolist()) == set(range(10))
     assert len(ds.provenance["sha256"]) == 4
@@ -253,7 +254,7 @@ def test_idx_folder_round_trip(tmp_path: Path, gz: bool) -> None:
     ds = load_dataset(str(tmp_path / "idx"))
     check_invariants(ds)
     assert ds.name == str(tmp_path / "idx")
-    assert ds.inputs == 12 and ds.classes == 5
+    assert ds.inputs == 12 and ds.classes == 5 and ds.image_shape == (4, 3)      # the IDX dims
     flat = arrays["x_train"].reshape(40, 12)
     # No validation file: the last 20% (8) of train become validation.
     np.testing.assert_array_equal(ds.x_train, flat[:32])
@@ -368,6 +369,7 @@ def test_npz_with_val_round_trip(tmp_path: Path) -> None:
     ds = load_dataset(str(path))
     check_invariants(ds)
     assert ds.inputs == 12 and ds.classes == 4
+    assert ds.image_shape is None                  # (2, 2, 3) samples are not 2-D images
     np.testing.assert_array_equal(ds.x_train, x_tr.reshape(20, 12))
     np.testing.assert_array_equal(ds.x_val, x_va.reshape(6, 12))
     np.testing.assert_array_equal(ds.y_test, y_te)
@@ -388,6 +390,7 @@ def test_npz_without_val_and_lenient_dtypes(tmp_path: Path) -> None:
     )
     ds = load_dataset(str(path))
     check_invariants(ds)
+    assert ds.image_shape is None                  # flat rows
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (50000, 10000, 5)
     np.testing.assert_array_equal(ds.x_val, x_tr[50000:])
     ds2 = load_dataset(str(path), val_size=1)

@@ -18,7 +18,7 @@ def test_recipe_fields_carry_meaning_and_defaults():
     fields = {f.name: f for f in dataclasses.fields(TrainRecipe)}
     assert {"epochs", "min_steps", "lr", "theta", "batch", "hard_negatives", "decay", "head_epochs",
             "head_lr", "lls_temperature", "score_layers", "qat_epochs", "qat_lr", "bsff_target", "bsff_gain",
-            "cos_theta", "cos_lr", "seed", "limit"} == set(fields)
+            "cos_theta", "cos_lr", "shift", "seed", "limit"} == set(fields)
     for name, default, text, unit in TrainRecipe.describe():
         assert text and default == fields[name].default
     r = TrainRecipe()
@@ -31,7 +31,8 @@ def test_fine_tuning_fields_are_keyed_only_when_it_is_on():
     valid), whatever its qat_lr; one that fine-tunes hashes both fields."""
     r = TrainRecipe()
     assert r.key() == {k: v for k, v in r.to_dict().items()
-                       if k not in ("qat_epochs", "qat_lr", "bsff_target", "bsff_gain", "cos_theta", "cos_lr")}
+                       if k not in ("qat_epochs", "qat_lr", "bsff_target", "bsff_gain", "cos_theta", "cos_lr", "shift")}
+    assert r.replace(shift=1).key()["shift"] == 1                     # augmentation joins when on
     assert r.replace(qat_lr=0.001).key() == r.key()
     # BSFF's loss fields join the key when they leave their defaults
     assert r.replace(bsff_gain=5.0).key()["bsff_gain"] == 5.0 and "bsff_target" not in r.replace(bsff_gain=5.0).key()

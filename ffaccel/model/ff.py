@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import AccelConfig
+from .augment import shifter
 from .embed import embed_labels, embed_neutral
 from .exits import cumulative
 from .recipe import TrainRecipe
@@ -304,7 +305,8 @@ def _epochs(net: FFNet, opts: list, n: int, *, epochs: int, batch: int, rng: np.
 
 
 def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecipe, *,
-             progress: bool = True, fan_in_lr: bool = True, on_epoch=None) -> TrainLog:
+             progress: bool = True, fan_in_lr: bool = True, on_epoch=None,
+             image_shape: tuple[int, int] | None = None) -> TrainLog:
     """Layer-local FF training of all layers at once, one Adam per layer, as ``recipe`` says
     (``recipe.effective_epochs`` passes; lr, theta, batch, hard negatives, decay, seed).
 
@@ -314,17 +316,19 @@ def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecipe
     Positive = true label embedded; negative = a wrong label, drawn uniformly, or with
     probability ``hard_negatives`` the wrong label that layer 1 of the current network
     finds most plausible (Hinton's hard negatives, scored by one shared layer-1 pass).
-    Each layer only sees its detached input.
+    Each layer only sees its detached input. ``image_shape``: (height, width) of the
+    images, for the recipe's shift augmentation (``ffaccel.model.augment``).
     """
     cfg = net.cfg
     x_codes, y = recipe.subset(x_codes, y)
+    aug = shifter(recipe, image_shape)
     theta, hard_negatives = recipe.theta, recipe.hard_negatives
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
     opts = layer_optimizers(net, recipe.cos_lr if cfg.goodness == "cos" else recipe.lr, fan_in_lr)
 
     def step(idx) -> float:
-        xb, yb = x_codes[idx], y[idx]
+        xb, yb = aug(x_codes[idx]), y[idx]
         wrong = (yb + rng.integers(1, cfg.classes, size=len(yb))) % cfg.classes
         if hard_negatives > 0:
             pick = rng.random(len(yb)) < hard_negatives
@@ -379,7 +383,7 @@ def bsff_goodness(net: FFNet, i: int, x: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 def train_heads(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecipe, *,
-                progress: bool = True) -> float:
+                progress: bool = True, image_shape: tuple[int, int] | None = None) -> float:
     """OP heads: cumulative logits L_l = L_{l-1} + H_l (h_l/||h_l||), cross-entropy at every
     layer, on the neutral-label input; the FF layers stay frozen (``recipe``: head_lr,
     effective head epochs, batch, seed). Returns seconds."""
@@ -387,6 +391,7 @@ def train_heads(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRec
 
     cfg = net.cfg
     x_codes, y = recipe.subset(x_codes, y)
+    aug = shifter(recipe, image_shape, seed_offset=2)
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed + 1)
     opt = torch.optim.Adam(net.heads.parameters(), lr=recipe.head_lr)
@@ -400,7 +405,7 @@ def train_heads(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRec
         order = rng.permutation(n)
         for s in range(0, n, batch):
             idx = order[s:s + batch]
-            xb = torch.as_tensor(embed_neutral(x_codes[idx], cfg), dtype=torch.float32)
+            xb = torch.as_tensor(embed_neutral(aug(x_codes[idx]), cfg), dtype=torch.float32)
             with torch.no_grad():
                 hs = [_normalise(h) for h in net.forward_all(xb)]
             acc, loss = 0, 0
@@ -416,17 +421,18 @@ def train_heads(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRec
 
 
 def train_lls(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecipe, *,
-              progress: bool = True) -> TrainLog:
+              progress: bool = True, image_shape: tuple[int, int] | None = None) -> TrainLog:
     """Layer-local LLS training (the objective the fixed basis heads are made for): each
     layer, on its detached input, minimises the cross-entropy of its own logits
     ``B_l (h_l / ||h_l||) / temperature`` against the label, ``B_l`` the fixed basis of its
     head; the input is the neutral-label embedding, as in One-Pass inference. One Adam per
     layer with the fan-in-scaled weight step of ``layer_optimizers``; epochs, lr, batch,
-    decay, seed and the temperature from ``recipe``."""
+    decay, seed, the shift augmentation (``image_shape``) and the temperature from ``recipe``."""
     cfg = net.cfg
     if cfg.exit_head == "learned":
         raise ValueError("train_lls needs a config with LLS heads")
     x_codes, y = recipe.subset(x_codes, y)
+    aug = shifter(recipe, image_shape)
     temperature = recipe.lls_temperature
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
@@ -434,7 +440,7 @@ def train_lls(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecip
     yt_all = torch.as_tensor(y, dtype=torch.long)
 
     def step(idx) -> float:
-        x = torch.as_tensor(embed_neutral(x_codes[idx], cfg), dtype=torch.float32)
+        x = torch.as_tensor(embed_neutral(aug(x_codes[idx]), cfg), dtype=torch.float32)
         tot = 0.0
         for i, opt in enumerate(opts):
             h = net.layer(i, net.block_input(i, x))

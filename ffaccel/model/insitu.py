@@ -30,13 +30,13 @@ from .recipe import TrainRecipe
 
 
 def retrain_in_situ(net, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecipe, steps: int,
-                    rng: np.random.Generator) -> float:
-    """``steps`` optimiser steps of FF training of every layer (the recipe's loss, lr and
-    batch; no decay: the network is trained already) on fresh random training samples,
+                    rng: np.random.Generator, image_shape: tuple[int, int] | None = None) -> float:
+    """``steps`` optimiser steps of FF training of every layer (the recipe's loss, lr, batch
+    and shift; no decay: the network is trained already) on fresh random training samples,
     through the physical layers as they are now. Returns seconds."""
     idx = rng.choice(len(x_codes), size=min(len(x_codes), steps * recipe.batch), replace=False)
     small = recipe.replace(epochs=1, min_steps=0, decay=False, limit=0, seed=int(rng.integers(2 ** 31)))
-    return train_ff(net, x_codes[idx], y[idx], small, progress=False).seconds
+    return train_ff(net, x_codes[idx], y[idx], small, progress=False, image_shape=image_shape).seconds
 
 
 def _accuracy(net, qcfg, codes: np.ndarray, y: np.ndarray) -> dict:
@@ -73,7 +73,7 @@ def drift_run(net, qcfg, ds, recipe: TrainRecipe, *, drift: float, steps: int, s
         if t:
             frozen.physical.advance(step_size)
             live.physical.advance(step_size)
-            retrain_in_situ(live, xtr, ytr, recipe, retrain_steps, rng)
+            retrain_in_situ(live, xtr, ytr, recipe, retrain_steps, rng, ds.image_shape)
         row = {"step": t, "drift_steps": t * step_size,
                "frozen": _accuracy(frozen, qcfg, xte, yte), "retrained": _accuracy(live, qcfg, xte, yte)}
         rows.append(row)

@@ -20,7 +20,8 @@ from .quant import grid_frac
 from .recipe import TrainRecipe
 
 
-def fine_tune(net: FFNet, x_codes, y, recipe: TrainRecipe, wbits: int, *, progress: bool = True) -> TrainLog:
+def fine_tune(net: FFNet, x_codes, y, recipe: TrainRecipe, wbits: int, *, progress: bool = True,
+              image_shape: tuple[int, int] | None = None) -> TrainLog:
     """``recipe.qat_epochs`` passes of the layers' own training with weights rounded to
     ``wbits`` in the forward pass; leaves the weights on their grids."""
     wmax = (1 << (wbits - 1)) - 1
@@ -31,7 +32,7 @@ def fine_tune(net: FFNet, x_codes, y, recipe: TrainRecipe, wbits: int, *, progre
                        cos_lr=min(recipe.cos_lr * recipe.qat_lr / recipe.lr, 9.99))
     try:
         train = train_ff if net.cfg.exit_head == "learned" else train_lls
-        log = train(net, x_codes, y, r, progress=progress)
+        log = train(net, x_codes, y, r, progress=progress, image_shape=image_shape)
     finally:
         grids, net.wgrid = net.wgrid, None
     with torch.no_grad():

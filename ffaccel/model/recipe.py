@@ -78,7 +78,10 @@ class TrainRecipe:
                                "trained with it (PhyLL used 1e-4 and 5e-5; measured in docs/architecture.md, "
                                "'Physical layers': 0.001 let units die behind a physical layer on MNIST)",
                         "parameter units per step")
-    seed: int = _f(0, "seed of the initial weights, the shuffles and the negative labels")
+    shift: int = _f(0, "augmentation: every training image moves by a random whole number of pixels, up to N "
+                        "down or up and, independently, left or right (zero fill), drawn afresh at every step; "
+                        "image data sets only (0: off)", "pixels")
+    seed: int = _f(0, "seed of the initial weights, the shuffles, the negative labels and the shifts")
     limit: int = _f(0, "train on the first N training samples only (0: all)", "samples")
 
     def __post_init__(self) -> None:
@@ -99,6 +102,7 @@ class TrainRecipe:
         _range("batch", self.batch, 1, 1_000_000)
         _range("seed", self.seed, 0, 2 ** 32 - 1)        # numpy's legacy seeding (Optuna's samplers)
         _range("limit", self.limit, 0, 2 ** 31)
+        _range("shift", self.shift, 0, 64)
         for name in ("lr", "head_lr", "qat_lr", "cos_lr"):
             if not (math.isfinite(getattr(self, name)) and 0.0 < getattr(self, name) < 10.0):
                 raise RecipeError(f"recipe {name}={getattr(self, name)!r} out of range (allowed: 0 < {name} < 10)")
@@ -150,7 +154,7 @@ class TrainRecipe:
         if not self.qat_epochs:
             for name in QAT_FIELDS:
                 del d[name]
-        for name in BSFF_FIELDS + COS_FIELDS:    # recipes from before them keep their keys
+        for name in BSFF_FIELDS + COS_FIELDS + AUG_FIELDS:    # recipes from before them keep their keys
             if d[name] == _DEFAULTS[name]:
                 del d[name]
         return d
@@ -180,6 +184,8 @@ QAT_FIELDS = ("qat_epochs", "qat_lr")
 #: from their defaults.
 BSFF_FIELDS = ("bsff_target", "bsff_gain")
 COS_FIELDS = ("cos_theta", "cos_lr")
+#: Augmentation: in the keys only when on.
+AUG_FIELDS = ("shift",)
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainRecipe)}
 
 

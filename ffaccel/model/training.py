@@ -9,6 +9,7 @@ import torch
 
 from .checkpoint import check_compatible, load_checkpoint
 from .embed import input_codes
+from .augment import shifter
 from .exits import apply_exit, calibrate, cumulative, exit_report, select_scored
 from .ff import FFNet, train_ff, train_heads, train_lls
 from .qat import fine_tune
@@ -26,6 +27,7 @@ def fit(ds, cfg, recipe: TrainRecipe, *, threads: int = 1, init: str | None = No
     """
     if not isinstance(recipe, TrainRecipe):
         raise TypeError(f"fit: recipe must be a TrainRecipe, not {type(recipe).__name__}")
+    shifter(recipe, ds.image_shape)      # a shift asked of data that are not images: refused now
     torch.set_num_threads(threads)
     from .physical import prepare
     cfg = prepare(cfg)                   # physical layers: files pinned by hash, widths checked
@@ -40,15 +42,15 @@ def fit(ds, cfg, recipe: TrainRecipe, *, threads: int = 1, init: str | None = No
             net.set_lls_heads()          # the basis of this config, whatever the checkpoint held
     if cfg.exit_head != "learned":
         # zero-parameter LLS heads: the layers learn for the fixed basis (LLS's local loss)
-        log = train_lls(net, xtr, ytr, recipe, progress=progress)
+        log = train_lls(net, xtr, ytr, recipe, progress=progress, image_shape=ds.image_shape)
     else:
-        log = train_ff(net, xtr, ytr, recipe, progress=progress)
+        log = train_ff(net, xtr, ytr, recipe, progress=progress, image_shape=ds.image_shape)
     qat_s = 0.0
     if recipe.qat_epochs:
-        qat_s = fine_tune(net, xtr, ytr, recipe, cfg.wbits, progress=progress).seconds
+        qat_s = fine_tune(net, xtr, ytr, recipe, cfg.wbits, progress=progress, image_shape=ds.image_shape).seconds
     head_s = 0.0
     if cfg.mode == "op" and cfg.exit_head == "learned":
-        head_s = train_heads(net, xtr, ytr, recipe, progress=progress)
+        head_s = train_heads(net, xtr, ytr, recipe, progress=progress, image_shape=ds.image_shape)
 
     mask = "auto" if recipe.score_layers == "auto" else ()
     cfg, val_acc, float_rep, qm, int_rep = finish(net, cfg, ds, xtr, ytr, mask)
