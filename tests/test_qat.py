@@ -45,7 +45,9 @@ def test_forward_rounds_with_a_straight_through_gradient():
 def test_cache_key_names_the_width_only_with_qat():
     ds = load_dataset("digits")
     a, b = AccelConfig(inputs=64, layers=(16,), wbits=4), AccelConfig(inputs=64, layers=(16,), wbits=8)
-    assert cache_key(ds, a, TrainRecipe()) == cache_key(ds, b, TrainRecipe())
+    off = TrainRecipe(qat_epochs=0)
+    assert cache_key(ds, a, off) == cache_key(ds, b, off)
+    assert cache_key(ds, a, TrainRecipe()) != cache_key(ds, b, TrainRecipe())      # the default fine-tunes
     q = TrainRecipe(qat_epochs=1)
     assert cache_key(ds, a, q) != cache_key(ds, b, q)
 
@@ -56,7 +58,7 @@ def test_qat_weights_are_exact_on_chip_and_recover_accuracy():
     2**wfrac, exactly."""
     ds = load_dataset("digits")
     cfg = AccelConfig(inputs=64, layers=(32,), classes=10, wbits=2)
-    base = TrainRecipe(epochs=10, min_steps=1000, theta=1.0)
+    base = TrainRecipe(epochs=10, min_steps=1000, theta=1.0, qat_epochs=0)
     net0, q0, meta0 = fit(ds, cfg, base, progress=False)
     net1, q1, meta1 = fit(ds, cfg, base.replace(qat_epochs=20), progress=False)
     assert meta1["train"]["qat_wbits"] == 2

@@ -29,10 +29,11 @@ def test_recipe_fields_carry_meaning_and_defaults():
 def test_fine_tuning_fields_are_keyed_only_when_it_is_on():
     """A recipe without QAT hashes as before QAT existed (cached checkpoints, DSE points stay
     valid), whatever its qat_lr; one that fine-tunes hashes both fields."""
-    r = TrainRecipe()
+    r = TrainRecipe(qat_epochs=0)
     assert r.key() == {k: v for k, v in r.to_dict().items()
                        if k not in ("qat_epochs", "qat_lr", "bsff_target", "bsff_gain", "cos_theta", "cos_lr", "shift")}
     assert r.replace(shift=1).key()["shift"] == 1                     # augmentation joins when on
+    assert TrainRecipe().key()["qat_epochs"] == 2                     # the default fine-tunes
     assert r.replace(qat_lr=0.001).key() == r.key()
     # BSFF's loss fields join the key when they leave their defaults
     assert r.replace(bsff_gain=5.0).key()["bsff_gain"] == 5.0 and "bsff_target" not in r.replace(bsff_gain=5.0).key()

@@ -62,7 +62,7 @@ class TrainRecipe:
     score_layers: str = _f("auto", "auto: the cumulative score sums only the layers that help it on "
                                    "the validation split (golden model and engine honour the choice); "
                                    "all: every layer")
-    qat_epochs: int = _f(0, "quantisation-aware fine-tuning after training: passes over the training split "
+    qat_epochs: int = _f(2, "quantisation-aware fine-tuning after training: passes over the training split "
                             "with the layers' weights rounded to the config's wbits in the forward pass "
                             "(straight-through gradient), then stored on that grid (0: off)", "epochs")
     qat_lr: float = _f(0.0003, "Adam step of the quantisation-aware fine-tuning, in the units of lr (a tenth "
