@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ffaccel.dse.pareto import pareto
@@ -87,6 +88,15 @@ def test_space_validation(tmp_path):
         "[workload]\ndataset='digits'\n[axes]\nrows=[2]\n[fpga]\n": "needs device",
     }
     for text, frag in bad.items():
+        (tmp_path / "b.toml").write_text(text)
+        with pytest.raises(FFAccelError, match=frag):
+            load_space(tmp_path / "b.toml")
+    # shift augmentation is checked against the data set up front (flat rows; too large a move)
+    flat = tmp_path / "flat.npz"
+    np.savez(flat, x_train=np.zeros((20, 12), np.uint8), y_train=np.arange(20) % 2,
+             x_test=np.zeros((5, 12), np.uint8), y_test=np.arange(5) % 2)
+    for text, frag in {f"[workload]\ndataset='{flat}'\n[axes]\nrows=[2]\n'recipe.shift'=[0, 1]\n": "needs image data",
+                       "[workload]\ndataset='digits'\n[recipe]\nshift=8\n[axes]\nrows=[2]\n": "smaller side"}.items():
         (tmp_path / "b.toml").write_text(text)
         with pytest.raises(FFAccelError, match=frag):
             load_space(tmp_path / "b.toml")

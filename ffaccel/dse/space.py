@@ -311,4 +311,15 @@ def load_space(path: str | Path) -> Space:
         raise FFAccelError(f"--space: a design is invalid: {e}") from None
     except FFAccelError as e:              # a RecipeError
         raise FFAccelError(f"--space: a design's {e}") from None
+    shifts = {space.recipe_for(point).shift for point in space.grid()} - {0}
+    if shifts and "checkpoint" not in wl:
+        # shift augmentation needs images: ask the data set now, not at the first training
+        from ..data import load_dataset
+        from ..model.augment import shifter
+        shape = load_dataset(wl["dataset"]).image_shape
+        try:
+            for v in sorted(shifts):
+                shifter(recipe.replace(shift=v), shape)
+        except FFAccelError as e:
+            raise FFAccelError(f"--space: a design's {e}") from None
     return space
