@@ -303,15 +303,16 @@ def load_space(path: str | Path) -> Space:
         if k.startswith(RECIPE_AXIS) and fidelity and name in ("epochs", "min_steps"):
             raise FFAccelError(f"--space: axis {k!r}: the strategy's fidelity sets the epochs")
     # every design of the space must be a valid config and recipe: fail now, not after an hour
+    shifts = set()
     try:
         for point in space.grid():
             space.config(point)
-            space.recipe_for(point)
+            shifts.add(space.recipe_for(point).shift)
     except ConfigError as e:
         raise FFAccelError(f"--space: a design is invalid: {e}") from None
     except FFAccelError as e:              # a RecipeError
         raise FFAccelError(f"--space: a design's {e}") from None
-    shifts = {space.recipe_for(point).shift for point in space.grid()} - {0}
+    shifts -= {0}
     if shifts and "checkpoint" not in wl:
         # shift augmentation needs images: ask the data set now, not at the first training
         from ..data import load_dataset
