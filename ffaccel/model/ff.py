@@ -9,6 +9,7 @@ or cumulative head logits on the neutral-label input (OP).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -257,6 +258,35 @@ class TrainLog:
     train_seconds_per_epoch: float
 
 
+_flushing = 0          # depth of nested trainers that flush denormals (the flag is per thread)
+
+
+def flushes_denormals(train):
+    """Decorator for a trainer: denormal floats read as zero while it runs (the CPU's
+    flush-to-zero and denormals-are-zero modes, ``torch.set_flush_denormal``), and the
+    default comes back afterwards.
+
+    Adam's first moment of a weight whose gradient is zero (the inputs of a unit the ReLU
+    keeps off) shrinks by beta1 = 0.9 per step and is denormal after about 800 steps;
+    arithmetic on denormals is microcoded on x86, and it made Adam's step 72% of a 4x2000
+    training's time, twice the time of the first epoch (docs/architecture.md, section 2).
+    Values below 1.2e-38 carry nothing a training needs. The flag covers the calling thread
+    (torch's single thread by default); intra-op worker threads keep their own."""
+    @functools.wraps(train)
+    def wrapper(*args, **kwargs):
+        global _flushing
+        if _flushing == 0 and not torch.set_flush_denormal(True):
+            return train(*args, **kwargs)          # this CPU has no such mode
+        _flushing += 1
+        try:
+            return train(*args, **kwargs)
+        finally:
+            _flushing -= 1
+            if _flushing == 0:
+                torch.set_flush_denormal(False)
+    return wrapper
+
+
 def layer_optimizers(net: FFNet, lr: float, fan_in_lr: bool) -> list[torch.optim.Adam]:
     """One Adam per layer; group 0 holds the weight, group 1 the bias.
 
@@ -304,6 +334,7 @@ def _epochs(net: FFNet, opts: list, n: int, *, epochs: int, batch: int, rng: np.
     return TrainLog(epochs=epochs, seconds=dt, loss=losses, train_seconds_per_epoch=dt / max(epochs, 1))
 
 
+@flushes_denormals
 def train_ff(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecipe, *,
              progress: bool = True, fan_in_lr: bool = True, on_epoch=None,
              image_shape: tuple[int, int] | None = None) -> TrainLog:
@@ -382,6 +413,7 @@ def bsff_goodness(net: FFNet, i: int, x: torch.Tensor) -> tuple[torch.Tensor, to
     return e2.mean(-1) / (k * k), h
 
 
+@flushes_denormals
 def train_heads(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecipe, *,
                 progress: bool = True, image_shape: tuple[int, int] | None = None) -> float:
     """OP heads: cumulative logits L_l = L_{l-1} + H_l (h_l/||h_l||), cross-entropy at every
@@ -420,6 +452,7 @@ def train_heads(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRec
     return time.perf_counter() - t0
 
 
+@flushes_denormals
 def train_lls(net: FFNet, x_codes: np.ndarray, y: np.ndarray, recipe: TrainRecipe, *,
               progress: bool = True, image_shape: tuple[int, int] | None = None) -> TrainLog:
     """Layer-local LLS training (the objective the fixed basis heads are made for): each
