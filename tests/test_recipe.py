@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ffaccel.config import AccelConfig, ConfigError
-from ffaccel.model.exits import apply_exit, cumulative, exit_report, select_scored
+from ffaccel.model.exits import apply_exit, cumulative, exit_report, scaled_nll, select_scored
 from ffaccel.model.golden import GoldenModel, QuantModel
 from ffaccel.model.recipe import RecipeError, TrainRecipe
 
@@ -126,15 +126,52 @@ def test_select_scored_drops_a_harmful_layer_and_keeps_useful_ones():
     assert select_scored(own, y) == (1, 1, 1)           # nothing to gain: every layer
 
 
-def test_select_scored_needs_a_real_gain():
-    """Identical layers: any subset scores the same, so every layer stays."""
+def test_select_scored_keeps_every_layer_on_a_tie():
+    """Identical layers: any subset scores the same (the temperature absorbs the sum's
+    scale), so every layer stays."""
     rng = np.random.default_rng(1)
     own, y = _scores(rng, layers=1, good=(True,))
     own = np.repeat(own, 3, axis=1)
     assert select_scored(own, y) == (1, 1, 1)
 
 
-def test_select_scored_beyond_ten_layers_eliminates_backwards():
+def test_scaled_nll_is_the_best_temperature_and_scale_free():
+    rng = np.random.default_rng(3)
+    own, y = _scores(rng, layers=1, good=(True,))
+    s = own[:, 0]
+    v = scaled_nll(s, y)
+    # a brute-force search over the temperature finds nothing lower
+    betas = np.exp(np.linspace(-8, 4, 2001))
+    z = s[None] * betas[:, None, None]
+    z = z - z.max(-1, keepdims=True)
+    grid = (np.log(np.exp(z).sum(-1)) - z[:, np.arange(len(y)), y]).mean(-1)
+    assert v <= grid.min() + 1e-9 and v >= grid.min() - 1e-4
+    assert abs(scaled_nll(1000.0 * s, y) - v) < 1e-9                 # MP sums and logits alike
+    assert abs(scaled_nll(np.zeros_like(s), y) - np.log(s.shape[1])) < 1e-12
+    noise = rng.normal(size=s.shape)
+    assert scaled_nll(noise, y) > v + 0.5                           # an uninformative score is worse
+
+
+def test_select_scored_reads_confidence_not_only_the_argmax():
+    """Two layers with the same argmax on every sample: layer 2 adds confident wrong votes
+    that flip no argmax of layer 1 + 2 here but make the sum's probabilities worse, and
+    some confidently right ones. The count of correct samples cannot tell {1} from {1, 2};
+    the NLL can, in both directions."""
+    rng = np.random.default_rng(4)
+    n, c = 600, 4
+    y = rng.integers(0, c, size=n)
+    base = rng.normal(size=(n, c))
+    base[np.arange(n), y] += 4.0
+    own = np.stack([base, 0.2 * base], axis=1)            # layer 2 alone = a scaled layer 1
+    assert select_scored(own, y) == (1, 1)                # equal: both stay
+    hurt = own.copy()
+    hurt[np.arange(n), 1, (y + 1) % c] += 0.8 * (hurt[np.arange(n), 0, y] - hurt[np.arange(n), 0, (y + 1) % c]).clip(0)
+    acc = lambda m: int((np.einsum("blc,l->bc", hurt, np.asarray(m, float)).argmax(1) == y).sum())
+    assert acc((1, 0)) == acc((1, 1))                     # no argmax changes...
+    assert select_scored(hurt, y) == (1, 0)               # ...but the sum is less sure of the truth
+
+
+def test_select_scored_beyond_eight_layers_eliminates_backwards():
     rng = np.random.default_rng(2)
     good = (True,) * 11 + (False,)
     own, y = _scores(rng, layers=12, good=good)
